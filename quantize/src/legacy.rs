@@ -1,0 +1,226 @@
+//! The legacy 32-element formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (ggml's `quantize_row_q*_ref`).
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use crate::block::BlockFormat;
+use crate::rounding::{c_trunc, from_f16, to_f16};
+use crate::GgmlType;
+
+const QK: usize = 32;
+
+/// Q4_0: 4-bit quants `q` with one scale; `x = (q - 8) * d`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ4_0 {
+    pub d: f16,
+    /// Element `j` in the low nibble of byte `j`, element `j + 16` in the high nibble.
+    pub qs: [u8; QK / 2],
+}
+
+/// Q4_1: 4-bit quants with a scale and a minimum; `x = q * d + m`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ4_1 {
+    pub d: f16,
+    pub m: f16,
+    pub qs: [u8; QK / 2],
+}
+
+/// Q5_0: 5-bit quants (low nibbles in `qs`, fifth bits in `qh`); `x = (q - 16) * d`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_0 {
+    pub d: f16,
+    /// Bit `j` is the fifth bit of element `j` (little-endian u32).
+    pub qh: [u8; 4],
+    pub qs: [u8; QK / 2],
+}
+
+/// Q5_1: 5-bit quants with a scale and a minimum; `x = q * d + m`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_1 {
+    pub d: f16,
+    pub m: f16,
+    pub qh: [u8; 4],
+    pub qs: [u8; QK / 2],
+}
+
+/// Q8_0: 8-bit quants with one scale; `x = q * d`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ8_0 {
+    pub d: f16,
+    pub qs: [i8; QK],
+}
+
+/// The value of largest magnitude, the first one found on ties (ggml's `amax`/`max` loop).
+#[inline(always)]
+fn signed_absmax(x: &[f32]) -> f32 {
+    let mut amax = 0.0f32;
+    let mut max = 0.0f32;
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
+
+#[inline(always)]
+fn min_max(x: &[f32]) -> (f32, f32) {
+    let mut min = f32::MAX;
+    let mut max = -f32::MAX;
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
+#[inline(always)]
+fn inverse(d: f32) -> f32 {
+    if d != 0.0 {
+        1.0 / d
+    } else {
+        0.0
+    }
+}
+
+/// Splits 5-bit quants into the low-nibble bytes and the 32 fifth bits, as Q5_0/Q5_1 store them.
+#[inline(always)]
+fn pack_q5(q: impl Fn(usize) -> u8) -> ([u8; 4], [u8; QK / 2]) {
+    let mut qs = [0u8; QK / 2];
+    let mut qh = 0u32;
+    for j in 0..QK / 2 {
+        let (a, b) = (q(j), q(j + QK / 2));
+        qs[j] = (a & 0x0F) | ((b & 0x0F) << 4);
+        qh |= (((a & 0x10) >> 4) as u32) << j;
+        qh |= (((b & 0x10) >> 4) as u32) << (j + QK / 2);
+    }
+    (qh.to_le_bytes(), qs)
+}
+
+/// The 5-bit quant of element `j` in a Q5 block.
+#[inline(always)]
+fn unpack_q5(qh: [u8; 4], qs: &[u8; QK / 2], j: usize) -> i32 {
+    let qh = u32::from_le_bytes(qh);
+    let (nibble, high) = if j < QK / 2 {
+        (qs[j] & 0x0F, ((qh >> j) << 4) & 0x10)
+    } else {
+        (qs[j - QK / 2] >> 4, (qh >> (j - QK / 2 + 12)) & 0x10)
+    };
+    (nibble as u32 | high) as i32
+}
+
+impl BlockFormat for BlockQ4_0 {
+    const TYPE: GgmlType = GgmlType::Q4_0;
+
+    fn quantize(x: &[f32]) -> Self {
+        let d = signed_absmax(x) / -8.0;
+        let id = inverse(d);
+        let q = |v: f32| (c_trunc(v * id + 8.5) as i8).min(15) as u8;
+        let mut qs = [0u8; QK / 2];
+        for j in 0..QK / 2 {
+            qs[j] = q(x[j]) | (q(x[j + QK / 2]) << 4);
+        }
+        BlockQ4_0 { d: to_f16(d), qs }
+    }
+
+    fn dequantize(&self, y: &mut [f32]) {
+        let d = from_f16(self.d);
+        for j in 0..QK / 2 {
+            y[j] = ((self.qs[j] & 0x0F) as i32 - 8) as f32 * d;
+            y[j + QK / 2] = ((self.qs[j] >> 4) as i32 - 8) as f32 * d;
+        }
+    }
+}
+
+impl BlockFormat for BlockQ4_1 {
+    const TYPE: GgmlType = GgmlType::Q4_1;
+
+    fn quantize(x: &[f32]) -> Self {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 15.0;
+        let id = inverse(d);
+        let q = |v: f32| (c_trunc((v - min) * id + 0.5) as i8).min(15) as u8;
+        let mut qs = [0u8; QK / 2];
+        for j in 0..QK / 2 {
+            qs[j] = q(x[j]) | (q(x[j + QK / 2]) << 4);
+        }
+        BlockQ4_1 { d: to_f16(d), m: to_f16(min), qs }
+    }
+
+    fn dequantize(&self, y: &mut [f32]) {
+        let (d, m) = (from_f16(self.d), from_f16(self.m));
+        for j in 0..QK / 2 {
+            y[j] = (self.qs[j] & 0x0F) as f32 * d + m;
+            y[j + QK / 2] = (self.qs[j] >> 4) as f32 * d + m;
+        }
+    }
+}
+
+impl BlockFormat for BlockQ5_0 {
+    const TYPE: GgmlType = GgmlType::Q5_0;
+
+    fn quantize(x: &[f32]) -> Self {
+        let d = signed_absmax(x) / -16.0;
+        let id = inverse(d);
+        let (qh, qs) = pack_q5(|j| (c_trunc(x[j] * id + 16.5) as i8).min(31) as u8);
+        BlockQ5_0 { d: to_f16(d), qh, qs }
+    }
+
+    fn dequantize(&self, y: &mut [f32]) {
+        let d = from_f16(self.d);
+        for (j, out) in y.iter_mut().enumerate().take(QK) {
+            *out = (unpack_q5(self.qh, &self.qs, j) - 16) as f32 * d;
+        }
+    }
+}
+
+impl BlockFormat for BlockQ5_1 {
+    const TYPE: GgmlType = GgmlType::Q5_1;
+
+    fn quantize(x: &[f32]) -> Self {
+        let (min, max) = min_max(x);
+        let d = (max - min) / 31.0;
+        let id = inverse(d);
+        let (qh, qs) = pack_q5(|j| c_trunc((x[j] - min) * id + 0.5) as u8);
+        BlockQ5_1 { d: to_f16(d), m: to_f16(min), qh, qs }
+    }
+
+    fn dequantize(&self, y: &mut [f32]) {
+        let (d, m) = (from_f16(self.d), from_f16(self.m));
+        for (j, out) in y.iter_mut().enumerate().take(QK) {
+            *out = unpack_q5(self.qh, &self.qs, j) as f32 * d + m;
+        }
+    }
+}
+
+impl BlockFormat for BlockQ8_0 {
+    const TYPE: GgmlType = GgmlType::Q8_0;
+
+    fn quantize(x: &[f32]) -> Self {
+        let amax = x.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = inverse(d);
+        let mut qs = [0i8; QK];
+        for (q, &v) in qs.iter_mut().zip(x) {
+            *q = c_trunc((v * id).round()) as i8;
+        }
+        BlockQ8_0 { d: to_f16(d), qs }
+    }
+
+    fn dequantize(&self, y: &mut [f32]) {
+        let d = from_f16(self.d);
+        for (out, &q) in y.iter_mut().zip(&self.qs) {
+            *out = q as f32 * d;
+        }
+    }
+}
