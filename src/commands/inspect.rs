@@ -1,0 +1,154 @@
+//! `strata inspect FILE.gguf`: header, metadata, tensor table and bytes per tensor class.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde_json::json;
+use strata_convert::gguf::GgufFile;
+use strata_convert::TensorClass;
+use strata_quantize::GgmlType;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The GGUF file.
+    #[arg(value_name = "FILE.gguf")]
+    pub model: PathBuf,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Arrays longer than this are summarized (first elements and length).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub max_array: usize,
+}
+
+/// Count and bytes of a group of tensors.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    count: usize,
+    bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: u64) {
+        self.count += 1;
+        self.bytes += bytes;
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let file = GgufFile::open(&args.model)?;
+    let classes = tally_by(&file, |t| TensorClass::of(&t.name, t.shape.len()));
+    let types = tally_by(&file, |t| t.ty);
+    if args.json {
+        super::print(&serde_json::to_string_pretty(&to_json(args, &file, &classes, &types))?)
+    } else {
+        super::print(&render_text(args, &file, &classes, &types))
+    }
+}
+
+fn tally_by<K: Ord>(file: &GgufFile, key: impl Fn(&strata_convert::gguf::TensorInfo) -> K) -> BTreeMap<K, Tally> {
+    let mut out = BTreeMap::new();
+    for t in &file.tensors {
+        out.entry(key(t)).or_insert_with(Tally::default).add(t.n_bytes());
+    }
+    out
+}
+
+fn to_json(
+    args: &Args,
+    file: &GgufFile,
+    classes: &BTreeMap<TensorClass, Tally>,
+    types: &BTreeMap<GgmlType, Tally>,
+) -> serde_json::Value {
+    let metadata: serde_json::Map<String, serde_json::Value> =
+        file.metadata.iter().map(|(k, v)| (k.clone(), v.to_json(args.max_array))).collect();
+    let tensors: Vec<_> = file
+        .tensors
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "type": t.ty.name(),
+                "shape": t.shape,
+                "bytes": t.n_bytes(),
+                "class": TensorClass::of(&t.name, t.shape.len()).name(),
+            })
+        })
+        .collect();
+    json!({
+        "path": args.model,
+        "version": file.version,
+        "alignment": file.alignment,
+        "data_offset": file.data_offset,
+        "file_size": file.file_size,
+        "metadata": metadata,
+        "tensors": tensors,
+        "classes": classes.iter().map(|(c, t)| json!({"class": c.name(), "count": t.count, "bytes": t.bytes})).collect::<Vec<_>>(),
+        "types": types.iter().map(|(ty, t)| json!({"type": ty.name(), "count": t.count, "bytes": t.bytes})).collect::<Vec<_>>(),
+        "total_bytes": file.tensor_bytes(),
+    })
+}
+
+fn render_text(args: &Args, file: &GgufFile, classes: &BTreeMap<TensorClass, Tally>, types: &BTreeMap<GgmlType, Tally>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", args.model.display());
+    let _ = writeln!(
+            out,
+        "GGUF v{}: {} metadata keys, {} tensors, {} of tensor data from byte {} (alignment {}), file {}",
+        file.version,
+        file.metadata.len(),
+        file.tensors.len(),
+        human_bytes(file.tensor_bytes()),
+        file.data_offset,
+        file.alignment,
+        human_bytes(file.file_size),
+    );
+
+    let _ = writeln!(out, "\nmetadata:");
+    let key_width = file.metadata.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in &file.metadata {
+        let _ = writeln!(out, "  {key:key_width$}  {}", value.summary(args.max_array));
+    }
+
+    let _ = writeln!(out, "\ntensors:");
+    let name_width = file.tensors.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+    let _ = writeln!(out, "  {:name_width$}  {:7}  {:>22}  {:>12}  class", "name", "type", "shape", "bytes");
+    for t in &file.tensors {
+        let shape = t.shape.iter().map(u64::to_string).collect::<Vec<_>>().join(" x ");
+        let class = TensorClass::of(&t.name, t.shape.len());
+        let _ = writeln!(out, "  {:name_width$}  {:7}  {shape:>22}  {:>12}  {class}", t.name, t.ty.name(), t.n_bytes());
+    }
+
+    let total = file.tensor_bytes().max(1);
+    let _ = writeln!(out, "\nbytes by tensor class:");
+    let _ = writeln!(out, "  {:22}  {:>6}  {:>12}  {:>6}", "class", "count", "bytes", "share");
+    for (class, tally) in classes {
+        let share = 100.0 * tally.bytes as f64 / total as f64;
+        let _ = writeln!(out, "  {:22}  {:>6}  {:>12}  {share:5.1}%", class.name(), tally.count, human_bytes(tally.bytes));
+    }
+    let _ = writeln!(out, "\nbytes by type:");
+    for (ty, tally) in types {
+        let _ = writeln!(out, "  {:22}  {:>6}  {:>12}", ty.name(), tally.count, human_bytes(tally.bytes));
+    }
+    let _ = writeln!(out, "\ntotal: {} tensors, {} ({} bytes)", file.tensors.len(), human_bytes(file.tensor_bytes()), file.tensor_bytes());
+    out
+}
+
+/// Bytes in binary units with three significant figures: "129 MiB".
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ if value < 10.0 => format!("{value:.2} {}", UNITS[unit]),
+        _ if value < 100.0 => format!("{value:.1} {}", UNITS[unit]),
+        _ => format!("{value:.0} {}", UNITS[unit]),
+    }
+}

@@ -1,0 +1,56 @@
+//! Helpers shared by the end-to-end tests: where the binary, the real models and the
+//! reference Python are. `scripts/setup.sh` provides the models and the Python; a test that
+//! finds them missing fails and says so (it never skips).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A real model from `.models/` (fetched by scripts/setup.sh).
+pub fn model(name: &str) -> PathBuf {
+    let path = repo().join(".models").join(name);
+    assert!(path.is_file(), "{} is missing: run scripts/setup.sh first", path.display());
+    path
+}
+
+/// The Python with `gguf` installed (scripts/setup.sh makes `.venv`).
+pub fn python() -> PathBuf {
+    let path = repo().join(".venv/bin/python");
+    assert!(path.is_file(), "{} is missing: run scripts/setup.sh first", path.display());
+    path
+}
+
+/// Runs the strata binary with `args`.
+pub fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata")).args(args).output().expect("run strata")
+}
+
+/// Runs strata and returns its stdout, failing the test with its stderr if it failed.
+pub fn strata_ok(args: &[&str]) -> String {
+    let out = strata(args);
+    assert!(out.status.success(), "strata {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Asserts that a run failed cleanly: exit status 1, exactly one line on stderr that starts
+/// with "error: " and contains each of `needles`, and no panic.
+pub fn assert_clean_failure(out: &Output, needles: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, got {:?}; stderr: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for needle in needles {
+        assert!(lines[0].contains(needle), "error line lacks {needle:?}: {stderr}");
+    }
+    stderr
+}
