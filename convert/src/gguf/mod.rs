@@ -5,6 +5,7 @@
 
 mod read;
 mod value;
+mod write;
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use strata_quantize::GgmlType;
 
 pub use read::{parse, GgufError};
 pub use value::{Value, ValueType};
+pub use write::{encode_header, layout};
 
 /// The four bytes every GGUF file starts with.
 pub const MAGIC: &[u8; 4] = b"GGUF";

@@ -1,0 +1,56 @@
+//! `strata inspect` on files that are not valid GGUF: one error line naming the file and the
+//! problem, exit status 1, no panic.
+
+mod common;
+
+use std::path::PathBuf;
+
+fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("strata-inspect-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn missing_file_and_directory() {
+    let out = common::strata(&["inspect", "/nonexistent/model.gguf"]);
+    common::assert_clean_failure(&out, &["/nonexistent/model.gguf", "cannot open"]);
+    let dir = std::env::temp_dir();
+    let out = common::strata(&["inspect", dir.to_str().unwrap()]);
+    common::assert_clean_failure(&out, &[dir.to_str().unwrap()]);
+}
+
+#[test]
+fn truncated_real_model() {
+    let real = std::fs::read(common::model(common::SMOLLM2)).unwrap();
+    let data_offset = 1_785_664; // where SmolLM2's tensor data starts (strata inspect says so)
+    for cut in [0, 3, 4, 8, 17, 24, 100, 1000, 50_000, 1_000_000, data_offset - 1, data_offset + 4096, real.len() - 1] {
+        let path = scratch(&format!("cut-{cut}.gguf"), &real[..cut]);
+        let out = common::strata(&["inspect", path.to_str().unwrap()]);
+        common::assert_clean_failure(&out, &[path.to_str().unwrap(), "not a valid GGUF file"]);
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+#[test]
+fn corrupted_real_header() {
+    let real = std::fs::read(common::model(common::SMOLLM2)).unwrap();
+    let header = &real[..1_785_664];
+    let cases: [(&str, usize, &[u8], &str); 4] = [
+        ("magic", 0, b"GGML", "bad magic"),
+        ("tensor-count", 8, &(1u64 << 60).to_le_bytes(), "tensor count is 1152921504606846976"),
+        ("kv-count", 16, &u64::MAX.to_le_bytes(), "metadata key count is 18446744073709551615"),
+        ("key-length", 24, &(1u64 << 40).to_le_bytes(), "claims 1099511627776 bytes"),
+    ];
+    for (name, at, patch, expected) in cases {
+        let mut bad = header.to_vec();
+        bad[at..at + patch.len()].copy_from_slice(patch);
+        let path = scratch(&format!("{name}.gguf"), &bad);
+        let out = common::strata(&["inspect", "--json", path.to_str().unwrap()]);
+        common::assert_clean_failure(&out, &[path.to_str().unwrap(), expected]);
+        assert!(out.stdout.is_empty(), "no partial output on stdout");
+        std::fs::remove_file(path).unwrap();
+    }
+}
