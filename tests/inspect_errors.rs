@@ -19,7 +19,7 @@ fn missing_file_and_directory() {
     common::assert_clean_failure(&out, &["/nonexistent/model.gguf", "cannot open"]);
     let dir = std::env::temp_dir();
     let out = common::strata(&["inspect", dir.to_str().unwrap()]);
-    common::assert_clean_failure(&out, &[dir.to_str().unwrap()]);
+    common::assert_clean_failure(&out, &[dir.to_str().unwrap(), "is a directory"]);
 }
 
 #[test]

@@ -10,9 +10,7 @@ pub(crate) fn to_bf16_bits(x: f32) -> u16 {
 }
 
 pub(crate) fn quantize_f32(src: &[f32], dst: &mut [u8]) {
-    for (v, out) in src.iter().zip(dst.chunks_exact_mut(4)) {
-        out.copy_from_slice(&v.to_le_bytes());
-    }
+    dst.copy_from_slice(bytemuck::cast_slice(src));
 }
 
 pub(crate) fn quantize_f16(src: &[f32], dst: &mut [u8]) {

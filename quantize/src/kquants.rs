@@ -69,6 +69,18 @@ pub struct BlockQ6K {
     pub d: f16,
 }
 
+/// Sub-block `j` of `N` elements.
+#[inline(always)]
+fn sub_block<const N: usize>(x: &[f32; QK_K], j: usize) -> &[f32; N] {
+    x[N * j..N * (j + 1)].try_into().expect("in range")
+}
+
+/// Sub-block `j` of `N` quants, mutably.
+#[inline(always)]
+fn sub_block_mut<const N: usize, T>(l: &mut [T; QK_K], j: usize) -> &mut [T; N] {
+    (&mut l[N * j..N * (j + 1)]).try_into().expect("in range")
+}
+
 /// Packs 2-bit values the way Q2_K and Q3_K store `qs`.
 fn pack_2bit(l: &[u8; QK_K]) -> [u8; QK_K / 4] {
     let mut qs = [0u8; QK_K / 4];
@@ -98,17 +110,17 @@ impl BlockFormat for BlockQ2K {
     fn quantize(x: &[f32]) -> Self {
         const Q4SCALE: f32 = 15.0;
         let search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: true };
+        let x: &[f32; QK_K] = x.try_into().expect("one block");
         let mut l = [0u8; QK_K];
-        let mut laux = [0u8; 16];
         let mut weights = [0f32; 16];
         let mut scales = [0f32; QK_K / 16];
         let mut mins = [0f32; QK_K / 16];
         for j in 0..QK_K / 16 {
-            let xs = &x[16 * j..16 * j + 16];
+            let xs = sub_block::<16>(x, j);
             for (w, &v) in weights.iter_mut().zip(xs) {
                 *w = v.abs();
             }
-            (scales[j], mins[j]) = make_qkx2_quants(3, xs, &weights, &mut l[16 * j..16 * j + 16], &mut laux, &search);
+            (scales[j], mins[j]) = make_qkx2_quants(3, xs, &weights, sub_block_mut::<16, _>(&mut l, j), &search);
         }
         let max_scale = positive_max(&scales);
         let max_min = positive_max(&mins);
@@ -167,12 +179,13 @@ impl BlockFormat for BlockQ3K {
     const TYPE: GgmlType = GgmlType::Q3_K;
 
     fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK_K] = x.try_into().expect("one block");
         let mut l = [0i8; QK_K];
         let mut scales = [0f32; QK_K / 16];
         let mut max_scale = 0.0f32;
         let mut amax = 0.0f32;
         for j in 0..QK_K / 16 {
-            scales[j] = make_q3_quants_rmse(4, &x[16 * j..16 * j + 16], &mut l[16 * j..16 * j + 16]);
+            scales[j] = make_q3_quants_rmse(4, sub_block::<16>(x, j), sub_block_mut::<16, _>(&mut l, j));
             let scale = scales[j].abs();
             if scale > amax {
                 amax = scale;
@@ -230,13 +243,13 @@ impl BlockFormat for BlockQ3K {
 
 /// The per-sub-block scales and mins of Q4_K and Q5_K (`nmax` 15 or 31), packed, and the quants.
 fn quantize_k4_family(x: &[f32], nmax: i32, search: &Qkx2Search) -> (f16, f16, [u8; 12], [u8; QK_K]) {
+    let x: &[f32; QK_K] = x.try_into().expect("one block");
     let mut l = [0u8; QK_K];
-    let mut laux = [0u8; 32];
     let mut weights = [0f32; 32];
     let mut scales = [0f32; 8];
     let mut mins = [0f32; 8];
     for j in 0..QK_K / 32 {
-        let xs = &x[32 * j..32 * j + 32];
+        let xs = sub_block::<32>(x, j);
         let mut sum_x2 = 0.0f32;
         for &v in xs {
             sum_x2 += v * v;
@@ -245,7 +258,7 @@ fn quantize_k4_family(x: &[f32], nmax: i32, search: &Qkx2Search) -> (f16, f16, [
         for (w, &v) in weights.iter_mut().zip(xs) {
             *w = av_x + v.abs();
         }
-        (scales[j], mins[j]) = make_qkx2_quants(nmax, xs, &weights, &mut l[32 * j..32 * j + 32], &mut laux, search);
+        (scales[j], mins[j]) = make_qkx2_quants(nmax, xs, &weights, sub_block_mut::<32, _>(&mut l, j), search);
     }
     let max_scale = positive_max(&scales);
     let max_min = positive_max(&mins);
@@ -338,12 +351,13 @@ impl BlockFormat for BlockQ6K {
     const TYPE: GgmlType = GgmlType::Q6_K;
 
     fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK_K] = x.try_into().expect("one block");
         let mut l = [0i8; QK_K];
         let mut scales = [0f32; QK_K / 16];
         let mut max_scale = 0.0f32;
         let mut max_abs_scale = 0.0f32;
         for ib in 0..QK_K / 16 {
-            let scale = make_qx_quants_rmse1(32, &x[16 * ib..16 * ib + 16], &mut l[16 * ib..16 * ib + 16]);
+            let scale = make_qx_quants_rmse1(32, sub_block::<16>(x, ib), sub_block_mut::<16, _>(&mut l, ib));
             scales[ib] = scale;
             if scale.abs() > max_abs_scale {
                 max_abs_scale = scale.abs();

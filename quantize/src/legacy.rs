@@ -4,7 +4,9 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use crate::block::BlockFormat;
-use crate::rounding::{c_trunc, from_f16, to_f16};
+#[cfg(not(target_arch = "x86_64"))]
+use crate::rounding::c_trunc;
+use crate::rounding::{from_f16, to_f16};
 use crate::GgmlType;
 
 const QK: usize = 32;
@@ -57,31 +59,49 @@ pub struct BlockQ8_0 {
 
 /// The value of largest magnitude, the first one found on ties (ggml's `amax`/`max` loop).
 #[inline(always)]
-fn signed_absmax(x: &[f32]) -> f32 {
-    let mut amax = 0.0f32;
-    let mut max = 0.0f32;
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
+fn signed_absmax(x: &[f32; QK]) -> f32 {
+    let amax = abs_max(x);
+    if amax == 0.0 {
+        return 0.0;
     }
-    max
+    *x.iter().find(|v| v.abs() == amax).expect("the maximum is an element")
 }
 
+/// The largest magnitude (exact in any order: the values are finite and non-negative).
 #[inline(always)]
-fn min_max(x: &[f32]) -> (f32, f32) {
-    let mut min = f32::MAX;
-    let mut max = -f32::MAX;
-    for &v in x {
-        if v < min {
-            min = v;
+fn abs_max(x: &[f32; QK]) -> f32 {
+    x.iter().fold(0.0f32, |a, &v| a.max(v.abs()))
+}
+
+/// ggml's running minimum and maximum (from ±FLT_MAX, strict comparisons). Computed in any
+/// order, which is exact but for the sign of a zero: there ggml keeps the block's first zero.
+#[inline(always)]
+fn min_max(x: &[f32; QK]) -> (f32, f32) {
+    let first_of = |m: f32| if m == 0.0 { *x.iter().find(|&&v| v == 0.0).expect("an element") } else { m };
+    let min = x.iter().fold(f32::MAX, |a, &v| a.min(v));
+    let max = x.iter().fold(-f32::MAX, |a, &v| a.max(v));
+    (first_of(min), first_of(max))
+}
+
+/// `c_trunc(f(v))` for each element, four at a time where the CPU converts four at once with
+/// the same semantics (`cvttps2dq`).
+#[inline(always)]
+fn trunc_each(x: &[f32; QK], f: impl Fn(f32) -> f32) -> [i32; QK] {
+    let v = x.map(f);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_cvttps_epi32, _mm_loadu_ps, _mm_storeu_si128};
+        let mut out = [0i32; QK];
+        for (o, c) in out.chunks_exact_mut(4).zip(v.chunks_exact(4)) {
+            // SAFETY: SSE2 is part of the x86-64 baseline; both chunks hold exactly four lanes.
+            unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), _mm_cvttps_epi32(_mm_loadu_ps(c.as_ptr()))) };
         }
-        if v > max {
-            max = v;
-        }
+        out
     }
-    (min, max)
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        v.map(c_trunc)
+    }
 }
 
 #[inline(always)]
@@ -123,12 +143,14 @@ impl BlockFormat for BlockQ4_0 {
     const TYPE: GgmlType = GgmlType::Q4_0;
 
     fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("one block");
         let d = signed_absmax(x) / -8.0;
         let id = inverse(d);
-        let q = |v: f32| (c_trunc(v * id + 8.5) as i8).min(15) as u8;
+        let t = trunc_each(x, |v| v * id + 8.5);
+        let q = |j: usize| (t[j] as i8).min(15) as u8;
         let mut qs = [0u8; QK / 2];
         for j in 0..QK / 2 {
-            qs[j] = q(x[j]) | (q(x[j + QK / 2]) << 4);
+            qs[j] = q(j) | (q(j + QK / 2) << 4);
         }
         BlockQ4_0 { d: to_f16(d), qs }
     }
@@ -146,13 +168,15 @@ impl BlockFormat for BlockQ4_1 {
     const TYPE: GgmlType = GgmlType::Q4_1;
 
     fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("one block");
         let (min, max) = min_max(x);
         let d = (max - min) / 15.0;
         let id = inverse(d);
-        let q = |v: f32| (c_trunc((v - min) * id + 0.5) as i8).min(15) as u8;
+        let t = trunc_each(x, |v| (v - min) * id + 0.5);
+        let q = |j: usize| (t[j] as i8).min(15) as u8;
         let mut qs = [0u8; QK / 2];
         for j in 0..QK / 2 {
-            qs[j] = q(x[j]) | (q(x[j + QK / 2]) << 4);
+            qs[j] = q(j) | (q(j + QK / 2) << 4);
         }
         BlockQ4_1 { d: to_f16(d), m: to_f16(min), qs }
     }
@@ -170,9 +194,11 @@ impl BlockFormat for BlockQ5_0 {
     const TYPE: GgmlType = GgmlType::Q5_0;
 
     fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("one block");
         let d = signed_absmax(x) / -16.0;
         let id = inverse(d);
-        let (qh, qs) = pack_q5(|j| (c_trunc(x[j] * id + 16.5) as i8).min(31) as u8);
+        let t = trunc_each(x, |v| v * id + 16.5);
+        let (qh, qs) = pack_q5(|j| (t[j] as i8).min(31) as u8);
         BlockQ5_0 { d: to_f16(d), qh, qs }
     }
 
@@ -188,10 +214,12 @@ impl BlockFormat for BlockQ5_1 {
     const TYPE: GgmlType = GgmlType::Q5_1;
 
     fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK] = x.try_into().expect("one block");
         let (min, max) = min_max(x);
         let d = (max - min) / 31.0;
         let id = inverse(d);
-        let (qh, qs) = pack_q5(|j| c_trunc((x[j] - min) * id + 0.5) as u8);
+        let t = trunc_each(x, |v| (v - min) * id + 0.5);
+        let (qh, qs) = pack_q5(|j| t[j] as u8);
         BlockQ5_1 { d: to_f16(d), m: to_f16(min), qh, qs }
     }
 
@@ -207,13 +235,11 @@ impl BlockFormat for BlockQ8_0 {
     const TYPE: GgmlType = GgmlType::Q8_0;
 
     fn quantize(x: &[f32]) -> Self {
-        let amax = x.iter().fold(0.0f32, |a, &v| a.max(v.abs()));
-        let d = amax / 127.0;
+        let x: &[f32; QK] = x.try_into().expect("one block");
+        let d = abs_max(x) / 127.0;
         let id = inverse(d);
-        let mut qs = [0i8; QK];
-        for (q, &v) in qs.iter_mut().zip(x) {
-            *q = c_trunc((v * id).round()) as i8;
-        }
+        let t = trunc_each(x, |v| (v * id).round());
+        let qs = t.map(|q| q as i8);
         BlockQ8_0 { d: to_f16(d), qs }
     }
 

@@ -113,6 +113,14 @@ fn check_buffers(ty: GgmlType, src_len: usize, n_per_row: usize, dst_len: usize)
     Ok(rows)
 }
 
+/// The index of the first NaN or infinity in `x`. Checks 64 values at a time without branching,
+/// so the common all-finite case runs at memory speed.
+fn first_non_finite(x: &[f32]) -> Option<usize> {
+    let all_finite = |c: &[f32]| c.iter().fold(true, |ok, v| ok & v.is_finite());
+    let chunk = x.chunks(64).position(|c| !all_finite(c))?;
+    x[chunk * 64..].iter().position(|v| !v.is_finite()).map(|i| chunk * 64 + i)
+}
+
 /// Quantizes rows of `n_per_row` values from `src` into `dst`, which must hold exactly
 /// `rows * row_size(ty, n_per_row)` bytes. Runs in parallel on the current rayon pool.
 ///
@@ -130,7 +138,7 @@ pub fn quantize_rows(ty: GgmlType, src: &[f32], n_per_row: usize, dst: &mut [u8]
         .par_chunks(task_elements)
         .zip(dst.par_chunks_mut(task_bytes))
         .enumerate()
-        .filter_map(|(task, (x, out))| match x.iter().position(|v| !v.is_finite()) {
+        .filter_map(|(task, (x, out))| match first_non_finite(x) {
             Some(i) => Some(task * task_elements + i),
             None => {
                 quantize(x, out);

@@ -19,12 +19,22 @@ pub(crate) fn nearest_int(fval: f32) -> i32 {
 /// C's float-to-integer conversion as x86-64 performs it (`cvttss2si`): truncation toward zero,
 /// and `i32::MIN` for NaN and anything outside the 32-bit range. ggml casts floats to `int8_t`
 /// and `uint8_t` through this instruction and keeps the low byte.
+#[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub(crate) fn c_trunc(f: f32) -> i32 {
-    if f >= -2_147_483_648.0 && f < 2_147_483_648.0 {
-        f as i32
-    } else {
-        i32::MIN
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_cvttss_si32, _mm_set_ss};
+        // SAFETY: SSE is part of the x86-64 baseline.
+        unsafe { _mm_cvttss_si32(_mm_set_ss(f)) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        if f >= -2_147_483_648.0 && f < 2_147_483_648.0 {
+            f as i32
+        } else {
+            i32::MIN
+        }
     }
 }
 
@@ -42,7 +52,7 @@ pub(crate) fn from_f16(h: f16) -> f32 {
 
 /// ggml's `make_qx_quants` with `rmse_type == 1` and no importance weights: a symmetric scale for
 /// `x` on the grid `-nmax..nmax-1`, refined over 18 trial scales. Writes `L[i] + nmax` to `l`.
-pub(crate) fn make_qx_quants_rmse1(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [i8; N]) -> f32 {
     let mut max = 0.0f32;
     let mut amax = 0.0f32;
     for &v in x {
@@ -93,7 +103,7 @@ pub(crate) fn make_qx_quants_rmse1(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
 
 /// ggml's `make_q3_quants` with `do_rmse`: a symmetric scale on `-nmax..nmax-1`, then up to five
 /// passes that move single quants while the weighted error drops. Writes `L[i] + nmax` to `l`.
-pub(crate) fn make_q3_quants_rmse(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+pub(crate) fn make_q3_quants_rmse<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [i8; N]) -> f32 {
     let mut max = 0.0f32;
     let mut amax = 0.0f32;
     for &v in x {
@@ -162,15 +172,15 @@ pub(crate) struct Qkx2Search {
 
 /// ggml's `make_qkx2_quants`: an asymmetric scale and minimum for `x` on `0..=nmax`, chosen by
 /// weighted least squares over `nstep + 1` trial scales. Returns `(scale, -min)`.
-pub(crate) fn make_qkx2_quants(
+pub(crate) fn make_qkx2_quants<const N: usize>(
     nmax: i32,
-    x: &[f32],
-    weights: &[f32],
-    l: &mut [u8],
-    laux: &mut [u8],
+    x: &[f32; N],
+    weights: &[f32; N],
+    l: &mut [u8; N],
     search: &Qkx2Search,
 ) -> (f32, f32) {
-    let n = x.len();
+    let n = N;
+    let mut laux = [0u8; N];
     let mut min = x[0];
     let mut max = x[0];
     let mut sum_w = weights[0];
@@ -232,7 +242,7 @@ pub(crate) fn make_qkx2_quants(
                 cur_error += weights[i] * err(diff);
             }
             if cur_error < best_error {
-                l[..n].copy_from_slice(&laux[..n]);
+                *l = laux;
                 best_error = cur_error;
                 scale = this_scale;
                 min = this_min;

@@ -65,6 +65,9 @@ impl GgufFile {
     /// Reads and checks the GGUF file at `path`. Errors name the file and what is wrong with it.
     pub fn open(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            anyhow::bail!("{}: is a directory, not a GGUF file", path.display());
+        }
         // SAFETY: the map is read-only and dropped before returning; a file truncated by another
         // process meanwhile is the caller's problem, as for every mmap-based reader.
         let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("{}: cannot map", path.display()))?;
