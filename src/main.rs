@@ -2,7 +2,11 @@
 //!
 //! This file only parses arguments and dispatches; each subcommand lives in `commands/`.
 
+mod chat;
 mod commands;
+mod generation;
+mod llama;
+mod sampling;
 
 use std::process::ExitCode;
 
@@ -19,12 +23,26 @@ struct Cli {
 enum Command {
     /// Show a GGUF file's header, metadata, tensors and bytes per tensor class.
     Inspect(commands::inspect::Args),
+    /// Generate text from a prompt (raw completion, or one chat turn with --chat).
+    Generate(commands::generate::Args),
+    /// Chat with a model, keeping the conversation in the KV cache between turns.
+    Chat(commands::chat::Args),
+    /// Show exactly what a chat template makes of a conversation.
+    Template(commands::template::Args),
+    /// Measure prompt processing and generation speed, as llama-bench does.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // llama.cpp spells --n-gpu-layers "-ngl": accept it as people type it.
+    let argv = std::env::args_os().map(|a| if a == "-ngl" { "--n-gpu-layers".into() } else { a });
+    let cli = Cli::parse_from(argv);
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Generate(args) => commands::generate::run(&args),
+        Command::Chat(args) => commands::chat::run(&args),
+        Command::Template(args) => commands::template::run(&args),
+        Command::Bench(args) => commands::bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,11 @@
 //! One module per subcommand.
 
+pub mod bench;
+pub mod chat;
+pub mod generate;
 pub mod inspect;
+pub mod run_args;
+pub mod template;
 
 use std::io::{ErrorKind, Write};
 

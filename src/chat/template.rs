@@ -1,0 +1,162 @@
+//! Chat templates: the Jinja a model ships in `tokenizer.chat_template`, rendered with minijinja
+//! the way transformers' `apply_chat_template` renders it (trim_blocks, lstrip_blocks, loop
+//! controls, Python string methods, `raise_exception`, `strftime_now`), plus built-ins by name.
+
+use anyhow::{anyhow, Result};
+use minijinja::{context, Environment, Error, ErrorKind, Value};
+
+use super::Message;
+
+/// Templates for files that carry none, by name.
+pub const BUILTINS: &[(&str, &str)] = &[
+    (
+        "chatml",
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
+    ),
+    (
+        "gemma",
+        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}",
+    ),
+    (
+        "llama3",
+        "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+    ),
+    (
+        "mistral",
+        "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% elif message['role'] == 'system' %}{{ message['content'] + '\n\n' }}{% endif %}{% endfor %}",
+    ),
+];
+
+/// What a template is rendered with besides the messages.
+#[derive(Clone, Debug, Default)]
+pub struct RenderOptions {
+    pub add_generation_prompt: bool,
+    pub bos_token: String,
+    pub eos_token: String,
+    /// `enable_thinking` for templates that read it (Qwen3, Gemma 4); unset leaves the template's default.
+    pub enable_thinking: Option<bool>,
+}
+
+/// A parsed chat template, ready to render.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+}
+
+impl ChatTemplate {
+    /// Parses `source`; errors say which line is wrong and why.
+    pub fn new(source: &str) -> Result<Self> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_fuel(Some(50_000_000));
+        env.set_recursion_limit(200);
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, msg))
+        });
+        env.add_function("strftime_now", |format: String| chrono::Local::now().format(&format).to_string());
+        env.add_template_owned("chat", source.to_string()).map_err(|e| anyhow!("chat template: {}", describe(&e)))?;
+        Ok(ChatTemplate { env })
+    }
+
+    /// A built-in template by name.
+    pub fn builtin(name: &str) -> Result<Self> {
+        let source = BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).ok_or_else(|| {
+            let names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
+            anyhow!("unknown built-in template {name:?}: known ones are {}", names.join(", "))
+        })?;
+        Self::new(source)
+    }
+
+    /// Renders `messages`: exactly the text the model will see.
+    pub fn render(&self, messages: &[Message], opts: &RenderOptions) -> Result<String> {
+        let template = self.env.get_template("chat").expect("added in new");
+        let mut ctx = context! {
+            messages => messages,
+            add_generation_prompt => opts.add_generation_prompt,
+            bos_token => opts.bos_token,
+            eos_token => opts.eos_token,
+            tools => Value::from(()),
+        };
+        if let Some(thinking) = opts.enable_thinking {
+            ctx = context! { enable_thinking => thinking, ..ctx };
+        }
+        template.render(ctx).map_err(|e| anyhow!("chat template: {}", describe(&e)))
+    }
+}
+
+/// "line N: what went wrong", from a minijinja error and its causes.
+fn describe(e: &Error) -> String {
+    let mut msg = match e.line() {
+        Some(line) => format!("line {line}: {}", e.detail().unwrap_or(&e.kind().to_string())),
+        None => e.detail().map_or_else(|| e.kind().to_string(), str::to_string),
+    };
+    if e.kind() == ErrorKind::InvalidOperation && e.detail().is_some() {
+        msg = format!("{msg} (raised by the template)");
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv() -> Vec<Message> {
+        vec![
+            Message::new("system", "Be brief."),
+            Message::new("user", "Hi"),
+            Message::new("assistant", "Hello."),
+            Message::new("user", "Capital of France?"),
+        ]
+    }
+
+    #[test]
+    fn chatml_builtin() {
+        let t = ChatTemplate::builtin("chatml").unwrap();
+        let out = t.render(&conv(), &RenderOptions { add_generation_prompt: true, ..Default::default() }).unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn gemma_builtin_folds_the_system_prompt() {
+        let t = ChatTemplate::builtin("gemma").unwrap();
+        let opts = RenderOptions { add_generation_prompt: true, bos_token: "<bos>".into(), ..Default::default() };
+        let out = t.render(&conv(), &opts).unwrap();
+        assert_eq!(
+            out,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
+
+    #[test]
+    fn python_methods_namespace_and_raise() {
+        let t = ChatTemplate::new(
+            "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{{ m.content.strip().upper() }}{% if m.content.startswith(' a') %}!{% endif %}{% endfor %}{{ ns.n }}",
+        )
+        .unwrap();
+        let out = t.render(&[Message::new("user", " a b ")], &RenderOptions::default()).unwrap();
+        assert_eq!(out, "A B!1");
+        let t = ChatTemplate::new("{% if messages|length > 0 %}{{ raise_exception('no messages allowed') }}{% endif %}").unwrap();
+        let err = t.render(&[Message::new("user", "x")], &RenderOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("no messages allowed") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn broken_templates_say_which_line() {
+        let err = ChatTemplate::new("ok\n{% for m in messages %}\n{{ m.content }\n{% endfor %}").err().unwrap().to_string();
+        assert!(err.starts_with("chat template: line 3"), "{err}");
+        let err = ChatTemplate::builtin("nope").err().unwrap().to_string();
+        assert!(err.contains("chatml, gemma, llama3, mistral"), "{err}");
+    }
+
+    #[test]
+    fn runaway_templates_stop() {
+        let t = ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}").unwrap();
+        let err = t.render(&[], &RenderOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("fuel") || err.contains("range"), "{err}");
+    }
+}

@@ -1,0 +1,94 @@
+//! `strata bench MODEL`: prompt processing and generation speed, measured as llama-bench does
+//! (pp: a batch of N tokens into an empty cache; tg: N tokens decoded one at a time from an empty
+//! cache), after one warm-up run, over repetitions, reported as mean ± standard deviation.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::run_args::ModelArgs;
+use crate::llama::Session;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt tokens for the pp test (0: skip).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    pub n_prompt: usize,
+    /// Generated tokens for the tg test (0: skip).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    pub n_gen: usize,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    pub repetitions: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Tokens per second of each repetition of `run`, after one warm-up.
+fn measure(session: &mut Session<'_>, reps: usize, n: usize, mut run: impl FnMut(&mut Session<'_>) -> Result<()>) -> Result<Vec<f64>> {
+    session.clear();
+    run(session)?;
+    let mut speeds = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        session.clear();
+        let start = Instant::now();
+        run(session)?;
+        speeds.push(n as f64 / start.elapsed().as_secs_f64());
+    }
+    Ok(speeds)
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64 } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let model = args.model.load()?;
+    let mut ctx = args.model.context(false)?;
+    ctx.n_ctx = ctx.n_ctx.max((args.n_prompt + args.n_gen) as u32);
+    let mut session = model.session(&ctx)?;
+    // Token ids spread over the vocabulary, as llama-bench uses random tokens.
+    let vocab = model.n_vocab() as u64;
+    let tokens: Vec<i32> = (0..args.n_prompt.max(args.n_gen) as u64).map(|i| ((i * 2_654_435_761 + 17) % vocab) as i32).collect();
+    let reps = args.repetitions.max(1);
+    let mut rows = Vec::new();
+    if args.n_prompt > 0 {
+        let speeds = measure(&mut session, reps, args.n_prompt, |s| s.feed(&tokens[..args.n_prompt]).map(|_| ()))?;
+        rows.push((format!("pp{}", args.n_prompt), speeds));
+    }
+    if args.n_gen > 0 {
+        let speeds = measure(&mut session, reps, args.n_gen, |s| {
+            for &t in &tokens[..args.n_gen] {
+                s.push(t)?;
+            }
+            Ok(())
+        })?;
+        rows.push((format!("tg{}", args.n_gen), speeds));
+    }
+    let name = model.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if args.json {
+        let tests: Vec<_> = rows
+            .iter()
+            .map(|(test, s)| {
+                let (mean, sd) = mean_sd(s);
+                json!({"test": test, "tokens_per_second": mean, "stddev": sd, "samples": s})
+            })
+            .collect();
+        return super::print(&serde_json::to_string_pretty(&json!({"model": name, "threads": ctx.n_threads, "tests": tests}))?);
+    }
+    let mut out = format!("| model | size | threads | test | t/s |\n|---|---:|---:|---:|---:|\n");
+    for (test, s) in &rows {
+        let (mean, sd) = mean_sd(s);
+        out += &format!(
+            "| {name} | {} | {} | {test} | {mean:.2} ± {sd:.2} |\n",
+            super::inspect::human_bytes(model.size()),
+            ctx.n_threads
+        );
+    }
+    super::print(&out)
+}

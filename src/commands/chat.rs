@@ -1,0 +1,250 @@
+//! `strata chat MODEL`: interactive multi-turn chat that keeps the KV cache between turns, and
+//! the template options `generate --chat` and `template` share.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context, Result};
+
+use super::run_args::{ModelArgs, SamplingArgs};
+use crate::chat::template::{ChatTemplate, RenderOptions};
+use crate::chat::Message;
+use crate::generation::{generate, Request, StopReason};
+use crate::llama::Model;
+use crate::sampling::Sampler;
+
+/// What to do with a model's thinking segment (`<think>...</think>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reasoning {
+    Show,
+    Hide,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct TemplateArgs {
+    /// Use a built-in template (chatml, gemma, llama3, mistral) instead of the model's.
+    #[arg(long = "chat-template", value_name = "NAME")]
+    pub chat_template: Option<String>,
+    /// Use the Jinja template in this file instead of the model's.
+    #[arg(long = "chat-template-file", value_name = "FILE", conflicts_with = "chat_template")]
+    pub chat_template_file: Option<PathBuf>,
+    /// Set the template's enable_thinking switch (Qwen3, Gemma 4).
+    #[arg(long = "think", value_name = "BOOL")]
+    pub think: Option<bool>,
+    /// Show or hide the thinking segment of answers.
+    #[arg(long, value_enum, default_value_t = Reasoning::Show)]
+    pub reasoning: Reasoning,
+}
+
+impl TemplateArgs {
+    /// The template to use: a file or built-in if asked, else the model's own, else the
+    /// built-in that fits its architecture.
+    pub fn resolve(&self, model: &Model) -> Result<ChatTemplate> {
+        if let Some(file) = &self.chat_template_file {
+            let source = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+            return ChatTemplate::new(&source).with_context(|| file.display().to_string());
+        }
+        if let Some(name) = &self.chat_template {
+            return ChatTemplate::builtin(name);
+        }
+        if let Some(source) = model.meta("tokenizer.chat_template") {
+            return ChatTemplate::new(&source).with_context(|| format!("{}: tokenizer.chat_template", model.path.display()));
+        }
+        let arch = model.meta("general.architecture").unwrap_or_default();
+        ChatTemplate::builtin(if arch.starts_with("gemma") { "gemma" } else if arch == "llama" { "llama3" } else { "chatml" })
+    }
+
+    pub fn render_options(&self, model: &Model) -> RenderOptions {
+        let (bos_token, eos_token) = model.bos_eos_text();
+        RenderOptions { add_generation_prompt: false, bos_token, eos_token, enable_thinking: self.think }
+    }
+}
+
+/// Removes `<think>...</think>` from streamed text when hiding reasoning.
+pub struct ThinkingFilter {
+    hide: bool,
+    inside: bool,
+    held: String,
+}
+
+impl ThinkingFilter {
+    const OPEN: &'static str = "<think>";
+    const CLOSE: &'static str = "</think>";
+
+    pub fn new(reasoning: Reasoning) -> Self {
+        ThinkingFilter { hide: reasoning == Reasoning::Hide, inside: false, held: String::new() }
+    }
+
+    /// The part of `piece` to show; may hold back the start of a marker until it is complete.
+    pub fn push(&mut self, piece: &str) -> String {
+        if !self.hide {
+            return piece.to_string();
+        }
+        self.held.push_str(piece);
+        let mut out = String::new();
+        loop {
+            let marker = if self.inside { Self::CLOSE } else { Self::OPEN };
+            if let Some(at) = self.held.find(marker) {
+                if !self.inside {
+                    out.push_str(&self.held[..at]);
+                }
+                self.held.drain(..at + marker.len());
+                self.inside = !self.inside;
+                continue;
+            }
+            let keep = (1..marker.len()).rev().find(|&n| self.held.ends_with(&marker[..n])).unwrap_or(0);
+            let cut = self.held.len() - keep;
+            if !self.inside {
+                out.push_str(&self.held[..cut]);
+            }
+            self.held.drain(..cut);
+            return out.trim_start_matches('\n').to_string();
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub template: TemplateArgs,
+    /// A system message for the conversation.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Answer this one message and exit.
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: Option<String>,
+    /// Most tokens per answer (-1: until the context is full).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// When the conversation outgrows the context, drop the oldest turns instead of stopping.
+    #[arg(long = "drop-old-turns")]
+    pub drop_old_turns: bool,
+}
+
+static GENERATING: AtomicBool = AtomicBool::new(false);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+pub fn run(args: &Args) -> Result<()> {
+    let model = args.model.load()?;
+    let template = args.template.resolve(&model)?;
+    let base_opts = RenderOptions { add_generation_prompt: true, ..args.template.render_options(&model) };
+    let mut sampler = Sampler::new(args.sampling.params(&model)?);
+    // A full-size sliding-window cache, so each turn can reuse the conversation so far.
+    let mut session = model.session(&args.model.context(true)?)?;
+    ctrlc::set_handler(|| {
+        if GENERATING.load(Ordering::SeqCst) && !INTERRUPTED.swap(true, Ordering::SeqCst) {
+            return; // first Ctrl-C: stop the answer
+        }
+        eprintln!();
+        std::process::exit(130);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+
+    let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
+    let interactive = args.prompt.is_none() && std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!("strata chat: {} (/reset to start over, /exit or Ctrl-D to leave, Ctrl-C stops an answer)", model.path.display());
+    }
+    let mut lines = std::io::stdin().lock().lines();
+    let mut turn = 0;
+    loop {
+        let input = match &args.prompt {
+            Some(p) if turn == 0 => p.clone(),
+            Some(_) => break,
+            None => {
+                if interactive {
+                    eprint!("> ");
+                    std::io::stderr().flush().ok();
+                }
+                match lines.next() {
+                    None => break,
+                    Some(line) => line.context("cannot read standard input")?,
+                }
+            }
+        };
+        let input = input.trim();
+        match input {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                messages.retain(|m| m.role == "system");
+                session.clear();
+                sampler.reset();
+                eprintln!("[conversation reset]");
+                continue;
+            }
+            _ => {}
+        }
+        turn += 1;
+        messages.push(Message::new("user", input));
+        let tokens = loop {
+            let tokens = model.tokenize(&template.render(&messages, &base_opts)?, false, true);
+            if tokens.len() < session.n_ctx() {
+                break tokens;
+            }
+            let first_turn = messages.iter().position(|m| m.role != "system").unwrap_or(0);
+            if !args.drop_old_turns || messages.len() - first_turn <= 1 {
+                messages.pop();
+                bail!(
+                    "the conversation is {} tokens, the context is {} (raise -c, or use --drop-old-turns)",
+                    tokens.len(),
+                    session.n_ctx()
+                );
+            }
+            messages.drain(first_turn..(first_turn + 2).min(messages.len() - 1));
+        };
+        let room = session.n_ctx() - tokens.len();
+        let max_tokens = Some(usize::try_from(args.n_predict).map_or(room, |n| n.min(room)));
+        let req = Request { prompt: &tokens, max_tokens, stop: &[], ignore_eos: false };
+        let mut filter = ThinkingFilter::new(args.template.reasoning);
+        let mut stdout = std::io::stdout();
+        INTERRUPTED.store(false, Ordering::SeqCst);
+        GENERATING.store(true, Ordering::SeqCst);
+        let out = generate(
+            &mut session,
+            &mut sampler,
+            &req,
+            |piece| {
+                let _ = stdout.write_all(filter.push(piece).as_bytes());
+                let _ = stdout.flush();
+            },
+            || !INTERRUPTED.load(Ordering::SeqCst),
+        );
+        GENERATING.store(false, Ordering::SeqCst);
+        let out = out?;
+        println!();
+        eprintln!(
+            "[turn {turn}: {} prompt tokens, {} evaluated, {} from cache; {} generated at {:.1} t/s; stop: {}]",
+            out.prompt_tokens,
+            out.prompt_evaluated,
+            out.prompt_tokens - out.prompt_evaluated,
+            out.tokens.len(),
+            out.generation_tokens_per_second(),
+            out.stop_reason.name()
+        );
+        if out.stop_reason == StopReason::Context {
+            eprintln!("[the context of {} tokens is full: /reset, or restart with a larger -c]", session.n_ctx());
+        }
+        messages.push(Message::new("assistant", &out.text));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hides_thinking_across_pieces() {
+        let mut f = ThinkingFilter::new(Reasoning::Hide);
+        let shown: String = ["<thi", "nk>I should", " say hi</th", "ink>\n\nHello", " there"].iter().map(|p| f.push(p)).collect();
+        assert_eq!(shown, "Hello there");
+        let mut f = ThinkingFilter::new(Reasoning::Show);
+        assert_eq!(f.push("<think>x</think>y"), "<think>x</think>y");
+    }
+}

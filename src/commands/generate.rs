@@ -1,0 +1,127 @@
+//! `strata generate MODEL -p PROMPT`: one completion for scripts, raw or through the chat template.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::run_args::{ModelArgs, SamplingArgs};
+use crate::chat::template::RenderOptions;
+use crate::chat::Message;
+use crate::generation::{generate, Request};
+use crate::sampling::Sampler;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// The prompt ("-" or none: read standard input).
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
+    pub file: Option<PathBuf>,
+    /// Tokens to generate at most (-1: until the context is full).
+    #[arg(short = 'n', long = "n-predict", default_value_t = 256, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Apply the chat template to the prompt as one user message.
+    #[arg(long)]
+    pub chat: bool,
+    /// A system message (with --chat).
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub template: super::chat::TemplateArgs,
+    /// Stop when this text appears (repeatable; not included in the output).
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens.
+    #[arg(long = "ignore-eos")]
+    pub ignore_eos: bool,
+    /// Print one JSON object: text, token counts, speeds, stop reason.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let prompt = read_prompt(args)?;
+    let model = args.model.load()?;
+    let mut sampler = Sampler::new(args.sampling.params(&model)?);
+    let (text, add_special) = if args.chat {
+        let template = args.template.resolve(&model)?;
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(Message::new("system", system));
+        }
+        messages.push(Message::new("user", &prompt));
+        let opts = RenderOptions { add_generation_prompt: true, ..args.template.render_options(&model) };
+        // The template writes BOS itself where the model wants it.
+        (template.render(&messages, &opts)?, false)
+    } else {
+        (prompt, true)
+    };
+    let tokens = model.tokenize(&text, add_special, args.chat);
+    let mut session = model.session(&args.model.context(false)?)?;
+    let max_tokens = usize::try_from(args.n_predict).ok();
+    let req = Request { prompt: &tokens, max_tokens, stop: &args.stop, ignore_eos: args.ignore_eos };
+    let mut stdout = std::io::stdout();
+    let stream = !args.json;
+    let reasoning = args.template.reasoning;
+    let mut filter = super::chat::ThinkingFilter::new(reasoning);
+    let out = generate(
+        &mut session,
+        &mut sampler,
+        &req,
+        |piece| {
+            if stream {
+                let _ = stdout.write_all(filter.push(piece).as_bytes());
+                let _ = stdout.flush();
+            }
+        },
+        || true,
+    )?;
+    if args.json {
+        let text = super::chat::ThinkingFilter::new(reasoning).push(&out.text);
+        let report = json!({
+            "text": text,
+            "prompt_tokens": out.prompt_tokens,
+            "generated_tokens": out.tokens.len(),
+            "prompt_tokens_per_second": out.prompt_tokens_per_second(),
+            "generation_tokens_per_second": out.generation_tokens_per_second(),
+            "stop_reason": out.stop_reason.name(),
+        });
+        super::print(&serde_json::to_string_pretty(&report)?)?;
+    } else {
+        println!();
+        if args.model.verbose || std::io::stderr().is_terminal() {
+            eprintln!(
+                "[{} prompt tokens at {:.1} t/s, {} generated at {:.1} t/s, stop: {}]",
+                out.prompt_tokens,
+                out.prompt_tokens_per_second(),
+                out.tokens.len(),
+                out.generation_tokens_per_second(),
+                out.stop_reason.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn read_prompt(args: &Args) -> Result<String> {
+    let prompt = match (&args.prompt, &args.file) {
+        (_, Some(file)) => std::fs::read_to_string(file).with_context(|| format!("{}: cannot read the prompt", file.display()))?,
+        (Some(p), None) if p != "-" => p.clone(),
+        _ => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("cannot read the prompt from standard input")?;
+            s
+        }
+    };
+    if prompt.is_empty() {
+        bail!("the prompt is empty (give -p, -f or standard input)");
+    }
+    Ok(prompt)
+}

@@ -1,0 +1,151 @@
+//! Options shared by the commands that run a model: loading, context, and sampling.
+//! Names follow llama.cpp's (`-c`, `-t`, `-ngl`, `--temp`, ...).
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Result};
+
+use crate::llama::{ContextOptions, LoadOptions, Model};
+use crate::sampling::SamplingParams;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// The GGUF model.
+    #[arg(value_name = "MODEL.gguf", required_unless_present = "model")]
+    pub model_path: Option<PathBuf>,
+    /// The GGUF model (as llama.cpp's -m).
+    #[arg(short = 'm', long = "model", value_name = "FILE", conflicts_with = "model_path")]
+    pub model: Option<PathBuf>,
+    /// Context size in tokens (0: the model's training context).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx_size: u32,
+    /// Tokens evaluated per batch of the prompt.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
+    pub batch_size: u32,
+    /// Threads (default: all cores).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<i32>,
+    /// Layers to offload to the GPU: a number, or "auto" (llama.cpp fits what it can).
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N|auto")]
+    pub n_gpu_layers: Option<String>,
+    /// Read the whole file instead of memory-mapping it.
+    #[arg(long = "no-mmap")]
+    pub no_mmap: bool,
+    /// Lock the weights in RAM.
+    #[arg(long)]
+    pub mlock: bool,
+    /// Show llama.cpp's own log and full timings.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+impl ModelArgs {
+    pub fn path(&self) -> PathBuf {
+        self.model.clone().or_else(|| self.model_path.clone()).expect("clap requires one")
+    }
+
+    pub fn load(&self) -> Result<Model> {
+        let n_gpu_layers = match self.n_gpu_layers.as_deref() {
+            None | Some("auto") => None,
+            Some(n) => Some(n.parse::<u32>().map_err(|_| anyhow!("--n-gpu-layers {n:?}: expected a number or \"auto\""))?),
+        };
+        let opts = LoadOptions { n_gpu_layers, use_mmap: !self.no_mmap, use_mlock: self.mlock, verbose: self.verbose };
+        Model::load(&self.path(), &opts)
+    }
+
+    pub fn context(&self, swa_full: bool) -> Result<ContextOptions> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let threads = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as i32));
+        if threads < 1 {
+            bail!("--threads must be at least 1");
+        }
+        Ok(ContextOptions { n_ctx: self.ctx_size, n_batch: self.batch_size, n_threads: threads, swa_full })
+    }
+}
+
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SamplingArgs {
+    /// Temperature; 0 is greedy.
+    #[arg(long = "temp")]
+    pub temp: Option<f32>,
+    /// Keep the K most likely tokens (0: off).
+    #[arg(long = "top-k")]
+    pub top_k: Option<usize>,
+    /// Keep the most likely tokens up to this probability mass (1: off).
+    #[arg(long = "top-p")]
+    pub top_p: Option<f32>,
+    /// Drop tokens less likely than this fraction of the best (0: off).
+    #[arg(long = "min-p")]
+    pub min_p: Option<f32>,
+    /// Locally typical sampling mass (1: off).
+    #[arg(long = "typical")]
+    pub typical: Option<f32>,
+    /// Penalty for repeated tokens (1: off).
+    #[arg(long = "repeat-penalty")]
+    pub repeat_penalty: Option<f32>,
+    /// How many recent tokens the penalties look at.
+    #[arg(long = "repeat-last-n")]
+    pub repeat_last_n: Option<usize>,
+    #[arg(long = "presence-penalty")]
+    pub presence_penalty: Option<f32>,
+    #[arg(long = "frequency-penalty")]
+    pub frequency_penalty: Option<f32>,
+    /// Add BIAS to a token's logit: TOKEN_ID=BIAS (repeatable).
+    #[arg(long = "logit-bias", value_name = "TOKEN=BIAS")]
+    pub logit_bias: Vec<String>,
+    /// Random seed.
+    #[arg(short = 's', long = "seed")]
+    pub seed: Option<u64>,
+}
+
+impl SamplingArgs {
+    /// Flags over the model's `general.sampling.*` defaults over llama.cpp's defaults.
+    pub fn params(&self, model: &Model) -> Result<SamplingParams> {
+        let mut p = SamplingParams::default();
+        let meta = |key: &str| model.meta(&format!("general.sampling.{key}"));
+        let parse_meta = |key: &str| -> Result<Option<f64>> {
+            meta(key)
+                .map(|v| v.trim().parse::<f64>().map_err(|_| anyhow!("{}: general.sampling.{key} is {v:?}, not a number", model.path.display())))
+                .transpose()
+        };
+        if let Some(v) = parse_meta("temp")? {
+            p.temperature = v as f32;
+        }
+        if let Some(v) = parse_meta("top_k")? {
+            p.top_k = v as usize;
+        }
+        if let Some(v) = parse_meta("top_p")? {
+            p.top_p = v as f32;
+        }
+        if let Some(v) = parse_meta("min_p")? {
+            p.min_p = v as f32;
+        }
+        if let Some(v) = parse_meta("penalty_last_n")? {
+            p.repeat_last_n = v as usize;
+        }
+        if let Some(v) = parse_meta("penalty_repeat")? {
+            p.repeat_penalty = v as f32;
+        }
+        p.temperature = self.temp.unwrap_or(p.temperature);
+        p.top_k = self.top_k.unwrap_or(p.top_k);
+        p.top_p = self.top_p.unwrap_or(p.top_p);
+        p.min_p = self.min_p.unwrap_or(p.min_p);
+        p.typical_p = self.typical.unwrap_or(p.typical_p);
+        p.repeat_penalty = self.repeat_penalty.unwrap_or(p.repeat_penalty);
+        p.repeat_last_n = self.repeat_last_n.unwrap_or(p.repeat_last_n);
+        p.presence_penalty = self.presence_penalty.unwrap_or(p.presence_penalty);
+        p.frequency_penalty = self.frequency_penalty.unwrap_or(p.frequency_penalty);
+        p.seed = self.seed.unwrap_or(p.seed);
+        for b in &self.logit_bias {
+            let parsed = b.split_once('=').and_then(|(t, v)| Some((t.trim().parse::<u32>().ok()?, v.trim().parse::<f32>().ok()?)));
+            match parsed {
+                Some((t, v)) if (t as usize) < model.n_vocab() && v.is_finite() => p.logit_bias.push((t, v)),
+                _ => bail!("--logit-bias {b:?}: expected TOKEN_ID=BIAS with a token below {}", model.n_vocab()),
+            }
+        }
+        p.validate().map_err(|e| anyhow!(e))?;
+        Ok(p)
+    }
+}

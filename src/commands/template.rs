@@ -1,0 +1,89 @@
+//! `strata template MODEL|--file T.jinja --messages M.json`: exactly what the model will see.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use super::chat::TemplateArgs;
+use crate::chat::template::{ChatTemplate, RenderOptions};
+use crate::chat::Message;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The GGUF model whose template (and tokenizer, with --tokens) to use.
+    #[arg(value_name = "MODEL.gguf", required_unless_present_any = ["file", "builtin"])]
+    pub model: Option<PathBuf>,
+    /// A Jinja template file instead of a model's.
+    #[arg(long = "file", value_name = "T.jinja")]
+    pub file: Option<PathBuf>,
+    /// A built-in template by name (chatml, gemma, llama3, mistral).
+    #[arg(long = "builtin", value_name = "NAME")]
+    pub builtin: Option<String>,
+    /// The conversation: a JSON array of {"role", "content"}.
+    #[arg(long = "messages", value_name = "M.json")]
+    pub messages: PathBuf,
+    #[arg(long = "add-generation-prompt")]
+    pub add_generation_prompt: bool,
+    /// Also print the token ids (needs a model).
+    #[arg(long)]
+    pub tokens: bool,
+    /// Set enable_thinking.
+    #[arg(long = "think", value_name = "BOOL")]
+    pub think: Option<bool>,
+    #[arg(long = "bos-token", default_value = "")]
+    pub bos_token: String,
+    #[arg(long = "eos-token", default_value = "")]
+    pub eos_token: String,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let raw = std::fs::read_to_string(&args.messages).with_context(|| format!("{}: cannot read", args.messages.display()))?;
+    let messages: Vec<Message> = serde_json::from_str(&raw)
+        .with_context(|| format!("{}: expected a JSON array of {{\"role\", \"content\"}} objects", args.messages.display()))?;
+    let mut opts = RenderOptions {
+        add_generation_prompt: args.add_generation_prompt,
+        bos_token: args.bos_token.clone(),
+        eos_token: args.eos_token.clone(),
+        enable_thinking: args.think,
+    };
+    let (text, model) = if let Some(path) = &args.model {
+        let model_args = super::run_args::ModelArgs {
+            model_path: Some(path.clone()),
+            model: None,
+            ctx_size: 0,
+            batch_size: 1,
+            threads: None,
+            n_gpu_layers: Some("0".into()),
+            no_mmap: false,
+            mlock: false,
+            verbose: false,
+        };
+        let model = model_args.load()?;
+        let template_args = TemplateArgs {
+            chat_template: args.builtin.clone(),
+            chat_template_file: args.file.clone(),
+            think: args.think,
+            reasoning: super::chat::Reasoning::Show,
+        };
+        let template = template_args.resolve(&model)?;
+        let defaults = template_args.render_options(&model);
+        opts.bos_token = defaults.bos_token;
+        opts.eos_token = defaults.eos_token;
+        (template.render(&messages, &opts)?, Some(model))
+    } else {
+        let template = match (&args.file, &args.builtin) {
+            (Some(file), _) => ChatTemplate::new(&std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?)
+                .with_context(|| file.display().to_string())?,
+            (None, Some(name)) => ChatTemplate::builtin(name)?,
+            (None, None) => unreachable!("clap requires one"),
+        };
+        (template.render(&messages, &opts)?, None)
+    };
+    print!("{text}");
+    if args.tokens {
+        let Some(model) = model else { bail!("--tokens needs a model to tokenize with") };
+        let ids = model.tokenize(&text, false, true);
+        println!("\n{}", ids.iter().map(i32::to_string).collect::<Vec<_>>().join(" "));
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! The generation loop: evaluate a prompt, sample until an end-of-generation token, a stop
+//! string, the token limit or the end of the context, and hand out text as it becomes whole
+//! UTF-8 that cannot be the start of a stop string.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::llama::Session;
+use crate::sampling::Sampler;
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// An end-of-generation token.
+    Eog,
+    /// A user stop string (not included in the text).
+    StopString,
+    /// `-n` tokens were generated.
+    Limit,
+    /// The context is full.
+    Context,
+    /// The caller asked to stop (Ctrl-C).
+    Interrupted,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Eog => "eog",
+            StopReason::StopString => "stop_string",
+            StopReason::Limit => "limit",
+            StopReason::Context => "context",
+            StopReason::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What to generate.
+pub struct Request<'a> {
+    pub prompt: &'a [i32],
+    /// Most tokens to generate; `None` runs to the end of the context.
+    pub max_tokens: Option<usize>,
+    pub stop: &'a [String],
+    pub ignore_eos: bool,
+}
+
+/// The result and its counts and timings.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    pub text: String,
+    pub tokens: Vec<i32>,
+    pub prompt_tokens: usize,
+    /// Prompt tokens actually evaluated (the rest were already in the cache).
+    pub prompt_evaluated: usize,
+    pub prompt_seconds: f64,
+    pub generation_seconds: f64,
+    pub stop_reason: StopReason,
+}
+
+impl Generated {
+    pub fn prompt_tokens_per_second(&self) -> f64 {
+        self.prompt_evaluated as f64 / self.prompt_seconds.max(1e-9)
+    }
+    pub fn generation_tokens_per_second(&self) -> f64 {
+        self.tokens.len() as f64 / self.generation_seconds.max(1e-9)
+    }
+}
+
+/// Runs one generation. `emit` receives text as it is settled; `keep_going` is polled before
+/// each token (false stops with [`StopReason::Interrupted`]).
+pub fn generate(
+    session: &mut Session<'_>,
+    sampler: &mut Sampler,
+    req: &Request<'_>,
+    mut emit: impl FnMut(&str),
+    keep_going: impl Fn() -> bool,
+) -> Result<Generated> {
+    let start = Instant::now();
+    let mut logits = session.feed(req.prompt)?.to_vec();
+    let prompt_evaluated = session.evaluated;
+    let prompt_seconds = start.elapsed().as_secs_f64();
+    for &t in req.prompt {
+        sampler.accept(t as u32);
+    }
+    let gen_start = Instant::now();
+    let mut text = TextStream::new(req.stop);
+    let mut tokens = Vec::new();
+    let stop_reason = loop {
+        if !keep_going() {
+            break StopReason::Interrupted;
+        }
+        if req.max_tokens.is_some_and(|n| tokens.len() >= n) {
+            break StopReason::Limit;
+        }
+        let token = sampler.sample(&logits) as i32;
+        if session.model.is_eog(token) && !req.ignore_eos {
+            break StopReason::Eog;
+        }
+        tokens.push(token);
+        sampler.accept(token as u32);
+        if text.push(&session.model.piece(token, false), &mut emit) {
+            break StopReason::StopString;
+        }
+        if session.cached().len() >= session.n_ctx() {
+            break StopReason::Context;
+        }
+        logits.clear();
+        logits.extend_from_slice(session.push(token)?);
+    };
+    let text = text.finish(stop_reason == StopReason::StopString, &mut emit);
+    Ok(Generated {
+        text,
+        tokens,
+        prompt_tokens: req.prompt.len(),
+        prompt_evaluated,
+        prompt_seconds,
+        generation_seconds: gen_start.elapsed().as_secs_f64(),
+        stop_reason,
+    })
+}
+
+/// Bytes to text: holds back an incomplete UTF-8 sequence, and any tail that could still grow
+/// into a stop string.
+pub struct TextStream<'a> {
+    stop: &'a [String],
+    pending: Vec<u8>,
+    text: String,
+    emitted: usize,
+}
+
+impl<'a> TextStream<'a> {
+    pub fn new(stop: &'a [String]) -> Self {
+        TextStream { stop, pending: Vec::new(), text: String::new(), emitted: 0 }
+    }
+
+    /// Adds a token's bytes; emits what is settled. Returns true when a stop string appeared.
+    pub fn push(&mut self, bytes: &[u8], emit: &mut impl FnMut(&str)) -> bool {
+        self.pending.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_some() => {
+                // Invalid (not merely incomplete) bytes: replace them rather than wait forever.
+                let lossy = String::from_utf8_lossy(&self.pending).into_owned();
+                self.pending.clear();
+                self.text.push_str(&lossy);
+                0
+            }
+            Err(e) => e.valid_up_to(),
+        };
+        let settled: Vec<u8> = self.pending.drain(..valid).collect();
+        self.text.push_str(std::str::from_utf8(&settled).expect("checked"));
+        // A stop string can only start in the held-back tail: anything that could begin one is held.
+        let tail = &self.text[self.emitted..];
+        if let Some(at) = self.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| tail.find(s.as_str())).min() {
+            if at > 0 {
+                emit(&tail[..at]);
+            }
+            self.emitted += at;
+            self.text.truncate(self.emitted);
+            return true;
+        }
+        let hold = self.stop.iter().map(|s| longest_suffix_prefix(&self.text, s)).max().unwrap_or(0);
+        let upto = self.text.len() - hold;
+        if upto > self.emitted {
+            emit(&self.text[self.emitted..upto]);
+            self.emitted = upto;
+        }
+        false
+    }
+
+    /// Emits what was held back (unless a stop string ended the text) and returns the whole text.
+    pub fn finish(mut self, stopped: bool, emit: &mut impl FnMut(&str)) -> String {
+        if !stopped {
+            self.text.push_str(&String::from_utf8_lossy(&self.pending));
+            if self.text.len() > self.emitted {
+                emit(&self.text[self.emitted..]);
+            }
+        }
+        self.text
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of `stop`, on a char boundary.
+fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
+    (1..stop.len().min(text.len() + 1))
+        .rev()
+        .find(|&n| text.is_char_boundary(text.len() - n) && stop.is_char_boundary(n) && text.ends_with(&stop[..n]))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(pieces: &[&[u8]], stop: &[&str]) -> (Vec<String>, String, bool) {
+        let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
+        let mut out = Vec::new();
+        let mut s = TextStream::new(&stop);
+        let mut stopped = false;
+        for p in pieces {
+            if s.push(p, &mut |t| out.push(t.to_string())) {
+                stopped = true;
+                break;
+            }
+        }
+        let text = s.finish(stopped, &mut |t| out.push(t.to_string()));
+        (out, text, stopped)
+    }
+
+    #[test]
+    fn never_emits_half_a_character() {
+        let euro = "€".as_bytes(); // three bytes
+        let (out, text, _) = run(&[b"a", &euro[..1], &euro[1..2], &euro[2..], b"b"], &[]);
+        assert_eq!(out, vec!["a", "€", "b"]);
+        assert_eq!(text, "a€b");
+    }
+
+    #[test]
+    fn stop_strings_across_tokens_are_cut_and_not_shown() {
+        let (out, text, stopped) = run(&[b"Hello", b" wor", b"ld", b"!", b"more"], &["world!"]);
+        assert!(stopped);
+        assert_eq!(text, "Hello ");
+        assert_eq!(out.concat(), "Hello ");
+        let (out, text, stopped) = run(&[b"Hello", b" wo", b"rk"], &["world"]);
+        assert!(!stopped);
+        assert_eq!(text, "Hello work");
+        assert_eq!(out.concat(), "Hello work");
+    }
+}

@@ -1,0 +1,266 @@
+//! The one module that talks to llama.cpp (through llama-cpp-2): loading a model, tokenizing,
+//! evaluating tokens into a KV cache that is reused across calls, and llama.cpp's own log,
+//! which is captured (quiet unless `--verbose`) so that its last error can be folded into ours.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context, Result};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
+
+unsafe extern "C" fn log_callback(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+    if VERBOSE.load(Ordering::Relaxed) {
+        eprint!("{text}");
+    }
+    if level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR {
+        let line = text.trim();
+        if !line.is_empty() {
+            *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = line.to_string();
+        }
+    }
+}
+
+/// llama.cpp's last error line since the previous call, if it logged one.
+fn take_last_error() -> Option<String> {
+    let mut last = LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner());
+    (!last.is_empty()).then(|| std::mem::take(&mut *last))
+}
+
+/// An error that says what we tried, and what llama.cpp said about it.
+fn llama_error(what: String) -> anyhow::Error {
+    match take_last_error() {
+        Some(said) => anyhow!("{what}: llama.cpp says: {said}"),
+        None => anyhow!("{what}"),
+    }
+}
+
+/// How to load a model.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Layers to offload to the GPU; `None` lets llama.cpp decide (all that fit, on a GPU build).
+    pub n_gpu_layers: Option<u32>,
+    pub use_mmap: bool,
+    pub use_mlock: bool,
+    /// Show llama.cpp's own log on stderr.
+    pub verbose: bool,
+}
+
+/// The llama.cpp backend and one loaded model.
+pub struct Model {
+    // Field order matters: the model must be dropped before the backend.
+    model: LlamaModel,
+    backend: LlamaBackend,
+    pub path: PathBuf,
+}
+
+/// How to create an evaluation context.
+#[derive(Clone, Debug)]
+pub struct ContextOptions {
+    /// Context size in tokens; 0 uses the model's training context.
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_threads: i32,
+    /// A full-size cache for sliding-window layers, so that a conversation's prefix can be kept.
+    pub swa_full: bool,
+}
+
+impl Model {
+    /// Loads a GGUF model. Errors name the file and fold in llama.cpp's last error line.
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
+        VERBOSE.store(opts.verbose, Ordering::Relaxed);
+        let backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
+        unsafe { llama_cpp_sys_2::llama_log_set(Some(log_callback), std::ptr::null_mut()) };
+        if !path.is_file() {
+            bail!("{}: no such file", path.display());
+        }
+        if let Some(n) = opts.n_gpu_layers.filter(|&n| n > 0) {
+            if !backend.supports_gpu_offload() {
+                bail!("--n-gpu-layers {n}: this build of strata has no GPU backend (build with --features cuda)");
+            }
+        }
+        let mut params = LlamaModelParams::default().with_use_mmap(opts.use_mmap).with_use_mlock(opts.use_mlock);
+        if let Some(n) = opts.n_gpu_layers {
+            params = params.with_n_gpu_layers(n);
+        }
+        let bar = progress_bar(path);
+        let bar_in_callback = bar.clone();
+        let params = params.with_progress_callback(move |p| {
+            bar_in_callback.set_position((p * 100.0) as u64);
+            true
+        });
+        take_last_error();
+        let loaded = LlamaModel::load_from_file(&backend, path, &params);
+        bar.finish_and_clear();
+        let model = loaded.map_err(|_| llama_error(format!("{}: llama.cpp could not load the model", path.display())))?;
+        Ok(Model { model, backend, path: path.to_path_buf() })
+    }
+
+    /// Tokens for `text`; `add_special` adds BOS as the model wants it, `parse_special` turns
+    /// special-token text (`<|im_start|>`) into those tokens.
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<i32> {
+        self.model.vocab().tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0).collect()
+    }
+
+    /// The bytes of one token (special tokens rendered as text when `special`).
+    pub fn piece(&self, token: i32, special: bool) -> Vec<u8> {
+        self.model.vocab().token_to_piece(LlamaToken(token), special, None)
+    }
+
+    /// Whether the token ends generation (EOS, EOT, `<end_of_turn>`, ...).
+    pub fn is_eog(&self, token: i32) -> bool {
+        self.model.vocab().is_eog(LlamaToken(token))
+    }
+
+    /// The text of the BOS and EOS tokens, for chat templates.
+    pub fn bos_eos_text(&self) -> (String, String) {
+        let vocab = self.model.vocab();
+        let text = |t: LlamaToken| {
+            if t.0 < 0 {
+                String::new()
+            } else {
+                String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
+            }
+        };
+        (text(vocab.bos()), text(vocab.eos()))
+    }
+
+    /// A metadata value as a string, if the model has the key.
+    pub fn meta(&self, key: &str) -> Option<String> {
+        self.model.meta_val_str(key).ok()
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.model.n_vocab() as usize
+    }
+
+    pub fn n_ctx_train(&self) -> u32 {
+        self.model.n_ctx_train()
+    }
+
+    /// Bytes of weights llama.cpp holds for this model.
+    pub fn size(&self) -> u64 {
+        self.model.size()
+    }
+
+    /// A new evaluation context with an empty cache.
+    pub fn session(&self, opts: &ContextOptions) -> Result<Session<'_>> {
+        let n_ctx = if opts.n_ctx == 0 { self.n_ctx_train() } else { opts.n_ctx };
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(opts.n_batch)
+            .with_n_ubatch(opts.n_batch)
+            .with_n_threads(opts.n_threads)
+            .with_n_threads_batch(opts.n_threads)
+            .with_swa_full(opts.swa_full);
+        take_last_error();
+        let ctx = self
+            .model
+            .new_context(&self.backend, params)
+            .map_err(|_| llama_error(format!("{}: cannot create a context of {n_ctx} tokens", self.path.display())))?;
+        let n_batch = ctx.n_batch() as usize;
+        Ok(Session { model: self, ctx, cached: Vec::new(), batch: LlamaBatch::new(n_batch, 1), n_batch, evaluated: 0 })
+    }
+}
+
+fn progress_bar(path: &Path) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(100), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {percent}%").expect("valid template").progress_chars("=> "),
+    );
+    bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    bar
+}
+
+/// A context and the tokens its KV cache holds (sequence 0).
+pub struct Session<'m> {
+    pub model: &'m Model,
+    ctx: LlamaContext<'m>,
+    cached: Vec<i32>,
+    batch: LlamaBatch<'static>,
+    n_batch: usize,
+    /// Tokens evaluated by the last [`Session::feed`] (the rest came from the cache).
+    pub evaluated: usize,
+}
+
+impl Session<'_> {
+    /// Context size in tokens.
+    pub fn n_ctx(&self) -> usize {
+        self.ctx.n_ctx() as usize
+    }
+
+    /// The tokens the cache holds.
+    pub fn cached(&self) -> &[i32] {
+        &self.cached
+    }
+
+    /// Makes the cache hold exactly `tokens`, keeping the longest common prefix with what it
+    /// holds and evaluating only the rest; returns the logits after the last token.
+    pub fn feed(&mut self, tokens: &[i32]) -> Result<&[f32]> {
+        if tokens.is_empty() {
+            bail!("nothing to evaluate: the prompt is empty");
+        }
+        if tokens.len() > self.n_ctx() {
+            bail!("the prompt is {} tokens, more than the context of {} (raise -c/--ctx-size)", tokens.len(), self.n_ctx());
+        }
+        let mut keep = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        // The last token is always evaluated again, for its logits.
+        keep = keep.min(tokens.len() - 1);
+        if keep < self.cached.len() {
+            let removed = self.ctx.kv_cache_seq_rm(0, Some(keep as u32), None).is_ok();
+            if !removed {
+                self.ctx.clear_kv_cache();
+                keep = 0;
+            }
+            self.cached.truncate(keep);
+        }
+        self.evaluated = tokens.len() - keep;
+        for chunk in tokens[keep..].chunks(self.n_batch) {
+            self.batch.clear();
+            let last = chunk.len() - 1;
+            for (i, &t) in chunk.iter().enumerate() {
+                let pos = (self.cached.len() + i) as i32;
+                self.batch.add(LlamaToken(t), pos, &[0], i == last).context("batch is full")?;
+            }
+            take_last_error();
+            self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))?;
+            self.cached.extend_from_slice(chunk);
+        }
+        Ok(self.ctx.get_logits_ith(self.batch.n_tokens() - 1))
+    }
+
+    /// Appends one token and returns the logits after it.
+    pub fn push(&mut self, token: i32) -> Result<&[f32]> {
+        if self.cached.len() >= self.n_ctx() {
+            bail!("the context of {} tokens is full", self.n_ctx());
+        }
+        self.batch.clear();
+        self.batch.add(LlamaToken(token), self.cached.len() as i32, &[0], true).context("batch is full")?;
+        take_last_error();
+        self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate a token ({e})")))?;
+        self.cached.push(token);
+        self.evaluated = 1;
+        Ok(self.ctx.get_logits_ith(0))
+    }
+
+    /// Empties the cache.
+    pub fn clear(&mut self) {
+        self.ctx.clear_kv_cache();
+        self.cached.clear();
+    }
+}

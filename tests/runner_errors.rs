@@ -1,0 +1,75 @@
+//! Bad input to the runner: one clear error line, exit status 1, never a panic.
+
+mod common;
+
+fn scratch(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("strata-runner-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn missing_and_non_gguf_models() {
+    let out = common::strata(&["generate", "/nonexistent/m.gguf", "-p", "hi"]);
+    common::assert_clean_failure(&out, &["/nonexistent/m.gguf", "no such file"]);
+    let junk = scratch("junk.gguf", b"this is not a model at all, just some text\n");
+    let out = common::strata(&["generate", junk.to_str().unwrap(), "-p", "hi"]);
+    common::assert_clean_failure(&out, &[junk.to_str().unwrap(), "could not load the model", "llama.cpp says"]);
+}
+
+#[test]
+fn invalid_sampling_values() {
+    let model = common::model(common::SMOLLM2);
+    let m = model.to_str().unwrap();
+    for (flag, value, needle) in [
+        ("--temp", "-1", "--temp -1 is outside [0, inf)"),
+        ("--top-p", "0", "--top-p 0 is outside (0, 1]"),
+        ("--top-p", "1.5", "--top-p 1.5 is outside (0, 1]"),
+        ("--min-p", "2", "--min-p 2 is outside [0, 1]"),
+        ("--logit-bias", "99999999=1", "--logit-bias"),
+    ] {
+        let out = common::strata(&["generate", m, "-p", "hi", flag, value]);
+        common::assert_clean_failure(&out, &[needle]);
+    }
+}
+
+#[test]
+fn gpu_layers_without_a_gpu_backend() {
+    let model = common::model(common::SMOLLM2);
+    let out = common::strata(&["generate", model.to_str().unwrap(), "-p", "hi", "-ngl", "10"]);
+    if cfg!(feature = "cuda") {
+        return; // a CUDA build accepts it; this case is for CPU builds
+    }
+    common::assert_clean_failure(&out, &["--n-gpu-layers 10", "no GPU backend"]);
+}
+
+#[test]
+fn prompt_longer_than_the_context() {
+    let model = common::model(common::SMOLLM2);
+    let long = "word ".repeat(200);
+    let out = common::strata(&["generate", model.to_str().unwrap(), "-p", &long, "-c", "64"]);
+    common::assert_clean_failure(&out, &["more than the context of 64", "-c/--ctx-size"]);
+}
+
+#[test]
+fn broken_templates_name_the_line() {
+    let model = common::model(common::SMOLLM2);
+    let bad = scratch("bad.jinja", b"{% for m in messages %}\n{{ m.content }\n{% endfor %}");
+    let out = common::strata(&[
+        "generate",
+        model.to_str().unwrap(),
+        "--chat",
+        "-p",
+        "hi",
+        "--chat-template-file",
+        bad.to_str().unwrap(),
+    ]);
+    common::assert_clean_failure(&out, &[bad.to_str().unwrap(), "chat template: line 2"]);
+    let out = common::strata(&["generate", model.to_str().unwrap(), "--chat", "-p", "hi", "--chat-template", "nope"]);
+    common::assert_clean_failure(&out, &["unknown built-in template \"nope\""]);
+    let raising = scratch("raise.jinja", b"{{ raise_exception('System role not supported') }}");
+    let out = common::strata(&["generate", model.to_str().unwrap(), "--chat", "-p", "hi", "--chat-template-file", raising.to_str().unwrap()]);
+    common::assert_clean_failure(&out, &["System role not supported"]);
+}
