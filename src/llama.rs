@@ -19,6 +19,8 @@ use llama_cpp_2::token::LlamaToken;
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
+/// llama.cpp's "<buffer> model buffer size = N MiB" lines from the last load: where weights live.
+static BUFFERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 unsafe extern "C" fn log_callback(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _: *mut c_void) {
     if text.is_null() {
@@ -27,6 +29,9 @@ unsafe extern "C" fn log_callback(level: llama_cpp_sys_2::ggml_log_level, text: 
     let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
     if VERBOSE.load(Ordering::Relaxed) {
         eprint!("{text}");
+    }
+    if text.contains("model buffer size") {
+        BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).push(text.trim().to_string());
     }
     if level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR {
         let line = text.trim();
@@ -105,10 +110,29 @@ impl Model {
             true
         });
         take_last_error();
+        BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let loaded = LlamaModel::load_from_file(&backend, path, &params);
         bar.finish_and_clear();
         let model = loaded.map_err(|_| llama_error(format!("{}: llama.cpp could not load the model", path.display())))?;
         Ok(Model { model, backend, path: path.to_path_buf() })
+    }
+
+    /// Where the weights live, from llama.cpp's own account of its buffers: "CPU_Mapped 92.1 MiB".
+    pub fn placement(&self) -> String {
+        let buffers = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+        let parts: Vec<String> = buffers
+            .iter()
+            .filter_map(|line| {
+                let (name, size) = line.split_once("model buffer size =")?;
+                let name = name.rsplit(':').next()?.trim();
+                Some(format!("{name} {}", size.trim()))
+            })
+            .collect();
+        if parts.is_empty() {
+            "unknown".to_string()
+        } else {
+            parts.join(", ")
+        }
     }
 
     /// Tokens for `text`; `add_special` adds BOS as the model wants it, `parse_special` turns

@@ -45,6 +45,12 @@ pub struct ChatTemplate {
 impl ChatTemplate {
     /// Parses `source`; errors say which line is wrong and why.
     pub fn new(source: &str) -> Result<Self> {
+        Self::with_clock(source, None)
+    }
+
+    /// As [`ChatTemplate::new`], with `strftime_now` reading `now` instead of the local clock
+    /// (for reproducible renders).
+    pub fn with_clock(source: &str, now: Option<chrono::NaiveDateTime>) -> Result<Self> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -52,11 +58,16 @@ impl ChatTemplate {
         env.set_recursion_limit(200);
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        // Jinja2's `iterable`: none is not (minijinja would iterate it as empty).
+        env.add_test("iterable", |v: Value| !v.is_none() && !v.is_undefined() && v.try_iter().is_ok());
         env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
-        env.add_function("strftime_now", |format: String| chrono::Local::now().format(&format).to_string());
-        env.add_template_owned("chat", source.to_string()).map_err(|e| anyhow!("chat template: {}", describe(&e)))?;
+        env.add_function("strftime_now", move |format: String| match now {
+            Some(t) => t.format(&format).to_string(),
+            None => chrono::Local::now().naive_local().format(&format).to_string(),
+        });
+        env.add_template_owned("chat", without_generation_tags(source)).map_err(|e| anyhow!("chat template: {}", describe(&e)))?;
         Ok(ChatTemplate { env })
     }
 
@@ -84,6 +95,19 @@ impl ChatTemplate {
         }
         template.render(ctx).map_err(|e| anyhow!("chat template: {}", describe(&e)))
     }
+}
+
+/// transformers' `{% generation %}...{% endgeneration %}` (it marks assistant text for training
+/// masks and renders its body unchanged) as a block that does the same in any Jinja: `if true`,
+/// keeping each tag's whitespace control.
+fn without_generation_tags(source: &str) -> String {
+    static TAG: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let tag = TAG.get_or_init(|| regex::Regex::new(r"\{%(-?)\s*(end)?generation\s*(-?)%\}").expect("valid regex"));
+    tag.replace_all(source, |c: &regex::Captures| {
+        let body = if c.get(2).is_some() { "endif" } else { "if true" };
+        format!("{{%{} {body} {}%}}", &c[1], &c[3])
+    })
+    .into_owned()
 }
 
 /// "line N: what went wrong", from a minijinja error and its causes.
@@ -158,5 +182,87 @@ mod tests {
         let t = ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}").unwrap();
         let err = t.render(&[], &RenderOptions::default()).unwrap_err().to_string();
         assert!(err.contains("fuel") || err.contains("range"), "{err}");
+    }
+}
+
+/// Conformance with transformers: every template in tests/fixtures/templates rendered for the
+/// recorded conversations, compared with what transformers' `render_jinja_template` produced
+/// (scripts/gen_template_fixtures.py).
+#[cfg(test)]
+mod conformance {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    /// The templates of the models strata targets: these must match in every case.
+    const MUST_MATCH: &[&str] = &[
+        "HuggingFaceTB-SmolLM2-135M-Instruct.jinja",
+        "google-gemma-3-it.jinja",
+        "google-gemma-3n-E2B-it.jinja",
+        "llama.cpp/google-gemma-4-31B-it.jinja",
+        "llama.cpp/meta-llama-Llama-3.1-8B-Instruct.jinja",
+        "llama.cpp/meta-llama-Llama-3.2-3B-Instruct.jinja",
+        "llama.cpp/Qwen-Qwen3-0.6B.jinja",
+    ];
+
+    /// Templates that differ somewhere, as listed (with the reason) in the README's
+    /// "Chat template conformance" section.
+    fn documented_mismatches() -> BTreeSet<String> {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        let section = readme.split("### Chat template conformance").nth(1).expect("README has the section");
+        let section = section.split("\n## ").next().unwrap();
+        section
+            .lines()
+            .filter_map(|l| l.strip_prefix("- `"))
+            .filter_map(|l| l.split_once('`').map(|(name, _)| name.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn matches_transformers() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates");
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        let now = chrono::NaiveDateTime::parse_from_str(doc["now"].as_str().unwrap(), "%Y-%m-%dT%H:%M:%S").unwrap();
+        let conversations: Vec<Vec<Message>> = serde_json::from_value(doc["conversations"].clone()).unwrap();
+        let special = &doc["special_tokens"];
+        let mut mismatched: BTreeSet<String> = BTreeSet::new();
+        let (mut matched, mut total) = (0, 0);
+        let mut report = Vec::new();
+        for case in doc["cases"].as_array().unwrap() {
+            let name = case["template"].as_str().unwrap();
+            let source = std::fs::read_to_string(dir.join(name)).unwrap();
+            let opts = RenderOptions {
+                add_generation_prompt: case["add_generation_prompt"].as_bool().unwrap(),
+                bos_token: special["bos_token"].as_str().unwrap().into(),
+                eos_token: special["eos_token"].as_str().unwrap().into(),
+                enable_thinking: None,
+            };
+            let conv = &conversations[case["conversation"].as_u64().unwrap() as usize];
+            let ours = ChatTemplate::with_clock(&source, Some(now)).and_then(|t| t.render(conv, &opts));
+            total += 1;
+            let ok = match (&ours, case.get("output").and_then(Value::as_str)) {
+                (Ok(text), Some(expected)) => text == expected,
+                (Err(_), None) => true, // both raise
+                _ => false,
+            };
+            if ok {
+                matched += 1;
+            } else {
+                if mismatched.insert(name.to_string()) {
+                    report.push(format!("{name} (conversation {}): {:?}", case["conversation"], ours.as_ref().map(|s| &s[..s.len().min(160)]).map_err(|e| e.to_string())));
+                }
+            }
+        }
+        eprintln!("chat templates: {matched} of {total} renders match transformers; templates differing: {}", mismatched.len());
+        for line in &report {
+            eprintln!("  {line}");
+        }
+        for name in MUST_MATCH {
+            assert!(!mismatched.contains(*name), "{name} must match transformers exactly");
+        }
+        assert_eq!(mismatched, documented_mismatches(), "the README must explain exactly the templates that differ");
     }
 }

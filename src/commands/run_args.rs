@@ -1,10 +1,15 @@
 //! Options shared by the commands that run a model: loading, context, and sampling.
 //! Names follow llama.cpp's (`-c`, `-t`, `-ngl`, `--temp`, ...).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 
+use strata_convert::gguf::GgufFile;
+use strata_convert::TensorClass;
+
+use super::inspect::human_bytes;
 use crate::llama::{ContextOptions, LoadOptions, Model};
 use crate::sampling::SamplingParams;
 
@@ -50,7 +55,11 @@ impl ModelArgs {
             Some(n) => Some(n.parse::<u32>().map_err(|_| anyhow!("--n-gpu-layers {n:?}: expected a number or \"auto\""))?),
         };
         let opts = LoadOptions { n_gpu_layers, use_mmap: !self.no_mmap, use_mlock: self.mlock, verbose: self.verbose };
-        Model::load(&self.path(), &opts)
+        let model = Model::load(&self.path(), &opts)?;
+        if self.verbose || std::io::stderr().is_terminal() {
+            eprintln!("{}", load_report(&model));
+        }
+        Ok(model)
     }
 
     pub fn context(&self, swa_full: bool) -> Result<ContextOptions> {
@@ -148,4 +157,17 @@ impl SamplingArgs {
         p.validate().map_err(|e| anyhow!(e))?;
         Ok(p)
     }
+}
+
+/// One line on where the model's weights live, with the per-layer embedding table called out:
+/// llama.cpp keeps it in host memory, with the input layer, whatever is offloaded.
+fn load_report(model: &Model) -> String {
+    let mut line = format!("[loaded {}: {} of weights; buffers: {}", model.path.display(), human_bytes(model.size()), model.placement());
+    let ple: u64 = GgufFile::open(&model.path)
+        .map(|f| f.tensors.iter().filter(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding).map(|t| t.n_bytes()).sum())
+        .unwrap_or(0);
+    if ple > 0 {
+        line += &format!("; per_layer_token_embd {} stays in host memory", human_bytes(ple));
+    }
+    line + "]"
 }
