@@ -36,7 +36,16 @@ enum Command {
 fn main() -> ExitCode {
     // llama.cpp spells --n-gpu-layers "-ngl": accept it as people type it.
     let argv = std::env::args_os().map(|a| if a == "-ngl" { "--n-gpu-layers".into() } else { a });
-    let cli = Cli::parse_from(argv);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // clap's first line says what is wrong; the usage block after it is noise here.
+            let rendered = e.to_string();
+            eprintln!("{}", rendered.lines().next().unwrap_or("error: invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Generate(args) => commands::generate::run(&args),

@@ -77,29 +77,29 @@ impl ModelArgs {
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct SamplingArgs {
     /// Temperature; 0 is greedy.
-    #[arg(long = "temp")]
+    #[arg(long = "temp", allow_negative_numbers = true)]
     pub temp: Option<f32>,
     /// Keep the K most likely tokens (0: off).
     #[arg(long = "top-k")]
     pub top_k: Option<usize>,
     /// Keep the most likely tokens up to this probability mass (1: off).
-    #[arg(long = "top-p")]
+    #[arg(long = "top-p", allow_negative_numbers = true)]
     pub top_p: Option<f32>,
     /// Drop tokens less likely than this fraction of the best (0: off).
-    #[arg(long = "min-p")]
+    #[arg(long = "min-p", allow_negative_numbers = true)]
     pub min_p: Option<f32>,
     /// Locally typical sampling mass (1: off).
-    #[arg(long = "typical")]
+    #[arg(long = "typical", allow_negative_numbers = true)]
     pub typical: Option<f32>,
     /// Penalty for repeated tokens (1: off).
-    #[arg(long = "repeat-penalty")]
+    #[arg(long = "repeat-penalty", allow_negative_numbers = true)]
     pub repeat_penalty: Option<f32>,
     /// How many recent tokens the penalties look at.
     #[arg(long = "repeat-last-n")]
     pub repeat_last_n: Option<usize>,
-    #[arg(long = "presence-penalty")]
+    #[arg(long = "presence-penalty", allow_negative_numbers = true)]
     pub presence_penalty: Option<f32>,
-    #[arg(long = "frequency-penalty")]
+    #[arg(long = "frequency-penalty", allow_negative_numbers = true)]
     pub frequency_penalty: Option<f32>,
     /// Add BIAS to a token's logit: TOKEN_ID=BIAS (repeatable).
     #[arg(long = "logit-bias", value_name = "TOKEN=BIAS")]
