@@ -67,20 +67,33 @@ fn signed_absmax(x: &[f32; QK]) -> f32 {
     *x.iter().find(|v| v.abs() == amax).expect("the maximum is an element")
 }
 
-/// The largest magnitude (exact in any order: the values are finite and non-negative).
+/// The largest magnitude. For non-negative floats the bit patterns order as the values do, so an
+/// integer maximum (which vectorizes) is exact.
 #[inline(always)]
 fn abs_max(x: &[f32; QK]) -> f32 {
-    x.iter().fold(0.0f32, |a, &v| a.max(v.abs()))
+    f32::from_bits(x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff)))
 }
 
-/// ggml's running minimum and maximum (from ±FLT_MAX, strict comparisons). Computed in any
-/// order, which is exact but for the sign of a zero: there ggml keeps the block's first zero.
+/// A float's bits as an integer that orders as the floats do (-0.0 just below +0.0).
+#[inline(always)]
+fn order_key(v: f32) -> i32 {
+    let b = v.to_bits() as i32;
+    b ^ (((b >> 31) as u32) >> 1) as i32
+}
+
+#[inline(always)]
+fn from_order_key(k: i32) -> f32 {
+    f32::from_bits((k ^ (((k >> 31) as u32) >> 1) as i32) as u32)
+}
+
+/// ggml's running minimum and maximum (from ±FLT_MAX, strict comparisons). Computed with
+/// integer keys, which is exact but for the sign of a zero: there ggml keeps the block's first zero.
 #[inline(always)]
 fn min_max(x: &[f32; QK]) -> (f32, f32) {
     let first_of = |m: f32| if m == 0.0 { *x.iter().find(|&&v| v == 0.0).expect("an element") } else { m };
-    let min = x.iter().fold(f32::MAX, |a, &v| a.min(v));
-    let max = x.iter().fold(-f32::MAX, |a, &v| a.max(v));
-    (first_of(min), first_of(max))
+    let min = x.iter().fold(i32::MAX, |m, &v| m.min(order_key(v)));
+    let max = x.iter().fold(i32::MIN, |m, &v| m.max(order_key(v)));
+    (first_of(from_order_key(min)), first_of(from_order_key(max)))
 }
 
 /// `c_trunc(f(v))` for each element, four at a time where the CPU converts four at once with

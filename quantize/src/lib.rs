@@ -116,7 +116,8 @@ fn check_buffers(ty: GgmlType, src_len: usize, n_per_row: usize, dst_len: usize)
 /// The index of the first NaN or infinity in `x`. Checks 64 values at a time without branching,
 /// so the common all-finite case runs at memory speed.
 fn first_non_finite(x: &[f32]) -> Option<usize> {
-    let all_finite = |c: &[f32]| c.iter().fold(true, |ok, v| ok & v.is_finite());
+    // Exponent bits all set means NaN or infinity; an integer maximum over them vectorizes.
+    let all_finite = |c: &[f32]| c.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7f80_0000)) != 0x7f80_0000;
     let chunk = x.chunks(64).position(|c| !all_finite(c))?;
     x[chunk * 64..].iter().position(|v| !v.is_finite()).map(|i| chunk * 64 + i)
 }

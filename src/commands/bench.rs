@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::run_args::ModelArgs;
 use crate::llama::Session;
+use crate::sampling::{Sampler, SamplingParams};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -57,6 +58,7 @@ pub fn run(args: &Args) -> Result<()> {
     let tokens: Vec<i32> = (0..args.n_prompt.max(args.n_gen) as u64).map(|i| ((i * 2_654_435_761 + 17) % vocab) as i32).collect();
     let reps = args.repetitions.max(1);
     let mut rows = Vec::new();
+    let mut sampling = Vec::new();
     if args.n_prompt > 0 {
         let speeds = measure(&mut session, reps, args.n_prompt, |s| s.feed(&tokens[..args.n_prompt]).map(|_| ()))?;
         rows.push((format!("pp{}", args.n_prompt), speeds));
@@ -70,6 +72,19 @@ pub fn run(args: &Args) -> Result<()> {
         })?;
         rows.push((format!("tg{}", args.n_gen), speeds));
     }
+    // Rust-side sampling on this model's real logits: the default chain and greedy.
+    session.clear();
+    let logits = session.feed(&tokens[..tokens.len().min(8)])?.to_vec();
+    for (label, params) in [("sample (defaults)", SamplingParams::default()), ("sample (greedy)", SamplingParams { temperature: 0.0, ..Default::default() })] {
+        let mut sampler = Sampler::new(params);
+        let n = 200;
+        let start = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(sampler.sample(std::hint::black_box(&logits)));
+        }
+        let ms = start.elapsed().as_secs_f64() * 1e3 / n as f64;
+        sampling.push((label, ms));
+    }
     let name = model.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if args.json {
         let tests: Vec<_> = rows
@@ -79,9 +94,11 @@ pub fn run(args: &Args) -> Result<()> {
                 json!({"test": test, "tokens_per_second": mean, "stddev": sd, "samples": s})
             })
             .collect();
-        return super::print(&serde_json::to_string_pretty(&json!({"model": name, "threads": ctx.n_threads, "tests": tests}))?);
+        let sampling: Vec<_> = sampling.iter().map(|(label, ms)| json!({"test": label, "ms_per_token": ms})).collect();
+        let report = json!({"model": name, "threads": ctx.n_threads, "n_vocab": model.n_vocab(), "tests": tests, "sampling": sampling});
+        return super::print(&serde_json::to_string_pretty(&report)?);
     }
-    let mut out = format!("| model | size | threads | test | t/s |\n|---|---:|---:|---:|---:|\n");
+    let mut out = String::from("| model | size | threads | test | t/s |\n|---|---:|---:|---:|---:|\n");
     for (test, s) in &rows {
         let (mean, sd) = mean_sd(s);
         out += &format!(
@@ -89,6 +106,9 @@ pub fn run(args: &Args) -> Result<()> {
             super::inspect::human_bytes(model.size()),
             ctx.n_threads
         );
+    }
+    for (label, ms) in &sampling {
+        out += &format!("| {name} | vocab {} | 1 | {label} | {ms:.3} ms/token |\n", model.n_vocab());
     }
     super::print(&out)
 }
