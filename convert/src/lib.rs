@@ -8,6 +8,7 @@
 //! and tested without it.
 
 pub mod gguf;
+pub mod policy;
 pub mod tensor_class;
 
 pub use tensor_class::TensorClass;

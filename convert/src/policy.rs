@@ -1,0 +1,291 @@
+//! The quantization policy: which ggml type each tensor gets.
+//!
+//! Two steps, as llama.cpp's llama-quant.cpp does them, but as data: every tensor is first put in
+//! a [`TensorClass`]; then a preset's base type applies, adjusted by the rules in [`RULES`]
+//! (llama-quantize's choices for the K mixes, without an importance matrix), then `--ple-type`
+//! for the per-layer embedding table, then `--tensor-type REGEX=TYPE` overrides. Last, a type
+//! whose block does not divide a tensor's row width falls back to one that does, as
+//! llama-quantize falls back, and the fallback is reported.
+
+use std::fmt;
+
+use anyhow::{anyhow, bail, Result};
+use regex::Regex;
+use strata_quantize::GgmlType;
+
+use crate::TensorClass;
+
+/// A named mix: the base type and, for K mixes, the rules that give some tensors more bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum Preset {
+    F32,
+    F16,
+    BF16,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q4_K_S,
+    Q4_K_M,
+    Q5_K_M,
+    Q6_K,
+}
+
+impl Preset {
+    pub const ALL: &'static [Preset] = &[
+        Preset::F32,
+        Preset::F16,
+        Preset::BF16,
+        Preset::Q8_0,
+        Preset::Q4_0,
+        Preset::Q4_1,
+        Preset::Q5_0,
+        Preset::Q5_1,
+        Preset::Q4_K_S,
+        Preset::Q4_K_M,
+        Preset::Q5_K_M,
+        Preset::Q6_K,
+    ];
+
+    /// The lower-case name used on the command line: "q4_k_m".
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::F32 => "f32",
+            Preset::F16 => "f16",
+            Preset::BF16 => "bf16",
+            Preset::Q8_0 => "q8_0",
+            Preset::Q4_0 => "q4_0",
+            Preset::Q4_1 => "q4_1",
+            Preset::Q5_0 => "q5_0",
+            Preset::Q5_1 => "q5_1",
+            Preset::Q4_K_S => "q4_k_s",
+            Preset::Q4_K_M => "q4_k_m",
+            Preset::Q5_K_M => "q5_k_m",
+            Preset::Q6_K => "q6_k",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Preset> {
+        Preset::ALL.iter().copied().find(|p| p.name().eq_ignore_ascii_case(name)).ok_or_else(|| {
+            let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+            anyhow!("unknown preset {name:?}: known ones are {}", names.join(", "))
+        })
+    }
+
+    /// The type most matrices get.
+    pub fn base_type(self) -> GgmlType {
+        match self {
+            Preset::F32 => GgmlType::F32,
+            Preset::F16 => GgmlType::F16,
+            Preset::BF16 => GgmlType::BF16,
+            Preset::Q8_0 => GgmlType::Q8_0,
+            Preset::Q4_0 => GgmlType::Q4_0,
+            Preset::Q4_1 => GgmlType::Q4_1,
+            Preset::Q5_0 => GgmlType::Q5_0,
+            Preset::Q5_1 => GgmlType::Q5_1,
+            Preset::Q4_K_S | Preset::Q4_K_M => GgmlType::Q4_K,
+            Preset::Q5_K_M => GgmlType::Q5_K,
+            Preset::Q6_K => GgmlType::Q6_K,
+        }
+    }
+
+    /// Whether the preset quantizes (llama-quantize leaves float presets' tensors alone).
+    fn is_quantized(self) -> bool {
+        !matches!(self, Preset::F32 | Preset::F16 | Preset::BF16)
+    }
+
+    /// The per-layer embedding table's default: the preset's base type, as llama-quantize treats
+    /// the table like the token embedding. `--ple-type` changes it independently of the body.
+    pub fn default_ple_type(self) -> GgmlType {
+        self.base_type()
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which layers a rule applies to, given the tensor's rank `i` among the `n` tensors of its class.
+#[derive(Clone, Copy, Debug)]
+pub enum Layers {
+    All,
+    /// llama.cpp's `use_more_bits`: the first and last eighth, and every third layer between.
+    MoreBits,
+    /// The first `k` tensors of the class.
+    First(usize),
+    /// The first eighth.
+    FirstEighth,
+}
+
+impl Layers {
+    fn applies(self, i: usize, n: usize) -> bool {
+        match self {
+            Layers::All => true,
+            Layers::MoreBits => i < n / 8 || i >= 7 * n / 8 || (i as i64 - (n / 8) as i64).rem_euclid(3) == 2,
+            Layers::First(k) => i < k,
+            Layers::FirstEighth => i < n / 8,
+        }
+    }
+}
+
+/// One adjustment of a preset: tensors of `class` in `layers` get `ty`.
+pub struct Rule {
+    pub presets: &'static [Preset],
+    pub class: TensorClass,
+    pub layers: Layers,
+    pub ty: GgmlType,
+}
+
+/// llama-quantize's adjustments for the K mixes (llama-quant.cpp, dense models, no imatrix).
+pub const RULES: &[Rule] = &[
+    Rule { presets: &[Preset::Q4_K_M, Preset::Q5_K_M], class: TensorClass::AttentionV, layers: Layers::MoreBits, ty: GgmlType::Q6_K },
+    Rule { presets: &[Preset::Q4_K_S], class: TensorClass::AttentionV, layers: Layers::First(4), ty: GgmlType::Q5_K },
+    Rule { presets: &[Preset::Q4_K_M, Preset::Q5_K_M], class: TensorClass::FfnDown, layers: Layers::MoreBits, ty: GgmlType::Q6_K },
+    Rule { presets: &[Preset::Q4_K_S], class: TensorClass::FfnDown, layers: Layers::FirstEighth, ty: GgmlType::Q5_K },
+    Rule { presets: &[Preset::Q4_K_M], class: TensorClass::AttentionQkv, layers: Layers::All, ty: GgmlType::Q5_K },
+    Rule { presets: &[Preset::Q5_K_M], class: TensorClass::AttentionQkv, layers: Layers::All, ty: GgmlType::Q6_K },
+];
+
+/// A tensor to place: its GGUF name and shape (ggml order, row width first).
+#[derive(Clone, Debug)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<u64>,
+}
+
+/// Where a tensor's type came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// Norms and vectors: always F32.
+    Vector,
+    Preset,
+    /// A rule of [`RULES`] or the output rule.
+    Rule(&'static str),
+    PleType,
+    /// A `--tensor-type` pattern.
+    Override(String),
+}
+
+/// The type chosen for one tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    pub class: TensorClass,
+    pub ty: GgmlType,
+    pub source: Source,
+    /// The type asked for, when its block did not divide the row width.
+    pub fell_back_from: Option<GgmlType>,
+}
+
+/// A preset, a PLE type and overrides: everything that decides types.
+pub struct Policy {
+    pub preset: Preset,
+    pub ple_type: GgmlType,
+    pub overrides: Vec<(Regex, GgmlType)>,
+    /// Whether the output projection is the token embedding (no `output.weight`).
+    pub tied_embeddings: bool,
+}
+
+impl Policy {
+    pub fn new(preset: Preset) -> Self {
+        Policy { preset, ple_type: preset.default_ple_type(), overrides: Vec::new(), tied_embeddings: false }
+    }
+
+    /// Adds a `REGEX=TYPE` override.
+    pub fn add_override(&mut self, spec: &str) -> Result<()> {
+        let (pattern, ty) = spec.rsplit_once('=').ok_or_else(|| anyhow!("--tensor-type {spec:?}: expected REGEX=TYPE"))?;
+        let ty = quantizable_type(ty).map_err(|e| anyhow!("--tensor-type {spec:?}: {e}"))?;
+        let re = Regex::new(pattern).map_err(|e| anyhow!("--tensor-type {spec:?}: bad pattern: {e}"))?;
+        self.overrides.push((re, ty));
+        Ok(())
+    }
+
+    /// Chooses a type for every tensor. Errors if an override matches nothing.
+    pub fn assign(&self, tensors: &[TensorSpec]) -> Result<Vec<Choice>> {
+        let classes: Vec<TensorClass> = tensors.iter().map(|t| TensorClass::of(&t.name, t.shape.len())).collect();
+        let mut used = vec![false; self.overrides.len()];
+        let mut seen = std::collections::HashMap::new();
+        let counts = classes.iter().fold(std::collections::HashMap::new(), |mut m, c| {
+            *m.entry(*c).or_insert(0usize) += 1;
+            m
+        });
+        let mut out = Vec::with_capacity(tensors.len());
+        for (t, &class) in tensors.iter().zip(&classes) {
+            let rank = seen.entry(class).or_insert(0usize);
+            let (i, n) = (*rank, counts[&class]);
+            *rank += 1;
+            let (mut ty, mut source) = self.class_type(t, class, i, n);
+            if class == TensorClass::PerLayerTokenEmbedding {
+                (ty, source) = (self.ple_type, Source::PleType);
+            }
+            if class != TensorClass::NormOrVector {
+                if let Some(k) = self.overrides.iter().position(|(re, _)| re.is_match(&t.name)) {
+                    used[k] = true;
+                    (ty, source) = (self.overrides[k].1, Source::Override(self.overrides[k].0.as_str().to_string()));
+                }
+            }
+            let fitted = fallback(ty, t.shape[0]);
+            out.push(Choice { class, ty: fitted, source, fell_back_from: (fitted != ty).then_some(ty) });
+        }
+        if let Some(k) = used.iter().position(|u| !u) {
+            bail!("--tensor-type {}: the pattern matches no tensor", self.overrides[k].0.as_str());
+        }
+        Ok(out)
+    }
+
+    /// The preset's choice for a tensor of `class`, the `i`-th of `n` such tensors.
+    fn class_type(&self, t: &TensorSpec, class: TensorClass, i: usize, n: usize) -> (GgmlType, Source) {
+        let base = self.preset.base_type();
+        let is_output = class == TensorClass::Output || (self.tied_embeddings && class == TensorClass::TokenEmbedding);
+        if class == TensorClass::NormOrVector {
+            return (GgmlType::F32, Source::Vector);
+        }
+        if !self.preset.is_quantized() {
+            return (base, Source::Preset);
+        }
+        if is_output {
+            // llama-quantize: the output (or the tied embedding) gets Q6_K, or Q8_0 where the
+            // row does not divide into the preset's blocks.
+            let ty = if t.shape[0] % base.block_size() as u64 != 0 || base == GgmlType::Q8_0 { GgmlType::Q8_0 } else { GgmlType::Q6_K };
+            return (ty, Source::Rule("output"));
+        }
+        match RULES.iter().find(|r| r.class == class && r.presets.contains(&self.preset) && r.layers.applies(i, n)) {
+            Some(rule) => (rule.ty, Source::Rule(class.name())),
+            None => (base, Source::Preset),
+        }
+    }
+}
+
+/// A type name that this crate can write.
+pub fn quantizable_type(name: &str) -> Result<GgmlType> {
+    match GgmlType::from_name(name) {
+        Some(ty) if ty.can_quantize() => Ok(ty),
+        _ => {
+            let names: Vec<&str> = GgmlType::QUANTIZABLE.iter().map(|t| t.name()).collect();
+            bail!("unknown or unsupported type {name:?}: supported types are {}", names.join(", "))
+        }
+    }
+}
+
+/// llama-quantize's fallback for a row width the type's blocks do not divide: 256-blocks to a
+/// 32-block type, then F16.
+pub fn fallback(ty: GgmlType, row_width: u64) -> GgmlType {
+    let fits = |t: GgmlType| row_width % t.block_size() as u64 == 0;
+    if fits(ty) {
+        return ty;
+    }
+    let next = match ty {
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q5_K => GgmlType::Q5_1,
+        GgmlType::Q6_K => GgmlType::Q8_0,
+        other => other,
+    };
+    if fits(next) {
+        next
+    } else {
+        GgmlType::F16
+    }
+}
