@@ -9,6 +9,7 @@
 
 pub mod gguf;
 pub mod policy;
+pub mod safetensors;
 pub mod tensor_class;
 
 pub use tensor_class::TensorClass;

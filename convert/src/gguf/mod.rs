@@ -14,7 +14,7 @@ use strata_quantize::GgmlType;
 
 pub use read::{parse, GgufError};
 pub use value::{Value, ValueType};
-pub use write::{encode_header, layout};
+pub use write::{encode_header, layout, remove_partial_files, write_gguf, PendingFile};
 
 /// The four bytes every GGUF file starts with.
 pub const MAGIC: &[u8; 4] = b"GGUF";

@@ -1,6 +1,13 @@
-//! The GGUF writer's encoding half: the header, metadata and tensor table, laid out so that
-//! tensor data follows at aligned offsets. Same input, same bytes.
+//! The GGUF writer: the header, metadata and tensor table, laid out so that tensor data follows
+//! at aligned offsets, then the tensors streamed one by one into a temporary file that is renamed
+//! into place only when complete. Same input, same bytes.
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context, Result};
 use strata_quantize::GgmlType;
 
 use super::value::Value;
@@ -72,5 +79,116 @@ fn put_value(out: &mut Vec<u8>, value: &Value) {
                 put_value(out, item);
             }
         }
+    }
+}
+
+/// A file being written next to its final path, removed unless [`PendingFile::commit`] renames
+/// it into place: an error, a panic or an early return leaves nothing behind.
+pub struct PendingFile {
+    temp: PathBuf,
+    target: PathBuf,
+    file: Option<BufWriter<File>>,
+}
+
+impl PendingFile {
+    /// Creates the temporary file in `target`'s directory.
+    pub fn create(target: &Path) -> Result<Self> {
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target.file_name().ok_or_else(|| anyhow!("{}: not a file path", target.display()))?;
+        let temp = dir.join(format!(".{}.strata-partial-{}", name.to_string_lossy(), std::process::id()));
+        let file = File::create(&temp).with_context(|| format!("{}: cannot create the output", target.display()))?;
+        register_temp(&temp);
+        Ok(PendingFile { temp, target: target.to_path_buf(), file: Some(BufWriter::with_capacity(1 << 20, file)) })
+    }
+
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
+        self.file.as_mut().expect("open until commit")
+    }
+
+    /// Flushes, syncs and renames the file into place.
+    pub fn commit(mut self) -> Result<()> {
+        let what = || format!("{}: cannot write the output", self.target.display());
+        let file = self.file.take().expect("open until commit");
+        let file = file.into_inner().map_err(|e| e.into_error()).with_context(what)?;
+        file.sync_all().with_context(what)?;
+        std::fs::rename(&self.temp, &self.target).with_context(what)?;
+        unregister_temp(&self.temp);
+        Ok(())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+            unregister_temp(&self.temp);
+        }
+    }
+}
+
+/// Temporary files being written, so that a signal handler can remove them before exiting.
+static TEMP_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn register_temp(path: &Path) {
+    TEMP_FILES.lock().unwrap_or_else(|e| e.into_inner()).push(path.to_path_buf());
+}
+
+fn unregister_temp(path: &Path) {
+    TEMP_FILES.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p != path);
+}
+
+/// Removes every temporary file still being written (for a SIGINT/SIGTERM handler).
+pub fn remove_partial_files() {
+    for path in TEMP_FILES.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Writes a GGUF v3 file: header, metadata and tensor table, then each tensor's data from
+/// `write_tensor(index, out)`, which must write exactly that tensor's bytes. The file appears at
+/// `path` only when complete.
+pub fn write_gguf(
+    path: &Path,
+    metadata: &[(String, Value)],
+    tensors: &[TensorInfo],
+    alignment: u64,
+    mut write_tensor: impl FnMut(usize, &mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let mut out = PendingFile::create(path)?;
+    let header = encode_header(metadata, tensors, alignment);
+    let io = |e: std::io::Error| anyhow!("{}: cannot write the output: {e}", path.display());
+    out.writer().write_all(&header).map_err(io)?;
+    let mut offset = 0u64;
+    for (i, t) in tensors.iter().enumerate() {
+        let mut counting = CountingWriter { inner: out.writer(), written: 0 };
+        write_tensor(i, &mut counting)?;
+        let written = counting.written;
+        if written != t.n_bytes() {
+            bail!("tensor {}: wrote {written} bytes, expected {}", t.name, t.n_bytes());
+        }
+        offset += written;
+        let padded = offset.div_ceil(alignment) * alignment;
+        out.writer().write_all(&vec![0u8; (padded - offset) as usize]).map_err(io)?;
+        offset = padded;
+    }
+    out.commit()
+}
+
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    written: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
