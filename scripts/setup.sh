@@ -48,3 +48,9 @@ if [ ! -f .models/gemma-3-270m-q4_k_m.gguf ]; then
   mv "$tmp/gemma.gguf" .models/gemma-3-270m-q4_k_m.gguf
   rm -rf "$tmp"
 fi
+if [ ! -f .models/SmolLM2-135M-Instruct-hf/model.safetensors ]; then
+  echo "setup: exporting SmolLM2-135M-Instruct to a Hugging Face folder (real weights for converter tests)"
+  rm -rf .models/SmolLM2-135M-Instruct-hf.tmp
+  .venv/bin/python scripts/export_gguf_to_hf.py .models/SmolLM2-135M-Instruct.Q4_1.gguf .models/SmolLM2-135M-Instruct-hf.tmp
+  mv .models/SmolLM2-135M-Instruct-hf.tmp .models/SmolLM2-135M-Instruct-hf
+fi

@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert a Hugging Face safetensors folder to GGUF in one pass.
+    Convert(commands::convert::Args),
     /// Show a GGUF file's header, metadata, tensors and bytes per tensor class.
     Inspect(commands::inspect::Args),
     /// Generate text from a prompt (raw completion, or one chat turn with --chat).
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Convert(args) => commands::convert::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Chat(args) => commands::chat::run(&args),

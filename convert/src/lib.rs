@@ -7,9 +7,13 @@
 //! What it is not: an inference engine. Nothing here links llama.cpp, so parsers can be fuzzed
 //! and tested without it.
 
+pub mod arch;
+pub mod convert;
 pub mod gguf;
 pub mod policy;
+mod pre_tokenizers;
 pub mod safetensors;
 pub mod tensor_class;
+pub mod tokenizer;
 
 pub use tensor_class::TensorClass;

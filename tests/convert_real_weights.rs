@@ -1,0 +1,124 @@
+//! `strata convert` on real weights: SmolLM2-135M-Instruct exported from its GGUF back into a
+//! Hugging Face folder (scripts/export_gguf_to_hf.py, run by scripts/setup.sh), converted again.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn hf_folder() -> PathBuf {
+    let dir = common::repo().join(".models/SmolLM2-135M-Instruct-hf");
+    assert!(dir.join("model.safetensors").is_file(), "{} is missing: run scripts/setup.sh first", dir.display());
+    dir
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("strata-convert-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn convert(out: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["convert", hf_folder().to_str().unwrap().to_string().leak() as &str, "-o", out.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&common::strata_ok(&args)).unwrap()
+}
+
+/// Token ids of a varied conversation as each model's tokenizer (llama.cpp's) sees it.
+fn token_ids(model: &Path) -> String {
+    let messages = scratch("messages").join("m.json");
+    std::fs::write(
+        &messages,
+        r#"[{"role":"system","content":"Numbers 1234567 and 3.14; unicode: héllo wörld — 日本語 🦙; code: fn main() { println!(\"x\"); }"},
+            {"role":"user","content":"  Several   spaces\n\n\nand newlines\tand tabs <|im_end|> inside"}]"#,
+    )
+    .unwrap();
+    let out = common::strata_ok(&["template", model.to_str().unwrap(), "--messages", messages.to_str().unwrap(), "--add-generation-prompt", "--tokens"]);
+    out.lines().last().unwrap().to_string()
+}
+
+#[test]
+fn q8_0_answers_paris_and_tokenizes_like_the_original() {
+    let dir = scratch("q8");
+    let out = dir.join("smollm2-q8_0.gguf");
+    let report = convert(&out, &["--type", "q8_0"]);
+    assert_eq!(report["preset"], "q8_0");
+    let answer: Value = serde_json::from_str(&common::strata_ok(&[
+        "generate",
+        out.to_str().unwrap(),
+        "--chat",
+        "--system",
+        "You are a helpful assistant.",
+        "-p",
+        "What is the capital of France?",
+        "--temp",
+        "0",
+        "-n",
+        "32",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(answer["text"].as_str().unwrap().contains("Paris"), "{answer}");
+    assert_eq!(token_ids(&out), token_ids(&common::model(common::SMOLLM2)), "llama.cpp tokenizes both files alike");
+    // The tokenizer metadata llama.cpp reads is the original's.
+    let ours: Value = serde_json::from_str(&common::strata_ok(&["inspect", "--json", out.to_str().unwrap()])).unwrap();
+    let orig: Value = serde_json::from_str(&common::strata_ok(&["inspect", "--json", common::model(common::SMOLLM2).to_str().unwrap()])).unwrap();
+    for key in ["tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.chat_template", "llama.rope.dimension_count", "llama.attention.head_count_kv"] {
+        assert_eq!(ours["metadata"][key], orig["metadata"][key], "{key}");
+    }
+}
+
+#[test]
+fn same_input_same_bytes_and_mixes() {
+    let dir = scratch("mixes");
+    let a = dir.join("a.gguf");
+    let b = dir.join("b.gguf");
+    convert(&a, &["--type", "q4_k_m"]);
+    convert(&b, &["--type", "q4_k_m", "--threads", "1"]);
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "identical inputs and options give identical bytes");
+    let report = convert(&dir.join("c.gguf"), &["--type", "q4_k_m", "--tensor-type", r"ffn_up=Q8_0"]);
+    let plan = report["plan"].as_array().unwrap();
+    let row = |class: &str, ty: &str| plan.iter().find(|r| r["class"] == class && r["type"] == ty).map(|r| r["count"].as_u64().unwrap());
+    assert_eq!(row("ffn_up", "Q8_0"), Some(30));
+    // SmolLM2's rows are 576 wide: not a multiple of 256, so Q4_K falls back to Q5_0 and says so.
+    assert_eq!(row("attn_q", "Q5_0"), Some(30));
+    assert!(report["fallbacks"].as_array().unwrap().iter().any(|f| f.as_str().unwrap().contains("Q4_K -> Q5_0")));
+}
+
+#[test]
+fn bad_input_fails_cleanly_and_leaves_nothing() {
+    let dir = scratch("bad");
+    let out = dir.join("out.gguf");
+    let o = out.to_str().unwrap();
+    // No config.json.
+    let empty = scratch("empty");
+    let r = common::strata(&["convert", empty.to_str().unwrap(), "-o", o]);
+    common::assert_clean_failure(&r, &["no config.json"]);
+    // Unknown architecture.
+    let weird = scratch("weird");
+    std::fs::write(weird.join("config.json"), r#"{"architectures": ["FrobnicatorForCausalLM"]}"#).unwrap();
+    let r = common::strata(&["convert", weird.to_str().unwrap(), "-o", o]);
+    common::assert_clean_failure(&r, &["FrobnicatorForCausalLM", "not supported", "LlamaForCausalLM"]);
+    // A truncated shard.
+    let cut = scratch("cut");
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(hf_folder().join(f), cut.join(f)).unwrap();
+    }
+    let st = std::fs::read(hf_folder().join("model.safetensors")).unwrap();
+    std::fs::write(cut.join("model.safetensors"), &st[..st.len() / 2]).unwrap();
+    let r = common::strata(&["convert", cut.to_str().unwrap(), "-o", o]);
+    common::assert_clean_failure(&r, &["model.safetensors", "outside the"]);
+    // Options that cannot be honoured.
+    let h = hf_folder();
+    let r = common::strata(&["convert", h.to_str().unwrap(), "-o", o, "--tensor-type", "nothing=Q8_0"]);
+    common::assert_clean_failure(&r, &["matches no tensor"]);
+    let r = common::strata(&["convert", h.to_str().unwrap(), "-o", o, "--type", "q9_9"]);
+    common::assert_clean_failure(&r, &["unknown preset \"q9_9\""]);
+    let r = common::strata(&["convert", h.to_str().unwrap(), "-o", o, "--ple-type", "IQ1_S"]);
+    common::assert_clean_failure(&r, &["--ple-type", "unsupported type"]);
+    let r = common::strata(&["convert", h.to_str().unwrap(), "-o", "/nonexistent-dir/out.gguf"]);
+    common::assert_clean_failure(&r, &["/nonexistent-dir/out.gguf", "cannot create"]);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing is left behind");
+}
