@@ -13,13 +13,6 @@ fn hf_folder() -> PathBuf {
     dir
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-convert-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn convert(out: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["convert", hf_folder().to_str().unwrap().to_string().leak() as &str, "-o", out.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
@@ -28,7 +21,7 @@ fn convert(out: &Path, extra: &[&str]) -> Value {
 
 /// Token ids of a varied conversation as each model's tokenizer (llama.cpp's) sees it.
 fn token_ids(model: &Path) -> String {
-    let messages = scratch("messages").join("m.json");
+    let messages = common::scratch_dir("messages").join("m.json");
     std::fs::write(
         &messages,
         r#"[{"role":"system","content":"Numbers 1234567 and 3.14; unicode: héllo wörld — 日本語 🦙; code: fn main() { println!(\"x\"); }"},
@@ -41,7 +34,7 @@ fn token_ids(model: &Path) -> String {
 
 #[test]
 fn q8_0_answers_paris_and_tokenizes_like_the_original() {
-    let dir = scratch("q8");
+    let dir = common::scratch_dir("q8");
     let out = dir.join("smollm2-q8_0.gguf");
     let report = convert(&out, &["--type", "q8_0"]);
     assert_eq!(report["preset"], "q8_0");
@@ -72,7 +65,7 @@ fn q8_0_answers_paris_and_tokenizes_like_the_original() {
 
 #[test]
 fn same_input_same_bytes_and_mixes() {
-    let dir = scratch("mixes");
+    let dir = common::scratch_dir("mixes");
     let a = dir.join("a.gguf");
     let b = dir.join("b.gguf");
     convert(&a, &["--type", "q4_k_m"]);
@@ -89,20 +82,20 @@ fn same_input_same_bytes_and_mixes() {
 
 #[test]
 fn bad_input_fails_cleanly_and_leaves_nothing() {
-    let dir = scratch("bad");
+    let dir = common::scratch_dir("bad");
     let out = dir.join("out.gguf");
     let o = out.to_str().unwrap();
     // No config.json.
-    let empty = scratch("empty");
+    let empty = common::scratch_dir("empty");
     let r = common::strata(&["convert", empty.to_str().unwrap(), "-o", o]);
     common::assert_clean_failure(&r, &["no config.json"]);
     // Unknown architecture.
-    let weird = scratch("weird");
+    let weird = common::scratch_dir("weird");
     std::fs::write(weird.join("config.json"), r#"{"architectures": ["FrobnicatorForCausalLM"]}"#).unwrap();
     let r = common::strata(&["convert", weird.to_str().unwrap(), "-o", o]);
     common::assert_clean_failure(&r, &["FrobnicatorForCausalLM", "not supported", "LlamaForCausalLM"]);
     // A truncated shard.
-    let cut = scratch("cut");
+    let cut = common::scratch_dir("cut");
     for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(hf_folder().join(f), cut.join(f)).unwrap();
     }

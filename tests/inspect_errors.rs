@@ -3,16 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-inspect-errors-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
 #[test]
 fn missing_file_and_directory() {
     let out = common::strata(&["inspect", "/nonexistent/model.gguf"]);
@@ -27,7 +17,7 @@ fn truncated_real_model() {
     let real = std::fs::read(common::model(common::SMOLLM2)).unwrap();
     let data_offset = 1_785_664; // where SmolLM2's tensor data starts (strata inspect says so)
     for cut in [0, 3, 4, 8, 17, 24, 100, 1000, 50_000, 1_000_000, data_offset - 1, data_offset + 4096, real.len() - 1] {
-        let path = scratch(&format!("cut-{cut}.gguf"), &real[..cut]);
+        let path = common::scratch_file(&format!("cut-{cut}.gguf"), &real[..cut]);
         let out = common::strata(&["inspect", path.to_str().unwrap()]);
         common::assert_clean_failure(&out, &[path.to_str().unwrap(), "not a valid GGUF file"]);
         std::fs::remove_file(path).unwrap();
@@ -47,7 +37,7 @@ fn corrupted_real_header() {
     for (name, at, patch, expected) in cases {
         let mut bad = header.to_vec();
         bad[at..at + patch.len()].copy_from_slice(patch);
-        let path = scratch(&format!("{name}.gguf"), &bad);
+        let path = common::scratch_file(&format!("{name}.gguf"), &bad);
         let out = common::strata(&["inspect", "--json", path.to_str().unwrap()]);
         common::assert_clean_failure(&out, &[path.to_str().unwrap(), expected]);
         assert!(out.stdout.is_empty(), "no partial output on stdout");

@@ -2,19 +2,11 @@
 
 mod common;
 
-fn scratch(name: &str, bytes: &[u8]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-runner-errors-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
 #[test]
 fn missing_and_non_gguf_models() {
     let out = common::strata(&["generate", "/nonexistent/m.gguf", "-p", "hi"]);
     common::assert_clean_failure(&out, &["/nonexistent/m.gguf", "no such file"]);
-    let junk = scratch("junk.gguf", b"this is not a model at all, just some text\n");
+    let junk = common::scratch_file("junk.gguf", b"this is not a model at all, just some text\n");
     let out = common::strata(&["generate", junk.to_str().unwrap(), "-p", "hi"]);
     common::assert_clean_failure(&out, &[junk.to_str().unwrap(), "could not load the model", "llama.cpp says"]);
 }
@@ -57,7 +49,7 @@ fn prompt_longer_than_the_context() {
 #[test]
 fn broken_templates_name_the_line() {
     let model = common::model(common::SMOLLM2);
-    let bad = scratch("bad.jinja", b"{% for m in messages %}\n{{ m.content }\n{% endfor %}");
+    let bad = common::scratch_file("bad.jinja", b"{% for m in messages %}\n{{ m.content }\n{% endfor %}");
     let out = common::strata(&[
         "generate",
         model.to_str().unwrap(),
@@ -70,7 +62,7 @@ fn broken_templates_name_the_line() {
     common::assert_clean_failure(&out, &[bad.to_str().unwrap(), "chat template: line 2"]);
     let out = common::strata(&["generate", model.to_str().unwrap(), "--chat", "-p", "hi", "--chat-template", "nope"]);
     common::assert_clean_failure(&out, &["unknown built-in template \"nope\""]);
-    let raising = scratch("raise.jinja", b"{{ raise_exception('System role not supported') }}");
+    let raising = common::scratch_file("raise.jinja", b"{{ raise_exception('System role not supported') }}");
     let out = common::strata(&["generate", model.to_str().unwrap(), "--chat", "-p", "hi", "--chat-template-file", raising.to_str().unwrap()]);
     common::assert_clean_failure(&out, &["System role not supported"]);
 }

@@ -50,9 +50,10 @@ pub(crate) fn from_f16(h: f16) -> f32 {
     h.to_f32()
 }
 
-/// ggml's `make_qx_quants` with `rmse_type == 1` and no importance weights: a symmetric scale for
-/// `x` on the grid `-nmax..nmax-1`, refined over 18 trial scales. Writes `L[i] + nmax` to `l`.
-pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [i8; N]) -> f32 {
+/// The value of largest magnitude (the first on ties), or `None` when the group is all zero
+/// (below `GROUP_MAX_EPS`), as `make_qx_quants` and `make_q3_quants` begin.
+#[inline(always)]
+fn signed_max_or_zero(x: &[f32]) -> Option<f32> {
     let mut max = 0.0f32;
     let mut amax = 0.0f32;
     for &v in x {
@@ -62,10 +63,16 @@ pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &
             max = v;
         }
     }
-    if amax < GROUP_MAX_EPS {
+    (amax >= GROUP_MAX_EPS).then_some(max)
+}
+
+/// ggml's `make_qx_quants` with `rmse_type == 1` and no importance weights: a symmetric scale for
+/// `x` on the grid `-nmax..nmax-1`, refined over 18 trial scales. Writes `L[i] + nmax` to `l`.
+pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [i8; N]) -> f32 {
+    let Some(max) = signed_max_or_zero(x) else {
         l.fill(0);
         return 0.0;
-    }
+    };
     let nmaxf = nmax as f32;
     let quant = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
     let mut iscale = -nmaxf / max;
@@ -104,19 +111,10 @@ pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &
 /// ggml's `make_q3_quants` with `do_rmse`: a symmetric scale on `-nmax..nmax-1`, then up to five
 /// passes that move single quants while the weighted error drops. Writes `L[i] + nmax` to `l`.
 pub(crate) fn make_q3_quants_rmse<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [i8; N]) -> f32 {
-    let mut max = 0.0f32;
-    let mut amax = 0.0f32;
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
-    if amax < GROUP_MAX_EPS {
+    let Some(max) = signed_max_or_zero(x) else {
         l.fill(0);
         return 0.0;
-    }
+    };
     let iscale = -(nmax as f32) / max;
     let mut sumlx = 0.0f32;
     let mut suml2 = 0.0f32;
