@@ -115,3 +115,29 @@ fn bad_input_fails_cleanly_and_leaves_nothing() {
     common::assert_clean_failure(&r, &["/nonexistent-dir/out.gguf", "cannot create"]);
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing is left behind");
 }
+
+#[test]
+fn interrupting_a_conversion_leaves_nothing() {
+    for signal in ["-INT", "-TERM"] {
+        let dir = common::scratch_dir(&format!("signal{signal}"));
+        let out = dir.join("out.gguf");
+        let h = hf_folder();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["convert", h.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "q4_k_m", "--threads", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the partial file exists, then signal.
+        let start = std::time::Instant::now();
+        while std::fs::read_dir(&dir).unwrap().count() == 0 {
+            assert!(start.elapsed().as_secs() < 30, "the conversion never started writing");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "{signal}: the interrupted conversion reports failure");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "{signal}: left behind {left:?}");
+    }
+}
