@@ -141,3 +141,25 @@ fn interrupting_a_conversion_leaves_nothing() {
         assert!(left.is_empty(), "{signal}: left behind {left:?}");
     }
 }
+
+#[test]
+fn generation_config_becomes_the_default_sampling() {
+    let dir = common::scratch_dir("genconfig");
+    let src = hf_folder();
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        std::os::unix::fs::symlink(src.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(dir.join("generation_config.json"), r#"{"temperature": 0.0, "top_k": 20, "top_p": 0.9, "repetition_penalty": 1.1}"#).unwrap();
+    let out = common::scratch_dir("genconfig-out").join("m.gguf");
+    common::strata_ok(&["convert", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let meta: Value = serde_json::from_str(&common::strata_ok(&["inspect", "--json", out.to_str().unwrap()])).unwrap();
+    let m = &meta["metadata"];
+    assert_eq!(m["general.sampling.temp"], 0.0);
+    assert_eq!(m["general.sampling.top_k"], 20);
+    assert!((m["general.sampling.top_p"].as_f64().unwrap() - 0.9).abs() < 1e-6);
+    assert!((m["general.sampling.penalty_repeat"].as_f64().unwrap() - 1.1).abs() < 1e-6);
+    // The runner takes them as defaults: temperature 0 is greedy, so seeds do not matter.
+    let run = |seed: &str| common::strata_ok(&["generate", out.to_str().unwrap(), "-p", "Once upon a time", "-n", "12", "--seed", seed, "--json"]);
+    let (a, b): (Value, Value) = (serde_json::from_str(&run("1")).unwrap(), serde_json::from_str(&run("2")).unwrap());
+    assert_eq!(a["text"], b["text"]);
+}

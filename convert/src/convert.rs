@@ -104,6 +104,7 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
         ("general.type".to_string(), Value::String("model".into())),
         ("general.name".to_string(), Value::String(model_name(dir))),
     ];
+    metadata.extend(sampling_defaults(dir)?);
     metadata.extend(arch.metadata(&config).with_context(|| config_path.display().to_string())?);
     metadata.push(("general.file_type".into(), Value::U32(file_type(opts.preset))));
     metadata.extend(vocab.metadata());
@@ -117,6 +118,28 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
         .map(|(((source, mapped, _), info), choice)| Planned { source, info, choice, transform: mapped.transform })
         .collect();
     Ok(Plan { dir: dir.to_path_buf(), metadata, tensors, checkpoint })
+}
+
+/// `generation_config.json`'s sampling defaults as `general.sampling.*`, as llama.cpp's
+/// converter writes them (gguf-py's metadata.py): integers as i32, the rest as f32.
+fn sampling_defaults(dir: &Path) -> Result<Vec<(String, Value)>> {
+    let path = dir.join("generation_config.json");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let json: Json = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?)
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let int = |k: &str| json[k].as_i64().map(|v| Value::I32(v as i32));
+    let float = |k: &str| json[k].as_f64().map(|v| Value::F32(v as f32));
+    let entries = [
+        ("top_k", int("top_k")),
+        ("top_p", float("top_p")),
+        ("min_p", float("min_p")),
+        ("temp", float("temperature")),
+        ("penalty_last_n", int("penalty_last_n")),
+        ("penalty_repeat", float("penalty_repeat").or_else(|| float("repetition_penalty"))),
+    ];
+    Ok(entries.into_iter().filter_map(|(k, v)| v.map(|v| (format!("general.sampling.{k}"), v))).collect())
 }
 
 /// Sort key putting `token_embd` first, `blk.N.*` by layer, then the rest by name.
