@@ -31,6 +31,8 @@ enum Command {
     Chat(commands::chat::Args),
     /// Show exactly what a chat template makes of a conversation.
     Template(commands::template::Args),
+    /// Print the token ids llama.cpp's tokenizer gives for a text.
+    Tokenize(commands::tokenize::Args),
     /// Measure prompt processing and generation speed, as llama-bench does.
     Bench(commands::bench::Args),
 }
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => commands::chat::run(&args),
         Command::Template(args) => commands::template::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Tokenize(args) => commands::tokenize::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

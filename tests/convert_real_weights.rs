@@ -163,3 +163,18 @@ fn generation_config_becomes_the_default_sampling() {
     let (a, b): (Value, Value) = (serde_json::from_str(&run("1")).unwrap(), serde_json::from_str(&run("2")).unwrap());
     assert_eq!(a["text"], b["text"]);
 }
+
+#[test]
+fn token_ids_match_hugging_face_tokenizers() {
+    let text = "Hello world! Numbers 1234567 and 3.14159; unicode: héllo wörld — 日本語 🦙🦙\n\n\n   spaces   and\ttabs\n\
+                fn main() { println!(\"{}\", x.len()); } // code\n<|im_start|>user\nHi<|im_end|>\n'''``` I've you're";
+    let hf = tokenizers::Tokenizer::from_file(hf_folder().join("tokenizer.json")).unwrap();
+    let expected: Vec<u32> = hf.encode(text, false).unwrap().get_ids().to_vec();
+    let dir = common::scratch_dir("tok");
+    let out = dir.join("m.gguf");
+    convert(&out, &["--type", "q8_0"]);
+    for model in [out, common::model(common::SMOLLM2)] {
+        let ids: Vec<u32> = serde_json::from_str(&common::strata_ok(&["tokenize", model.to_str().unwrap(), "-p", text, "--json"])).unwrap();
+        assert_eq!(ids, expected, "{}: llama.cpp's ids vs Hugging Face tokenizers'", model.display());
+    }
+}

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod inspect;
 pub mod run_args;
 pub mod template;
+pub mod tokenize;
 
 use std::io::{ErrorKind, Write};
 
