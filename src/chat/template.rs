@@ -60,6 +60,7 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         // Jinja2's `iterable`: none is not (minijinja would iterate it as empty).
         env.add_test("iterable", |v: Value| !v.is_none() && !v.is_undefined() && v.try_iter().is_ok());
+        env.add_filter("tojson", tojson);
         env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
@@ -108,6 +109,45 @@ fn without_generation_tags(source: &str) -> String {
         format!("{{%{} {body} {}%}}", &c[1], &c[3])
     })
     .into_owned()
+}
+
+/// transformers' `tojson`: Python's `json.dumps(x, ensure_ascii=False, indent=indent)`, which
+/// (unlike minijinja's) escapes no HTML characters and puts a space after `,` and `:`.
+fn tojson(value: Value, indent: Option<usize>, kwargs: minijinja::value::Kwargs) -> Result<Value, Error> {
+    use serde::Serialize;
+    let indent = match indent {
+        Some(n) => Some(n),
+        None => kwargs.get::<Option<usize>>("indent")?,
+    };
+    // Accepted for compatibility; strata always writes UTF-8 and keeps key order.
+    let _: Option<Value> = kwargs.get("ensure_ascii")?;
+    let _: Option<Value> = kwargs.get("sort_keys")?;
+    kwargs.assert_all_used()?;
+    let mut out = Vec::new();
+    let result = match indent {
+        Some(n) => {
+            let pad = vec![b' '; n];
+            value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(&pad)))
+        }
+        None => value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, PythonCompact)),
+    };
+    result.map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    Ok(Value::from_safe_string(String::from_utf8(out).expect("serde_json writes UTF-8")))
+}
+
+/// serde_json output with Python's default separators `", "` and `": "`.
+struct PythonCompact;
+
+impl serde_json::ser::Formatter for PythonCompact {
+    fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
 }
 
 /// "line N: what went wrong", from a minijinja error and its causes.
@@ -167,6 +207,13 @@ mod tests {
         let t = ChatTemplate::new("{% if messages|length > 0 %}{{ raise_exception('no messages allowed') }}{% endif %}").unwrap();
         let err = t.render(&[Message::new("user", "x")], &RenderOptions::default()).unwrap_err().to_string();
         assert!(err.contains("no messages allowed") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn tojson_writes_what_python_json_dumps_writes() {
+        let t = ChatTemplate::new("{{ messages[0] | tojson }}|{{ [1, 'x<y&z', {'b': none, 'a': true}] | tojson(indent=2) }}").unwrap();
+        let out = t.render(&[Message::new("user", "héllo <b>")], &RenderOptions::default()).unwrap();
+        assert_eq!(out, "{\"role\": \"user\", \"content\": \"héllo <b>\"}|[\n  1,\n  \"x<y&z\",\n  {\n    \"b\": null,\n    \"a\": true\n  }\n]");
     }
 
     #[test]
