@@ -253,19 +253,7 @@ impl Session<'_> {
             }
             self.cached.truncate(keep);
         }
-        self.evaluated = tokens.len() - keep;
-        for chunk in tokens[keep..].chunks(self.n_batch) {
-            self.batch.clear();
-            let last = chunk.len() - 1;
-            for (i, &t) in chunk.iter().enumerate() {
-                let pos = (self.cached.len() + i) as i32;
-                self.batch.add(LlamaToken(t), pos, &[0], i == last).context("batch is full")?;
-            }
-            take_last_error();
-            self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))?;
-            self.cached.extend_from_slice(chunk);
-        }
-        Ok(self.ctx.get_logits_ith(self.batch.n_tokens() - 1))
+        self.append(&tokens[keep..])
     }
 
     /// Appends one token and returns the logits after it.
@@ -273,13 +261,25 @@ impl Session<'_> {
         if self.cached.len() >= self.n_ctx() {
             bail!("the context of {} tokens is full", self.n_ctx());
         }
-        self.batch.clear();
-        self.batch.add(LlamaToken(token), self.cached.len() as i32, &[0], true).context("batch is full")?;
-        take_last_error();
-        self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate a token ({e})")))?;
-        self.cached.push(token);
-        self.evaluated = 1;
-        Ok(self.ctx.get_logits_ith(0))
+        self.append(&[token])
+    }
+
+    /// Evaluates `tokens` after what the cache holds, in batches of `n_batch`, asking for logits
+    /// only after the last one; returns them.
+    fn append(&mut self, tokens: &[i32]) -> Result<&[f32]> {
+        self.evaluated = tokens.len();
+        let n_chunks = tokens.len().div_ceil(self.n_batch);
+        for (c, chunk) in tokens.chunks(self.n_batch).enumerate() {
+            self.batch.clear();
+            for (i, &t) in chunk.iter().enumerate() {
+                let last = c + 1 == n_chunks && i + 1 == chunk.len();
+                self.batch.add(LlamaToken(t), (self.cached.len() + i) as i32, &[0], last).context("batch is full")?;
+            }
+            take_last_error();
+            self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))?;
+            self.cached.extend_from_slice(chunk);
+        }
+        Ok(self.ctx.get_logits_ith(self.batch.n_tokens() - 1))
     }
 
     /// Empties the cache.
