@@ -38,21 +38,7 @@ fn q8_0_answers_paris_and_tokenizes_like_the_original() {
     let out = dir.join("smollm2-q8_0.gguf");
     let report = convert(&out, &["--type", "q8_0"]);
     assert_eq!(report["preset"], "q8_0");
-    let answer: Value = serde_json::from_str(&common::strata_ok(&[
-        "generate",
-        out.to_str().unwrap(),
-        "--chat",
-        "--system",
-        "You are a helpful assistant.",
-        "-p",
-        "What is the capital of France?",
-        "--temp",
-        "0",
-        "-n",
-        "32",
-        "--json",
-    ]))
-    .unwrap();
+    let answer = common::ask_capital_of_france(&out);
     assert!(answer["text"].as_str().unwrap().contains("Paris"), "{answer}");
     assert_eq!(token_ids(&out), token_ids(&common::model(common::SMOLLM2)), "llama.cpp tokenizes both files alike");
     // The tokenizer metadata llama.cpp reads is the original's.

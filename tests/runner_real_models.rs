@@ -17,18 +17,7 @@ fn generate_json(args: &[&str]) -> Value {
 #[test]
 fn smollm2_answers_paris_through_its_chat_template() {
     let model = common::model(common::SMOLLM2);
-    let out = generate_json(&[
-        model.to_str().unwrap(),
-        "--chat",
-        "--system",
-        "You are a helpful assistant.",
-        "-p",
-        "What is the capital of France?",
-        "--temp",
-        "0",
-        "-n",
-        "32",
-    ]);
+    let out = common::ask_capital_of_france(&model);
     let text = out["text"].as_str().unwrap();
     assert!(text.contains("Paris"), "answer: {text:?}");
     assert_eq!(out["stop_reason"], "eog", "{out}");

@@ -71,3 +71,23 @@ pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&path, bytes).unwrap();
     path
 }
+
+/// `strata generate --json` for "What is the capital of France?" through the model's chat
+/// template, greedy, with a plain system prompt (see the README on SmolLM2's default one).
+pub fn ask_capital_of_france(model: &Path) -> serde_json::Value {
+    let out = strata_ok(&[
+        "generate",
+        model.to_str().unwrap(),
+        "--chat",
+        "--system",
+        "You are a helpful assistant.",
+        "-p",
+        "What is the capital of France?",
+        "--temp",
+        "0",
+        "-n",
+        "32",
+        "--json",
+    ]);
+    serde_json::from_str(&out).expect("generate --json prints one JSON object")
+}
