@@ -282,6 +282,31 @@ impl Session<'_> {
         Ok(self.ctx.get_logits_ith(self.batch.n_tokens() - 1))
     }
 
+    /// Evaluates `tokens` from an empty cache and returns the logits after every one of them
+    /// (`tokens.len() × n_vocab`, position-major).
+    pub fn logits_all(&mut self, tokens: &[i32]) -> Result<Vec<f32>> {
+        if tokens.len() > self.n_ctx() {
+            bail!("{} tokens do not fit the context of {} (raise -c/--ctx-size)", tokens.len(), self.n_ctx());
+        }
+        self.clear();
+        let n_vocab = self.model.n_vocab();
+        let mut out = Vec::with_capacity(tokens.len() * n_vocab);
+        for chunk in tokens.chunks(self.n_batch) {
+            self.batch.clear();
+            for (i, &t) in chunk.iter().enumerate() {
+                self.batch.add(LlamaToken(t), (self.cached.len() + i) as i32, &[0], true).context("batch is full")?;
+            }
+            take_last_error();
+            self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))?;
+            for i in 0..chunk.len() {
+                out.extend_from_slice(self.ctx.get_logits_ith(i as i32));
+            }
+            self.cached.extend_from_slice(chunk);
+        }
+        self.evaluated = tokens.len();
+        Ok(out)
+    }
+
     /// Empties the cache.
     pub fn clear(&mut self) {
         self.ctx.clear_kv_cache();

@@ -6,6 +6,7 @@ mod chat;
 mod commands;
 mod generation;
 mod llama;
+mod logits_file;
 mod sampling;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Tokenize(commands::tokenize::Args),
     /// Measure prompt processing and generation speed, as llama-bench does.
     Bench(commands::bench::Args),
+    /// Perplexity of a text, or KL divergence from a base model's saved logits.
+    Perplexity(commands::perplexity::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Template(args) => commands::template::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Tokenize(args) => commands::tokenize::run(&args),
+        Command::Perplexity(args) => commands::perplexity::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,11 +7,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 use strata_quantize::{quantize_rows, GgmlType};
 
-use crate::arch::{self, Transform};
+use crate::arch::{self, Mapped, Transform};
 use crate::gguf::{layout, write_gguf, TensorInfo, Value, DEFAULT_ALIGNMENT};
 use crate::policy::{Choice, Policy, Preset, TensorSpec};
 use crate::safetensors::{Checkpoint, TensorRef};
-use crate::tokenizer::Vocab;
 
 /// What to convert and how.
 pub struct Options {
@@ -21,12 +20,19 @@ pub struct Options {
     pub tensor_types: Vec<String>,
 }
 
+/// Where a tensor's values come from.
+pub enum Source {
+    /// A checkpoint tensor, transformed; `rows` limits it to its first rows.
+    Checkpoint { tensor: TensorRef, transform: Transform, rows: usize },
+    /// Values the converter computed from config.json.
+    Computed(Vec<f32>),
+}
+
 /// One tensor of the plan: where it comes from, what it becomes.
 pub struct Planned {
-    pub source: TensorRef,
+    pub source: Source,
     pub info: TensorInfo,
     pub choice: Choice,
-    pub transform: Transform,
 }
 
 /// Everything decided before a byte is written.
@@ -34,6 +40,8 @@ pub struct Plan {
     pub dir: PathBuf,
     pub metadata: Vec<(String, Value)>,
     pub tensors: Vec<Planned>,
+    /// Checkpoint tensors llama.cpp has no use for (vision and audio towers, rotary caches).
+    pub skipped: Vec<String>,
     checkpoint: Checkpoint,
 }
 
@@ -66,24 +74,40 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
         .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
     let arch = arch::for_config(&config).with_context(|| config_path.display().to_string())?;
     let checkpoint = Checkpoint::open(dir)?;
+    let vocab = arch.vocab(dir, &config)?;
 
-    let mut tensors = Vec::new();
+    let mut tensors: Vec<(Source, String, Vec<u64>)> = Vec::new();
+    let mut skipped = Vec::new();
     for t in checkpoint.tensors() {
-        let Some(mapped) = arch.map(&t.name) else { continue };
-        let shape: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
-        if let Transform::PermuteRows { n_head } = mapped.transform {
+        let Some(Mapped { gguf_name, transform, .. }) = arch.map(&t.name) else {
+            skipped.push(t.name.clone());
+            continue;
+        };
+        let mut shape: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
+        if let Transform::PermuteRows { n_head } = transform {
             if t.shape.len() != 2 || t.shape[0] % (2 * n_head) != 0 {
                 bail!("{}: tensor {} has shape {:?}, which does not split into {n_head} heads", dir.display(), t.name, t.shape);
             }
         }
-        tensors.push((t.clone(), mapped, shape));
+        let mut rows = t.n_elements() / t.row_width().max(1);
+        if gguf_name == "token_embd.weight" && arch.trims_embedding_to_vocab() && t.shape.len() == 2 && rows > vocab.tokens.len() {
+            rows = vocab.tokens.len();
+            shape[1] = rows as u64;
+        }
+        tensors.push((Source::Checkpoint { tensor: t.clone(), transform, rows }, gguf_name, shape));
     }
     if tensors.is_empty() {
         bail!("{}: no tensor of the checkpoint maps to a {} tensor", dir.display(), arch.name());
     }
+    for c in arch.computed(&config).with_context(|| config_path.display().to_string())? {
+        tensors.push((Source::Computed(c.values), c.gguf_name, c.shape));
+    }
     // llama.cpp's converter order: token embedding, then layers in order, then the rest.
-    tensors.sort_by_key(|(_, m, _)| gguf_order(&m.gguf_name));
-    let tied = !tensors.iter().any(|(_, m, _)| m.gguf_name == "output.weight");
+    tensors.sort_by_key(|(_, name, _)| gguf_order(name));
+    if let Some(w) = tensors.windows(2).find(|w| w[0].1 == w[1].1) {
+        bail!("{}: two checkpoint tensors become {}", dir.display(), w[0].1);
+    }
+    let tied = !tensors.iter().any(|(_, name, _)| name == "output.weight");
 
     let mut policy = Policy::new(opts.preset);
     policy.tied_embeddings = tied;
@@ -93,17 +117,16 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     for spec in &opts.tensor_types {
         policy.add_override(spec)?;
     }
-    let specs: Vec<TensorSpec> = tensors.iter().map(|(_, m, s)| TensorSpec { name: m.gguf_name.clone(), shape: s.clone() }).collect();
+    let specs: Vec<TensorSpec> = tensors.iter().map(|(_, name, s)| TensorSpec { name: name.clone(), shape: s.clone() }).collect();
     let choices = policy.assign(&specs)?;
-    let (infos, _) = layout(tensors.iter().zip(&choices).map(|((_, m, s), c)| (m.gguf_name.clone(), c.ty, s.clone())), DEFAULT_ALIGNMENT);
+    let (infos, _) = layout(tensors.iter().zip(&choices).map(|((_, name, s), c)| (name.clone(), c.ty, s.clone())), DEFAULT_ALIGNMENT);
 
-    let vocab_size = config["vocab_size"].as_u64().map(|n| n as usize);
-    let vocab = Vocab::from_hf(dir, vocab_size, &config)?;
     let mut metadata = vec![
         ("general.architecture".to_string(), Value::String(arch.name().into())),
         ("general.type".to_string(), Value::String("model".into())),
         ("general.name".to_string(), Value::String(model_name(dir))),
     ];
+    metadata.push(("general.size_label".to_string(), Value::String(size_label(&specs))));
     metadata.extend(sampling_defaults(dir)?);
     metadata.extend(arch.metadata(&config).with_context(|| config_path.display().to_string())?);
     metadata.push(("general.file_type".into(), Value::U32(file_type(opts.preset))));
@@ -111,13 +134,47 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     metadata.push(("general.quantization_version".into(), Value::U32(2)));
     metadata.push(("strata.ple_type".into(), Value::String(policy.ple_type.name().into())));
 
-    let tensors = tensors
-        .into_iter()
-        .zip(infos)
-        .zip(choices)
-        .map(|(((source, mapped, _), info), choice)| Planned { source, info, choice, transform: mapped.transform })
-        .collect();
-    Ok(Plan { dir: dir.to_path_buf(), metadata, tensors, checkpoint })
+    let tensors = tensors.into_iter().zip(infos).zip(choices).map(|(((source, _, _), info), choice)| Planned { source, info, choice }).collect();
+    Ok(Plan { dir: dir.to_path_buf(), metadata, tensors, skipped, checkpoint })
+}
+
+/// gguf-py's size label: the parameter count rounded to two significant digits ("312K",
+/// "1.7B"), or "{experts}x{per-expert size}" for mixture-of-experts models.
+fn size_label(tensors: &[TensorSpec]) -> String {
+    let (mut total, mut shared, mut expert, mut expert_sum, mut n_expert_tensors) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for t in tensors {
+        let size: u64 = t.shape.iter().product();
+        if t.name.contains("_exps.") && t.shape.len() >= 3 {
+            let count = t.shape[t.shape.len() - 1].max(1);
+            expert += size / count;
+            expert_sum += count;
+            n_expert_tensors += 1;
+        } else {
+            shared += size;
+        }
+        total += size;
+    }
+    if n_expert_tensors > 0 {
+        format!("{}x{}", expert_sum / n_expert_tensors, rounded_count(shared + expert))
+    } else {
+        rounded_count(total)
+    }
+}
+
+/// gguf-py's `model_weight_count_rounded_notation` with two significant digits.
+fn rounded_count(n: u64) -> String {
+    let n = n as f64;
+    let (scaled, suffix) = if n > 1e12 {
+        (n * 1e-12, "T")
+    } else if n > 1e9 {
+        (n * 1e-9, "B")
+    } else if n > 1e6 {
+        (n * 1e-6, "M")
+    } else {
+        (n * 1e-3, "K")
+    };
+    let digits = format!("{}", scaled.round() as u64).trim_start_matches('0').len();
+    format!("{scaled:.prec$}{suffix}", prec = 2usize.saturating_sub(digits))
 }
 
 /// `generation_config.json`'s sampling defaults as `general.sampling.*`, as llama.cpp's
@@ -172,41 +229,57 @@ impl Plan {
         let mut bytes = Vec::new();
         write_gguf(out, &self.metadata, &infos, DEFAULT_ALIGNMENT, |i, w| {
             let t = &self.tensors[i];
-            let width = t.source.row_width();
-            let n_rows = t.source.n_elements() / width.max(1);
+            let width = t.info.shape[0] as usize;
+            let source_name = match &t.source {
+                Source::Checkpoint { tensor, .. } => tensor.name.as_str(),
+                Source::Computed(_) => t.info.name.as_str(),
+            };
+            let quantize = |src: &[f32], first_row: usize, bytes: &mut Vec<u8>| -> Result<()> {
+                bytes.resize(src.len() / width.max(1) * strata_quantize::row_size(t.info.ty, width).map_err(|e| anyhow!("tensor {}: {e}", t.info.name))?, 0);
+                quantize_rows(t.info.ty, src, width, bytes).map_err(|e| match e {
+                    strata_quantize::QuantizeError::NotFinite { row, column, value } => {
+                        anyhow!("{}: tensor {source_name} (row {}, column {column}) holds {value}", self.dir.display(), first_row + row)
+                    }
+                    e => anyhow!("tensor {}: {e}", t.info.name),
+                })
+            };
+            let (tensor, transform, n_rows) = match &t.source {
+                Source::Computed(values) => {
+                    quantize(values, 0, &mut bytes)?;
+                    w.write_all(&bytes)?;
+                    progress(i);
+                    return Ok(());
+                }
+                Source::Checkpoint { tensor, transform, rows } => (tensor, *transform, *rows),
+            };
+            let total_rows = tensor.n_elements() / width.max(1);
             let chunk = (CHUNK_ELEMENTS / width.max(1)).max(1);
             for start in (0..n_rows).step_by(chunk) {
                 let end = (start + chunk).min(n_rows);
-                let src: &[f32] = match t.transform {
-                    Transform::Copy => {
-                        self.checkpoint.read_rows(&t.source, start..end, &mut rows_f32);
-                        &rows_f32
+                let src: &mut Vec<f32> = match transform {
+                    Transform::Copy | Transform::AddOne => {
+                        self.checkpoint.read_rows(tensor, start..end, &mut rows_f32);
+                        &mut rows_f32
                     }
                     Transform::PermuteRows { n_head } => {
                         gathered.clear();
-                        let head_rows = n_rows / n_head;
+                        let head_rows = total_rows / n_head;
                         for r in start..end {
                             let (h, j) = (r / head_rows, r % head_rows);
                             let src_row = h * head_rows + (j % 2) * (head_rows / 2) + j / 2;
-                            self.checkpoint.read_rows(&t.source, src_row..src_row + 1, &mut rows_f32);
+                            self.checkpoint.read_rows(tensor, src_row..src_row + 1, &mut rows_f32);
                             gathered.extend_from_slice(&rows_f32);
                         }
-                        &gathered
+                        &mut gathered
                     }
                 };
-                bytes.resize((end - start) * strata_quantize::row_size(t.info.ty, width).map_err(|e| anyhow!("tensor {}: {e}", t.info.name))?, 0);
-                quantize_rows(t.info.ty, src, width, &mut bytes).map_err(|e| match e {
-                    strata_quantize::QuantizeError::NotFinite { row, column, value } => anyhow!(
-                        "{}: tensor {} (row {}, column {column}) holds {value}",
-                        self.dir.display(),
-                        t.source.name,
-                        start + row
-                    ),
-                    e => anyhow!("tensor {}: {e}", t.info.name),
-                })?;
+                if transform == Transform::AddOne {
+                    src.iter_mut().for_each(|x| *x += 1.0);
+                }
+                quantize(src, start, &mut bytes)?;
                 w.write_all(&bytes)?;
             }
-            self.checkpoint.release(&t.source);
+            self.checkpoint.release(tensor);
             progress(i);
             Ok(())
         })

@@ -13,6 +13,7 @@ pub mod gguf;
 pub mod policy;
 mod pre_tokenizers;
 pub mod safetensors;
+pub mod sentencepiece;
 pub mod tensor_class;
 pub mod tokenizer;
 

@@ -246,6 +246,10 @@ impl Policy {
         if !self.preset.is_quantized() {
             return (base, Source::Preset);
         }
+        if class == TensorClass::KeptFloat {
+            // llama-quantize leaves these at the converter's float type, F16 by default.
+            return (GgmlType::F16, Source::Rule("kept_float"));
+        }
         if is_output {
             // llama-quantize: the output (or the tied embedding) gets Q6_K, or Q8_0 where the
             // row does not divide into the preset's blocks.

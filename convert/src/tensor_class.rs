@@ -11,7 +11,7 @@ pub enum TensorClass {
     /// `per_layer_token_embd`: the per-layer embedding (PLE) table of Gemma 3n and Gemma 4,
     /// read a few rows per token and never multiplied.
     PerLayerTokenEmbedding,
-    /// The PLE projections: `per_layer_model_proj`, and per layer `inp_gate` and `proj`.
+    /// The per-layer PLE projections `inp_gate` and `proj`.
     PerLayerProjection,
     AttentionQ,
     AttentionK,
@@ -22,11 +22,12 @@ pub enum TensorClass {
     FfnGate,
     FfnUp,
     FfnDown,
-    /// Mixture-of-experts router (`ffn_gate_inp`).
-    FfnRouter,
+    /// Small matrices llama-quantize never quantizes: `per_layer_model_proj`, AltUp, LAuReL
+    /// and mixture-of-experts routers (`ffn_gate_inp`).
+    KeptFloat,
     /// `output`: the language-model head.
     Output,
-    /// Other matrices (AltUp, LAuReL, ...).
+    /// Any other matrix.
     OtherMatrix,
     /// Norms and other one-dimensional tensors (biases, scales, `rope_freqs`): always F32.
     NormOrVector,
@@ -36,7 +37,9 @@ pub enum TensorClass {
 /// the first pattern that matches wins. `*` matches any suffix.
 const NAME_RULES: &[(&str, TensorClass)] = &[
     ("per_layer_token_embd", TensorClass::PerLayerTokenEmbedding),
-    ("per_layer_model_proj", TensorClass::PerLayerProjection),
+    ("per_layer_model_proj", TensorClass::KeptFloat),
+    ("altup*", TensorClass::KeptFloat),
+    ("laurel*", TensorClass::KeptFloat),
     ("inp_gate", TensorClass::PerLayerProjection),
     ("proj", TensorClass::PerLayerProjection),
     ("token_embd", TensorClass::TokenEmbedding),
@@ -46,7 +49,7 @@ const NAME_RULES: &[(&str, TensorClass)] = &[
     ("attn_k", TensorClass::AttentionK),
     ("attn_v", TensorClass::AttentionV),
     ("attn_output", TensorClass::AttentionOutput),
-    ("ffn_gate_inp*", TensorClass::FfnRouter),
+    ("ffn_gate_inp*", TensorClass::KeptFloat),
     ("ffn_gate*", TensorClass::FfnGate),
     ("ffn_up*", TensorClass::FfnUp),
     ("ffn_down*", TensorClass::FfnDown),
@@ -66,7 +69,7 @@ impl TensorClass {
         TensorClass::FfnGate,
         TensorClass::FfnUp,
         TensorClass::FfnDown,
-        TensorClass::FfnRouter,
+        TensorClass::KeptFloat,
         TensorClass::Output,
         TensorClass::OtherMatrix,
         TensorClass::NormOrVector,
@@ -101,7 +104,7 @@ impl TensorClass {
             TensorClass::FfnGate => "ffn_gate",
             TensorClass::FfnUp => "ffn_up",
             TensorClass::FfnDown => "ffn_down",
-            TensorClass::FfnRouter => "ffn_router",
+            TensorClass::KeptFloat => "kept_float",
             TensorClass::Output => "output",
             TensorClass::OtherMatrix => "other",
             TensorClass::NormOrVector => "norm_or_vector",
@@ -133,7 +136,7 @@ mod tests {
         let cases: &[(&str, usize, TensorClass)] = &[
             ("token_embd.weight", 2, TokenEmbedding),
             ("per_layer_token_embd.weight", 2, PerLayerTokenEmbedding),
-            ("per_layer_model_proj.weight", 2, PerLayerProjection),
+            ("per_layer_model_proj.weight", 2, KeptFloat),
             ("per_layer_proj_norm.weight", 1, NormOrVector),
             ("blk.3.inp_gate.weight", 2, PerLayerProjection),
             ("blk.3.proj.weight", 2, PerLayerProjection),
@@ -151,12 +154,13 @@ mod tests {
             ("blk.1.ffn_gate_exps.weight", 3, FfnGate),
             ("blk.1.ffn_down_exps.weight", 3, FfnDown),
             ("blk.1.ffn_up_shexp.weight", 2, FfnUp),
-            ("blk.1.ffn_gate_inp.weight", 2, FfnRouter),
+            ("blk.1.ffn_gate_inp.weight", 2, KeptFloat),
             ("output.weight", 2, Output),
             ("output_norm.weight", 1, NormOrVector),
             ("rope_freqs.weight", 1, NormOrVector),
-            ("blk.2.altup_proj.weight", 2, OtherMatrix),
-            ("blk.2.laurel_l.weight", 2, OtherMatrix),
+            ("blk.2.altup_proj.weight", 2, KeptFloat),
+            ("blk.2.laurel_l.weight", 2, KeptFloat),
+            ("blk.2.some_new_matrix.weight", 2, OtherMatrix),
         ];
         for &(name, dims, class) in cases {
             assert_eq!(TensorClass::of(name, dims), class, "{name}");

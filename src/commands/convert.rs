@@ -70,6 +70,9 @@ pub fn run(args: &Args) -> Result<()> {
                 text += &format!("    {f}\n");
             }
         }
+        if let Some(first) = plan.skipped.first() {
+            text += &format!("  skipped {} checkpoint tensors llama.cpp does not use (first: {first})\n", plan.skipped.len());
+        }
         super::print(&text)?;
     }
 
@@ -88,7 +91,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     if args.json {
         let rows: Vec<_> = table.iter().map(|((class, ty), (count, bytes))| json!({"class": class, "type": ty, "count": count, "bytes": bytes})).collect();
-        let report = json!({"output": args.out, "preset": opts.preset.name(), "plan": rows, "fallbacks": fallbacks, "total_bytes": total});
+        let report = json!({"output": args.out, "preset": opts.preset.name(), "plan": rows, "fallbacks": fallbacks, "skipped": plan.skipped, "total_bytes": total});
         super::print(&serde_json::to_string_pretty(&report)?)
     } else {
         super::print(&format!("wrote {}", args.out.display()))

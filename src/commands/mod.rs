@@ -5,6 +5,7 @@ pub mod chat;
 pub mod convert;
 pub mod generate;
 pub mod inspect;
+pub mod perplexity;
 pub mod run_args;
 pub mod template;
 pub mod tokenize;

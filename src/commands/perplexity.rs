@@ -1,0 +1,122 @@
+//! `strata perplexity MODEL.gguf -f TEXT | --kl-base FILE.logits`: how well a model predicts a
+//! text, and how far its next-token distributions are from a base model's saved logits (KL
+//! divergence, top-1 agreement), as llama-perplexity measures quantization loss.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+
+use super::run_args::ModelArgs;
+use crate::logits_file::{argmax, kl_divergence, log_softmax, Logits};
+
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["file", "kl_base"]))]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The text to score; read in chunks of the context size, each scored on its second half
+    /// (as llama-perplexity does).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Compare with a base model's saved logits (tokens are taken from the file).
+    #[arg(long = "kl-base", value_name = "FILE.logits")]
+    pub kl_base: Option<PathBuf>,
+    /// Save this model's tokens and logits (the text must fit one context).
+    #[arg(long = "save-logits", value_name = "FILE.logits")]
+    pub save_logits: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let model = args.model.load()?;
+    let mut session = model.session(&args.model.context(false)?)?;
+    let n_vocab = model.n_vocab();
+    let mut report = serde_json::Map::new();
+    report.insert("model".into(), json!(model.path.display().to_string()));
+
+    let saved = if let Some(base_path) = &args.kl_base {
+        let base = Logits::read(base_path)?;
+        if base.n_vocab != n_vocab {
+            bail!("{}: logits over {} tokens, the model's vocabulary has {n_vocab}", base_path.display(), base.n_vocab);
+        }
+        if let Some(t) = base.tokens.iter().find(|&&t| t < 0 || t as usize >= n_vocab) {
+            bail!("{}: token id {t} is outside the model's vocabulary of {n_vocab}", base_path.display());
+        }
+        let values = session.logits_all(&base.tokens)?;
+        let ours = Logits { n_vocab, tokens: base.tokens.clone(), values };
+        compare(&base, &ours, &mut report);
+        ours
+    } else {
+        let path = args.file.as_ref().expect("clap requires --file or --kl-base");
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let tokens = model.tokenize(&text, true, false);
+        if tokens.len() < 2 {
+            bail!("{}: the text is {} token(s); at least 2 are needed", path.display(), tokens.len());
+        }
+        let n_ctx = session.n_ctx();
+        if args.save_logits.is_some() && tokens.len() > n_ctx {
+            bail!("{}: {} tokens do not fit one context of {n_ctx} for --save-logits (raise -c)", path.display(), tokens.len());
+        }
+        let (mut nll, mut count) = (0.0f64, 0usize);
+        let mut last = None;
+        for chunk in tokens.chunks(n_ctx).filter(|c| c.len() >= 2) {
+            let values = session.logits_all(chunk)?;
+            let logits = Logits { n_vocab, tokens: chunk.to_vec(), values };
+            let first = if chunk.len() == tokens.len() { 0 } else { chunk.len() / 2 };
+            for j in first..chunk.len() - 1 {
+                nll -= log_softmax(logits.row(j))[chunk[j + 1] as usize];
+                count += 1;
+            }
+            last = Some(logits);
+        }
+        report.insert("tokens".into(), json!(tokens.len()));
+        report.insert("scored".into(), json!(count));
+        report.insert("ppl".into(), json!((nll / count as f64).exp()));
+        last.ok_or_else(|| anyhow!("{}: no chunk of at least 2 tokens", path.display()))?
+    };
+    if let Some(out) = &args.save_logits {
+        saved.write(out)?;
+    }
+    if args.json {
+        return super::print(&serde_json::to_string_pretty(&report)?);
+    }
+    let lines: Vec<String> = report.iter().map(|(k, v)| format!("{k:>20}: {v}")).collect();
+    super::print(&lines.join("\n"))
+}
+
+/// Per-position comparison of `ours` with `base`: KL divergence, top-1 agreement, the largest
+/// logit difference, and both perplexities of the text.
+fn compare(base: &Logits, ours: &Logits, report: &mut serde_json::Map<String, serde_json::Value>) {
+    let n = base.tokens.len();
+    let (mut kl_sum, mut kl_max, mut agree, mut max_diff, mut max_base) = (0.0f64, 0.0f64, 0usize, 0.0f64, 0.0f64);
+    let (mut nll_base, mut nll_ours) = (0.0f64, 0.0f64);
+    for i in 0..n {
+        let (b, o) = (base.row(i), ours.row(i));
+        let kl = kl_divergence(b, o);
+        kl_sum += kl;
+        kl_max = kl_max.max(kl);
+        agree += usize::from(argmax(b) == argmax(o));
+        for (&x, &y) in b.iter().zip(o) {
+            max_diff = max_diff.max((x as f64 - y as f64).abs());
+            max_base = max_base.max((x as f64).abs());
+        }
+        if i + 1 < n {
+            let next = base.tokens[i + 1] as usize;
+            nll_base -= log_softmax(b)[next];
+            nll_ours -= log_softmax(o)[next];
+        }
+    }
+    let scored = (n - 1).max(1) as f64;
+    report.insert("tokens".into(), json!(n));
+    report.insert("ppl".into(), json!((nll_ours / scored).exp()));
+    report.insert("base_ppl".into(), json!((nll_base / scored).exp()));
+    report.insert("kl_mean".into(), json!(kl_sum / n as f64));
+    report.insert("kl_max".into(), json!(kl_max));
+    report.insert("top1_agreement".into(), json!(agree as f64 / n as f64));
+    report.insert("max_abs_logit_diff".into(), json!(max_diff));
+    report.insert("max_abs_base_logit".into(), json!(max_base));
+    report.insert("relative_max_diff".into(), json!(max_diff / max_base.max(f64::MIN_POSITIVE)));
+}
