@@ -25,7 +25,7 @@ const UNUSED: i32 = 5;
 const BYTE: i32 = 6;
 
 /// A vocabulary ready to be written as `tokenizer.*` metadata.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Vocab {
     /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE), `llama` (SentencePiece), `gemma4`.
     pub model: &'static str,
@@ -197,19 +197,8 @@ impl Vocab {
         }
         let tc = tokenizer_config(dir)?;
         let (add_bos, add_eos) = tj.post_processor_adds(&tc);
-        let mut v = Vocab {
-            model: "gpt2",
-            pre: Some(identify_pre_tokenizer(&tj.path)?),
-            tokens,
-            scores: None,
-            token_types,
-            merges: tj.merges()?,
-            special_ids: BTreeMap::new(),
-            add_bos,
-            add_eos,
-            add_space_prefix: None,
-            chat_template: None,
-        };
+        let pre = Some(identify_pre_tokenizer(&tj.path)?);
+        let mut v = Vocab { model: "gpt2", pre, tokens, token_types, merges: tj.merges()?, add_bos, add_eos, ..Vocab::default() };
         v.read_specials(dir, &tc, config)?;
         Ok(v)
     }
@@ -263,19 +252,8 @@ impl Vocab {
             tokens.push(content.clone());
         }
         let (add_bos, add_eos) = tj.post_processor_adds(&tc);
-        let mut v = Vocab {
-            model,
-            pre: None,
-            scores: Some(vec![-1000.0; tokens.len()]),
-            tokens,
-            token_types,
-            merges: tj.merges()?,
-            special_ids: BTreeMap::new(),
-            add_bos,
-            add_eos,
-            add_space_prefix: None,
-            chat_template: None,
-        };
+        let scores = Some(vec![-1000.0; tokens.len()]);
+        let mut v = Vocab { model, scores, tokens, token_types, merges: tj.merges()?, add_bos, add_eos, ..Vocab::default() };
         v.read_specials(dir, &tc, &Json::Null)?;
         if model == "gemma4" {
             v.add_bos = Some(true);
@@ -326,19 +304,8 @@ impl Vocab {
         }
         let tj = TokenizerJson::open(dir, "").ok();
         let (add_bos, add_eos) = tj.as_ref().map_or((None, None), |tj| tj.post_processor_adds(&tc));
-        let mut v = Vocab {
-            model: "llama",
-            pre: Some("default".into()),
-            tokens,
-            scores: Some(scores),
-            token_types,
-            merges: Vec::new(),
-            special_ids: BTreeMap::new(),
-            add_bos,
-            add_eos,
-            add_space_prefix: None,
-            chat_template: None,
-        };
+        let pre = Some("default".to_string());
+        let mut v = Vocab { model: "llama", pre, tokens, scores: Some(scores), token_types, add_bos, add_eos, ..Vocab::default() };
         v.read_specials(dir, &tc, config)?;
         Ok(v)
     }
