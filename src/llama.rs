@@ -267,18 +267,7 @@ impl Session<'_> {
     /// Evaluates `tokens` after what the cache holds, in batches of `n_batch`, asking for logits
     /// only after the last one; returns them.
     fn append(&mut self, tokens: &[i32]) -> Result<&[f32]> {
-        self.evaluated = tokens.len();
-        let n_chunks = tokens.len().div_ceil(self.n_batch);
-        for (c, chunk) in tokens.chunks(self.n_batch).enumerate() {
-            self.batch.clear();
-            for (i, &t) in chunk.iter().enumerate() {
-                let last = c + 1 == n_chunks && i + 1 == chunk.len();
-                self.batch.add(LlamaToken(t), (self.cached.len() + i) as i32, &[0], last).context("batch is full")?;
-            }
-            take_last_error();
-            self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))?;
-            self.cached.extend_from_slice(chunk);
-        }
+        self.decode(tokens, false, |_, _| {})?;
         Ok(self.ctx.get_logits_ith(self.batch.n_tokens() - 1))
     }
 
@@ -289,22 +278,29 @@ impl Session<'_> {
             bail!("{} tokens do not fit the context of {} (raise -c/--ctx-size)", tokens.len(), self.n_ctx());
         }
         self.clear();
-        let n_vocab = self.model.n_vocab();
-        let mut out = Vec::with_capacity(tokens.len() * n_vocab);
-        for chunk in tokens.chunks(self.n_batch) {
+        let mut out = Vec::with_capacity(tokens.len() * self.model.n_vocab());
+        self.decode(tokens, true, |ctx, n| (0..n).for_each(|i| out.extend_from_slice(ctx.get_logits_ith(i as i32))))?;
+        Ok(out)
+    }
+
+    /// The batch loop: evaluates `tokens` after what the cache holds, `n_batch` at a time,
+    /// asking for logits after every token (`all_logits`) or only after the last; after each
+    /// batch, `each_batch` gets the context and the batch's size, to read its logits.
+    fn decode(&mut self, tokens: &[i32], all_logits: bool, mut each_batch: impl FnMut(&LlamaContext, usize)) -> Result<()> {
+        self.evaluated = tokens.len();
+        let n_chunks = tokens.len().div_ceil(self.n_batch);
+        for (c, chunk) in tokens.chunks(self.n_batch).enumerate() {
             self.batch.clear();
             for (i, &t) in chunk.iter().enumerate() {
-                self.batch.add(LlamaToken(t), (self.cached.len() + i) as i32, &[0], true).context("batch is full")?;
+                let logits = all_logits || (c + 1 == n_chunks && i + 1 == chunk.len());
+                self.batch.add(LlamaToken(t), (self.cached.len() + i) as i32, &[0], logits).context("batch is full")?;
             }
             take_last_error();
             self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))?;
-            for i in 0..chunk.len() {
-                out.extend_from_slice(self.ctx.get_logits_ith(i as i32));
-            }
+            each_batch(&self.ctx, chunk.len());
             self.cached.extend_from_slice(chunk);
         }
-        self.evaluated = tokens.len();
-        Ok(out)
+        Ok(())
     }
 
     /// Empties the cache.

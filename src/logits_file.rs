@@ -72,10 +72,10 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
     logits.iter().map(|&x| x as f64 - log_z).collect()
 }
 
-/// KL(base ‖ model) of the next-token distributions given as logits.
-pub fn kl_divergence(base: &[f32], model: &[f32]) -> f64 {
-    let (lp, lq) = (log_softmax(base), log_softmax(model));
-    lp.iter().zip(&lq).map(|(&p, &q)| p.exp() * (p - q)).sum::<f64>().max(0.0)
+/// KL(base ‖ model) of two next-token distributions given as log-probabilities
+/// ([`log_softmax`] of the logits).
+pub fn kl_divergence(base: &[f64], model: &[f64]) -> f64 {
+    base.iter().zip(model).map(|(&p, &q)| p.exp() * (p - q)).sum::<f64>().max(0.0)
 }
 
 /// Index of the largest logit.
@@ -107,11 +107,12 @@ mod tests {
 
     #[test]
     fn kl_of_known_distributions() {
-        assert!(kl_divergence(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]).abs() < 1e-12);
+        let p = log_softmax(&[1.0, 2.0, 3.0]);
+        assert!(kl_divergence(&p, &p).abs() < 1e-12);
         // p = (1/2, 1/2), q = (1/4, 3/4): KL = 0.5 ln 2 + 0.5 ln(2/3).
-        let q = [0.0f32, (3.0f32).ln()];
+        let q = log_softmax(&[0.0f32, (3.0f32).ln()]);
         let expected = 0.5 * 2f64.ln() + 0.5 * (2.0f64 / 3.0).ln();
-        assert!((kl_divergence(&[0.0, 0.0], &q) - expected).abs() < 1e-7);
+        assert!((kl_divergence(&log_softmax(&[0.0, 0.0]), &q) - expected).abs() < 1e-7);
         assert_eq!(argmax(&[0.1, 3.0, -2.0]), 1);
     }
 }

@@ -79,7 +79,7 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     let mut tensors: Vec<(Source, String, Vec<u64>)> = Vec::new();
     let mut skipped = Vec::new();
     for t in checkpoint.tensors() {
-        let Some(Mapped { gguf_name, transform, .. }) = arch.map(&t.name) else {
+        let Some(Mapped { gguf_name, transform }) = arch.map(&t.name) else {
             skipped.push(t.name.clone());
             continue;
         };

@@ -95,7 +95,8 @@ fn compare(base: &Logits, ours: &Logits, report: &mut serde_json::Map<String, se
     let (mut nll_base, mut nll_ours) = (0.0f64, 0.0f64);
     for i in 0..n {
         let (b, o) = (base.row(i), ours.row(i));
-        let kl = kl_divergence(b, o);
+        let (lp, lq) = (log_softmax(b), log_softmax(o));
+        let kl = kl_divergence(&lp, &lq);
         kl_sum += kl;
         kl_max = kl_max.max(kl);
         agree += usize::from(argmax(b) == argmax(o));
@@ -105,8 +106,8 @@ fn compare(base: &Logits, ours: &Logits, report: &mut serde_json::Map<String, se
         }
         if i + 1 < n {
             let next = base.tokens[i + 1] as usize;
-            nll_base -= log_softmax(b)[next];
-            nll_ours -= log_softmax(o)[next];
+            nll_base -= lp[next];
+            nll_ours -= lq[next];
         }
     }
     let scored = (n - 1).max(1) as f64;

@@ -197,21 +197,13 @@ impl Architecture for Gemma {
         if self.kind == Kind::Gemma4 {
             self.gemma4_metadata(&mut m, c)?;
         }
-        // Later entries replace earlier ones of the same key (gguf-py's writer does the same).
-        let mut out: Vec<(String, Value)> = Vec::new();
-        for (k, v) in m.entries {
-            match out.iter_mut().find(|(key, _)| *key == k) {
-                Some(slot) => slot.1 = v,
-                None => out.push((k, v)),
-            }
-        }
-        Ok(out)
+        Ok(m.entries)
     }
 
     fn map(&self, hf: &str) -> Option<Mapped> {
         let gguf_name = lookup(hf, GLOBAL, PER_LAYER)?;
         let transform = if self.kind == Kind::Gemma3 && hf.ends_with("norm.weight") { Transform::AddOne } else { Transform::Copy };
-        Some(Mapped::new(gguf_name, transform))
+        Some(Mapped { gguf_name, transform })
     }
 
     fn computed(&self, c: &Json) -> Result<Vec<Computed>> {

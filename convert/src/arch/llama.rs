@@ -98,6 +98,6 @@ impl Architecture for Llama {
         } else {
             Transform::Copy
         };
-        Some(Mapped::new(gguf_name, transform))
+        Some(Mapped { gguf_name, transform })
     }
 }

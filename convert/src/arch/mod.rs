@@ -31,14 +31,6 @@ pub enum Transform {
 pub struct Mapped {
     pub gguf_name: String,
     pub transform: Transform,
-    /// Keep only the first rows (the token embedding cut to the tokenizer's vocabulary).
-    pub rows: Option<usize>,
-}
-
-impl Mapped {
-    pub fn new(gguf_name: String, transform: Transform) -> Mapped {
-        Mapped { gguf_name, transform, rows: None }
-    }
 }
 
 /// A tensor the converter computes rather than copies (e.g. Gemma 4's `rope_freqs`).
@@ -134,8 +126,14 @@ impl Meta {
     pub fn new(arch: &'static str) -> Meta {
         Meta { arch, entries: Vec::new() }
     }
+    /// Sets a key; a later value for the same key replaces the earlier one in place (as
+    /// gguf-py's writer does when a subclass refines what its base wrote).
     pub fn put(&mut self, key: &str, v: Value) {
-        self.entries.push((format!("{}.{key}", self.arch), v));
+        let key = format!("{}.{key}", self.arch);
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = v,
+            None => self.entries.push((key, v)),
+        }
     }
     pub fn u32(&mut self, key: &str, v: u64) {
         self.put(key, Value::U32(v as u32));
