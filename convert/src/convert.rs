@@ -1,6 +1,8 @@
 //! The one-pass conversion: a Hugging Face folder to a GGUF file, each tensor read in row chunks,
 //! transformed, quantized to the type the policy chose, and streamed to disk.
 
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,8 +24,10 @@ pub struct Options {
 
 /// Where a tensor's values come from.
 pub enum Source {
-    /// A checkpoint tensor, transformed; `rows` limits it to its first rows.
-    Checkpoint { tensor: TensorRef, transform: Transform, rows: usize },
+    /// A checkpoint tensor, or several of one shape stacked along a new outermost dimension,
+    /// transformed; `rows` (of the row width) is how many the GGUF tensor has: fewer keeps the
+    /// first ones, more appends zero rows.
+    Checkpoint { parts: Vec<TensorRef>, transform: Transform, rows: usize },
     /// Values the converter computed from config.json.
     Computed(Vec<f32>),
 }
@@ -72,17 +76,23 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     }
     let config: Json = serde_json::from_str(&std::fs::read_to_string(&config_path).with_context(|| format!("{}: cannot read", config_path.display()))?)
         .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
+    let config = arch::text_config(config);
     let arch = arch::for_config(&config).with_context(|| config_path.display().to_string())?;
     let checkpoint = Checkpoint::open(dir)?;
     let vocab = arch.vocab(dir, &config)?;
 
     let mut tensors: Vec<(Source, String, Vec<u64>)> = Vec::new();
     let mut skipped = Vec::new();
+    let mut stacks: BTreeMap<String, (Transform, BTreeMap<usize, TensorRef>)> = BTreeMap::new();
     for t in checkpoint.tensors() {
-        let Some(Mapped { gguf_name, transform }) = arch.map(&t.name) else {
+        let Some(Mapped { gguf_name, transform, part }) = arch.map(&t.name) else {
             skipped.push(t.name.clone());
             continue;
         };
+        if let Some(i) = part {
+            stacks.entry(gguf_name).or_insert_with(|| (transform, BTreeMap::new())).1.insert(i, t.clone());
+            continue;
+        }
         let mut shape: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
         if let Transform::PermuteRows { n_head } = transform {
             if t.shape.len() != 2 || t.shape[0] % (2 * n_head) != 0 {
@@ -90,11 +100,14 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
             }
         }
         let mut rows = t.n_elements() / t.row_width().max(1);
-        if gguf_name == "token_embd.weight" && arch.trims_embedding_to_vocab() && t.shape.len() == 2 && rows > vocab.tokens.len() {
-            rows = vocab.tokens.len();
+        if t.shape.len() == 2 {
+            rows = arch.table_rows(&gguf_name, rows, vocab.tokens.len(), &config);
             shape[1] = rows as u64;
         }
-        tensors.push((Source::Checkpoint { tensor: t.clone(), transform, rows }, gguf_name, shape));
+        tensors.push((Source::Checkpoint { parts: vec![t.clone()], transform, rows }, gguf_name, shape));
+    }
+    for (gguf_name, (transform, parts)) in stacks {
+        tensors.push(stacked(dir, gguf_name, transform, parts)?);
     }
     if tensors.is_empty() {
         bail!("{}: no tensor of the checkpoint maps to a {} tensor", dir.display(), arch.name());
@@ -136,6 +149,23 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
 
     let tensors = tensors.into_iter().zip(infos).zip(choices).map(|(((source, _, _), info), choice)| Planned { source, info, choice }).collect();
     Ok(Plan { dir: dir.to_path_buf(), metadata, tensors, skipped, checkpoint })
+}
+
+/// Checkpoint tensors `parts` (by index) stacked into the GGUF tensor `gguf_name`: one more
+/// dimension, outermost, counting the parts, which must be 0, 1, ... and of one shape.
+fn stacked(dir: &Path, gguf_name: String, transform: Transform, parts: BTreeMap<usize, TensorRef>) -> Result<(Source, String, Vec<u64>)> {
+    if let Some((missing, _)) = parts.keys().enumerate().find(|(i, k)| i != *k) {
+        bail!("{}: the checkpoint has no part {missing} of the tensors stacked into {gguf_name} (it has parts {:?})", dir.display(), parts.keys().collect::<Vec<_>>());
+    }
+    let parts: Vec<TensorRef> = parts.into_values().collect();
+    let first = &parts[0];
+    if let Some((i, t)) = parts.iter().enumerate().find(|(_, t)| t.shape != first.shape) {
+        bail!("{}: tensor {} has shape {:?}, unlike {} ({:?}), with which it is stacked into {gguf_name} (part {i})", dir.display(), t.name, t.shape, first.name, first.shape);
+    }
+    let mut shape: Vec<u64> = first.shape.iter().rev().map(|&d| d as u64).collect();
+    shape.push(parts.len() as u64);
+    let rows = parts.len() * first.n_elements() / first.row_width().max(1);
+    Ok((Source::Checkpoint { parts, transform, rows }, gguf_name, shape))
 }
 
 /// gguf-py's size label: the parameter count rounded to two significant digits ("312K",
@@ -226,13 +256,14 @@ impl Plan {
         let infos: Vec<TensorInfo> = self.tensors.iter().map(|t| t.info.clone()).collect();
         let mut rows_f32 = Vec::new();
         let mut gathered = Vec::new();
+        let mut scratch = Vec::new();
         let mut bytes = Vec::new();
         write_gguf(out, &self.metadata, &infos, DEFAULT_ALIGNMENT, |i, w| {
             let t = &self.tensors[i];
             let width = t.info.shape[0] as usize;
             let source_name = match &t.source {
-                Source::Checkpoint { tensor, .. } => tensor.name.as_str(),
-                Source::Computed(_) => t.info.name.as_str(),
+                Source::Checkpoint { parts, .. } if parts.len() == 1 => parts[0].name.as_str(),
+                _ => t.info.name.as_str(),
             };
             let quantize = |src: &[f32], first_row: usize, bytes: &mut Vec<u8>| -> Result<()> {
                 bytes.resize(src.len() / width.max(1) * strata_quantize::row_size(t.info.ty, width).map_err(|e| anyhow!("tensor {}: {e}", t.info.name))?, 0);
@@ -243,31 +274,30 @@ impl Plan {
                     e => anyhow!("tensor {}: {e}", t.info.name),
                 })
             };
-            let (tensor, transform, n_rows) = match &t.source {
+            let (parts, transform, n_rows) = match &t.source {
                 Source::Computed(values) => {
                     quantize(values, 0, &mut bytes)?;
                     w.write_all(&bytes)?;
                     progress(i);
                     return Ok(());
                 }
-                Source::Checkpoint { tensor, transform, rows } => (tensor, *transform, *rows),
+                Source::Checkpoint { parts, transform, rows } => (parts, *transform, *rows),
             };
-            let total_rows = tensor.n_elements() / width.max(1);
             let chunk = (CHUNK_ELEMENTS / width.max(1)).max(1);
             for start in (0..n_rows).step_by(chunk) {
                 let end = (start + chunk).min(n_rows);
                 let src: &mut Vec<f32> = match transform {
                     Transform::Copy | Transform::AddOne => {
-                        self.checkpoint.read_rows(tensor, start..end, &mut rows_f32);
+                        self.read_rows(parts, width, start..end, &mut rows_f32, &mut scratch);
                         &mut rows_f32
                     }
                     Transform::PermuteRows { n_head } => {
                         gathered.clear();
-                        let head_rows = total_rows / n_head;
+                        let head_rows = parts[0].n_elements() / width.max(1) / n_head;
                         for r in start..end {
                             let (h, j) = (r / head_rows, r % head_rows);
                             let src_row = h * head_rows + (j % 2) * (head_rows / 2) + j / 2;
-                            self.checkpoint.read_rows(tensor, src_row..src_row + 1, &mut rows_f32);
+                            self.read_rows(parts, width, src_row..src_row + 1, &mut rows_f32, &mut scratch);
                             gathered.extend_from_slice(&rows_f32);
                         }
                         &mut gathered
@@ -279,9 +309,32 @@ impl Plan {
                 quantize(src, start, &mut bytes)?;
                 w.write_all(&bytes)?;
             }
-            self.checkpoint.release(tensor);
+            parts.iter().for_each(|p| self.checkpoint.release(p));
             progress(i);
             Ok(())
         })
+    }
+
+    /// Rows `rows` of `parts` seen as one stack of rows `width` wide; rows past its end are
+    /// zeros. `scratch` holds a part's rows where the range spans parts or padding.
+    fn read_rows(&self, parts: &[TensorRef], width: usize, rows: Range<usize>, out: &mut Vec<f32>, scratch: &mut Vec<f32>) {
+        let part_rows = parts[0].n_elements() / width.max(1);
+        if rows.end <= part_rows {
+            self.checkpoint.read_rows(&parts[0], rows, out);
+            return;
+        }
+        out.clear();
+        let mut r = rows.start;
+        while r < rows.end {
+            let (part, first) = (r / part_rows.max(1), r % part_rows.max(1));
+            let Some(tensor) = parts.get(part) else {
+                out.resize(out.len() + (rows.end - r) * width, 0.0);
+                break;
+            };
+            let n = (part_rows - first).min(rows.end - r);
+            self.checkpoint.read_rows(tensor, first..first + n, scratch);
+            out.extend_from_slice(scratch);
+            r += n;
+        }
     }
 }

@@ -243,6 +243,9 @@ impl Policy {
         if class == TensorClass::NormOrVector {
             return (GgmlType::F32, Source::Vector);
         }
+        if class == TensorClass::KeptF32 {
+            return (GgmlType::F32, Source::Rule("kept_f32"));
+        }
         if !self.preset.is_quantized() {
             return (base, Source::Preset);
         }

@@ -22,9 +22,13 @@ pub enum TensorClass {
     FfnGate,
     FfnUp,
     FfnDown,
-    /// Small matrices llama-quantize never quantizes: `per_layer_model_proj`, AltUp, LAuReL
-    /// and mixture-of-experts routers (`ffn_gate_inp`).
+    /// Small matrices llama-quantize never quantizes, left at the converter's float type:
+    /// `per_layer_model_proj`, AltUp's projections and router, LAuReL.
     KeptFloat,
+    /// Small matrices llama.cpp's converter writes F32 whatever the output type, and
+    /// llama-quantize then leaves alone: mixture-of-experts routers (`ffn_gate_inp`) and AltUp's
+    /// prediction and correction coefficients.
+    KeptF32,
     /// `output`: the language-model head.
     Output,
     /// Any other matrix.
@@ -38,6 +42,8 @@ pub enum TensorClass {
 const NAME_RULES: &[(&str, TensorClass)] = &[
     ("per_layer_token_embd", TensorClass::PerLayerTokenEmbedding),
     ("per_layer_model_proj", TensorClass::KeptFloat),
+    ("altup_correct_coef", TensorClass::KeptF32),
+    ("altup_predict_coef", TensorClass::KeptF32),
     ("altup*", TensorClass::KeptFloat),
     ("laurel*", TensorClass::KeptFloat),
     ("inp_gate", TensorClass::PerLayerProjection),
@@ -49,7 +55,7 @@ const NAME_RULES: &[(&str, TensorClass)] = &[
     ("attn_k", TensorClass::AttentionK),
     ("attn_v", TensorClass::AttentionV),
     ("attn_output", TensorClass::AttentionOutput),
-    ("ffn_gate_inp*", TensorClass::KeptFloat),
+    ("ffn_gate_inp*", TensorClass::KeptF32),
     ("ffn_gate*", TensorClass::FfnGate),
     ("ffn_up*", TensorClass::FfnUp),
     ("ffn_down*", TensorClass::FfnDown),
@@ -70,6 +76,7 @@ impl TensorClass {
         TensorClass::FfnUp,
         TensorClass::FfnDown,
         TensorClass::KeptFloat,
+        TensorClass::KeptF32,
         TensorClass::Output,
         TensorClass::OtherMatrix,
         TensorClass::NormOrVector,
@@ -105,6 +112,7 @@ impl TensorClass {
             TensorClass::FfnUp => "ffn_up",
             TensorClass::FfnDown => "ffn_down",
             TensorClass::KeptFloat => "kept_float",
+            TensorClass::KeptF32 => "kept_f32",
             TensorClass::Output => "output",
             TensorClass::OtherMatrix => "other",
             TensorClass::NormOrVector => "norm_or_vector",
@@ -154,12 +162,18 @@ mod tests {
             ("blk.1.ffn_gate_exps.weight", 3, FfnGate),
             ("blk.1.ffn_down_exps.weight", 3, FfnDown),
             ("blk.1.ffn_up_shexp.weight", 2, FfnUp),
-            ("blk.1.ffn_gate_inp.weight", 2, KeptFloat),
+            ("blk.1.ffn_gate_inp.weight", 2, KeptF32),
             ("output.weight", 2, Output),
             ("output_norm.weight", 1, NormOrVector),
             ("rope_freqs.weight", 1, NormOrVector),
-            ("blk.2.altup_proj.weight", 2, KeptFloat),
+            ("altup_proj.weight", 3, KeptFloat),
+            ("altup_unembd_proj.weight", 3, KeptFloat),
+            ("blk.2.altup_router.weight", 2, KeptFloat),
+            ("blk.2.altup_predict_coef.weight", 2, KeptF32),
+            ("blk.2.altup_correct_coef.weight", 2, KeptF32),
+            ("blk.2.altup_correct_scale.weight", 1, NormOrVector),
             ("blk.2.laurel_l.weight", 2, KeptFloat),
+            ("blk.2.laurel_r.weight", 2, KeptFloat),
             ("blk.2.some_new_matrix.weight", 2, OtherMatrix),
         ];
         for &(name, dims, class) in cases {

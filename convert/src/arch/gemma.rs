@@ -1,4 +1,5 @@
-//! Gemma 3 and Gemma 4 (text): llama.cpp's `gemma3` and `gemma4` architectures.
+//! Gemma 3, Gemma 3n and Gemma 4 (text): llama.cpp's `gemma3`, `gemma3n` and `gemma4`
+//! architectures. Gemma 3n's own tensors and keys are in [`super::gemma3n`].
 //!
 //! Gemma 4 adds to Gemma 3 the per-layer embeddings (PLE: a `per_layer_token_embd` table read
 //! a few rows per token, projected and gated into every layer), KV sharing (the last layers
@@ -11,7 +12,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value as Json;
 
-use super::{cfg_u64, lookup, Architecture, Computed, Mapped, Meta, Transform};
+use super::{cfg_u64, gemma3n, lookup, Architecture, Computed, Mapped, Meta, Transform};
 use crate::gguf::{Value, ValueType};
 use crate::tokenizer::Vocab;
 
@@ -59,6 +60,7 @@ const GEMMA4_VISIBLE: &[&str] = &["<|channel>", "<channel|>", "<|tool_call>", "<
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Gemma3,
+    Gemma3n,
     Gemma4,
 }
 
@@ -71,13 +73,17 @@ impl Gemma {
         Ok(Box::new(Gemma { kind: Kind::Gemma3 }))
     }
 
+    pub fn gemma3n(_config: &Json) -> Result<Box<dyn Architecture>> {
+        Ok(Box::new(Gemma { kind: Kind::Gemma3n }))
+    }
+
     pub fn gemma4(_config: &Json) -> Result<Box<dyn Architecture>> {
         Ok(Box::new(Gemma { kind: Kind::Gemma4 }))
     }
 }
 
 /// `layer_types` as booleans: true for sliding-window layers.
-fn sliding_pattern(c: &Json) -> Result<Vec<bool>> {
+pub(super) fn sliding_pattern(c: &Json) -> Result<Vec<bool>> {
     let types = c["layer_types"].as_array().ok_or_else(|| anyhow!("config.json: layer_types is missing"))?;
     types
         .iter()
@@ -91,7 +97,7 @@ fn sliding_pattern(c: &Json) -> Result<Vec<bool>> {
 
 /// A value of the full-attention layers from `per_layer_config` (Gemma 4), where the top-level
 /// `global_*` key is absent.
-fn full_layer_value(c: &Json, global_key: &str, key: &str) -> Option<u64> {
+pub(crate) fn full_layer_value(c: &Json, global_key: &str, key: &str) -> Option<u64> {
     if let Some(v) = c[global_key].as_u64() {
         return Some(v);
     }
@@ -109,7 +115,7 @@ impl Gemma {
         m.u32("block_count", n_layer);
         m.u32("context_length", c["max_position_embeddings"].as_u64().unwrap_or(131_072));
         m.u32("embedding_length", cfg_u64(c, "hidden_size")?);
-        m.u32("feed_forward_length", cfg_u64(c, "intermediate_size")?);
+        feed_forward_length(m, c)?;
         m.u32("attention.head_count", c["num_attention_heads"].as_u64().unwrap_or(8));
         m.u32("attention.head_count_kv", c["num_key_value_heads"].as_u64().unwrap_or(4));
         let rope = &c["rope_parameters"];
@@ -183,10 +189,25 @@ impl Gemma {
     }
 }
 
+/// `intermediate_size`: one number, or (Gemma 3n) one per layer, written as llama.cpp's
+/// converter writes a list: an i32 array.
+fn feed_forward_length(m: &mut Meta, c: &Json) -> Result<()> {
+    match c["intermediate_size"].as_array() {
+        Some(sizes) => {
+            let sizes = sizes.iter().map(|n| n.as_u64().map(|n| Value::I32(n as i32))).collect::<Option<Vec<_>>>();
+            let sizes = sizes.ok_or_else(|| anyhow!("config.json: intermediate_size holds something other than whole numbers"))?;
+            m.put("feed_forward_length", Value::Array(ValueType::I32, sizes));
+        }
+        None => m.u32("feed_forward_length", cfg_u64(c, "intermediate_size")?),
+    }
+    Ok(())
+}
+
 impl Architecture for Gemma {
     fn name(&self) -> &'static str {
         match self.kind {
             Kind::Gemma3 => "gemma3",
+            Kind::Gemma3n => "gemma3n",
             Kind::Gemma4 => "gemma4",
         }
     }
@@ -194,16 +215,24 @@ impl Architecture for Gemma {
     fn metadata(&self, c: &Json) -> Result<Vec<(String, Value)>> {
         let mut m = Meta::new(self.name());
         self.gemma3_metadata(&mut m, c)?;
-        if self.kind == Kind::Gemma4 {
-            self.gemma4_metadata(&mut m, c)?;
+        match self.kind {
+            Kind::Gemma3 => {}
+            Kind::Gemma3n => gemma3n::metadata(&mut m, c)?,
+            Kind::Gemma4 => self.gemma4_metadata(&mut m, c)?,
         }
         Ok(m.entries)
     }
 
     fn map(&self, hf: &str) -> Option<Mapped> {
+        if self.kind == Kind::Gemma3n {
+            if let Some(mapped) = gemma3n::map(hf) {
+                return Some(mapped);
+            }
+        }
         let gguf_name = lookup(hf, GLOBAL, PER_LAYER)?;
+        // Gemma 3's RMSNorm scales by 1 + weight; Gemma 3n's and Gemma 4's by the weight.
         let transform = if self.kind == Kind::Gemma3 && hf.ends_with("norm.weight") { Transform::AddOne } else { Transform::Copy };
-        Some(Mapped { gguf_name, transform })
+        Some(Mapped::whole(gguf_name, transform))
     }
 
     fn computed(&self, c: &Json) -> Result<Vec<Computed>> {
@@ -224,15 +253,22 @@ impl Architecture for Gemma {
         Ok(vec![Computed { gguf_name: "rope_freqs.weight".into(), shape: vec![n_pairs as u64], values }])
     }
 
-    fn trims_embedding_to_vocab(&self) -> bool {
-        true
+    fn table_rows(&self, gguf_name: &str, rows: usize, n_tokens: usize, config: &Json) -> usize {
+        match self.kind {
+            Kind::Gemma3n => gemma3n::table_rows(gguf_name, rows, config),
+            // The token embedding's rows past the tokenizer's tokens are padding.
+            Kind::Gemma3 | Kind::Gemma4 if gguf_name == "token_embd.weight" => rows.min(n_tokens),
+            Kind::Gemma3 | Kind::Gemma4 => rows,
+        }
     }
 
     fn vocab(&self, dir: &Path, config: &Json) -> Result<Vocab> {
         let vocab = match self.kind {
             Kind::Gemma4 => Vocab::from_hf_llama(dir, "gemma4", GEMMA4_VISIBLE)?,
-            Kind::Gemma3 if dir.join("tokenizer.model").is_file() => Vocab::from_sentencepiece(dir, config["vocab_size"].as_u64().map(|n| n as usize), config)?,
-            Kind::Gemma3 => Vocab::from_hf_bpe(dir, None, config)?,
+            // Gemma 3n too: padded to vocab_size (262400, with the vision and audio tokens),
+            // not to the per-layer table's vocab_size_per_layer_input.
+            Kind::Gemma3 | Kind::Gemma3n if dir.join("tokenizer.model").is_file() => Vocab::from_sentencepiece(dir, config["vocab_size"].as_u64().map(|n| n as usize), config)?,
+            Kind::Gemma3 | Kind::Gemma3n => Vocab::from_hf_bpe(dir, None, config)?,
         };
         Ok(vocab.with_add_space_prefix(false))
     }

@@ -98,6 +98,6 @@ impl Architecture for Llama {
         } else {
             Transform::Copy
         };
-        Some(Mapped { gguf_name, transform })
+        Some(Mapped::whole(gguf_name, transform))
     }
 }

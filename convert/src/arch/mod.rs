@@ -4,6 +4,8 @@
 //! llama.cpp's converter does for that family.
 
 mod gemma;
+pub(crate) use gemma::full_layer_value;
+mod gemma3n;
 mod llama;
 mod qwen;
 
@@ -31,6 +33,16 @@ pub enum Transform {
 pub struct Mapped {
     pub gguf_name: String,
     pub transform: Transform,
+    /// `Some(i)`: the tensor is the `i`-th of several of one shape that llama.cpp stacks along a
+    /// new outermost dimension into `gguf_name` (Gemma 3n's AltUp projections).
+    pub part: Option<usize>,
+}
+
+impl Mapped {
+    /// A tensor that becomes one GGUF tensor of its own.
+    pub fn whole(gguf_name: String, transform: Transform) -> Mapped {
+        Mapped { gguf_name, transform, part: None }
+    }
 }
 
 /// A tensor the converter computes rather than copies (e.g. Gemma 4's `rope_freqs`).
@@ -55,9 +67,12 @@ pub trait Architecture {
     fn computed(&self, _config: &Json) -> Result<Vec<Computed>> {
         Ok(Vec::new())
     }
-    /// Whether the token embedding keeps only the tokenizer's rows (Gemma drops the padding).
-    fn trims_embedding_to_vocab(&self) -> bool {
-        false
+    /// How many rows a GGUF tensor gets whose checkpoint tensor has `rows` (its outermost
+    /// dimension), given `n_tokens` in the converted vocabulary: fewer drops the last rows (Gemma
+    /// drops the token embedding's padding), more appends zero rows (Gemma 3n pads its
+    /// embedding tables to `vocab_size`).
+    fn table_rows(&self, _gguf_name: &str, rows: usize, _n_tokens: usize, _config: &Json) -> usize {
+        rows
     }
     /// The vocabulary, as llama.cpp's converter reads it for this family: a SentencePiece
     /// `tokenizer.model` where there is one, else a byte-level BPE `tokenizer.json`.
@@ -80,8 +95,26 @@ const REGISTRY: &[(&str, Constructor)] = &[
     ("Qwen2ForCausalLM", qwen::Qwen::qwen2),
     ("Qwen3ForCausalLM", qwen::Qwen::qwen3),
     ("Gemma3ForCausalLM", gemma::Gemma::gemma3),
+    ("Gemma3ForConditionalGeneration", gemma::Gemma::gemma3),
+    ("Gemma3nForCausalLM", gemma::Gemma::gemma3n),
+    ("Gemma3nForConditionalGeneration", gemma::Gemma::gemma3n),
     ("Gemma4ForCausalLM", gemma::Gemma::gemma4),
+    ("Gemma4ForConditionalGeneration", gemma::Gemma::gemma4),
 ];
+
+/// The text model's config, as llama.cpp's converter reads it: a multimodal checkpoint's
+/// `text_config` lifted over the top level (its keys win), the config unchanged otherwise.
+pub fn text_config(config: Json) -> Json {
+    match config {
+        Json::Object(mut top) => {
+            if let Some(Json::Object(text)) = top.get("text_config").cloned() {
+                top.extend(text);
+            }
+            Json::Object(top)
+        }
+        other => other,
+    }
+}
 
 /// The converter for a config.json.
 pub fn for_config(config: &Json) -> Result<Box<dyn Architecture>> {
@@ -96,8 +129,11 @@ pub fn for_config(config: &Json) -> Result<Box<dyn Architecture>> {
 }
 
 /// Looks a checkpoint name up in a family's tables: `global` for whole names, `per_layer` for
-/// the part after `model.layers.N.` (GGUF `blk.N.`).
+/// the part after `model.layers.N.` (GGUF `blk.N.`). A multimodal checkpoint's text tensors
+/// (`model.language_model.layers.N...`) are looked up without their `language_model.`, as
+/// llama.cpp's converter does.
 pub(crate) fn lookup(hf: &str, global: &[(&str, &str)], per_layer: &[(&str, &str)]) -> Option<String> {
+    let hf = &hf.replacen("language_model.", "", 1);
     if let Some((_, g)) = global.iter().find(|(h, _)| *h == hf) {
         return Some(g.to_string());
     }
@@ -140,5 +176,25 @@ impl Meta {
     }
     pub fn f32(&mut self, key: &str, v: f64) {
         self.put(key, Value::F32(v as f32));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multimodal_checkpoint_converts_as_its_text_model() {
+        let config = text_config(serde_json::json!({
+            "architectures": ["Gemma4ForConditionalGeneration"], "vocab_size": 1, "hidden_size": 8,
+            "text_config": {"hidden_size": 64, "num_hidden_layers": 2}, "vision_config": {"hidden_size": 32},
+        }));
+        assert_eq!((config["hidden_size"].as_u64(), config["num_hidden_layers"].as_u64(), config["vocab_size"].as_u64()), (Some(64), Some(2), Some(1)));
+        assert_eq!(for_config(&config).unwrap().name(), "gemma4");
+        let global = &[("model.norm.weight", "output_norm.weight")];
+        let per_layer = &[("mlp.up_proj.weight", "ffn_up.weight")];
+        assert_eq!(lookup("model.language_model.layers.1.mlp.up_proj.weight", global, per_layer).as_deref(), Some("blk.1.ffn_up.weight"));
+        assert_eq!(lookup("model.language_model.norm.weight", global, per_layer).as_deref(), Some("output_norm.weight"));
+        assert_eq!(lookup("model.vision_tower.encoder.layers.0.mlp.up_proj.linear.weight", global, per_layer), None);
     }
 }

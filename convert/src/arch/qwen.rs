@@ -38,6 +38,6 @@ impl Architecture for Qwen {
     }
 
     fn map(&self, hf: &str) -> Option<Mapped> {
-        lookup(hf, GLOBAL, PER_LAYER).map(|gguf_name| Mapped { gguf_name, transform: Transform::Copy })
+        lookup(hf, GLOBAL, PER_LAYER).map(|gguf_name| Mapped::whole(gguf_name, Transform::Copy))
     }
 }
