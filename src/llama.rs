@@ -19,8 +19,9 @@ use llama_cpp_2::token::LlamaToken;
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
-/// llama.cpp's "<buffer> model buffer size = N MiB" lines from the last load: where weights live.
-static BUFFERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// llama.cpp's lines from the last load that say where the weights went: "<buffer> model buffer
+/// size = N MiB", "offloaded N/M layers to GPU", "enabling prefetch for '<tensor>'".
+static PLACEMENT_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 unsafe extern "C" fn log_callback(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _: *mut c_void) {
     if text.is_null() {
@@ -30,8 +31,8 @@ unsafe extern "C" fn log_callback(level: llama_cpp_sys_2::ggml_log_level, text: 
     if VERBOSE.load(Ordering::Relaxed) {
         eprint!("{text}");
     }
-    if text.contains("model buffer size") {
-        BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).push(text.trim().to_string());
+    if ["model buffer size", "layers to GPU", "enabling prefetch for"].iter().any(|k| text.contains(k)) {
+        PLACEMENT_LOG.lock().unwrap_or_else(|e| e.into_inner()).push(text.trim().to_string());
     }
     if level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR {
         let line = text.trim();
@@ -55,11 +56,60 @@ fn llama_error(what: String) -> anyhow::Error {
     }
 }
 
+/// A compute device llama.cpp can use, with its memory in bytes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Device {
+    /// llama.cpp's name: "CPU", "CUDA0".
+    pub name: String,
+    pub description: String,
+    /// "CPU", "GPU", "integrated GPU", "accelerator".
+    pub kind: &'static str,
+    pub memory_total: u64,
+    pub memory_free: u64,
+}
+
+/// The devices this build of llama.cpp sees (the CPU, and GPUs on a `cuda` build).
+pub fn devices() -> Result<Vec<Device>> {
+    use llama_cpp_2::LlamaBackendDeviceType as Type;
+    let _backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
+    unsafe { llama_cpp_sys_2::llama_log_set(Some(log_callback), std::ptr::null_mut()) };
+    Ok(llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .map(|d| Device {
+            name: d.name,
+            description: d.description,
+            kind: match d.device_type {
+                Type::Cpu => "CPU",
+                Type::Gpu => "GPU",
+                Type::IntegratedGpu => "integrated GPU",
+                Type::Accelerator => "accelerator",
+                Type::Unknown => "unknown",
+            },
+            memory_total: d.memory_total as u64,
+            memory_free: d.memory_free as u64,
+        })
+        .collect())
+}
+
+/// How many layers go to the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuLayers {
+    /// This many (llama.cpp counts the output layer as one more than the repeating layers).
+    Count(u32),
+    /// As many as fit in free GPU memory, leaving [`FIT_MARGIN`] and room for the KV cache and
+    /// compute buffers of the context to be created (llama.cpp's `common_fit_params`, as `--fit on`).
+    Auto,
+}
+
+/// Memory left free on each GPU by [`GpuLayers::Auto`]: llama.cpp's default `--fit-target`.
+pub const FIT_MARGIN: usize = 1 << 30;
+
 /// How to load a model.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Layers to offload to the GPU; `None` lets llama.cpp decide (all that fit, on a GPU build).
-    pub n_gpu_layers: Option<u32>,
+    pub gpu_layers: GpuLayers,
+    /// The context the model will run with, which [`GpuLayers::Auto`] leaves room for.
+    pub context: ContextOptions,
     pub use_mmap: bool,
     pub use_mlock: bool,
     /// Show llama.cpp's own log on stderr.
@@ -94,45 +144,38 @@ impl Model {
         if !path.is_file() {
             bail!("{}: no such file", path.display());
         }
-        if let Some(n) = opts.n_gpu_layers.filter(|&n| n > 0) {
-            if !backend.supports_gpu_offload() {
+        let gpu = backend.supports_gpu_offload();
+        if let GpuLayers::Count(n @ 1..) = opts.gpu_layers {
+            if !gpu {
                 bail!("--n-gpu-layers {n}: this build of strata has no GPU backend (build with --features cuda)");
             }
         }
-        let mut params = LlamaModelParams::default().with_use_mmap(opts.use_mmap).with_use_mlock(opts.use_mlock);
-        if let Some(n) = opts.n_gpu_layers {
-            params = params.with_n_gpu_layers(n);
-        }
         let bar = progress_bar(path);
         let bar_in_callback = bar.clone();
-        let params = params.with_progress_callback(move |p| {
+        let mut params = LlamaModelParams::default().with_use_mmap(opts.use_mmap).with_use_mlock(opts.use_mlock);
+        match opts.gpu_layers {
+            GpuLayers::Count(n) => params = params.with_n_gpu_layers(n),
+            GpuLayers::Auto if !gpu => params = params.with_n_gpu_layers(0),
+            GpuLayers::Auto => {} // fitted below, from llama.cpp's default of "all"
+        }
+        let mut params = Box::pin(params.with_progress_callback(move |p| {
             bar_in_callback.set_position((p * 100.0) as u64);
             true
-        });
+        }));
+        if gpu && opts.gpu_layers == GpuLayers::Auto {
+            fit_to_free_memory(path, params.as_mut(), &opts.context)?;
+        }
         take_last_error();
-        BUFFERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        PLACEMENT_LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let loaded = LlamaModel::load_from_file(&backend, path, &params);
         bar.finish_and_clear();
         let model = loaded.map_err(|_| llama_error(format!("{}: llama.cpp could not load the model", path.display())))?;
         Ok(Model { model, backend, path: path.to_path_buf() })
     }
 
-    /// Where the weights live, from llama.cpp's own account of its buffers: "CPU_Mapped 92.1 MiB".
-    pub fn placement(&self) -> String {
-        let buffers = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
-        let parts: Vec<String> = buffers
-            .iter()
-            .filter_map(|line| {
-                let (name, size) = line.split_once("model buffer size =")?;
-                let name = name.rsplit(':').next()?.trim();
-                Some(format!("{name} {}", size.trim()))
-            })
-            .collect();
-        if parts.is_empty() {
-            "unknown".to_string()
-        } else {
-            parts.join(", ")
-        }
+    /// Where the weights went, from llama.cpp's own account of the load.
+    pub fn placement(&self) -> Placement {
+        Placement::from_log(&PLACEMENT_LOG.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Tokens for `text`; `add_special` adds BOS as the model wants it, `parse_special` turns
@@ -185,13 +228,7 @@ impl Model {
     /// A new evaluation context with an empty cache.
     pub fn session(&self, opts: &ContextOptions) -> Result<Session<'_>> {
         let n_ctx = if opts.n_ctx == 0 { self.n_ctx_train() } else { opts.n_ctx };
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(opts.n_batch)
-            .with_n_ubatch(opts.n_batch)
-            .with_n_threads(opts.n_threads)
-            .with_n_threads_batch(opts.n_threads)
-            .with_swa_full(opts.swa_full);
+        let params = opts.params(n_ctx);
         take_last_error();
         let ctx = self
             .model
@@ -199,6 +236,81 @@ impl Model {
             .map_err(|_| llama_error(format!("{}: cannot create a context of {n_ctx} tokens", self.path.display())))?;
         let n_batch = ctx.n_batch() as usize;
         Ok(Session { model: self, ctx, cached: Vec::new(), batch: LlamaBatch::new(n_batch, 1), n_batch, evaluated: 0 })
+    }
+}
+
+impl ContextOptions {
+    /// llama.cpp's context parameters for these options and a context of `n_ctx` tokens.
+    fn params(&self, n_ctx: u32) -> LlamaContextParams {
+        LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(self.n_batch)
+            .with_n_ubatch(self.n_batch)
+            .with_n_threads(self.n_threads)
+            .with_n_threads_batch(self.n_threads)
+            .with_swa_full(self.swa_full)
+    }
+}
+
+/// Sets how many layers (and which tensors) go to each GPU so that the weights, the KV cache
+/// of `context` and the compute buffers fit in free memory with [`FIT_MARGIN`] to spare.
+/// llama.cpp measures this by laying the model out without loading it. The context size is
+/// kept as asked. When nothing fits, everything stays on the CPU.
+fn fit_to_free_memory(path: &Path, params: std::pin::Pin<&mut LlamaModelParams>, context: &ContextOptions) -> Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| anyhow!("{}: the path holds a NUL byte", path.display()))?;
+    let mut cparams = context.params(context.n_ctx);
+    let mut margins = vec![FIT_MARGIN; unsafe { llama_cpp_sys_2::llama_max_devices() }];
+    take_last_error();
+    match params.fit_params(&c_path, &mut cparams, &mut margins, u32::MAX, llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR) {
+        Ok(_) => Ok(()),
+        Err(llama_cpp_2::model::params::FitError::Failure) => {
+            eprintln!("[{}: no GPU layout fits in free memory; running on the CPU]", path.display());
+            Ok(())
+        }
+        Err(_) => Err(llama_error(format!("{}: cannot size the model for the GPU", path.display()))),
+    }
+}
+
+/// Where a loaded model's weights went, read from llama.cpp's log of the load.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Placement {
+    /// Buffer name and MiB: ("CUDA0", 1520.3), ("CPU_Mapped", 402.0).
+    pub buffers: Vec<(String, f64)>,
+    /// Layers offloaded to the GPU and the model's offloadable layers (the output layer included).
+    pub offloaded: Option<(u32, u32)>,
+    /// Tensors that llama.cpp reads lazily from the memory map, prefetching the rows a batch needs.
+    pub lazy: Vec<String>,
+}
+
+impl Placement {
+    fn from_log(lines: &[String]) -> Placement {
+        let mut placement = Placement::default();
+        for line in lines {
+            if let Some((name, size)) = line.split_once("model buffer size =") {
+                let name = name.rsplit(':').next().unwrap_or(name).trim().to_string();
+                if let Ok(mib) = size.trim().trim_end_matches("MiB").trim().parse() {
+                    placement.buffers.push((name, mib));
+                }
+            } else if let Some(rest) = line.split_once("offloaded ").map(|(_, r)| r) {
+                let counts = rest.split_whitespace().next().and_then(|c| c.split_once('/'));
+                placement.offloaded = counts.and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+            } else if let Some(rest) = line.split_once("enabling prefetch for '").map(|(_, r)| r) {
+                placement.lazy.push(rest.trim_end_matches('\'').to_string());
+            }
+        }
+        placement
+    }
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let buffers: Vec<String> = self.buffers.iter().map(|(name, mib)| format!("{name} {mib:.1} MiB")).collect();
+        write!(f, "{}", if buffers.is_empty() { "unknown".to_string() } else { buffers.join(", ") })?;
+        if let Some((n, of)) = self.offloaded {
+            write!(f, "; {n}/{of} layers on the GPU")?;
+        }
+        Ok(())
     }
 }
 
@@ -307,5 +419,28 @@ impl Session<'_> {
     pub fn clear(&mut self) {
         self.ctx.clear_kv_cache();
         self.cached.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_from_llama_log() {
+        let log: Vec<String> = [
+            "load_tensors: offloading output layer to GPU",
+            "load_tensors: offloaded 36/36 layers to GPU",
+            "load_tensors: enabling prefetch for 'per_layer_token_embd.weight'",
+            "load_tensors:   CPU_Mapped model buffer size =  2378.52 MiB",
+            "load_tensors:        CUDA0 model buffer size =  1520.25 MiB",
+        ]
+        .map(String::from)
+        .to_vec();
+        let p = Placement::from_log(&log);
+        assert_eq!(p.buffers, vec![("CPU_Mapped".to_string(), 2378.52), ("CUDA0".to_string(), 1520.25)]);
+        assert_eq!(p.offloaded, Some((36, 36)));
+        assert_eq!(p.lazy, vec!["per_layer_token_embd.weight".to_string()]);
+        assert_eq!(p.to_string(), "CPU_Mapped 2378.5 MiB, CUDA0 1520.2 MiB; 36/36 layers on the GPU");
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! This file only parses arguments and dispatches; each subcommand lives in `commands/`.
 
+mod catalog;
 mod chat;
 mod commands;
 mod generation;
 mod llama;
 mod logits_file;
+mod planning;
 mod sampling;
 
 use std::process::ExitCode;
@@ -38,6 +40,10 @@ enum Command {
     Bench(commands::bench::Args),
     /// Perplexity of a text, or KL divergence from a base model's saved logits.
     Perplexity(commands::perplexity::Args),
+    /// List the compute devices llama.cpp sees, with free memory, and system RAM.
+    Devices(commands::devices::Args),
+    /// Which quantization mix of a model fits a device, and what each needs.
+    Plan(commands::plan::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(&args),
         Command::Tokenize(args) => commands::tokenize::run(&args),
         Command::Perplexity(args) => commands::perplexity::run(&args),
+        Command::Devices(args) => commands::devices::run(&args),
+        Command::Plan(args) => commands::plan::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ pub mod policy;
 mod pre_tokenizers;
 pub mod safetensors;
 pub mod sentencepiece;
+pub mod sizing;
 pub mod tensor_class;
 pub mod tokenizer;
 

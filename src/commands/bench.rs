@@ -49,10 +49,10 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = args.model.load()?;
-    let mut ctx = args.model.context(false)?;
-    ctx.n_ctx = ctx.n_ctx.max((args.n_prompt + args.n_gen) as u32);
-    let mut session = model.session(&ctx)?;
+    let mut model_args = args.model.clone();
+    model_args.ctx_size = model_args.ctx_size.max((args.n_prompt + args.n_gen) as u32);
+    let (model, context) = model_args.load(false)?;
+    let mut session = model.session(&context)?;
     // Token ids spread over the vocabulary, as llama-bench uses random tokens.
     let vocab = model.n_vocab() as u64;
     let tokens: Vec<i32> = (0..args.n_prompt.max(args.n_gen) as u64).map(|i| ((i * 2_654_435_761 + 17) % vocab) as i32).collect();
@@ -95,7 +95,7 @@ pub fn run(args: &Args) -> Result<()> {
             })
             .collect();
         let sampling: Vec<_> = sampling.iter().map(|(label, ms)| json!({"test": label, "ms_per_token": ms})).collect();
-        let report = json!({"model": name, "threads": ctx.n_threads, "n_vocab": model.n_vocab(), "tests": tests, "sampling": sampling});
+        let report = json!({"model": name, "threads": context.n_threads, "n_vocab": model.n_vocab(), "tests": tests, "sampling": sampling});
         return super::print(&serde_json::to_string_pretty(&report)?);
     }
     let mut out = String::from("| model | size | threads | test | t/s |\n|---|---:|---:|---:|---:|\n");
@@ -104,7 +104,7 @@ pub fn run(args: &Args) -> Result<()> {
         out += &format!(
             "| {name} | {} | {} | {test} | {mean:.2} ± {sd:.2} |\n",
             super::inspect::human_bytes(model.size()),
-            ctx.n_threads
+            context.n_threads
         );
     }
     for (label, ms) in &sampling {

@@ -130,12 +130,12 @@ static GENERATING: AtomicBool = AtomicBool::new(false);
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = args.model.load()?;
+    // A full-size sliding-window cache, so each turn can reuse the conversation so far.
+    let (model, context) = args.model.load(true)?;
     let template = args.template.resolve(&model)?;
     let base_opts = RenderOptions { add_generation_prompt: true, ..args.template.render_options(&model) };
     let mut sampler = Sampler::new(args.sampling.params(&model)?);
-    // A full-size sliding-window cache, so each turn can reuse the conversation so far.
-    let mut session = model.session(&args.model.context(true)?)?;
+    let mut session = model.session(&context)?;
     ctrlc::set_handler(|| {
         if GENERATING.load(Ordering::SeqCst) && !INTERRUPTED.swap(true, Ordering::SeqCst) {
             return; // first Ctrl-C: stop the answer

@@ -4,12 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 use strata_convert::convert::{plan, Options};
 use strata_convert::policy::{quantizable_type, Preset};
+use strata_quantize::GgmlType;
 
 use super::inspect::human_bytes;
+use crate::catalog::Catalog;
+use crate::planning;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,11 +20,12 @@ pub struct Args {
     #[arg(value_name = "MODEL_DIR")]
     pub model: PathBuf,
     /// The GGUF file to write.
-    #[arg(short = 'o', long = "outfile", value_name = "OUT.gguf")]
-    pub out: PathBuf,
-    /// The mix: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_m, q6_k.
-    #[arg(long = "type", default_value = "q8_0")]
-    pub preset: String,
+    #[arg(short = 'o', long = "outfile", value_name = "OUT.gguf", required_unless_present = "dry_run")]
+    pub out: Option<PathBuf>,
+    /// The mix: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_m, q6_k
+    /// (default: q8_0, or what `strata plan` recommends for --device).
+    #[arg(long = "type")]
+    pub preset: Option<String>,
     /// Type of the per-layer embedding table (default: the preset's base type).
     #[arg(long = "ple-type", value_name = "TYPE")]
     pub ple_type: Option<String>,
@@ -31,17 +35,41 @@ pub struct Args {
     /// Threads for quantizing (default: all cores).
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
+    /// Choose --type and --ple-type as `strata plan` recommends for this models.toml device
+    /// profile, or "auto" for this machine (flags given explicitly still win).
+    #[arg(long, value_name = "NAME|auto")]
+    pub device: Option<String>,
+    /// Context size the --device recommendation leaves room for.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx_size: u64,
+    /// Print the plan without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print the plan and the output path as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    let opts = Options {
-        preset: Preset::from_name(&args.preset)?,
-        ple_type: args.ple_type.as_deref().map(quantizable_type).transpose().map_err(|e| e.context("--ple-type"))?,
-        tensor_types: args.tensor_type.clone(),
+/// The preset and PLE type: the flags, else the device plan's recommendation, else q8_0.
+fn choose_types(args: &Args) -> Result<(Preset, Option<GgmlType>)> {
+    let flag_ple = args.ple_type.as_deref().map(quantizable_type).transpose().map_err(|e| e.context("--ple-type"))?;
+    let flag_preset = args.preset.as_deref().map(Preset::from_name).transpose()?;
+    let Some(device) = &args.device else {
+        return Ok((flag_preset.unwrap_or(Preset::Q8_0), flag_ple));
     };
+    let catalog = Catalog::builtin()?;
+    let shape = super::plan::model_shape(&args.model.to_string_lossy(), &catalog)?;
+    let budget = super::plan::budget(device, &catalog)?;
+    let mixes = planning::mixes(&shape, &budget, args.ctx_size, 512)?;
+    let (i, reason) = planning::recommend(&mixes, &budget).ok_or_else(|| anyhow!("--device {device}: {}", planning::shortfall(&mixes, &budget)))?;
+    let m = &mixes[i];
+    eprintln!("--device {device}: --type {}{}: {reason}", m.body, m.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default());
+    Ok((flag_preset.unwrap_or(m.body), flag_ple.or(m.ple)))
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let (preset, ple_type) = choose_types(args)?;
+    let opts = Options { preset, ple_type, tensor_types: args.tensor_type.clone() };
     let plan = plan(&args.model, &opts)?;
 
     // The table: class -> type -> count, bytes.
@@ -58,7 +86,8 @@ pub fn run(args: &Args) -> Result<()> {
         .collect();
     let total: u64 = plan.tensors.iter().map(|t| t.info.n_bytes()).sum();
     if !args.json {
-        let mut text = format!("{} -> {} ({}):\n", args.model.display(), args.out.display(), opts.preset);
+        let out = args.out.as_ref().map_or("(dry run)".to_string(), |o| o.display().to_string());
+        let mut text = format!("{} -> {out} ({}):\n", args.model.display(), opts.preset);
         text += &format!("  {:22} {:8} {:>6} {:>12}\n", "class", "type", "count", "bytes");
         for ((class, ty), (count, bytes)) in &table {
             text += &format!("  {class:22} {ty:8} {count:>6} {:>12}\n", human_bytes(*bytes));
@@ -75,6 +104,13 @@ pub fn run(args: &Args) -> Result<()> {
         }
         super::print(&text)?;
     }
+    let rows: Vec<_> = table.iter().map(|((class, ty), (count, bytes))| json!({"class": class, "type": ty, "count": count, "bytes": bytes})).collect();
+    let report = |output: Option<&PathBuf>| {
+        json!({"output": output, "preset": opts.preset.name(), "plan": rows, "fallbacks": fallbacks, "skipped": plan.skipped, "total_bytes": total})
+    };
+    let Some(out) = args.out.as_ref().filter(|_| !args.dry_run) else {
+        return if args.json { super::print(&serde_json::to_string_pretty(&report(None))?) } else { Ok(()) };
+    };
 
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().context("cannot start threads")?;
     let bar = indicatif::ProgressBar::with_draw_target(Some(plan.tensors.len() as u64), indicatif::ProgressDrawTarget::stderr());
@@ -86,14 +122,12 @@ pub fn run(args: &Args) -> Result<()> {
         std::process::exit(130);
     })
     .context("cannot install the Ctrl-C handler")?;
-    pool.install(|| plan.write(&args.out, |_| bar.inc(1)))?;
+    pool.install(|| plan.write(out, |_| bar.inc(1)))?;
     bar.finish_and_clear();
 
     if args.json {
-        let rows: Vec<_> = table.iter().map(|((class, ty), (count, bytes))| json!({"class": class, "type": ty, "count": count, "bytes": bytes})).collect();
-        let report = json!({"output": args.out, "preset": opts.preset.name(), "plan": rows, "fallbacks": fallbacks, "skipped": plan.skipped, "total_bytes": total});
-        super::print(&serde_json::to_string_pretty(&report)?)
+        super::print(&serde_json::to_string_pretty(&report(Some(out)))?)
     } else {
-        super::print(&format!("wrote {}", args.out.display()))
+        super::print(&format!("wrote {}", out.display()))
     }
 }

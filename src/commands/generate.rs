@@ -48,7 +48,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let prompt = read_prompt(args)?;
-    let model = args.model.load()?;
+    let (model, context) = args.model.load(false)?;
     let mut sampler = Sampler::new(args.sampling.params(&model)?);
     let (text, add_special) = if args.chat {
         let template = args.template.resolve(&model)?;
@@ -64,7 +64,7 @@ pub fn run(args: &Args) -> Result<()> {
         (prompt, true)
     };
     let tokens = model.tokenize(&text, add_special, args.chat);
-    let mut session = model.session(&args.model.context(false)?)?;
+    let mut session = model.session(&context)?;
     let max_tokens = usize::try_from(args.n_predict).ok();
     let req = Request { prompt: &tokens, max_tokens, stop: &args.stop, ignore_eos: args.ignore_eos };
     let mut stdout = std::io::stdout();

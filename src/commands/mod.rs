@@ -3,9 +3,11 @@
 pub mod bench;
 pub mod chat;
 pub mod convert;
+pub mod devices;
 pub mod generate;
 pub mod inspect;
 pub mod perplexity;
+pub mod plan;
 pub mod run_args;
 pub mod template;
 pub mod tokenize;

@@ -31,8 +31,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = args.model.load()?;
-    let mut session = model.session(&args.model.context(false)?)?;
+    let (model, context) = args.model.load(false)?;
+    let mut session = model.session(&context)?;
     let n_vocab = model.n_vocab();
     let mut report = serde_json::Map::new();
     report.insert("model".into(), json!(model.path.display().to_string()));

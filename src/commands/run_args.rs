@@ -10,7 +10,7 @@ use strata_convert::gguf::GgufFile;
 use strata_convert::TensorClass;
 
 use super::inspect::human_bytes;
-use crate::llama::{ContextOptions, LoadOptions, Model};
+use crate::llama::{ContextOptions, GpuLayers, LoadOptions, Model};
 use crate::sampling::SamplingParams;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -49,20 +49,23 @@ impl ModelArgs {
         self.model.clone().or_else(|| self.model_path.clone()).expect("clap requires one")
     }
 
-    pub fn load(&self) -> Result<Model> {
-        let n_gpu_layers = match self.n_gpu_layers.as_deref() {
-            None | Some("auto") => None,
-            Some(n) => Some(n.parse::<u32>().map_err(|_| anyhow!("--n-gpu-layers {n:?}: expected a number or \"auto\""))?),
+    /// Loads the model for running with the context these options give (`swa_full`: a full-size
+    /// cache for sliding-window layers, as chat needs), which `-ngl auto` leaves room for.
+    pub fn load(&self, swa_full: bool) -> Result<(Model, ContextOptions)> {
+        let gpu_layers = match self.n_gpu_layers.as_deref() {
+            None | Some("auto") => GpuLayers::Auto,
+            Some(n) => GpuLayers::Count(n.parse().map_err(|_| anyhow!("--n-gpu-layers {n:?}: expected a number or \"auto\""))?),
         };
-        let opts = LoadOptions { n_gpu_layers, use_mmap: !self.no_mmap, use_mlock: self.mlock, verbose: self.verbose };
+        let context = self.context(swa_full)?;
+        let opts = LoadOptions { gpu_layers, context: context.clone(), use_mmap: !self.no_mmap, use_mlock: self.mlock, verbose: self.verbose };
         let model = Model::load(&self.path(), &opts)?;
         if self.verbose || std::io::stderr().is_terminal() {
             eprintln!("{}", load_report(&model));
         }
-        Ok(model)
+        Ok((model, context))
     }
 
-    pub fn context(&self, swa_full: bool) -> Result<ContextOptions> {
+    fn context(&self, swa_full: bool) -> Result<ContextOptions> {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
@@ -159,15 +162,18 @@ impl SamplingArgs {
     }
 }
 
-/// One line on where the model's weights live, with the per-layer embedding table called out:
-/// llama.cpp keeps it in host memory, with the input layer, whatever is offloaded.
+/// One line on where the model's weights went. The per-layer embedding table is called out:
+/// llama.cpp keeps it with the input layer in host memory however many layers are offloaded,
+/// and for gemma4 reads it lazily from the memory map (its log says so, and so does this line).
 fn load_report(model: &Model) -> String {
-    let mut line = format!("[loaded {}: {} of weights; buffers: {}", model.path.display(), human_bytes(model.size()), model.placement());
+    let placement = model.placement();
+    let mut line = format!("[loaded {}: {} of weights; {placement}", model.path.display(), human_bytes(model.size()));
     let ple: u64 = GgufFile::open(&model.path)
         .map(|f| f.tensors.iter().filter(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding).map(|t| t.n_bytes()).sum())
         .unwrap_or(0);
     if ple > 0 {
-        line += &format!("; per_layer_token_embd {} stays in host memory", human_bytes(ple));
+        let how = if placement.lazy.iter().any(|t| t.starts_with("per_layer_token_embd")) { "read lazily from the memory map" } else { "in host memory" };
+        line += &format!("; per_layer_token_embd {} {how}", human_bytes(ple));
     }
     line + "]"
 }

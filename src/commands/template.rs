@@ -58,7 +58,7 @@ pub fn run(args: &Args) -> Result<()> {
             mlock: false,
             verbose: false,
         };
-        let model = model_args.load()?;
+        let (model, _) = model_args.load(false)?;
         let template_args = TemplateArgs {
             chat_template: args.builtin.clone(),
             chat_template_file: args.file.clone(),

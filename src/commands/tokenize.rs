@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = args.model.load()?;
+    let (model, _) = args.model.load(false)?;
     let ids = model.tokenize(&args.prompt, args.add_special, !args.no_parse_special);
     if args.json {
         super::print(&serde_json::to_string(&ids)?)

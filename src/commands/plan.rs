@@ -1,0 +1,190 @@
+//! `strata plan MODEL [--device NAME|auto] [--ctx N] [--json]`: the quantization mixes of a model
+//! (a models.toml name, a Hugging Face folder or a GGUF file) on a device, what each needs in
+//! GPU memory and RAM, and which to use.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+use strata_convert::convert::{self, Options};
+use strata_convert::gguf::GgufFile;
+use strata_convert::policy::{Preset, TensorSpec};
+use strata_convert::sizing::{self, ModelShape};
+
+use super::devices::Ram;
+use super::inspect::human_bytes;
+use crate::catalog::Catalog;
+use crate::planning::{self, Budget, Mix, Offload};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A models.toml name (gemma-4-e2b), a Hugging Face model folder, or a GGUF file.
+    pub model: String,
+    /// A models.toml device profile, or "auto" for this machine's free memory.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Context size in tokens the KV cache must hold.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx_size: u64,
+    /// Tokens per batch (sizes the compute buffers).
+    #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
+    pub batch_size: u64,
+    /// Read device profiles and models from this file instead of the built-in models.toml.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The model's shape, from whichever form it comes in.
+pub fn model_shape(model: &str, catalog: &Catalog) -> Result<ModelShape> {
+    let path = Path::new(model);
+    if path.is_dir() {
+        // Exactly the tensors and metadata convert would write.
+        let plan = convert::plan(path, &Options { preset: Preset::F16, ple_type: None, tensor_types: Vec::new() })?;
+        let tensors = plan.tensors.iter().map(|t| TensorSpec { name: t.info.name.clone(), shape: t.info.shape.clone() }).collect();
+        return sizing::shape_from_metadata(&plan.metadata, tensors).with_context(|| path.display().to_string());
+    }
+    if path.is_file() {
+        let file = GgufFile::open(path)?;
+        return sizing::gguf_shape(&file).with_context(|| path.display().to_string());
+    }
+    let entry = catalog.model(model).map_err(|e| anyhow!("{e} (or give a Hugging Face folder or a GGUF file)"))?;
+    sizing::model_shape(&entry.config_json()).with_context(|| format!("models.toml: model.{model}"))
+}
+
+/// The memory budget of a named profile, or of this machine.
+pub fn budget(device: &str, catalog: &Catalog) -> Result<Budget> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    if device != "auto" {
+        let d = catalog.device(device)?;
+        // A GPU sharing the system's memory (Jetson) can use all of it; 0 bandwidth means none.
+        let gpu_gib = if d.shared_memory && d.gpu_bandwidth_gb_s > 0.0 { d.ram_gib } else { d.gpu_memory_gib };
+        return Ok(Budget {
+            name: device.to_string(),
+            description: d.description.clone(),
+            sources: d.sources.clone(),
+            gpu_bytes: (gpu_gib * GIB) as u64,
+            gpu_bandwidth_gb_s: Some(d.gpu_bandwidth_gb_s),
+            ram_bytes: (d.ram_gib * GIB) as u64,
+            ram_bandwidth_gb_s: Some(d.ram_bandwidth_gb_s),
+            shared: d.shared_memory,
+        });
+    }
+    let ram = Ram::read()?;
+    let gpu = crate::llama::devices()?.into_iter().filter(|d| d.kind == "GPU").max_by_key(|d| d.memory_free);
+    Ok(Budget {
+        name: "this machine".to_string(),
+        description: match &gpu {
+            Some(g) => format!("free memory of {} ({}) and of the system, as llama.cpp and /proc/meminfo report them", g.name, g.description),
+            None => "available system memory (/proc/meminfo); llama.cpp sees no GPU".to_string(),
+        },
+        sources: Vec::new(),
+        // Free memory already leaves out what other programs hold.
+        gpu_bytes: gpu.as_ref().map_or(0, |g| g.memory_free + planning::RESERVE_BYTES),
+        gpu_bandwidth_gb_s: None,
+        ram_bytes: ram.available + planning::RESERVE_BYTES,
+        ram_bandwidth_gb_s: None,
+        shared: false,
+    })
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.ctx_size == 0 || args.batch_size == 0 {
+        bail!("--ctx-size and --batch-size must be at least 1");
+    }
+    let catalog = match &args.catalog {
+        Some(path) => Catalog::parse(&std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?)
+            .with_context(|| path.display().to_string())?,
+        None => Catalog::builtin()?,
+    };
+    let shape = model_shape(&args.model, &catalog)?;
+    let known = catalog.models.get(&args.model).filter(|_| !Path::new(&args.model).exists());
+    let budget = budget(&args.device, &catalog)?;
+    let mut mixes = planning::mixes(&shape, &budget, args.ctx_size, args.batch_size)?;
+    if let Some(q) = catalog.quality.get(&args.model).filter(|_| known.is_some()) {
+        for m in &mut mixes {
+            let base = m.key() == q.base;
+            m.kl_mean = q.kl_mean.get(&m.key()).copied().or(base.then_some(0.0));
+            m.top1 = q.top1.get(&m.key()).copied().or(base.then_some(1.0));
+        }
+    }
+    let recommended = planning::recommend(&mixes, &budget);
+    if args.json {
+        let out = json!({
+            "model": args.model,
+            "architecture": shape.arch,
+            "repo": known.map(|m| &m.repo),
+            "config_source": known.map(|m| &m.source),
+            "gguf_package": known.and_then(|m| m.gguf_package.as_ref()),
+            "quality_source": catalog.quality.get(&args.model).filter(|_| known.is_some()).map(|q| &q.source),
+            "device": budget,
+            "ctx_size": args.ctx_size,
+            "mixes": mixes,
+            "recommended": recommended.as_ref().map(|(i, _)| i),
+            "reason": recommended.as_ref().map_or_else(|| planning::shortfall(&mixes, &budget), |(_, r)| r.clone()),
+        });
+        super::print(&serde_json::to_string_pretty(&out)?)?;
+    } else {
+        let mut text = table(args, &shape, &budget, &mixes, recommended.as_ref().map(|(i, _)| *i));
+        if let Some(m) = known {
+            text += &format!("\n  model: {} ({}); sizes from its config.json: {}", args.model, m.repo, m.source);
+        }
+        if let Some(q) = catalog.quality.get(&args.model).filter(|_| known.is_some()) {
+            text += &format!("\n  KL: mean KL divergence from {}, measured: {}", q.base, q.source);
+        }
+        text += &format!("\n  device: {}", budget.description);
+        super::print(&text)?;
+    }
+    match recommended {
+        Some((i, reason)) => {
+            if !args.json {
+                let m = &mixes[i];
+                let ple = m.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default();
+                eprintln!("recommended: --type {}{ple}: {reason}", m.body);
+            }
+            Ok(())
+        }
+        None => Err(anyhow!("{}", planning::shortfall(&mixes, &budget))),
+    }
+}
+
+fn table(args: &Args, shape: &ModelShape, budget: &Budget, mixes: &[Mix], recommended: Option<usize>) -> String {
+    let gib = |b: u64| human_bytes(b);
+    let mut out = format!(
+        "{} ({}, {} layers) on {}: GPU {}, RAM {}{}, context {}\n",
+        args.model,
+        shape.arch,
+        shape.layers.len(),
+        budget.name,
+        gib(budget.gpu_bytes),
+        gib(budget.ram_bytes),
+        if budget.shared { " (shared)" } else { "" },
+        args.ctx_size
+    );
+    out += &format!("  {:<7} {:<5} {:>10} {:>10} {:>10} {:>10} {:>10} {:<9} {:>9} {:>8}  fits\n", "body", "PLE", "file", "PLE table", "GPU", "RAM", "KV cache", "offload", "tg bound", "KL");
+    for (i, m) in mixes.iter().enumerate() {
+        let offload = match m.offload {
+            Offload::Full => "all".to_string(),
+            Offload::Partial(n) => format!("{n}/{}", shape.layers.len()),
+            Offload::Cpu => "CPU".to_string(),
+        };
+        out += &format!(
+            "{} {:<7} {:<5} {:>10} {:>10} {:>10} {:>10} {:>10} {:<9} {:>9} {:>8}  {}\n",
+            if Some(i) == recommended { "*" } else { " " },
+            m.body.name(),
+            m.ple.map_or("-", |t| t.name()),
+            gib(m.file_bytes),
+            if m.ple.is_some() { gib(m.ple_bytes) } else { "-".into() },
+            gib(m.gpu_bytes),
+            gib(m.ram_bytes),
+            gib(m.kv_bytes),
+            offload,
+            m.tokens_per_s_bound.map_or("-".into(), |t| format!("{t:.0} t/s")),
+            m.kl_mean.map_or("-".into(), |k| format!("{k:.4}")),
+            if m.fits { "yes" } else { "no" }
+        );
+    }
+    out += "  (tg bound: generation speed if every weight byte read per token came at the memory's full bandwidth; llama.cpp reaches roughly half to four fifths of it)";
+    out
+}

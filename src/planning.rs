@@ -1,0 +1,236 @@
+//! Which quantization mix fits a device. For each body preset × PLE type: the bytes each memory
+//! holds (as llama.cpp places them), the KV cache at the context, a generation-speed bound from
+//! memory bandwidth, and measured quality where known; then the recommendation, with its reason.
+//!
+//! Sizes come from convert's own policy ([`Policy::assign`]) over the tensors convert writes
+//! (or a GGUF holds), so a plan and the file `convert` then writes agree.
+
+use anyhow::Result;
+use serde::Serialize;
+use strata_convert::policy::{Policy, Preset, TensorSpec};
+use strata_convert::sizing::ModelShape;
+use strata_convert::TensorClass;
+use strata_quantize::GgmlType;
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Memory a plan may use on one machine.
+#[derive(Clone, Debug, Serialize)]
+pub struct Budget {
+    pub name: String,
+    /// What the profile assumes, and where its figures come from.
+    pub description: String,
+    pub sources: Vec<String>,
+    /// Memory the GPU can use (0: no GPU); with `shared`, the same pool as `ram_bytes`.
+    pub gpu_bytes: u64,
+    pub gpu_bandwidth_gb_s: Option<f64>,
+    pub ram_bytes: u64,
+    pub ram_bandwidth_gb_s: Option<f64>,
+    /// GPU and CPU share `ram_bytes`.
+    pub shared: bool,
+}
+
+/// Kept free in each memory for the OS, the driver and the runtime.
+pub const RESERVE_BYTES: u64 = 1 << 30;
+
+/// Body presets a plan considers, best quality first.
+pub const BODY_PRESETS: &[Preset] = &[Preset::F16, Preset::Q8_0, Preset::Q6_K, Preset::Q5_K_M, Preset::Q4_K_M, Preset::Q4_0];
+/// Types the per-layer embedding table is tried at.
+pub const PLE_TYPES: &[GgmlType] = &[GgmlType::F16, GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q4_0];
+
+/// Where a mix runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Offload {
+    /// Every layer and the output on the GPU.
+    Full,
+    /// The last `n` of the repeating layers on the GPU.
+    Partial(u32),
+    /// Nothing on a GPU (or the device has none).
+    Cpu,
+}
+
+/// One row of the plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct Mix {
+    #[serde(serialize_with = "preset_name")]
+    pub body: Preset,
+    /// The PLE table's type, for models that have one.
+    #[serde(serialize_with = "type_name")]
+    pub ple: Option<GgmlType>,
+    /// Every tensor's bytes, as convert would write them.
+    pub file_bytes: u64,
+    pub ple_bytes: u64,
+    pub offload: Offload,
+    /// Weights, KV cache and compute buffers in GPU memory.
+    pub gpu_bytes: u64,
+    /// Weights (the PLE table included), KV cache and buffers in RAM.
+    pub ram_bytes: u64,
+    pub kv_bytes: u64,
+    /// Generation tokens/s if every byte read per token came at the memories' full bandwidth.
+    pub tokens_per_s_bound: Option<f64>,
+    pub fits: bool,
+    /// Measured mean KL divergence from the base conversion, where models.toml has it.
+    pub kl_mean: Option<f64>,
+    /// Measured top-1 agreement with the base conversion.
+    pub top1: Option<f64>,
+}
+
+impl Mix {
+    /// The mix's key in models.toml's measured quality: "q4_k_m", or "q8_0+ple_q4_0".
+    pub fn key(&self) -> String {
+        match self.ple {
+            Some(t) => format!("{}+ple_{}", self.body, t.name().to_lowercase()),
+            None => self.body.name().to_string(),
+        }
+    }
+}
+
+fn preset_name<S: serde::Serializer>(p: &Preset, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.name())
+}
+
+fn type_name<S: serde::Serializer>(t: &Option<GgmlType>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(t.name()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Bytes of each tensor under a policy.
+fn tensor_bytes(tensors: &[TensorSpec], body: Preset, ple: Option<GgmlType>) -> Result<Vec<(TensorClass, u64)>> {
+    let mut policy = Policy::new(body);
+    policy.tied_embeddings = !tensors.iter().any(|t| t.name == "output.weight");
+    if let Some(ty) = ple {
+        policy.ple_type = ty;
+    }
+    let choices = policy.assign(tensors)?;
+    Ok(tensors.iter().zip(choices).map(|(t, c)| (c.class, c.ty.bytes_for(t.shape.iter().product()).unwrap_or(0))).collect())
+}
+
+/// Bytes of compute buffers llama.cpp reserves for a batch of `n_batch` tokens: the logits and
+/// the widest activations, in F32. An estimate; llama.cpp measures its own at load.
+fn compute_bytes(shape: &ModelShape, n_batch: u64) -> u64 {
+    let n_ff = shape.layers.iter().map(|l| l.n_ff).max().unwrap_or(0);
+    4 * n_batch * (shape.n_vocab + 2 * n_ff + 4 * shape.n_embd)
+}
+
+/// Every mix for a model on a device, at a context of `n_ctx` tokens (F16 KV cache).
+pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64) -> Result<Vec<Mix>> {
+    let has_ple = shape.tensors.iter().any(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding);
+    let ples: Vec<Option<GgmlType>> = if has_ple { PLE_TYPES.iter().copied().map(Some).collect() } else { vec![None] };
+    let kv = shape.kv_cache_bytes(n_ctx, n_batch, 2.0);
+    let compute = compute_bytes(shape, n_batch);
+    let n_layer = shape.layers.len();
+    let mut out = Vec::new();
+    for &body in BODY_PRESETS {
+        for &ple in &ples {
+            let bytes = tensor_bytes(&shape.tensors, body, ple)?;
+            let class_bytes = |class: TensorClass| -> u64 { bytes.iter().filter(|(c, _)| *c == class).map(|(_, b)| b).sum() };
+            let file_bytes: u64 = bytes.iter().map(|(_, b)| b).sum();
+            let ple_bytes = class_bytes(TensorClass::PerLayerTokenEmbedding);
+            let embd = class_bytes(TensorClass::TokenEmbedding);
+            let output = class_bytes(TensorClass::Output);
+            // llama.cpp keeps the input layer (token embedding, PLE table) in host memory; a
+            // tied output projection is copied to the GPU with the output layer.
+            let output_on_gpu = if output > 0 { output } else { embd };
+            let body_bytes = file_bytes - ple_bytes - embd - output;
+            let per_layer = body_bytes / n_layer.max(1) as u64;
+            let kv_per_layer = kv / n_layer.max(1) as u64;
+            let mix = |offload: Offload| -> Mix {
+                let (gpu, ram) = match offload {
+                    Offload::Full => (body_bytes + output_on_gpu + kv + compute, embd + ple_bytes),
+                    Offload::Partial(n) => {
+                        let on_gpu = n as u64 * (per_layer + kv_per_layer) + compute;
+                        (on_gpu, file_bytes - n as u64 * per_layer + kv - n as u64 * kv_per_layer + compute)
+                    }
+                    Offload::Cpu => (0, file_bytes + kv + compute),
+                };
+                let fits = if budget.shared || budget.gpu_bytes == 0 {
+                    gpu + ram <= budget.ram_bytes.saturating_sub(RESERVE_BYTES)
+                } else {
+                    gpu <= budget.gpu_bytes.saturating_sub(RESERVE_BYTES) && ram <= budget.ram_bytes.saturating_sub(RESERVE_BYTES)
+                };
+                // Read per generated token: every weight but the embedding rows, and the KV cache.
+                let read_gpu = gpu.saturating_sub(compute) as f64;
+                // (A tied output projection reads the whole embedding on the CPU.)
+                let rows_only = ple_bytes + if output > 0 || offload == Offload::Full { embd } else { 0 };
+                let read_ram = ram.saturating_sub(compute).saturating_sub(rows_only) as f64;
+                let seconds = |bytes: f64, bw: Option<f64>| bw.filter(|&b| b > 0.0).map(|b| bytes / (b * 1e9));
+                let gpu_bw = if budget.shared { budget.ram_bandwidth_gb_s } else { budget.gpu_bandwidth_gb_s };
+                let t = match (seconds(read_gpu, gpu_bw), seconds(read_ram, budget.ram_bandwidth_gb_s)) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (None, Some(b)) if read_gpu == 0.0 => Some(b),
+                    _ => None,
+                };
+                Mix { body, ple, file_bytes, ple_bytes, offload, gpu_bytes: gpu, ram_bytes: ram, kv_bytes: kv, tokens_per_s_bound: t.map(|t| 1.0 / t), fits, kl_mean: None, top1: None }
+            };
+            let offload = if budget.gpu_bytes == 0 {
+                Offload::Cpu
+            } else if mix(Offload::Full).fits || budget.shared {
+                Offload::Full
+            } else {
+                // As many of the repeating layers as fit, the rest on the CPU.
+                let room = budget.gpu_bytes.saturating_sub(RESERVE_BYTES + compute);
+                let n = (room / (per_layer + kv_per_layer).max(1)).min(n_layer as u64) as u32;
+                if n == 0 {
+                    Offload::Cpu
+                } else {
+                    Offload::Partial(n)
+                }
+            };
+            out.push(mix(offload));
+        }
+    }
+    Ok(out)
+}
+
+/// The mix to recommend: the best-quality body that runs entirely in the fastest memory there
+/// is; failing that, the best that fits at all. F16 is shown but never recommended: it reads
+/// twice Q8_0's bytes per token, for a difference models.toml's measurements put at a mean KL
+/// of 0.004 (SmolLM2). The PLE table gets the widest type up to Q8_0 that lets that body fit: it is read a
+/// few rows per token, so it costs memory, not speed. `None` when nothing fits.
+pub fn recommend(mixes: &[Mix], budget: &Budget) -> Option<(usize, String)> {
+    let candidate = |m: &Mix| m.fits && m.body != Preset::F16 && m.ple != Some(GgmlType::F16);
+    if let Some(i) = mixes.iter().position(|m| candidate(m) && m.offload == Offload::Full) {
+        let m = &mixes[i];
+        let whole = if budget.shared { "runs on the GPU within the shared memory" } else { "fits the GPU whole" };
+        return Some((i, format!("the best-quality body ({}) that {whole}{}", m.body, ple_reason(m))));
+    }
+    let i = mixes.iter().position(candidate)?;
+    if mixes[i].offload == Offload::Cpu && budget.gpu_bytes == 0 {
+        return Some((i, format!("the best-quality body ({}) that fits in memory{}", mixes[i].body, ple_reason(&mixes[i]))));
+    }
+    let m = &mixes[i];
+    let place = match m.offload {
+        Offload::Partial(n) => format!("with {n} layers on the GPU"),
+        _ => "on the CPU".to_string(),
+    };
+    Some((i, format!("the best-quality body ({}) that fits, {place}{}", m.body, ple_reason(m))))
+}
+
+fn ple_reason(m: &Mix) -> String {
+    match m.ple {
+        Some(ty) => format!("; PLE table at {} ({:.2} GiB, in host memory)", ty.name().to_lowercase(), m.ple_bytes as f64 / GIB),
+        None => String::new(),
+    }
+}
+
+/// What the smallest mix needs beyond the budget, for the message when nothing fits.
+pub fn shortfall(mixes: &[Mix], budget: &Budget) -> String {
+    let smallest = mixes.iter().min_by_key(|m| m.gpu_bytes + m.ram_bytes);
+    match smallest {
+        Some(m) => {
+            let need = (m.gpu_bytes + m.ram_bytes) as f64 / GIB;
+            let have = if budget.shared { budget.ram_bytes } else { budget.ram_bytes + budget.gpu_bytes }.saturating_sub(RESERVE_BYTES) as f64 / GIB;
+            format!(
+                "nothing fits {}: the smallest mix ({}{}) needs {need:.2} GiB, {:.2} GiB more than the {have:.2} GiB available",
+                budget.name,
+                m.body,
+                m.ple.map(|t| format!(", PLE {}", t.name())).unwrap_or_default(),
+                need - have
+            )
+        }
+        None => format!("nothing fits {}", budget.name),
+    }
+}

@@ -1,0 +1,173 @@
+//! `strata plan`, `strata devices` and `strata convert --device/--dry-run`: the sizes a plan
+//! predicts from a config alone (a models.toml entry) against what `convert` then writes, on
+//! the fixtures and on a Gemma-4-E2B-shaped checkpoint; the recommendation; and bad input.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::{assert_clean_failure, repo, scratch_dir, scratch_file, strata, strata_ok};
+use serde_json::{json, Value};
+
+/// Config keys a models.toml entry may give (src/catalog.rs).
+const CATALOG_KEYS: &[&str] = &[
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+    "vocab_size", "tie_word_embeddings", "sliding_window", "layer_types", "hidden_size_per_layer_input",
+    "vocab_size_per_layer_input", "num_kv_shared_layers", "global_head_dim", "use_double_wide_mlp",
+];
+
+/// A catalog with one model entry made from a config.json, as models.toml entries are.
+fn catalog_for(name: &str, config: &Value) -> PathBuf {
+    let mut entry = toml::Table::new();
+    for (k, v) in config.as_object().unwrap() {
+        if CATALOG_KEYS.contains(&k.as_str()) && !v.is_null() {
+            entry.insert(k.clone(), toml::Value::try_from(v).unwrap());
+        }
+    }
+    // transformers 5 writes Gemma 4's global head dim into per_layer_config.
+    if let Some(per_layer) = config["per_layer_config"].as_object() {
+        if let Some(dim) = per_layer.values().find_map(|c| c["head_dim"].as_u64()) {
+            entry.insert("global_head_dim".into(), toml::Value::Integer(dim as i64));
+        }
+    }
+    let text = format!(
+        "[device.laptop-cpu-8gb]\ndescription = \"test\"\ngpu_memory_gib = 0.0\ngpu_bandwidth_gb_s = 0.0\nram_gib = 8.0\n\
+         ram_bandwidth_gb_s = 51.2\nshared_memory = false\nsources = []\n[model.{name}]\nrepo = \"test\"\narchitecture = {:?}\nsource = \"tests/plan.rs\"\n[model.{name}.config]\n{}",
+        config["architectures"][0].as_str().unwrap(),
+        toml::to_string(&entry).unwrap()
+    );
+    scratch_file(&format!("{name}-catalog.toml"), text.as_bytes())
+}
+
+fn plan_json(args: &[&str]) -> Value {
+    serde_json::from_str(&strata_ok(&[&["plan"], args, &["--json"]].concat())).unwrap()
+}
+
+fn mix_bytes(plan: &Value, body: &str, ple: Option<&str>) -> u64 {
+    let m = plan["mixes"].as_array().unwrap().iter().find(|m| m["body"] == body && m["ple"].as_str() == ple);
+    m.unwrap_or_else(|| panic!("no mix {body}/{ple:?} in {plan}"))["file_bytes"].as_u64().unwrap()
+}
+
+fn dry_run_bytes(dir: &Path, extra: &[&str]) -> u64 {
+    let out = strata_ok(&[&["convert", dir.to_str().unwrap(), "--dry-run", "--json"], extra].concat());
+    serde_json::from_str::<Value>(&out).unwrap()["total_bytes"].as_u64().unwrap()
+}
+
+fn assert_within_1_percent(predicted: u64, written: u64, what: &str) {
+    let rel = (predicted as f64 - written as f64).abs() / written as f64;
+    assert!(rel <= 0.01, "{what}: plan predicts {predicted} bytes, convert writes {written} ({:.2}% off)", rel * 100.0);
+}
+
+#[test]
+fn plan_sizes_from_config_match_convert_on_the_fixtures() {
+    for (name, body, ple) in [("gemma4", "q8_0", Some("Q4_0")), ("gemma4", "q4_k_m", Some("Q8_0")), ("gemma3", "q8_0", None), ("qwen3", "q6_k", None)] {
+        let dir = repo().join("tests/fixtures/models").join(name);
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        let catalog = catalog_for(name, &config);
+        let plan = plan_json(&[name, "--catalog", catalog.to_str().unwrap(), "--device", "laptop-cpu-8gb"]);
+        let mut extra = vec!["--type", body];
+        let ple_flag = ple.map(str::to_lowercase);
+        if let Some(p) = &ple_flag {
+            extra.extend(["--ple-type", p]);
+        }
+        assert_within_1_percent(mix_bytes(&plan, body, ple), dry_run_bytes(&dir, &extra), name);
+    }
+}
+
+/// A checkpoint with Gemma 4 E2B's tensor names and shapes (from transformers, in
+/// tests/fixtures/gemma-4-e2b.manifest.json, made by scripts/synthetic_checkpoint.py from
+/// models.toml's entry) whose weights are a sparse hole: planning and --dry-run read headers only.
+fn e2b_shaped_checkpoint() -> PathBuf {
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("tests/fixtures/gemma-4-e2b.manifest.json")).unwrap()).unwrap();
+    let dir = scratch_dir("e2b");
+    std::fs::write(dir.join("config.json"), manifest["config"].to_string()).unwrap();
+    let (mut header, mut offset) = (serde_json::Map::new(), 0u64);
+    for t in manifest["tensors"].as_array().unwrap() {
+        let shape: Vec<u64> = t[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+        let size = 2 * shape.iter().product::<u64>();
+        header.insert(t[0].as_str().unwrap().into(), json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + size]}));
+        offset += size;
+    }
+    let mut head = Value::Object(header).to_string().into_bytes();
+    head.resize(head.len().div_ceil(8) * 8, b' ');
+    let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
+    f.write_all(&(head.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(&head).unwrap();
+    f.set_len(8 + head.len() as u64 + offset).unwrap();
+    // The gemma4 fixture's tokenizer, its vocabulary padded to E2B's 262144 entries.
+    let fixture = repo().join("tests/fixtures/models/gemma4");
+    for name in ["tokenizer_config.json", "chat_template.jinja"] {
+        std::fs::copy(fixture.join(name), dir.join(name)).unwrap();
+    }
+    let mut tok: Value = serde_json::from_str(&std::fs::read_to_string(fixture.join("tokenizer.json")).unwrap()).unwrap();
+    let vocab = tok["model"]["vocab"].as_object_mut().unwrap();
+    let next = vocab.values().map(|v| v.as_u64().unwrap()).max().unwrap() + 1;
+    for id in next..manifest["config"]["vocab_size"].as_u64().unwrap() {
+        vocab.insert(format!("<unused{id}>"), json!(id));
+    }
+    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn plan_sizes_from_models_toml_match_convert_on_an_e2b_shaped_checkpoint() {
+    let dir = e2b_shaped_checkpoint();
+    let plan = plan_json(&["gemma-4-e2b", "--device", "rtx4060-8gb"]);
+    for (body, ple) in [("q4_k_m", "q8_0"), ("q8_0", "q4_0"), ("q6_k", "q6_k")] {
+        let predicted = mix_bytes(&plan, body, Some(&ple.to_uppercase()));
+        assert_within_1_percent(predicted, dry_run_bytes(&dir, &["--type", body, "--ple-type", ple]), &format!("E2B {body} + PLE {ple}"));
+    }
+    // The PLE table is a third of the file at Q8_0: planned on its own, in host memory.
+    let q8 = plan["mixes"].as_array().unwrap().iter().find(|m| m["body"] == "q8_0" && m["ple"] == "Q8_0").unwrap();
+    assert!(q8["ple_bytes"].as_u64().unwrap() > q8["file_bytes"].as_u64().unwrap() / 3);
+    assert!(q8["ram_bytes"].as_u64().unwrap() >= q8["ple_bytes"].as_u64().unwrap());
+}
+
+#[test]
+fn recommendation_follows_the_device() {
+    // An 8 GB GPU holds E2B's body at Q8_0; the PLE table stays in host memory.
+    let gpu = plan_json(&["gemma-4-e2b", "--device", "rtx4060-8gb"]);
+    let rec = &gpu["mixes"][gpu["recommended"].as_u64().unwrap() as usize];
+    assert_eq!((rec["body"].as_str(), rec["ple"].as_str(), rec["offload"].as_str()), (Some("q8_0"), Some("Q8_0"), Some("full")), "{gpu}");
+    // A 6 GB phone sharing its memory cannot hold Q8_0 with a Q8_0 table: a smaller table first.
+    let phone = plan_json(&["gemma-4-e2b", "--device", "phone-6gb-lpddr5"]);
+    let rec = &phone["mixes"][phone["recommended"].as_u64().unwrap() as usize];
+    assert!(rec["fits"].as_bool().unwrap());
+    assert!(rec["file_bytes"].as_u64().unwrap() < mix_bytes(&phone, "q8_0", Some("Q8_0")), "{}", phone["reason"]);
+    // Without a GPU, a layer count is never offloaded.
+    let cpu = plan_json(&["smollm2-135m", "--device", "laptop-cpu-8gb"]);
+    assert!(cpu["mixes"].as_array().unwrap().iter().all(|m| m["offload"] == "cpu" && m["gpu_bytes"] == 0));
+}
+
+#[test]
+fn convert_device_takes_the_recommendation() {
+    let dir = repo().join("tests/fixtures/models/gemma4");
+    let out = strata(&["convert", dir.to_str().unwrap(), "--dry-run", "--json", "--device", "laptop-cpu-8gb"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["preset"], "q8_0");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--device laptop-cpu-8gb: --type q8_0 --ple-type q8_0"));
+    // An explicit --type still wins.
+    let out = strata_ok(&["convert", dir.to_str().unwrap(), "--dry-run", "--json", "--device", "laptop-cpu-8gb", "--type", "q4_0"]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["preset"], "q4_0");
+}
+
+#[test]
+fn devices_lists_the_cpu_and_ram() {
+    let out: Value = serde_json::from_str(&strata_ok(&["devices", "--json"])).unwrap();
+    assert!(out["devices"].as_array().unwrap().iter().any(|d| d["kind"] == "CPU"), "{out}");
+    assert!(out["ram"]["total"].as_u64().unwrap() >= out["ram"]["available"].as_u64().unwrap());
+    assert!(out["ram"]["available"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bad_plans_say_what_is_wrong() {
+    assert_clean_failure(&strata(&["plan", "gemma-9-huge"]), &["unknown model \"gemma-9-huge\"", "known: ", "gemma-4-e2b"]);
+    assert_clean_failure(&strata(&["plan", "gemma-4-e2b", "--device", "toaster"]), &["unknown device \"toaster\"", "rtx4060-8gb"]);
+    // Nothing fits: say what the smallest option needs and by how much it misses.
+    assert_clean_failure(&strata(&["plan", "gemma-4-31b", "--device", "phone-6gb-lpddr5"]), &["nothing fits phone-6gb-lpddr5", "the smallest mix", "GiB more than"]);
+    let bad = scratch_file("bad-catalog.toml", b"[device.d]\ndescription = \"x\"\ngpu_memory_gib = 8.0\ngpu_bandwidth_gb_s = 1.0\nram_gib = 16.0\nram_bandwidth_gb_s = 51.2\nsources = []\n");
+    assert_clean_failure(&strata(&["plan", "x", "--catalog", bad.to_str().unwrap()]), &["bad-catalog.toml", "device.d", "missing field `shared_memory`"]);
+    assert_clean_failure(&strata(&["plan", "smollm2-135m", "--ctx-size", "0"]), &["--ctx-size"]);
+}
