@@ -133,6 +133,33 @@ pub struct ContextOptions {
     pub n_threads: i32,
     /// A full-size cache for sliding-window layers, so that a conversation's prefix can be kept.
     pub swa_full: bool,
+    /// Types of the cached keys and values.
+    pub cache_type_k: CacheType,
+    pub cache_type_v: CacheType,
+}
+
+/// A KV cache type, as llama.cpp's `--cache-type-k/-v` accept them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheType(llama_cpp_2::context::params::KvCacheType);
+
+impl CacheType {
+    /// Parses llama.cpp's names: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl.
+    pub fn parse(name: &str) -> Result<CacheType> {
+        use llama_cpp_2::context::params::KvCacheType as K;
+        let ty = match name.to_ascii_lowercase().as_str() {
+            "f32" => K::F32,
+            "f16" => K::F16,
+            "bf16" => K::BF16,
+            "q8_0" => K::Q8_0,
+            "q4_0" => K::Q4_0,
+            "q4_1" => K::Q4_1,
+            "q5_0" => K::Q5_0,
+            "q5_1" => K::Q5_1,
+            "iq4_nl" => K::IQ4_NL,
+            _ => bail!("unknown KV cache type {name:?}: expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 or iq4_nl"),
+        };
+        Ok(CacheType(ty))
+    }
 }
 
 impl Model {
@@ -249,6 +276,8 @@ impl ContextOptions {
             .with_n_threads(self.n_threads)
             .with_n_threads_batch(self.n_threads)
             .with_swa_full(self.swa_full)
+            .with_type_k(self.cache_type_k.0)
+            .with_type_v(self.cache_type_v.0)
     }
 }
 

@@ -47,8 +47,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // llama.cpp spells --n-gpu-layers "-ngl": accept it as people type it.
-    let argv = std::env::args_os().map(|a| if a == "-ngl" { "--n-gpu-layers".into() } else { a });
+    // llama.cpp's three-letter short flags, accepted as people type them.
+    let argv = std::env::args_os().map(|a| match a.to_str() {
+        Some("-ngl") => "--n-gpu-layers".into(),
+        Some("-ctk") => "--cache-type-k".into(),
+        Some("-ctv") => "--cache-type-v".into(),
+        _ => a,
+    });
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version

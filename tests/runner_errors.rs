@@ -38,6 +38,22 @@ fn gpu_layers_without_a_gpu_backend() {
 }
 
 #[test]
+fn kv_cache_types() {
+    let model = common::model(common::SMOLLM2);
+    let m = model.to_str().unwrap();
+    let out = common::strata(&["generate", m, "-p", "hi", "-ctk", "q9_9"]);
+    common::assert_clean_failure(&out, &["--cache-type-k", "unknown KV cache type \"q9_9\""]);
+    // A Q8_0 key cache, as llama.cpp's -ctk q8_0: greedy text close to the F16 cache's.
+    let gen = |extra: &[&str]| -> String {
+        let out = common::strata_ok(&[&["generate", m, "-p", "The capital of France is", "-n", "6", "--temp", "0", "--json"], extra].concat());
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["text"].as_str().unwrap().to_string()
+    };
+    let q8 = gen(&["-ctk", "q8_0"]);
+    assert!(!q8.trim().is_empty());
+    assert_eq!(q8.split_whitespace().next(), gen(&[]).split_whitespace().next(), "first word with a Q8_0 key cache");
+}
+
+#[test]
 fn prompt_longer_than_the_context() {
     let model = common::model(common::SMOLLM2);
     // llama.cpp rounds small contexts up (to 256 here): the prompt is far longer than that.

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Context, Result};
 
 use super::run_args::{ModelArgs, SamplingArgs};
+use crate::chat::reasoning::ThinkingFilter;
 use crate::chat::template::{ChatTemplate, RenderOptions};
 use crate::chat::Message;
 use crate::generation::{generate, Request, StopReason};
 use crate::llama::Model;
 use crate::sampling::Sampler;
 
-/// What to do with a model's thinking segment (`<think>...</think>`).
+/// What to do with a model's thinking segment (`<think>…</think>`, Gemma 4's thought channel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Reasoning {
     Show,
@@ -58,49 +59,6 @@ impl TemplateArgs {
     pub fn render_options(&self, model: &Model) -> RenderOptions {
         let (bos_token, eos_token) = model.bos_eos_text();
         RenderOptions { add_generation_prompt: false, bos_token, eos_token, enable_thinking: self.think }
-    }
-}
-
-/// Removes `<think>...</think>` from streamed text when hiding reasoning.
-pub struct ThinkingFilter {
-    hide: bool,
-    inside: bool,
-    held: String,
-}
-
-impl ThinkingFilter {
-    const OPEN: &'static str = "<think>";
-    const CLOSE: &'static str = "</think>";
-
-    pub fn new(reasoning: Reasoning) -> Self {
-        ThinkingFilter { hide: reasoning == Reasoning::Hide, inside: false, held: String::new() }
-    }
-
-    /// The part of `piece` to show; may hold back the start of a marker until it is complete.
-    pub fn push(&mut self, piece: &str) -> String {
-        if !self.hide {
-            return piece.to_string();
-        }
-        self.held.push_str(piece);
-        let mut out = String::new();
-        loop {
-            let marker = if self.inside { Self::CLOSE } else { Self::OPEN };
-            if let Some(at) = self.held.find(marker) {
-                if !self.inside {
-                    out.push_str(&self.held[..at]);
-                }
-                self.held.drain(..at + marker.len());
-                self.inside = !self.inside;
-                continue;
-            }
-            let keep = (1..marker.len()).rev().find(|&n| self.held.ends_with(&marker[..n])).unwrap_or(0);
-            let cut = self.held.len() - keep;
-            if !self.inside {
-                out.push_str(&self.held[..cut]);
-            }
-            self.held.drain(..cut);
-            return out.trim_start_matches('\n').to_string();
-        }
     }
 }
 
@@ -201,7 +159,7 @@ pub fn run(args: &Args) -> Result<()> {
         let room = session.n_ctx() - tokens.len();
         let max_tokens = Some(usize::try_from(args.n_predict).map_or(room, |n| n.min(room)));
         let req = Request { prompt: &tokens, max_tokens, stop: &[], ignore_eos: false };
-        let mut filter = ThinkingFilter::new(args.template.reasoning);
+        let mut filter = ThinkingFilter::new(args.template.reasoning == Reasoning::Hide);
         let mut stdout = std::io::stdout();
         INTERRUPTED.store(false, Ordering::SeqCst);
         GENERATING.store(true, Ordering::SeqCst);
@@ -233,18 +191,4 @@ pub fn run(args: &Args) -> Result<()> {
         messages.push(Message::new("assistant", &out.text));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hides_thinking_across_pieces() {
-        let mut f = ThinkingFilter::new(Reasoning::Hide);
-        let shown: String = ["<thi", "nk>I should", " say hi</th", "ink>\n\nHello", " there"].iter().map(|p| f.push(p)).collect();
-        assert_eq!(shown, "Hello there");
-        let mut f = ThinkingFilter::new(Reasoning::Show);
-        assert_eq!(f.push("<think>x</think>y"), "<think>x</think>y");
-    }
 }

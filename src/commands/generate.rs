@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::run_args::{ModelArgs, SamplingArgs};
+use crate::chat::reasoning::ThinkingFilter;
 use crate::chat::template::RenderOptions;
 use crate::chat::Message;
 use crate::generation::{generate, Request};
@@ -69,8 +70,8 @@ pub fn run(args: &Args) -> Result<()> {
     let req = Request { prompt: &tokens, max_tokens, stop: &args.stop, ignore_eos: args.ignore_eos };
     let mut stdout = std::io::stdout();
     let stream = !args.json;
-    let reasoning = args.template.reasoning;
-    let mut filter = super::chat::ThinkingFilter::new(reasoning);
+    let hide = args.template.reasoning == super::chat::Reasoning::Hide;
+    let mut filter = ThinkingFilter::new(hide);
     let out = generate(
         &mut session,
         &mut sampler,
@@ -84,7 +85,7 @@ pub fn run(args: &Args) -> Result<()> {
         || true,
     )?;
     if args.json {
-        let text = super::chat::ThinkingFilter::new(reasoning).push(&out.text);
+        let text = ThinkingFilter::new(hide).push(&out.text);
         let report = json!({
             "text": text,
             "prompt_tokens": out.prompt_tokens,

@@ -4,13 +4,13 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use strata_convert::gguf::GgufFile;
 use strata_convert::TensorClass;
 
 use super::inspect::human_bytes;
-use crate::llama::{ContextOptions, GpuLayers, LoadOptions, Model};
+use crate::llama::{CacheType, ContextOptions, GpuLayers, LoadOptions, Model};
 use crate::sampling::SamplingParams;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -33,6 +33,13 @@ pub struct ModelArgs {
     /// Layers to offload to the GPU: a number, or "auto" (llama.cpp fits what it can).
     #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N|auto")]
     pub n_gpu_layers: Option<String>,
+    /// Type of the cached keys (-ctk): f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl.
+    #[arg(long = "cache-type-k", default_value = "f16")]
+    pub cache_type_k: String,
+    /// Type of the cached values (-ctv); quantized values need flash attention, which llama.cpp
+    /// turns on where the backend has it.
+    #[arg(long = "cache-type-v", default_value = "f16")]
+    pub cache_type_v: String,
     /// Read the whole file instead of memory-mapping it.
     #[arg(long = "no-mmap")]
     pub no_mmap: bool,
@@ -73,7 +80,9 @@ impl ModelArgs {
         if threads < 1 {
             bail!("--threads must be at least 1");
         }
-        Ok(ContextOptions { n_ctx: self.ctx_size, n_batch: self.batch_size, n_threads: threads, swa_full })
+        let cache_type_k = CacheType::parse(&self.cache_type_k).context("--cache-type-k")?;
+        let cache_type_v = CacheType::parse(&self.cache_type_v).context("--cache-type-v")?;
+        Ok(ContextOptions { n_ctx: self.ctx_size, n_batch: self.batch_size, n_threads: threads, swa_full, cache_type_k, cache_type_v })
     }
 }
 

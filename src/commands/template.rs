@@ -54,6 +54,8 @@ pub fn run(args: &Args) -> Result<()> {
             batch_size: 1,
             threads: None,
             n_gpu_layers: Some("0".into()),
+            cache_type_k: "f16".into(),
+            cache_type_v: "f16".into(),
             no_mmap: false,
             mlock: false,
             verbose: false,
