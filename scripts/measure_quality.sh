@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Measured quality of each quantization mix, the numbers behind `strata plan`'s KL column
 # (models.toml [quality.*]). Two sets:
-#  1. SmolLM2-135M-Instruct (the Hugging Face folder scripts/setup.sh exports from its Q4_1
-#     GGUF): every body preset against strata's F16 conversion of the same folder, on a fixed
-#     English text (Python's own documentation, pydoc_data.topics, the first 9000 characters of
-#     its entries in sorted order), evaluated in one context: the KL divergence of each mix's
-#     next-token distribution from F16's at every position, as llama-perplexity
-#     --kl-divergence does. Caveat: the folder comes from a 4-bit GGUF, so requantizing lands near the
-#     same grid and looks cheaper than it would from the original BF16 weights.
+#  1. SmolLM2-135M-Instruct and Gemma 3 270M (the Hugging Face folders scripts/setup.sh exports
+#     from their 4-bit GGUFs): every body preset against strata's F16 conversion of the same
+#     folder, on a fixed English text (Python's own documentation, pydoc_data.topics: its entries
+#     in sorted order, the first 9000 characters for SmolLM2, 3000 for Gemma, whose 262144-entry
+#     vocabulary makes the saved logits 1 MiB a token), evaluated in one context: the KL
+#     divergence of each mix's next-token distribution from F16's at every position, as
+#     llama-perplexity --kl-divergence does. Caveat: the folders come from 4-bit GGUFs, so
+#     requantizing lands near the same grid and looks cheaper than it would from BF16 weights.
 #  2. The per-layer embedding table alone, at F16, Q8_0, Q6_K and Q4_0 with the body at Q8_0,
-#     on the tiny random Gemma 4 fixture, against transformers' float32 logits (75 tokens).
+#     on the tiny random Gemma 4 and Gemma 3n fixtures, against transformers' float32 logits
+#     (for Gemma 3n, transformers with llama.cpp's n-1 variance; see tests/convert_fixtures.rs).
 #     Caveat: random tables say little about real ones; this shows the mechanism, not a verdict.
 # Prints one line per mix: model, body, PLE type, KL mean, KL max, top-1 agreement, perplexity.
 set -euo pipefail
@@ -19,25 +21,33 @@ T=${THREADS:-2}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cargo build --release -q
-python3 -c "
-from pydoc_data.topics import topics
-print(''.join(topics[k] for k in sorted(topics))[:9000])" > "$tmp/text.txt"
+text() { # CHARS: the first CHARS characters of Python's documentation topics
+  python3 -c "import sys; from pydoc_data.topics import topics; print(''.join(topics[k] for k in sorted(topics))[:int(sys.argv[1])])" "$1"
+}
 
 row() { # model body ple json
   python3 -c "import json,sys; r=json.loads(sys.argv[4]); print(f'{sys.argv[1]:14} {sys.argv[2]:7} {sys.argv[3]:5} kl_mean {r[\"kl_mean\"]:.6f} kl_max {r[\"kl_max\"]:.4f} top1 {r[\"top1_agreement\"]:.4f} ppl {r[\"ppl\"]:.3f} (base {r[\"base_ppl\"]:.3f})')" "$@"
 }
 
-HF=.models/SmolLM2-135M-Instruct-hf
-$S convert "$HF" -o "$tmp/f16.gguf" --type f16 -t "$T" > /dev/null
-$S perplexity "$tmp/f16.gguf" -f "$tmp/text.txt" -t "$T" --save-logits "$tmp/base.logits" > /dev/null
-for body in q8_0 q6_k q5_k_m q4_k_m q4_0; do
-  $S convert "$HF" -o "$tmp/$body.gguf" --type "$body" -t "$T" > /dev/null
-  row smollm2-135m "$body" - "$($S perplexity "$tmp/$body.gguf" -t "$T" --kl-base "$tmp/base.logits" --json)"
-  rm "$tmp/$body.gguf"
-done
+presets_vs_f16() { # NAME HF_DIR CHARS
+  text "$3" > "$tmp/text-$1.txt"
+  $S convert "$2" -o "$tmp/f16.gguf" --type f16 -t "$T" > /dev/null
+  $S perplexity "$tmp/f16.gguf" -f "$tmp/text-$1.txt" -t "$T" --save-logits "$tmp/base.logits" > /dev/null
+  for body in q8_0 q6_k q5_k_m q4_k_m q4_0; do
+    $S convert "$2" -o "$tmp/$body.gguf" --type "$body" -t "$T" > /dev/null
+    row "$1" "$body" - "$($S perplexity "$tmp/$body.gguf" -t "$T" --kl-base "$tmp/base.logits" --json)"
+    rm "$tmp/$body.gguf"
+  done
+  rm "$tmp/base.logits" "$tmp/f16.gguf"
+}
+presets_vs_f16 smollm2-135m .models/SmolLM2-135M-Instruct-hf 9000
+presets_vs_f16 gemma-3-270m .models/gemma-3-270m-hf 3000
 
-G4=tests/fixtures/models/gemma4
-for ple in f16 q8_0 q6_k q4_0; do
-  $S convert "$G4" -o "$tmp/g4.gguf" --type q8_0 --ple-type "$ple" -t "$T" > /dev/null
-  row gemma4-fixture q8_0 "$ple" "$($S perplexity "$tmp/g4.gguf" --kl-base "$G4/reference.logits" -t "$T" --json)"
-done
+ple_types() { # NAME FIXTURE BASE_LOGITS
+  for ple in f16 q8_0 q6_k q4_0; do
+    $S convert "$2" -o "$tmp/ple.gguf" --type q8_0 --ple-type "$ple" -t "$T" > /dev/null
+    row "$1" q8_0 "$ple" "$($S perplexity "$tmp/ple.gguf" --kl-base "$2/$3" -t "$T" --json)"
+  done
+}
+ple_types gemma4-fixture tests/fixtures/models/gemma4 reference.logits
+ple_types gemma3n-fixture tests/fixtures/models/gemma3n reference-unbiased-std.logits

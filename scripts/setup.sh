@@ -54,3 +54,9 @@ if [ ! -f .models/SmolLM2-135M-Instruct-hf/model.safetensors ]; then
   .venv/bin/python scripts/export_gguf_to_hf.py .models/SmolLM2-135M-Instruct.Q4_1.gguf .models/SmolLM2-135M-Instruct-hf.tmp
   mv .models/SmolLM2-135M-Instruct-hf.tmp .models/SmolLM2-135M-Instruct-hf
 fi
+if [ ! -f .models/gemma-3-270m-hf/model.safetensors ]; then
+  echo "setup: exporting Gemma 3 270M to a Hugging Face folder (real weights for converter tests)"
+  rm -rf .models/gemma-3-270m-hf.tmp
+  .venv/bin/python scripts/export_gguf_to_hf.py .models/gemma-3-270m-q4_k_m.gguf .models/gemma-3-270m-hf.tmp
+  mv .models/gemma-3-270m-hf.tmp .models/gemma-3-270m-hf
+fi

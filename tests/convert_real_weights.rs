@@ -1,5 +1,6 @@
-//! `strata convert` on real weights: SmolLM2-135M-Instruct exported from its GGUF back into a
-//! Hugging Face folder (scripts/export_gguf_to_hf.py, run by scripts/setup.sh), converted again.
+//! `strata convert` on real weights: SmolLM2-135M-Instruct and Gemma 3 270M exported from their
+//! GGUFs back into Hugging Face folders (scripts/export_gguf_to_hf.py, run by scripts/setup.sh),
+//! converted again.
 
 mod common;
 
@@ -163,4 +164,33 @@ fn token_ids_match_hugging_face_tokenizers() {
         let ids: Vec<u32> = serde_json::from_str(&common::strata_ok(&["tokenize", model.to_str().unwrap(), "-p", text, "--json"])).unwrap();
         assert_eq!(ids, expected, "{}: llama.cpp's ids vs Hugging Face tokenizers'", model.display());
     }
+}
+
+/// Gemma 3 270M (SentencePiece vocabulary of 262144, norms stored as 1 + w, 5:1 sliding
+/// layers) from its Hugging Face export back to Q4_K_M: the published file's mix tensor by
+/// tensor, llama.cpp's tokenizer giving the original's ids, and the original's greedy answer.
+#[test]
+fn gemma3_270m_round_trip_matches_the_published_q4_k_m() {
+    let hf = common::repo().join(".models/gemma-3-270m-hf");
+    assert!(hf.join("model.safetensors").is_file(), "{} is missing: run scripts/setup.sh first", hf.display());
+    let out = common::scratch_dir("gemma3").join("gemma3-q4_k_m.gguf");
+    common::strata_ok(&["convert", hf.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "q4_k_m"]);
+    let original = common::model(common::GEMMA3);
+    let types = |m: &Path| -> Vec<(String, String)> {
+        let v: Value = serde_json::from_str(&common::strata_ok(&["inspect", "--json", m.to_str().unwrap()])).unwrap();
+        let mut t: Vec<(String, String)> = v["tensors"].as_array().unwrap().iter().map(|t| (t["name"].as_str().unwrap().into(), t["type"].as_str().unwrap().into())).collect();
+        t.sort();
+        t
+    };
+    assert_eq!(types(&out), types(&original));
+    let text = "Hello  world!\n\tThe Eiffel Tower, 1889 — très ünïcödé 日本語 <start_of_turn>user\n";
+    let ids = |m: &Path| common::strata_ok(&["tokenize", m.to_str().unwrap(), "-p", text, "--add-special", "--json"]);
+    assert_eq!(ids(&out), ids(&original));
+    let answer = |m: &Path| -> String {
+        let out = common::strata_ok(&["generate", m.to_str().unwrap(), "-p", "The Eiffel Tower is located in the city of", "-n", "8", "--temp", "0", "--json"]);
+        serde_json::from_str::<Value>(&out).unwrap()["text"].as_str().unwrap().to_string()
+    };
+    let ours = answer(&out);
+    assert!(ours.contains("Paris"), "{ours}");
+    assert_eq!(ours, answer(&original));
 }
