@@ -14,19 +14,22 @@ use serde_json::{json, Value};
 const CATALOG_KEYS: &[&str] = &[
     "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
     "vocab_size", "tie_word_embeddings", "sliding_window", "layer_types", "hidden_size_per_layer_input",
-    "vocab_size_per_layer_input", "num_kv_shared_layers", "global_head_dim", "use_double_wide_mlp",
+    "vocab_size_per_layer_input", "num_kv_shared_layers", "global_head_dim", "use_double_wide_mlp", "altup_num_inputs",
+    "laurel_rank", "activation_sparsity_pattern",
 ];
 
 /// A catalog with one model entry made from a config.json, as models.toml entries are.
 fn catalog_for(name: &str, config: &Value) -> PathBuf {
     let mut entry = toml::Table::new();
-    for (k, v) in config.as_object().unwrap() {
+    // Multimodal configs: models.toml holds the text_config's keys.
+    let text = if config["text_config"].is_object() { &config["text_config"] } else { config };
+    for (k, v) in text.as_object().unwrap() {
         if CATALOG_KEYS.contains(&k.as_str()) && !v.is_null() {
             entry.insert(k.clone(), toml::Value::try_from(v).unwrap());
         }
     }
     // transformers 5 writes Gemma 4's global head dim into per_layer_config.
-    if let Some(per_layer) = config["per_layer_config"].as_object() {
+    if let Some(per_layer) = text["per_layer_config"].as_object() {
         if let Some(dim) = per_layer.values().find_map(|c| c["head_dim"].as_u64()) {
             entry.insert("global_head_dim".into(), toml::Value::Integer(dim as i64));
         }
@@ -61,7 +64,14 @@ fn assert_within_1_percent(predicted: u64, written: u64, what: &str) {
 
 #[test]
 fn plan_sizes_from_config_match_convert_on_the_fixtures() {
-    for (name, body, ple) in [("gemma4", "q8_0", Some("Q4_0")), ("gemma4", "q4_k_m", Some("Q8_0")), ("gemma3", "q8_0", None), ("qwen3", "q6_k", None)] {
+    for (name, body, ple) in [
+        ("gemma4", "q8_0", Some("Q4_0")),
+        ("gemma4", "q4_k_m", Some("Q8_0")),
+        ("gemma3n", "q8_0", Some("Q4_0")),
+        ("gemma4-cg", "q6_k", Some("Q8_0")),
+        ("gemma3", "q8_0", None),
+        ("qwen3", "q6_k", None),
+    ] {
         let dir = repo().join("tests/fixtures/models").join(name);
         let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
         let catalog = catalog_for(name, &config);

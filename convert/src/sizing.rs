@@ -42,14 +42,36 @@ impl ModelShape {
     /// (2 for F16). Sliding layers hold the window plus one batch of `n_batch`, as llama.cpp's
     /// SWA cache does, padded to 256 cells.
     pub fn kv_cache_bytes(&self, n_ctx: u64, n_batch: u64, bytes_per_value: f64) -> u64 {
-        let swa_cells = self.sliding_window.map_or(n_ctx, |w| n_ctx.min((w + n_batch).div_ceil(256) * 256));
-        let values: u64 = self
+        // Saturating: a hostile file's sizes give "more than any device has", not an overflow.
+        let swa_cells = self.sliding_window.map_or(n_ctx, |w| n_ctx.min(w.saturating_add(n_batch).div_ceil(256).saturating_mul(256)));
+        let values = self
             .layers
             .iter()
             .filter(|l| l.has_kv)
-            .map(|l| 2 * l.n_head_kv * l.head_dim * if l.sliding { swa_cells } else { n_ctx })
-            .sum();
+            .map(|l| 2u64.saturating_mul(l.n_head_kv).saturating_mul(l.head_dim).saturating_mul(if l.sliding { swa_cells } else { n_ctx }))
+            .fold(0u64, u64::saturating_add);
         (values as f64 * bytes_per_value) as u64
+    }
+}
+
+/// The most layers a model may claim (the largest real ones have a few hundred): more is a
+/// corrupt or hostile file, and would cost memory per layer before anything else is checked.
+pub const MAX_LAYERS: u64 = 4096;
+
+/// The largest number a config may give for a size: GGUF stores sizes as u32, and with every
+/// factor below 2^32 no product of two of them overflows.
+const MAX_SIZE: u64 = u32::MAX as u64;
+
+/// Fails on any whole number in `v` (nested objects and arrays included) above [`MAX_SIZE`].
+fn check_sizes(v: &Json, path: &str) -> Result<()> {
+    match v {
+        Json::Number(n) => match n.as_u64() {
+            Some(n) if n > MAX_SIZE => bail!("config: {path} is {n}, more than any size a model has ({MAX_SIZE})"),
+            _ => Ok(()),
+        },
+        Json::Array(items) => items.iter().enumerate().try_for_each(|(i, x)| check_sizes(x, &format!("{path}[{i}]"))),
+        Json::Object(map) => map.iter().try_for_each(|(k, x)| check_sizes(x, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") })),
+        _ => Ok(()),
     }
 }
 
@@ -67,10 +89,15 @@ pub fn model_shape(config: &Json) -> Result<ModelShape> {
         "Qwen3ForCausalLM" => Family::Qwen3,
         "Gemma3ForCausalLM" | "Gemma3ForConditionalGeneration" => Family::Gemma3,
         "Gemma4ForCausalLM" | "Gemma4ForConditionalGeneration" => Family::Gemma4,
+        "Gemma3nForCausalLM" | "Gemma3nForConditionalGeneration" => Family::Gemma3n,
         other => bail!("config: cannot size architecture {other}"),
     };
     let n_embd = get(c, "hidden_size")?;
+    check_sizes(c, "")?;
     let n_layer = get(c, "num_hidden_layers")?;
+    if n_layer > MAX_LAYERS {
+        bail!("config: num_hidden_layers is {n_layer}, more than {MAX_LAYERS}");
+    }
     let n_vocab = get(c, "vocab_size")?;
     let n_head = get(c, "num_attention_heads")?;
     let layers = layer_shapes(c, family, n_layer, n_embd, n_head)?;
@@ -86,8 +113,10 @@ pub fn model_shape(config: &Json) -> Result<ModelShape> {
     if !tied {
         t.add("output.weight", &[n_embd, n_vocab]);
     }
-    if family == Family::Gemma4 {
-        gemma4_globals(&mut t, c, n_embd, n_layer, &layers)?;
+    match family {
+        Family::Gemma4 => gemma4_globals(&mut t, c, n_embd, n_layer, &layers)?,
+        Family::Gemma3n => gemma3n_globals(&mut t, c, n_embd, n_layer)?,
+        _ => {}
     }
     Ok(ModelShape { arch: family.arch().to_string(), n_embd, n_vocab, layers, sliding_window, tensors: t.0 })
 }
@@ -98,6 +127,7 @@ enum Family {
     Qwen2,
     Qwen3,
     Gemma3,
+    Gemma3n,
     Gemma4,
 }
 
@@ -108,13 +138,14 @@ impl Family {
             Family::Qwen2 => "qwen2",
             Family::Qwen3 => "qwen3",
             Family::Gemma3 => "gemma3",
+            Family::Gemma3n => "gemma3n",
             Family::Gemma4 => "gemma4",
         }
     }
 
     /// transformers' default for `tie_word_embeddings` in this family's config class.
     fn ties_by_default(self) -> bool {
-        matches!(self, Family::Gemma3 | Family::Gemma4)
+        matches!(self, Family::Gemma3 | Family::Gemma3n | Family::Gemma4)
     }
 
     fn layer_tensors(self, t: &mut Tensors, c: &Json, i: usize, l: &LayerShape, n_embd: u64) -> Result<()> {
@@ -122,7 +153,9 @@ impl Family {
         let blk = |name: &str| format!("blk.{i}.{name}");
         t.add(&blk("attn_norm.weight"), &[n_embd]);
         t.add(&blk("attn_q.weight"), &[n_embd, q]);
-        if l.has_kv {
+        // Gemma 3n's KV-shared layers keep K and V weights they do not use.
+        let kv_weights = l.has_kv || self == Family::Gemma3n;
+        if kv_weights {
             t.add(&blk("attn_k.weight"), &[n_embd, kv]);
             if !(self == Family::Gemma4 && !l.sliding && c["attention_k_eq_v"].as_bool() == Some(true)) {
                 t.add(&blk("attn_v.weight"), &[n_embd, kv]);
@@ -134,9 +167,9 @@ impl Family {
             t.add(&blk("attn_k.bias"), &[kv]);
             t.add(&blk("attn_v.bias"), &[kv]);
         }
-        if matches!(self, Family::Qwen3 | Family::Gemma3 | Family::Gemma4) {
+        if matches!(self, Family::Qwen3 | Family::Gemma3 | Family::Gemma3n | Family::Gemma4) {
             t.add(&blk("attn_q_norm.weight"), &[l.head_dim]);
-            if l.has_kv {
+            if kv_weights {
                 t.add(&blk("attn_k_norm.weight"), &[l.head_dim]);
             }
         }
@@ -144,12 +177,14 @@ impl Family {
         t.add(&blk("ffn_gate.weight"), &[n_embd, l.n_ff]);
         t.add(&blk("ffn_up.weight"), &[n_embd, l.n_ff]);
         t.add(&blk("ffn_down.weight"), &[l.n_ff, n_embd]);
-        if matches!(self, Family::Gemma3 | Family::Gemma4) {
+        if matches!(self, Family::Gemma3 | Family::Gemma3n | Family::Gemma4) {
             t.add(&blk("post_attention_norm.weight"), &[n_embd]);
             t.add(&blk("post_ffw_norm.weight"), &[n_embd]);
         }
-        if self == Family::Gemma4 {
-            gemma4_layer(t, c, i, n_embd)?;
+        match self {
+            Family::Gemma4 => gemma4_layer(t, c, i, n_embd)?,
+            Family::Gemma3n => gemma3n_layer(t, c, i, n_embd)?,
+            _ => {}
         }
         Ok(())
     }
@@ -159,7 +194,13 @@ impl Family {
 fn layer_shapes(c: &Json, family: Family, n_layer: u64, n_embd: u64, n_head: u64) -> Result<Vec<LayerShape>> {
     let head_dim = c["head_dim"].as_u64().unwrap_or(n_embd / n_head.max(1));
     let n_head_kv = c["num_key_value_heads"].as_u64().unwrap_or(n_head);
-    let n_ff = get(c, "intermediate_size")?;
+    // One width for all layers, or (Gemma 3n) one per layer.
+    let n_ff = |i: u64| -> Result<u64> {
+        match c["intermediate_size"].as_array() {
+            Some(widths) => widths.get(i as usize).and_then(Json::as_u64).ok_or_else(|| anyhow!("config: intermediate_size has no whole number for layer {i}")),
+            None => get(c, "intermediate_size"),
+        }
+    };
     let sliding: Vec<bool> = match c["layer_types"].as_array() {
         Some(types) if types.len() as u64 == n_layer => types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect(),
         Some(types) => bail!("config: layer_types has {} entries for {n_layer} layers", types.len()),
@@ -173,20 +214,20 @@ fn layer_shapes(c: &Json, family: Family, n_layer: u64, n_embd: u64, n_head: u64
     let shared = c["num_kv_shared_layers"].as_u64().unwrap_or(0);
     let first_shared = n_layer.saturating_sub(shared);
     let double_wide = c["use_double_wide_mlp"].as_bool() == Some(true);
-    Ok((0..n_layer)
+    (0..n_layer)
         .map(|i| {
             let swa = sliding[i as usize];
             let full_gemma4 = family == Family::Gemma4 && !swa;
-            LayerShape {
+            Ok(LayerShape {
                 n_head,
                 n_head_kv: if full_gemma4 { full_layer_value(c, "num_global_key_value_heads", "num_key_value_heads").unwrap_or(n_head_kv) } else { n_head_kv },
                 head_dim: if full_gemma4 { full_layer_value(c, "global_head_dim", "head_dim").unwrap_or(head_dim) } else { head_dim },
-                n_ff: if double_wide && i >= first_shared { 2 * n_ff } else { n_ff },
+                n_ff: if double_wide && i >= first_shared { 2 * n_ff(i)? } else { n_ff(i)? },
                 sliding: swa,
                 has_kv: i < first_shared,
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Gemma 4's per-layer embedding inputs, output scale, and mixture-of-experts block.
@@ -211,6 +252,36 @@ fn gemma4_layer(t: &mut Tensors, c: &Json, i: usize, n_embd: u64) -> Result<()> 
             t.add(&blk(&format!("{norm}.weight")), &[n_embd]);
         }
     }
+    Ok(())
+}
+
+/// Gemma 3n's per-layer AltUp, LAuReL and per-layer embedding inputs.
+fn gemma3n_layer(t: &mut Tensors, c: &Json, i: usize, n_embd: u64) -> Result<()> {
+    let blk = |name: &str| format!("blk.{i}.{name}");
+    let (altup, rank, ple) = (get(c, "altup_num_inputs")?, get(c, "laurel_rank")?, get(c, "hidden_size_per_layer_input")?);
+    t.add(&blk("altup_correct_scale.weight"), &[n_embd]);
+    t.add(&blk("altup_correct_coef.weight"), &[altup, altup]);
+    t.add(&blk("altup_router.weight"), &[n_embd, altup]);
+    t.add(&blk("altup_predict_coef.weight"), &[altup, altup * altup]);
+    t.add(&blk("altup_router_norm.weight"), &[n_embd]);
+    t.add(&blk("laurel_l.weight"), &[n_embd, rank]);
+    t.add(&blk("laurel_r.weight"), &[rank, n_embd]);
+    t.add(&blk("laurel_post_norm.weight"), &[n_embd]);
+    t.add(&blk("inp_gate.weight"), &[n_embd, ple]);
+    t.add(&blk("proj.weight"), &[ple, n_embd]);
+    t.add(&blk("post_norm.weight"), &[n_embd]);
+    Ok(())
+}
+
+/// Gemma 3n's model-wide tensors: the AltUp projections (stacked) and the PLE table, whose
+/// rows the converter pads to `vocab_size`.
+fn gemma3n_globals(t: &mut Tensors, c: &Json, n_embd: u64, n_layer: u64) -> Result<()> {
+    let (altup, ple) = (get(c, "altup_num_inputs")?, get(c, "hidden_size_per_layer_input")?);
+    t.add("altup_proj.weight", &[n_embd, n_embd, altup.saturating_sub(1)]);
+    t.add("altup_unembd_proj.weight", &[n_embd, n_embd, altup.saturating_sub(1)]);
+    t.add("per_layer_token_embd.weight", &[ple * n_layer, get(c, "vocab_size")?]);
+    t.add("per_layer_model_proj.weight", &[n_embd, ple * n_layer]);
+    t.add("per_layer_proj_norm.weight", &[ple]);
     Ok(())
 }
 
@@ -244,6 +315,9 @@ pub fn shape_from_metadata(metadata: &[(String, Value)], tensors: Vec<TensorSpec
     let key = |k: &str| get(&format!("{arch}.{k}"));
     let scalar = |k: &str| key(k).and_then(Value::as_u64).ok_or_else(|| anyhow!("{arch}.{k} is missing"));
     let n_layer = scalar("block_count")?;
+    if n_layer > MAX_LAYERS {
+        bail!("{arch}.block_count is {n_layer}, more than {MAX_LAYERS}");
+    }
     let n_embd = scalar("embedding_length")?;
     // A key that is a number for all layers, or an array with one per layer.
     let per_layer = |k: &str, i: usize| -> Option<u64> {
@@ -313,6 +387,37 @@ mod tests {
         assert!(s.tensors.iter().any(|t| t.name == "blk.1.attn_k.weight" && t.shape == [64, 32]));
         // 2 layers × (K + V) × 2 heads × 16 dims × 10 tokens × 2 bytes
         assert_eq!(s.kv_cache_bytes(10, 512, 2.0), 2 * 2 * 2 * 16 * 10 * 2);
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/config.rs): 2^60 layers allocated a layer table
+    /// before anything else was checked; a head_dim of 2^64-1 overflowed `n_head * head_dim`.
+    #[test]
+    fn hostile_sizes_are_errors_not_allocations_or_overflows() {
+        let c = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2,
+                "vocab_size": 100, "num_attention_heads": 4, "intermediate_size": 96});
+            c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            c
+        };
+        let err = |extra| model_shape(&c(extra)).unwrap_err().to_string();
+        assert!(err(serde_json::json!({"num_hidden_layers": 1u64 << 60})).contains("more than"));
+        assert!(err(serde_json::json!({"num_hidden_layers": 4097})).contains("num_hidden_layers is 4097, more than 4096"));
+        assert!(err(serde_json::json!({"head_dim": u64::MAX})).contains("head_dim is 18446744073709551615"));
+        assert!(err(serde_json::json!({"rope_scaling": {"factor": [1, 1u64 << 33]}})).contains("rope_scaling.factor[1]"));
+        // The largest sizes allowed multiply without overflow; the KV cache saturates.
+        let s = model_shape(&c(serde_json::json!({"head_dim": u32::MAX, "num_attention_heads": u32::MAX, "num_key_value_heads": u32::MAX}))).unwrap();
+        assert_eq!(s.kv_cache_bytes(u64::MAX, u64::MAX, 2.0), u64::MAX);
+    }
+
+    #[test]
+    fn gguf_metadata_claiming_2_60_layers_is_an_error() {
+        let meta = vec![
+            ("general.architecture".to_string(), Value::String("llama".into())),
+            ("llama.block_count".to_string(), Value::U64(1 << 60)),
+            ("llama.embedding_length".to_string(), Value::U32(64)),
+            ("llama.attention.head_count".to_string(), Value::U32(4)),
+        ];
+        assert!(shape_from_metadata(&meta, Vec::new()).unwrap_err().to_string().contains("llama.block_count is 1152921504606846976, more than 4096"));
     }
 
     #[test]
