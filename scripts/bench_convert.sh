@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# strata's one-pass conversion beside llama.cpp's two steps, on SmolLM2-135M-Instruct's Hugging
-# Face folder (made by scripts/setup.sh): time and peak memory of HF -> Q4_K_M and HF -> Q8_0
+# strata's one-pass conversion beside llama.cpp's two steps, on a Hugging Face folder (default
+# SmolLM2-135M-Instruct's; .models/gemma-3-270m-hf for Gemma 3 270M; both made by
+# scripts/setup.sh): `scripts/bench_convert.sh [HF_DIR]`. Time and peak memory of HF -> Q4_K_M and HF -> Q8_0
 # with strata; of convert_hf_to_gguf.py to F16 and to Q8_0 (when the reference venv has torch:
 # .reference/venv/bin/pip install torch) and of llama-quantize F16 GGUF -> Q4_K_M; then whether
 # the Q4_K_M files' tensors are byte-identical. Needs the reference kit (.reference, see
@@ -8,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LQ=.reference/llama.cpp/build/bin/llama-quantize
-HF=.models/SmolLM2-135M-Instruct-hf
+HF=${1:-.models/SmolLM2-135M-Instruct-hf}
 T=${THREADS:-2}
 tmp=$(mktemp -d)
 cargo build --release -q

@@ -172,7 +172,8 @@ def sentencepiece_model(tokens, scores, types, unk, bos, eos, pad):
     pieces = b"".join(proto_field(1, proto_field(1, t.encode()) + proto_field(2, float(s)) + proto_field(3, int(ty)))
                       for t, s, ty in zip(tokens, scores, types))
     trainer = (proto_field(3, 2) + proto_field(4, len(tokens)) + proto_field(35, 1)
-               + proto_field(40, unk) + proto_field(41, bos) + proto_field(42, eos) + proto_field(43, pad))
+               + proto_field(40, unk) + proto_field(41, bos) + proto_field(42, eos) + proto_field(43, pad)
+               + b"".join(proto_field(f, tokens[i].encode()) for f, i in ((45, unk), (46, bos), (47, eos), (48, pad))))
     normalizer = proto_field(1, b"identity") + proto_field(3, 0) + proto_field(4, 0) + proto_field(5, 1)
     return pieces + proto_field(2, trainer) + proto_field(3, normalizer)
 
