@@ -14,7 +14,7 @@ fn fixture(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn sizing_from_config_matches_the_converters_tensors() {
-    for name in ["gemma4", "gemma3n", "gemma4-cg", "gemma3", "qwen3"] {
+    for name in ["gemma4", "gemma3n", "gemma4-cg", "gemma4-moe", "gemma3", "qwen3"] {
         let dir = fixture(name);
         let config = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
         let predicted: BTreeMap<String, Vec<u64>> = model_shape(&config).unwrap().tensors.into_iter().map(|t| (t.name, t.shape)).collect();
