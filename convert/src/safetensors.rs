@@ -132,11 +132,14 @@ impl Checkpoint {
         self.tensors.values()
     }
 
-    /// Rows `rows` of a tensor (viewed as rows of its last dimension) as f32.
+    /// Rows `rows` of a tensor (viewed as rows of its last dimension) as f32. The whole pages
+    /// they were read from are then unmapped, so that a table larger than RAM (Gemma 4 E2B's
+    /// PLE table is 4.7 GB in BF16) streams through without piling up in memory.
     pub fn read_rows(&self, t: &TensorRef, rows: std::ops::Range<usize>, out: &mut Vec<f32>) {
         let width = t.row_width();
         let size = t.dtype.size();
-        let bytes = &self.shards[t.shard].map[t.start + rows.start * width * size..t.start + rows.end * width * size];
+        let range = t.start + rows.start * width * size..t.start + rows.end * width * size;
+        let bytes = &self.shards[t.shard].map[range.clone()];
         out.clear();
         out.reserve(bytes.len() / size);
         match t.dtype {
@@ -144,15 +147,21 @@ impl Checkpoint {
             Dtype::F16 => out.extend(bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())),
             Dtype::BF16 => out.extend(bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())),
         }
+        self.unmap(t.shard, range);
     }
 
-    /// Advises the kernel that a tensor's pages are no longer needed, so mapped input does not
-    /// pile up in memory while a large model converts.
+    /// Advises the kernel that a tensor's pages are no longer needed (the pages its reads left
+    /// at the edges of their ranges included).
     pub fn release(&self, t: &TensorRef) {
-        let map = &self.shards[t.shard].map;
+        self.unmap(t.shard, t.start..t.end);
+    }
+
+    /// Drops the whole pages inside `range` of a shard's map from this process's memory.
+    fn unmap(&self, shard: usize, range: std::ops::Range<usize>) {
+        let map = &self.shards[shard].map;
         let page = 4096;
-        let start = t.start.div_ceil(page) * page;
-        let end = t.end / page * page;
+        let start = range.start.div_ceil(page) * page;
+        let end = range.end / page * page;
         if end > start {
             // SAFETY: the range lies inside the map; DontNeed on a read-only file map only drops
             // clean pages, which are read again from the file if touched.
@@ -161,6 +170,13 @@ impl Checkpoint {
             }
         }
     }
+}
+
+/// The tensors one safetensors file describes, its header parsed and checked against the
+/// file's length exactly as [`Checkpoint::open`] checks each shard (for callers that hold the
+/// bytes rather than a folder: tests, fuzzing).
+pub fn parse_tensors(data: &[u8]) -> Result<Vec<TensorRef>> {
+    parse_header(data, 0)
 }
 
 /// Parses and checks one shard's header; `shard` is recorded in each reference.
