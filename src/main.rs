@@ -46,7 +46,24 @@ enum Command {
     Plan(commands::plan::Args),
 }
 
+/// Lets writes past the file-size limit (`ulimit -f`) fail with EFBIG, which the writers turn
+/// into an error that removes the partial output, instead of the signal killing the process
+/// with a temporary file left behind.
+fn ignore_file_size_signal() {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGXFSZ: i32 = 25;
+        const SIG_IGN: usize = 1;
+        // SAFETY: installs the "ignore" disposition; no handler code runs.
+        unsafe { signal(SIGXFSZ, SIG_IGN) };
+    }
+}
+
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     // llama.cpp's three-letter short flags, accepted as people type them.
     let argv = std::env::args_os().map(|a| match a.to_str() {
         Some("-ngl") => "--n-gpu-layers".into(),

@@ -104,6 +104,24 @@ fn bad_input_fails_cleanly_and_leaves_nothing() {
 }
 
 #[test]
+fn a_full_disk_fails_cleanly_and_leaves_nothing() {
+    // The file-size limit (ulimit -f, in 512-byte blocks: 1 MiB here) stands in for a full disk.
+    let dir = common::scratch_dir("full");
+    let out = dir.join("out.gguf");
+    let r = std::process::Command::new("sh")
+        .args(["-c", "ulimit -f 2048 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_strata"), "convert"])
+        .args([hf_folder().to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "q8_0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    let last = stderr.lines().last().unwrap_or("");
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(last.starts_with("error: ") && last.contains(out.to_str().unwrap()) && last.contains("File too large"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing is left behind");
+}
+
+#[test]
 fn interrupting_a_conversion_leaves_nothing() {
     for signal in ["-INT", "-TERM"] {
         let dir = common::scratch_dir(&format!("signal{signal}"));
