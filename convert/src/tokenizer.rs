@@ -24,6 +24,18 @@ const USER_DEFINED: i32 = 4;
 const UNUSED: i32 = 5;
 const BYTE: i32 = 6;
 
+/// The most tokens a vocabulary may have (the largest real ones have about 260 000): a larger
+/// `vocab_size` or token id is a hostile file, and would be allocated as padding tokens.
+pub const MAX_VOCAB: usize = 1 << 22;
+
+/// Fails on a vocabulary size no real tokenizer has.
+fn check_vocab_size(n: u64, what: &dyn std::fmt::Display) -> Result<()> {
+    if n > MAX_VOCAB as u64 {
+        bail!("{what}: a vocabulary of {n} tokens is more than {MAX_VOCAB}");
+    }
+    Ok(())
+}
+
 /// A vocabulary ready to be written as `tokenizer.*` metadata.
 #[derive(Debug, Default)]
 pub struct Vocab {
@@ -172,7 +184,9 @@ impl Vocab {
         for (&id, (content, _)) in &added {
             by_id.insert(id, content.clone());
         }
-        let max_id = by_id.keys().max().copied().unwrap_or(0) as usize;
+        let max_id = by_id.keys().max().copied().unwrap_or(0);
+        check_vocab_size(max_id.saturating_add(1).max(vocab_size.unwrap_or(0) as u64), &tj.path.display())?;
+        let max_id = max_id as usize;
         let n = vocab_size.unwrap_or(max_id + 1);
         if max_id >= n {
             bail!("{}: token id {max_id} is not below the vocabulary size {n} of config.json", tj.path.display());
@@ -268,6 +282,7 @@ impl Vocab {
         let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
         let pieces = crate::sentencepiece::parse(&bytes).with_context(|| path.display().to_string())?;
         let n = vocab_size.unwrap_or(pieces.len());
+        check_vocab_size(n as u64, &"config.json: vocab_size")?;
         let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
         let mut scores = vec![-10000.0f32; n];
         let mut token_types = vec![UNUSED; n];
@@ -394,4 +409,41 @@ pub fn identify_pre_tokenizer(tokenizer_json: &Path) -> Result<String> {
     pre_tokenizers::KNOWN.iter().find(|(h, _)| *h == hash).map(|(_, name)| name.to_string()).ok_or_else(|| {
         anyhow!("{}: unknown BPE pre-tokenizer (hash {hash}); llama.cpp would not know how to split text for it", tokenizer_json.display())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str, files: &[(&str, &[u8])]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("strata-tok-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, body) in files {
+            std::fs::write(dir.join(file), body).unwrap();
+        }
+        dir
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/tokenizer.rs): config.json's vocab_size, or the
+    /// largest token id in tokenizer.json, sized the padded token list (2^60 entries), and an
+    /// id of 2^64-1 overflowed `max_id + 1`.
+    #[test]
+    fn hostile_vocabulary_sizes_are_errors_not_allocations() {
+        // One SentencePiece piece: "a", score 0, normal.
+        let model: &[u8] = &[0x0a, 0x0a, 0x0a, 0x01, b'a', 0x15, 0, 0, 0, 0, 0x18, 0x01];
+        let dir = scratch("sp", &[("tokenizer.model", model)]);
+        assert_eq!(Vocab::from_sentencepiece(&dir, Some(3), &Json::Null).unwrap().tokens, ["a", "[PAD1]", "[PAD2]"]);
+        let err = Vocab::from_sentencepiece(&dir, Some(1 << 60), &Json::Null).unwrap_err().to_string();
+        assert!(err.contains("vocabulary of 1152921504606846976 tokens is more than 4194304"), "{err}");
+
+        for id in [u64::MAX, 1 << 40] {
+            let json = format!(r#"{{"model": {{"type": "BPE", "vocab": {{"a": 0, "b": {id}}}, "merges": []}}}}"#);
+            let dir = scratch("bpe", &[("tokenizer.json", json.as_bytes())]);
+            let err = Vocab::from_hf_bpe(&dir, None, &Json::Null).unwrap_err().to_string();
+            assert!(err.contains("is more than 4194304"), "{err}");
+            let err = Vocab::from_hf_bpe(&dir, Some(1 << 60), &Json::Null).unwrap_err().to_string();
+            assert!(err.contains("is more than 4194304"), "{err}");
+        }
+    }
 }

@@ -54,7 +54,7 @@ impl ChatTemplate {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.set_fuel(Some(50_000_000));
+        env.set_fuel(Some(FUEL));
         env.set_recursion_limit(200);
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -64,9 +64,13 @@ impl ChatTemplate {
         env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
-        env.add_function("strftime_now", move |format: String| match now {
-            Some(t) => t.format(&format).to_string(),
-            None => chrono::Local::now().naive_local().format(&format).to_string(),
+        env.add_function("strftime_now", move |format: String| -> Result<String, Error> {
+            use std::fmt::Write;
+            let t = now.unwrap_or_else(|| chrono::Local::now().naive_local());
+            // chrono reports a bad format (`%Q`, a lone `%`) as a fmt::Error, which to_string turns into a panic.
+            let mut out = String::new();
+            write!(out, "{}", t.format(&format)).map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("strftime_now: bad format {format:?}")))?;
+            Ok(out)
         });
         env.add_template_owned("chat", without_generation_tags(source)).map_err(|e| anyhow!("chat template: {}", describe(&e)))?;
         Ok(ChatTemplate { env })
@@ -94,7 +98,38 @@ impl ChatTemplate {
         if let Some(thinking) = opts.enable_thinking {
             ctx = context! { enable_thinking => thinking, ..ctx };
         }
-        template.render(ctx).map_err(|e| anyhow!("chat template: {}", describe(&e)))
+        let mut out = Capped(Vec::new());
+        template.render_captured_to(ctx, &mut out).map_err(|e| match e.kind() {
+            ErrorKind::WriteFailure => anyhow!("chat template: the rendered prompt is longer than {MAX_OUTPUT} bytes"),
+            _ => anyhow!("chat template: {}", describe(&e)),
+        })?;
+        Ok(String::from_utf8(out.0).expect("minijinja writes UTF-8"))
+    }
+}
+
+/// Instructions a render may run: the longest real templates take a few hundred per message,
+/// and a hostile loop must end in about a second, not a minute (50 million took 86 s in a
+/// sanitizer build).
+const FUEL: u64 = 2_000_000;
+/// The longest prompt a render may produce (far beyond any context window): a hostile template
+/// repeating a 100 MB string must fail, not fill memory.
+const MAX_OUTPUT: usize = 64 << 20;
+/// The widest `tojson` indent accepted (Python's `indent=10**12` would fill memory too).
+const MAX_INDENT: usize = 64;
+
+/// A writer that fails once the output would pass [`MAX_OUTPUT`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -120,6 +155,9 @@ fn tojson(value: Value, indent: Option<usize>, kwargs: minijinja::value::Kwargs)
         None => kwargs.get::<Option<usize>>("indent")?,
     };
     // Accepted for compatibility; strata always writes UTF-8 and keeps key order.
+    if let Some(n) = indent.filter(|&n| n > MAX_INDENT) {
+        return Err(Error::new(ErrorKind::InvalidOperation, format!("tojson: indent {n} is more than {MAX_INDENT}")));
+    }
     let _: Option<Value> = kwargs.get("ensure_ascii")?;
     let _: Option<Value> = kwargs.get("sort_keys")?;
     kwargs.assert_all_used()?;
@@ -229,6 +267,28 @@ mod tests {
         let t = ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}").unwrap();
         let err = t.render(&[], &RenderOptions::default()).unwrap_err().to_string();
         assert!(err.contains("fuel") || err.contains("range"), "{err}");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/chat_template.rs) and by writing that target: a bad
+    /// strftime format panicked (chrono's fmt::Error through to_string), a huge tojson indent and
+    /// a repeated 100 MB string filled memory, and a nested loop ran for 86 s (sanitizer build)
+    /// before its fuel ran out.
+    #[test]
+    fn hostile_templates_fail_cleanly() {
+        let err = |source: &str| {
+            let t = ChatTemplate::new(source).unwrap();
+            let start = std::time::Instant::now();
+            let err = t.render(&conv(), &RenderOptions::default()).unwrap_err().to_string();
+            assert!(start.elapsed().as_secs() < 5, "{source}: took {:?}", start.elapsed());
+            err
+        };
+        assert!(err("{{ strftime_now('%Q') }}").contains("strftime_now: bad format \"%Q\""));
+        assert!(err("{{ strftime_now('%') }}").contains("bad format"));
+        assert!(err("{{ messages | tojson(indent=3000000000) }}").contains("tojson: indent 3000000000 is more than 64"));
+        assert!(err("{% set x = 'a' * 100000000 %}{% for i in range(100) %}{{ x }}{% endfor %}").contains("longer than 67108864 bytes"));
+        assert!(err("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").contains("fuel"));
+        let t = ChatTemplate::with_clock("{{ strftime_now('%d %b %Y') }}", chrono::NaiveDate::from_ymd_opt(2026, 1, 2).and_then(|d| d.and_hms_opt(0, 0, 0))).unwrap();
+        assert_eq!(t.render(&[], &RenderOptions::default()).unwrap(), "02 Jan 2026");
     }
 }
 

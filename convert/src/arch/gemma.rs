@@ -54,6 +54,9 @@ const PER_LAYER: &[(&str, &str)] = &[
     ("experts.down_proj", "ffn_down_exps.weight"),
 ];
 
+/// The largest head dimension accepted (real models use at most 512).
+const MAX_HEAD_DIM: u64 = 1 << 16;
+
 /// Tokens Gemma 4's converter always renders (user-defined), so a chat parser can read them.
 const GEMMA4_VISIBLE: &[&str] = &["<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", "<|tool_response>", "<tool_response|>", "<|\"|>"];
 
@@ -176,7 +179,8 @@ impl Gemma {
         if c["use_double_wide_mlp"].as_bool() == Some(true) {
             let n_ff = cfg_u64(c, "intermediate_size")?;
             let first_shared = n_layer - shared;
-            let lengths = (0..n_layer).map(|il| Value::I32(if il < first_shared { n_ff } else { 2 * n_ff } as i32)).collect();
+            let wide = n_ff.checked_mul(2).ok_or_else(|| anyhow!("config.json: intermediate_size {n_ff} is too large"))?;
+            let lengths = (0..n_layer).map(|il| Value::I32(if il < first_shared { n_ff } else { wide } as i32)).collect();
             m.put("feed_forward_length", Value::Array(ValueType::I32, lengths));
         }
         if let (Some(full), Some(swa_kv)) = (full_layer_value(c, "num_global_key_value_heads", "num_key_value_heads"), c["num_key_value_heads"].as_u64()) {
@@ -245,7 +249,12 @@ impl Architecture for Gemma {
         if full["rope_type"].as_str() != Some("proportional") {
             bail!("config.json: Gemma 4 full-attention layers use rope_type {}, not proportional", full["rope_type"]);
         }
-        let head_dim = full_layer_value(c, "global_head_dim", "head_dim").ok_or_else(|| anyhow!("config.json: no head_dim for the full-attention layers"))? as f64;
+        let head_dim = full_layer_value(c, "global_head_dim", "head_dim").ok_or_else(|| anyhow!("config.json: no head_dim for the full-attention layers"))?;
+        // One factor per pair is allocated: a hostile head_dim must not size that allocation.
+        if head_dim > MAX_HEAD_DIM {
+            bail!("config.json: head_dim {head_dim} of the full-attention layers is more than {MAX_HEAD_DIM}");
+        }
+        let head_dim = head_dim as f64;
         let factor = full["partial_rotary_factor"].as_f64().ok_or_else(|| anyhow!("config.json: rope_parameters.full_attention.partial_rotary_factor is missing"))?;
         let n_rot = (head_dim * factor / 2.0) as usize;
         let n_pairs = (head_dim / 2.0) as usize;
@@ -285,6 +294,20 @@ mod tests {
         });
         let meta = Gemma { kind: Kind::Gemma3 }.metadata(&config).unwrap();
         meta.into_iter().find(|(k, _)| k == "gemma3.attention.sliding_window_pattern").map(|(_, v)| v)
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/config.rs): a huge global_head_dim sized the
+    /// rope_freqs allocation, and a huge intermediate_size overflowed doubling it.
+    #[test]
+    fn hostile_gemma4_sizes_are_errors() {
+        let config = serde_json::json!({
+            "global_head_dim": u64::MAX, "head_dim": 8, "num_hidden_layers": 1, "layer_types": ["full_attention"],
+            "use_double_wide_mlp": true, "intermediate_size": u64::MAX, "hidden_size": 8, "sliding_window": 4,
+            "rope_parameters": {"full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25}},
+        });
+        let g = Gemma { kind: Kind::Gemma4 };
+        assert!(g.computed(&config).unwrap_err().to_string().contains("head_dim 18446744073709551615 of the full-attention layers is more than 65536"));
+        assert!(g.metadata(&config).unwrap_err().to_string().contains("intermediate_size 18446744073709551615 is too large"));
     }
 
     #[test]

@@ -1,0 +1,37 @@
+//! Chat templates (src/chat/, included as it is): a hostile template rendering hostile
+//! messages. The input's NUL-separated parts: the template source, then options (one byte of
+//! flags, then the BOS token text), then the EOS token text, then role, content, role, ...
+//! Rendering must end (fuel, recursion limit) with text or an error, never a panic, hang or
+//! runaway allocation.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../src/chat/mod.rs"]
+mod chat;
+
+#[path = "common.rs"]
+mod common;
+
+use chat::template::{ChatTemplate, RenderOptions};
+use chat::Message;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let parts: Vec<String> = common::parts(data).into_iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    let now = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).and_then(|d| d.and_hms_opt(3, 4, 5));
+    let Ok(template) = ChatTemplate::with_clock(&parts[0], now) else { return };
+    let opts_part = parts.get(1).map(String::as_bytes).unwrap_or_default();
+    let flags = opts_part.first().copied().unwrap_or(0);
+    let opts = RenderOptions {
+        add_generation_prompt: flags & 1 != 0,
+        enable_thinking: match flags >> 1 & 3 {
+            0 => None,
+            1 => Some(false),
+            _ => Some(true),
+        },
+        bos_token: String::from_utf8_lossy(opts_part.get(1..).unwrap_or_default()).into_owned(),
+        eos_token: parts.get(2).cloned().unwrap_or_default(),
+    };
+    let messages: Vec<Message> = parts.get(3..).unwrap_or_default().chunks(2).map(|c| Message::new(&c[0], c.get(1).map_or("", String::as_str))).collect();
+    let _ = template.render(&messages, &opts);
+});

@@ -1,0 +1,24 @@
+//! models.toml: the catalog parser (src/catalog.rs, included as it is), and the sizing `plan`
+//! does for every model it accepts.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../src/catalog.rs"]
+mod catalog;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(c) = catalog::Catalog::parse(text) else { return };
+    for name in c.models.keys() {
+        let m = c.model(name).unwrap();
+        if let Ok(shape) = strata_convert::sizing::model_shape(&m.config_json()) {
+            let _ = shape.kv_cache_bytes(1 << 20, 512, 2.0);
+        }
+    }
+    for name in c.devices.keys() {
+        c.device(name).unwrap();
+    }
+    let _ = c.device("no such device");
+});
