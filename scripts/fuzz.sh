@@ -57,7 +57,7 @@ for t in "${TARGETS[@]}"; do
         tail -n 60 "target/logs/$t.log" >&2
         die "target $t failed (crash, hang or out-of-memory): full log in fuzz/target/logs/$t.log, input in fuzz/artifacts/$t/"
     fi
-    execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "target/logs/$t.log" | tail -n1 | awk '{print $2}')
+    execs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "target/logs/$t.log" | tail -n1 | awk '{print $2}')
     summary+=("$t: ${execs:-?} executions in $(( $(date +%s) - start ))s, no crash")
     echo "   ${summary[-1]}"
 done
