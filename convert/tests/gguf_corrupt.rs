@@ -1,43 +1,19 @@
 //! The GGUF reader against truncated, corrupted and lying files: every one is an error that
 //! says what is wrong, never a panic, and no allocation is driven by a count the file cannot hold.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use strata_convert::gguf::{encode_header, layout, parse, Value, ValueType};
 use strata_quantize::GgmlType;
 
-/// Records the largest single allocation made on the current thread.
-struct PeakAlloc;
+#[path = "support/peak_alloc.rs"]
+mod peak_alloc;
 
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for PeakAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.with(|m| m.set(m.get().max(layout.size())));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.with(|m| m.set(m.get().max(new_size)));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: PeakAlloc = PeakAlloc;
+use peak_alloc::largest_allocation;
 
 /// Parses `bytes` and returns the error message, asserting that it failed and that no single
 /// allocation exceeded 32 bytes per byte of input (a parsed value takes at most 32 bytes for
 /// each byte it occupies in the file) plus 4 KiB.
 fn parse_err(bytes: &[u8]) -> String {
-    LARGEST.with(|m| m.set(0));
-    let result = parse(bytes);
-    let largest = LARGEST.with(Cell::get);
+    let (result, largest) = largest_allocation(|| parse(bytes));
     assert!(largest <= 32 * bytes.len() + 4096, "allocated {largest} bytes for a {}-byte file", bytes.len());
     match result {
         Ok(_) => panic!("a corrupted file of {} bytes parsed", bytes.len()),
@@ -258,8 +234,8 @@ fn random_corruption_never_panics() {
                 _ => 0,
             };
         }
-        LARGEST.with(|m| m.set(0));
-        let _ = parse(&bad); // some flips are harmless (e.g. inside a string); none may panic
-        assert!(LARGEST.with(Cell::get) <= 32 * bad.len() + 4096);
+        // Some flips are harmless (e.g. inside a string); none may panic.
+        let (_, largest) = largest_allocation(|| parse(&bad));
+        assert!(largest <= 32 * bad.len() + 4096);
     }
 }

@@ -2,34 +2,12 @@
 //! length, shapes of 2^40 and 2^60 elements, byte ranges past the end of the file. Each is an
 //! error before anything is allocated from the claimed size.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use strata_convert::safetensors::parse_tensors;
 
-/// Records the largest single allocation made on the current thread.
-struct PeakAlloc;
+#[path = "support/peak_alloc.rs"]
+mod peak_alloc;
 
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for PeakAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.with(|m| m.set(m.get().max(layout.size())));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.with(|m| m.set(m.get().max(new_size)));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: PeakAlloc = PeakAlloc;
+use peak_alloc::largest_allocation;
 
 fn file(header: &str, data_len: usize) -> Vec<u8> {
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
@@ -41,9 +19,7 @@ fn file(header: &str, data_len: usize) -> Vec<u8> {
 /// Parses `bytes`, asserting that it fails and that no single allocation exceeded 64 bytes per
 /// byte of input plus 4 KiB (what parsing the JSON itself may take).
 fn parse_err(bytes: &[u8]) -> String {
-    LARGEST.with(|m| m.set(0));
-    let result = parse_tensors(bytes);
-    let largest = LARGEST.with(Cell::get);
+    let (result, largest) = largest_allocation(|| parse_tensors(bytes));
     assert!(largest <= 64 * bytes.len() + 4096, "allocated {largest} bytes for a {}-byte file", bytes.len());
     format!("{:#}", result.err().expect("a lying header must not parse"))
 }
