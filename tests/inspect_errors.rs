@@ -44,3 +44,23 @@ fn corrupted_real_header() {
         std::fs::remove_file(path).unwrap();
     }
 }
+
+#[test]
+fn verify_checks_layout_and_the_data_checksum() {
+    let dir = common::scratch_dir("verify");
+    let out = dir.join("g4.gguf");
+    let fixture = common::repo().join("tests/fixtures/models/gemma4");
+    common::strata_ok(&["convert", fixture.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "q8_0"]);
+    let ok = common::strata_ok(&["inspect", "--verify", out.to_str().unwrap()]);
+    assert!(ok.contains("ok: 102 tensors inside the file, none overlapping") && ok.contains("data SHA-256 matches the header"), "{ok}");
+    // A file llama.cpp's converter wrote has no checksum: its layout is still checked.
+    let theirs = fixture.join("llamacpp-q8_0.gguf");
+    assert!(common::strata_ok(&["inspect", "--verify", theirs.to_str().unwrap()]).contains("not checksummed"));
+    // One flipped bit in the tensor data.
+    let mut bytes = std::fs::read(&out).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 1;
+    let flipped = common::scratch_file("flipped.gguf", &bytes);
+    let r = common::strata(&["inspect", "--verify", flipped.to_str().unwrap()]);
+    common::assert_clean_failure(&r, &["flipped.gguf", "SHA-256", "the data changed after it was written"]);
+}

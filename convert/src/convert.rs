@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 use strata_quantize::{quantize_rows, GgmlType};
 
 use crate::arch::{self, Mapped, Transform};
-use crate::gguf::{layout, write_gguf, TensorInfo, Value, DEFAULT_ALIGNMENT};
+use crate::gguf::{layout, write_gguf, TensorInfo, Value, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER, DEFAULT_ALIGNMENT};
 use crate::policy::{Choice, Policy, Preset, TensorSpec};
 use crate::safetensors::{Checkpoint, TensorRef};
 
@@ -146,6 +146,7 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     metadata.extend(vocab.metadata());
     metadata.push(("general.quantization_version".into(), Value::U32(2)));
     metadata.push(("strata.ple_type".into(), Value::String(policy.ple_type.name().into())));
+    metadata.push((DATA_SHA256_KEY.into(), Value::String(DATA_SHA256_PLACEHOLDER.into())));
 
     let tensors = tensors.into_iter().zip(infos).zip(choices).map(|(((source, _, _), info), choice)| Planned { source, info, choice }).collect();
     Ok(Plan { dir: dir.to_path_buf(), metadata, tensors, skipped, checkpoint })

@@ -21,6 +21,10 @@ pub struct Args {
     /// Arrays longer than this are summarized (first elements and length).
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub max_array: usize,
+    /// Check the file instead: every tensor inside it and none overlapping, and for files strata
+    /// wrote, the tensor data's SHA-256 against the one in the header (strata.data_sha256).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Count and bytes of a group of tensors.
@@ -38,6 +42,14 @@ impl Tally {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    if args.verify {
+        let v = strata_convert::gguf::verify(&args.model)?;
+        let checksum = match &v.sha256 {
+            Some(sha) => format!("data SHA-256 matches the header ({sha})"),
+            None => "no strata.data_sha256 in the header (not written by strata): data not checksummed".to_string(),
+        };
+        return super::print(&format!("{}: ok: {} tensors inside the file, none overlapping; {} of data; {checksum}", args.model.display(), v.tensors, human_bytes(v.data_bytes)));
+    }
     let file = GgufFile::open(&args.model)?;
     let classes = tally_by(&file, |t| TensorClass::of(&t.name, t.shape.len()));
     let types = tally_by(&file, |t| t.ty);

@@ -5,6 +5,7 @@
 
 mod read;
 mod value;
+mod verify;
 mod write;
 
 use std::path::Path;
@@ -13,8 +14,9 @@ use anyhow::{Context, Result};
 use strata_quantize::GgmlType;
 
 pub use read::{parse, GgufError};
+pub use verify::{verify, Verified};
 pub use value::{Value, ValueType};
-pub use write::{encode_header, layout, remove_partial_files, write_gguf, PendingFile};
+pub use write::{encode_header, layout, remove_partial_files, write_gguf, PendingFile, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER};
 
 /// The four bytes every GGUF file starts with.
 pub const MAGIC: &[u8; 4] = b"GGUF";

@@ -3,11 +3,12 @@
 //! into place only when complete. Same input, same bytes.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
 use strata_quantize::GgmlType;
 
 use super::value::Value;
@@ -161,9 +162,10 @@ pub fn write_gguf(
     let header = encode_header(metadata, tensors, alignment);
     let io = |e: std::io::Error| anyhow!("{}: cannot write the output: {e}", path.display());
     out.writer().write_all(&header).map_err(io)?;
+    let mut hash = Sha256::new();
     let mut offset = 0u64;
     for (i, t) in tensors.iter().enumerate() {
-        let mut counting = CountingWriter { inner: out.writer(), written: 0 };
+        let mut counting = CountingWriter { inner: out.writer(), written: 0, hash: &mut hash };
         write_tensor(i, &mut counting)?;
         let written = counting.written;
         if written != t.n_bytes() {
@@ -171,20 +173,46 @@ pub fn write_gguf(
         }
         offset += written;
         let padded = offset.div_ceil(alignment) * alignment;
-        out.writer().write_all(&vec![0u8; (padded - offset) as usize]).map_err(io)?;
+        let padding = vec![0u8; (padded - offset) as usize];
+        hash.update(&padding);
+        out.writer().write_all(&padding).map_err(io)?;
         offset = padded;
     }
+    if let Some(slot) = checksum_slot(&header) {
+        let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let w = out.writer();
+        w.seek(SeekFrom::Start(slot as u64)).and_then(|_| w.write_all(digest.as_bytes())).map_err(io)?;
+    }
     out.commit()
+}
+
+/// Metadata key for the SHA-256 of a file's data section (everything after the header), which
+/// `strata inspect --verify` checks. Give it [`DATA_SHA256_PLACEHOLDER`] as its value: the
+/// writer fills that reserved slot in once the data is written.
+pub const DATA_SHA256_KEY: &str = "strata.data_sha256";
+/// The reserved value of [`DATA_SHA256_KEY`]: as many characters as a hex SHA-256.
+pub const DATA_SHA256_PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Where in an encoded header the value of [`DATA_SHA256_KEY`] starts, if it holds the placeholder.
+fn checksum_slot(header: &[u8]) -> Option<usize> {
+    let mut entry = Vec::new();
+    put_str(&mut entry, DATA_SHA256_KEY);
+    entry.extend_from_slice(&(Value::String(String::new()).value_type() as u32).to_le_bytes());
+    put_str(&mut entry, DATA_SHA256_PLACEHOLDER);
+    let at = header.windows(entry.len()).position(|w| w == entry.as_slice())?;
+    Some(at + entry.len() - DATA_SHA256_PLACEHOLDER.len())
 }
 
 struct CountingWriter<'a, W: Write> {
     inner: &'a mut W,
     written: u64,
+    hash: &'a mut Sha256,
 }
 
 impl<W: Write> Write for CountingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
         self.written += n as u64;
         Ok(n)
     }
