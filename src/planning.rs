@@ -12,7 +12,8 @@ use strata_convert::sizing::ModelShape;
 use strata_convert::TensorClass;
 use strata_quantize::GgmlType;
 
-const GIB: f64 = (1u64 << 30) as f64;
+/// Bytes in a GiB, as a float for sizes given in GiB (models.toml) or printed in them.
+pub const GIB: f64 = (1u64 << 30) as f64;
 
 /// Memory a plan may use on one machine.
 #[derive(Clone, Debug, Serialize)]

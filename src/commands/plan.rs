@@ -14,7 +14,7 @@ use strata_convert::sizing::{self, ModelShape};
 use super::devices::Ram;
 use super::inspect::human_bytes;
 use crate::catalog::Catalog;
-use crate::planning::{self, Budget, Mix, Offload};
+use crate::planning::{self, Budget, Mix, Offload, GIB};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -55,7 +55,6 @@ pub fn model_shape(model: &str, catalog: &Catalog) -> Result<ModelShape> {
 
 /// The memory budget of a named profile, or of this machine.
 pub fn budget(device: &str, catalog: &Catalog) -> Result<Budget> {
-    const GIB: f64 = (1u64 << 30) as f64;
     if device != "auto" {
         let d = catalog.device(device)?;
         // A GPU sharing the system's memory (Jetson) can use all of it; 0 bandwidth means none.
