@@ -1,5 +1,5 @@
 //! `strata generate` and `strata chat` on the two real models: answers, KV-cache reuse between
-//! chat turns, determinism, and the JSON interface.
+//! chat turns, Ctrl-C in chat, determinism, and the JSON interface.
 
 mod common;
 
@@ -114,4 +114,124 @@ fn chat_reset_starts_over() {
     let t = turns(&stderr);
     assert_eq!(t.len(), 2);
     assert_eq!(t[0].0, t[1].0, "the same first turn after a reset");
+}
+
+/// `strata chat` on piped input whose output the test reads while it runs, to signal it mid-answer.
+struct LiveChat {
+    child: std::process::Child,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl LiveChat {
+    /// Greedy chat on SmolLM2 with its end-of-generation tokens banned, so answers run to `-n`.
+    fn start(n_predict: &str) -> LiveChat {
+        let model = common::model(common::SMOLLM2);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["chat", model.to_str().unwrap(), "--temp", "0", "-n", n_predict])
+            .args(["--logit-bias", "0=-100", "--logit-bias", "2=-100"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+            let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = buf.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            });
+            buf
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        LiveChat { child, stdout, stderr }
+    }
+
+    fn say(&mut self, line: &str) {
+        writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+
+    fn stdout_len(&self) -> usize {
+        self.stdout.lock().unwrap().len()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (at most 60 s) until `done` holds.
+    fn wait_for(&self, what: &str, done: impl Fn(&LiveChat) -> bool) {
+        let start = std::time::Instant::now();
+        while !done(self) {
+            assert!(start.elapsed().as_secs() < 60, "waited 60 s for {what}; stderr: {}", self.stderr());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until the answer now streaming has printed `bytes` more bytes.
+    fn wait_for_answer_bytes(&self, bytes: usize) {
+        let start = self.stdout_len();
+        self.wait_for("the answer to stream", |c| c.stdout_len() >= start + bytes);
+    }
+
+    /// Waits for turn `n`'s whole summary line; returns it.
+    fn turn_summary(&self, n: usize) -> String {
+        let prefix = format!("[turn {n}:");
+        let find = |c: &LiveChat| c.stderr().split_inclusive('\n').find(|l| l.starts_with(&prefix) && l.ends_with('\n')).map(str::to_string);
+        self.wait_for(&format!("turn {n} to end"), |c| find(c).is_some());
+        find(self).unwrap()
+    }
+
+    fn interrupt(&self) {
+        Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+    }
+
+    /// Waits for the program to end; returns its exit code.
+    fn exit_code(&mut self) -> Option<i32> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(start.elapsed().as_secs() < 30, "still running 30 s after the signal");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn chat_ctrl_c_stops_the_answer_and_a_second_one_exits() {
+    // Ctrl-C mid-answer ends that answer and the chat goes on; Ctrl-C at the prompt leaves.
+    let mut chat = LiveChat::start("100000");
+    chat.say("Tell me a long story.");
+    chat.wait_for_answer_bytes(20);
+    chat.interrupt();
+    assert!(chat.turn_summary(1).contains("stop: interrupted]"), "{}", chat.stderr());
+    assert!(chat.child.try_wait().unwrap().is_none(), "one Ctrl-C ended the program");
+    chat.say("Go on.");
+    chat.wait_for_answer_bytes(20);
+    chat.interrupt();
+    assert!(chat.turn_summary(2).contains("stop: interrupted]"), "{}", chat.stderr());
+    let t = turns(&chat.stderr());
+    assert!(t[1].2 >= t[0].0, "turn 2 reuses the interrupted turn's cache: {t:?}");
+    chat.interrupt();
+    assert_eq!(chat.exit_code(), Some(130), "Ctrl-C at the prompt exits with 130; stderr: {}", chat.stderr());
+
+    // Ctrl-C pressed again and again from the middle of an answer (the signals land in decodes,
+    // between tokens and at the prompt): the program ends with 130, never dies of a signal.
+    let mut chat = LiveChat::start("100000");
+    chat.say("Tell me a long story.");
+    chat.wait_for_answer_bytes(20);
+    let start = std::time::Instant::now();
+    while chat.child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed().as_secs() < 30, "still running after 30 s of Ctrl-C");
+        chat.interrupt();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    assert_eq!(chat.exit_code(), Some(130), "stderr: {}", chat.stderr());
+    assert!(!chat.stderr().contains("panicked"), "{}", chat.stderr());
 }

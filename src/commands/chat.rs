@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{bail, Context, Result};
 
@@ -84,8 +84,34 @@ pub struct Args {
     pub drop_old_turns: bool,
 }
 
-static GENERATING: AtomicBool = AtomicBool::new(false);
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Where a Ctrl-C finds the chat: at the prompt it ends the program; during an answer the first
+/// stops the answer and a second ends the program once the answer has stopped, so llama.cpp is
+/// never torn down in the middle of a decode.
+static CTRL_C: AtomicU8 = AtomicU8::new(AT_PROMPT);
+const AT_PROMPT: u8 = 0;
+const ANSWERING: u8 = 1;
+const ANSWER_STOPPED: u8 = 2;
+const QUIT_AFTER_ANSWER: u8 = 3;
+
+/// The exit status after Ctrl-C, as shells report a SIGINT.
+const INTERRUPTED_EXIT: i32 = 130;
+
+fn on_ctrl_c() {
+    loop {
+        let (from, to) = match CTRL_C.load(Ordering::SeqCst) {
+            AT_PROMPT => {
+                eprintln!();
+                std::process::exit(INTERRUPTED_EXIT);
+            }
+            ANSWERING => (ANSWERING, ANSWER_STOPPED),
+            ANSWER_STOPPED => (ANSWER_STOPPED, QUIT_AFTER_ANSWER),
+            _ => return,
+        };
+        if CTRL_C.compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            return;
+        }
+    }
+}
 
 pub fn run(args: &Args) -> Result<()> {
     // A full-size sliding-window cache, so each turn can reuse the conversation so far.
@@ -94,14 +120,7 @@ pub fn run(args: &Args) -> Result<()> {
     let base_opts = RenderOptions { add_generation_prompt: true, ..args.template.render_options(&model) };
     let mut sampler = Sampler::new(args.sampling.params(&model)?);
     let mut session = model.session(&context)?;
-    ctrlc::set_handler(|| {
-        if GENERATING.load(Ordering::SeqCst) && !INTERRUPTED.swap(true, Ordering::SeqCst) {
-            return; // first Ctrl-C: stop the answer
-        }
-        eprintln!();
-        std::process::exit(130);
-    })
-    .context("cannot install the Ctrl-C handler")?;
+    ctrlc::set_handler(on_ctrl_c).context("cannot install the Ctrl-C handler")?;
 
     let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
     let interactive = args.prompt.is_none() && std::io::stdin().is_terminal();
@@ -161,8 +180,7 @@ pub fn run(args: &Args) -> Result<()> {
         let req = Request { prompt: &tokens, max_tokens, stop: &[], ignore_eos: false };
         let mut filter = ThinkingFilter::new(args.template.reasoning == Reasoning::Hide);
         let mut stdout = std::io::stdout();
-        INTERRUPTED.store(false, Ordering::SeqCst);
-        GENERATING.store(true, Ordering::SeqCst);
+        CTRL_C.store(ANSWERING, Ordering::SeqCst);
         let out = generate(
             &mut session,
             &mut sampler,
@@ -171,11 +189,14 @@ pub fn run(args: &Args) -> Result<()> {
                 let _ = stdout.write_all(filter.push(piece).as_bytes());
                 let _ = stdout.flush();
             },
-            || !INTERRUPTED.load(Ordering::SeqCst),
+            || CTRL_C.load(Ordering::SeqCst) == ANSWERING,
         );
-        GENERATING.store(false, Ordering::SeqCst);
+        let quit = CTRL_C.swap(AT_PROMPT, Ordering::SeqCst) == QUIT_AFTER_ANSWER;
         let out = out?;
         println!();
+        if quit {
+            std::process::exit(INTERRUPTED_EXIT);
+        }
         eprintln!(
             "[turn {turn}: {} prompt tokens, {} evaluated, {} from cache; {} generated at {:.1} t/s; stop: {}]",
             out.prompt_tokens,
