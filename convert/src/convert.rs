@@ -217,14 +217,17 @@ fn sampling_defaults(dir: &Path) -> Result<Vec<(String, Value)>> {
     }
     let json: Json = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?)
         .with_context(|| format!("{}: not valid JSON", path.display()))?;
-    let int = |k: &str| json[k].as_i64().map(|v| Value::I32(v as i32));
+    let int = |k: &str| -> Result<Option<Value>> {
+        let out_of_range = |_| anyhow!("{}: {k} {} is out of range", path.display(), json[k]);
+        json[k].as_i64().map(|v| i32::try_from(v).map(Value::I32).map_err(out_of_range)).transpose()
+    };
     let float = |k: &str| json[k].as_f64().map(|v| Value::F32(v as f32));
     let entries = [
-        ("top_k", int("top_k")),
+        ("top_k", int("top_k")?),
         ("top_p", float("top_p")),
         ("min_p", float("min_p")),
         ("temp", float("temperature")),
-        ("penalty_last_n", int("penalty_last_n")),
+        ("penalty_last_n", int("penalty_last_n")?),
         ("penalty_repeat", float("penalty_repeat").or_else(|| float("repetition_penalty"))),
     ];
     Ok(entries.into_iter().filter_map(|(k, v)| v.map(|v| (format!("general.sampling.{k}"), v))).collect())

@@ -115,12 +115,12 @@ pub(crate) fn full_layer_value(c: &Json, global_key: &str, key: &str) -> Option<
 impl Gemma {
     fn gemma3_metadata(&self, m: &mut Meta, c: &Json) -> Result<()> {
         let n_layer = cfg_u64(c, "num_hidden_layers")?;
-        m.u32("block_count", n_layer);
-        m.u32("context_length", c["max_position_embeddings"].as_u64().unwrap_or(131_072));
-        m.u32("embedding_length", cfg_u64(c, "hidden_size")?);
+        m.u32("block_count", n_layer)?;
+        m.u32("context_length", c["max_position_embeddings"].as_u64().unwrap_or(131_072))?;
+        m.u32("embedding_length", cfg_u64(c, "hidden_size")?)?;
         feed_forward_length(m, c)?;
-        m.u32("attention.head_count", c["num_attention_heads"].as_u64().unwrap_or(8));
-        m.u32("attention.head_count_kv", c["num_key_value_heads"].as_u64().unwrap_or(4));
+        m.u32("attention.head_count", c["num_attention_heads"].as_u64().unwrap_or(8))?;
+        m.u32("attention.head_count_kv", c["num_key_value_heads"].as_u64().unwrap_or(4))?;
         let rope = &c["rope_parameters"];
         let full_theta = rope["full_attention"]["rope_theta"].as_f64().or_else(|| rope["rope_theta"].as_f64()).or_else(|| c["rope_theta"].as_f64());
         m.f32("rope.freq_base", full_theta.unwrap_or(1_000_000.0));
@@ -129,13 +129,13 @@ impl Gemma {
         }
         m.f32("attention.layer_norm_rms_epsilon", c["rms_norm_eps"].as_f64().unwrap_or(1e-6));
         let head_dim = c["head_dim"].as_u64().unwrap_or(256);
-        m.u32("attention.key_length", head_dim);
-        m.u32("attention.value_length", head_dim);
+        m.u32("attention.key_length", head_dim)?;
+        m.u32("attention.value_length", head_dim)?;
         if let Some(cap) = c["final_logit_softcapping"].as_f64() {
             m.f32("final_logit_softcapping", cap);
         }
         if c["sliding_window_pattern"].as_u64() != Some(1) {
-            m.u32("attention.sliding_window", cfg_u64(c, "sliding_window")?);
+            m.u32("attention.sliding_window", cfg_u64(c, "sliding_window")?)?;
         }
         if self.kind == Kind::Gemma3 && c["layer_types"].is_array() {
             // llama.cpp assumes Gemma 3's five sliding layers then one full unless the GGUF says
@@ -146,10 +146,10 @@ impl Gemma {
             }
         }
         if let Some(n) = c["num_experts"].as_u64() {
-            m.u32("expert_count", n);
+            m.u32("expert_count", n)?;
         }
         if let Some(n) = c["top_k_experts"].as_u64() {
-            m.u32("expert_used_count", n);
+            m.u32("expert_used_count", n)?;
         }
         Ok(())
     }
@@ -160,8 +160,8 @@ impl Gemma {
         if shared >= n_layer {
             bail!("config.json: num_kv_shared_layers {shared} leaves no layer with its own KV (of {n_layer})");
         }
-        m.u32("attention.shared_kv_layers", shared);
-        m.u32("embedding_length_per_layer_input", c["hidden_size_per_layer_input"].as_u64().unwrap_or(0));
+        m.u32("attention.shared_kv_layers", shared)?;
+        m.u32("embedding_length_per_layer_input", c["hidden_size_per_layer_input"].as_u64().unwrap_or(0))?;
         let swa = sliding_pattern(c)?;
         if swa.len() as u64 != n_layer {
             bail!("config.json: layer_types has {} entries for {n_layer} layers", swa.len());
@@ -169,26 +169,31 @@ impl Gemma {
         m.put("attention.sliding_window_pattern", Value::Array(ValueType::Bool, swa.iter().map(|&b| Value::Bool(b)).collect()));
         let head_dim_full = full_layer_value(c, "global_head_dim", "head_dim").ok_or_else(|| anyhow!("config.json: no head_dim for the full-attention layers"))?;
         let head_dim_swa = cfg_u64(c, "head_dim")?;
-        m.u32("attention.key_length", head_dim_full);
-        m.u32("attention.value_length", head_dim_full);
-        m.u32("attention.key_length_swa", head_dim_swa);
-        m.u32("attention.value_length_swa", head_dim_swa);
+        m.u32("attention.key_length", head_dim_full)?;
+        m.u32("attention.value_length", head_dim_full)?;
+        m.u32("attention.key_length_swa", head_dim_swa)?;
+        m.u32("attention.value_length_swa", head_dim_swa)?;
         if let Some(n) = c["expert_intermediate_size"].as_u64().or_else(|| c["moe_intermediate_size"].as_u64()) {
-            m.u32("expert_feed_forward_length", n);
+            m.u32("expert_feed_forward_length", n)?;
         }
         if c["use_double_wide_mlp"].as_bool() == Some(true) {
             let n_ff = cfg_u64(c, "intermediate_size")?;
             let first_shared = n_layer - shared;
-            let wide = n_ff.checked_mul(2).ok_or_else(|| anyhow!("config.json: intermediate_size {n_ff} is too large"))?;
-            let lengths = (0..n_layer).map(|il| Value::I32(if il < first_shared { n_ff } else { wide } as i32)).collect();
+            let too_large = || anyhow!("config.json: intermediate_size {n_ff} is too large");
+            let wide = n_ff.checked_mul(2).and_then(|n| i32::try_from(n).ok()).ok_or_else(too_large)?;
+            let lengths = (0..n_layer).map(|il| Value::I32(if il < first_shared { n_ff as i32 } else { wide })).collect();
             m.put("feed_forward_length", Value::Array(ValueType::I32, lengths));
         }
         if let (Some(full), Some(swa_kv)) = (full_layer_value(c, "num_global_key_value_heads", "num_key_value_heads"), c["num_key_value_heads"].as_u64()) {
-            m.put("attention.head_count_kv", Value::Array(ValueType::I32, swa.iter().map(|&s| Value::I32(if s { swa_kv } else { full } as i32)).collect()));
+            let (full, swa_kv) = match (i32::try_from(full), i32::try_from(swa_kv)) {
+                (Ok(full), Ok(swa_kv)) => (full, swa_kv),
+                _ => bail!("config.json: key/value head counts {swa_kv} and {full} must be below 2^31"),
+            };
+            m.put("attention.head_count_kv", Value::Array(ValueType::I32, swa.iter().map(|&s| Value::I32(if s { swa_kv } else { full })).collect()));
         }
         let partial_swa = c["rope_parameters"]["sliding_attention"]["partial_rotary_factor"].as_f64().unwrap_or(1.0);
-        m.u32("rope.dimension_count", head_dim_full);
-        m.u32("rope.dimension_count_swa", (head_dim_swa as f64 * partial_swa) as u64);
+        m.u32("rope.dimension_count", head_dim_full)?;
+        m.u32("rope.dimension_count_swa", (head_dim_swa as f64 * partial_swa) as u64)?;
         Ok(())
     }
 }
@@ -198,11 +203,11 @@ impl Gemma {
 fn feed_forward_length(m: &mut Meta, c: &Json) -> Result<()> {
     match c["intermediate_size"].as_array() {
         Some(sizes) => {
-            let sizes = sizes.iter().map(|n| n.as_u64().map(|n| Value::I32(n as i32))).collect::<Option<Vec<_>>>();
-            let sizes = sizes.ok_or_else(|| anyhow!("config.json: intermediate_size holds something other than whole numbers"))?;
+            let sizes = sizes.iter().map(|n| n.as_u64().and_then(|n| i32::try_from(n).ok()).map(Value::I32)).collect::<Option<Vec<_>>>();
+            let sizes = sizes.ok_or_else(|| anyhow!("config.json: intermediate_size holds something other than whole numbers below 2^31"))?;
             m.put("feed_forward_length", Value::Array(ValueType::I32, sizes));
         }
-        None => m.u32("feed_forward_length", cfg_u64(c, "intermediate_size")?),
+        None => m.u32("feed_forward_length", cfg_u64(c, "intermediate_size")?)?,
     }
     Ok(())
 }
@@ -307,7 +312,13 @@ mod tests {
         });
         let g = Gemma { kind: Kind::Gemma4 };
         assert!(g.computed(&config).unwrap_err().to_string().contains("head_dim 18446744073709551615 of the full-attention layers is more than 65536"));
-        assert!(g.metadata(&config).unwrap_err().to_string().contains("intermediate_size 18446744073709551615 is too large"));
+        let mut config = config;
+        config["global_head_dim"] = 8.into();
+        let err = g.metadata(&config).unwrap_err().to_string();
+        assert_eq!(err, "config.json: gemma4.feed_forward_length would be 18446744073709551615, more than GGUF's u32 holds");
+        config["intermediate_size"] = (1u64 << 31).into();
+        let err = g.metadata(&config).unwrap_err().to_string();
+        assert_eq!(err, "config.json: intermediate_size 2147483648 is too large");
     }
 
     #[test]

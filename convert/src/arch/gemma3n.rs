@@ -75,7 +75,7 @@ pub(super) fn metadata(m: &mut Meta, c: &Json) -> Result<()> {
     for &(key, value, gguf_key) in ASSUMED {
         let value = assumed(c, key, value)?;
         if let Some(gguf_key) = gguf_key {
-            m.u32(gguf_key, value as u64);
+            m.u32(gguf_key, value as u64)?;
         }
     }
     let swa = sliding_pattern(c)?;
@@ -87,7 +87,7 @@ pub(super) fn metadata(m: &mut Meta, c: &Json) -> Result<()> {
     check_kv_sharing(&swa, shared)?;
     let sparsity = sparsity_pattern(c, n_layer)?;
 
-    m.u32("attention.shared_kv_layers", shared as u64);
+    m.u32("attention.shared_kv_layers", shared as u64)?;
     let scales = sparsity.iter().map(|&p| Value::F32(inverse_normal_cdf(p) as f32)).collect();
     m.put("activation_sparsity_scale", Value::Array(ValueType::F32, scales));
     m.put("attention.sliding_window_pattern", Value::Array(ValueType::Bool, swa.iter().map(|&b| Value::Bool(b)).collect()));

@@ -42,20 +42,20 @@ pub(super) fn heads(config: &Json) -> Result<(usize, usize)> {
 
 /// The metadata the llama-like families share (llama.cpp's TextModel.set_gguf_parameters).
 pub(super) fn common_metadata(m: &mut Meta, c: &Json, n_head: usize, n_head_kv: usize) -> Result<()> {
-    m.u32("block_count", cfg_u64(c, "num_hidden_layers")?);
-    m.u32("context_length", cfg_u64(c, "max_position_embeddings")?);
-    m.u32("embedding_length", cfg_u64(c, "hidden_size")?);
-    m.u32("feed_forward_length", cfg_u64(c, "intermediate_size")?);
-    m.u32("attention.head_count", n_head as u64);
-    m.u32("attention.head_count_kv", n_head_kv as u64);
+    m.u32("block_count", cfg_u64(c, "num_hidden_layers")?)?;
+    m.u32("context_length", cfg_u64(c, "max_position_embeddings")?)?;
+    m.u32("embedding_length", cfg_u64(c, "hidden_size")?)?;
+    m.u32("feed_forward_length", cfg_u64(c, "intermediate_size")?)?;
+    m.u32("attention.head_count", n_head as u64)?;
+    m.u32("attention.head_count_kv", n_head_kv as u64)?;
     let theta = c["rope_parameters"]["rope_theta"].as_f64().or_else(|| c["rope_theta"].as_f64());
     if let Some(theta) = theta {
         m.f32("rope.freq_base", theta);
     }
     m.f32("attention.layer_norm_rms_epsilon", cfg_f64(c, "rms_norm_eps")?);
     if let Some(d) = c["head_dim"].as_u64() {
-        m.u32("attention.key_length", d);
-        m.u32("attention.value_length", d);
+        m.u32("attention.key_length", d)?;
+        m.u32("attention.value_length", d)?;
     }
     Ok(())
 }
@@ -83,9 +83,9 @@ impl Architecture for Llama {
         if c["rope_parameters"]["rope_theta"].is_null() && c["rope_theta"].is_null() {
             m.f32("rope.freq_base", 10_000.0);
         }
-        m.u32("vocab_size", cfg_u64(c, "vocab_size")?);
+        m.u32("vocab_size", cfg_u64(c, "vocab_size")?)?;
         let head_dim = c["head_dim"].as_u64().unwrap_or(cfg_u64(c, "hidden_size")? / self.n_head as u64);
-        m.u32("rope.dimension_count", head_dim);
+        m.u32("rope.dimension_count", head_dim)?;
         Ok(m.entries)
     }
 

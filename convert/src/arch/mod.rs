@@ -171,8 +171,11 @@ impl Meta {
             None => self.entries.push((key, v)),
         }
     }
-    pub fn u32(&mut self, key: &str, v: u64) {
-        self.put(key, Value::U32(v as u32));
+    /// Sets a u32 key; a value a u32 cannot hold is an error naming the key, not a silent wrap.
+    pub fn u32(&mut self, key: &str, v: u64) -> Result<()> {
+        let v = u32::try_from(v).map_err(|_| anyhow!("config.json: {}.{key} would be {v}, more than GGUF's u32 holds", self.arch))?;
+        self.put(key, Value::U32(v));
+        Ok(())
     }
     pub fn f32(&mut self, key: &str, v: f64) {
         self.put(key, Value::F32(v as f32));
@@ -196,5 +199,18 @@ mod tests {
         assert_eq!(lookup("model.language_model.layers.1.mlp.up_proj.weight", global, per_layer).as_deref(), Some("blk.1.ffn_up.weight"));
         assert_eq!(lookup("model.language_model.norm.weight", global, per_layer).as_deref(), Some("output_norm.weight"));
         assert_eq!(lookup("model.vision_tower.encoder.layers.0.mlp.up_proj.linear.weight", global, per_layer), None);
+    }
+
+    #[test]
+    fn a_value_past_u32_is_an_error_naming_the_key() {
+        let config = serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128,
+            "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 10, "max_position_embeddings": 1u64 << 40,
+        });
+        let err = for_config(&config).unwrap().metadata(&config).unwrap_err().to_string();
+        assert_eq!(err, "config.json: llama.context_length would be 1099511627776, more than GGUF's u32 holds");
+        let mut m = Meta::new("llama");
+        m.u32("block_count", u64::from(u32::MAX)).unwrap();
+        assert_eq!(m.entries, [("llama.block_count".to_string(), Value::U32(u32::MAX))]);
     }
 }
