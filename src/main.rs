@@ -15,6 +15,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The system allocator, holding template rendering to a memory budget.
+#[global_allocator]
+static ALLOCATOR: chat::memory_budget::Allocator = chat::memory_budget::Allocator;
+
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Convert, inspect and run GGUF models", propagate_version = true)]
 struct Cli {

@@ -80,5 +80,24 @@ fn broken_templates_name_the_line() {
     common::assert_clean_failure(&out, &["unknown built-in template \"nope\""]);
     let raising = common::scratch_file("raise.jinja", b"{{ raise_exception('System role not supported') }}");
     let out = common::strata(&["generate", model.to_str().unwrap(), "--chat", "-p", "hi", "--chat-template-file", raising.to_str().unwrap()]);
-    common::assert_clean_failure(&out, &["System role not supported"]);
+    common::assert_clean_failure(&out, &[raising.to_str().unwrap(), "System role not supported"]);
+}
+
+/// Strings doubled forty times would ask for terabytes: the render's memory budget ends it
+/// with one error line naming the template, not an abort.
+#[test]
+fn templates_that_grow_strings_without_bound_fail_cleanly() {
+    let model = common::model(common::SMOLLM2);
+    let messages = common::scratch_file("grow-messages.json", br#"[{"role": "user", "content": "hi"}]"#);
+    for (name, step) in [("concat", "ns.s ~ ns.s"), ("plus", "ns.s + ns.s"), ("replace", "ns.s.replace('a', 'aaaa')")] {
+        let source = format!("{{% set ns = namespace(s='ab') %}}{{% for i in range(40) %}}{{% set ns.s = {step} %}}{{% endfor %}}{{{{ ns.s|length }}}}");
+        let file = common::scratch_file(&format!("grow-{name}.jinja"), source.as_bytes());
+        let file = file.to_str().unwrap();
+        let expected = [file, "chat template: rendering needs more than 1024 MiB of memory"];
+        common::assert_clean_failure(&common::strata(&["template", "--file", file, "--messages", messages.to_str().unwrap()]), &expected);
+        if name == "concat" {
+            let out = common::strata(&["generate", model.to_str().unwrap(), "--chat", "-p", "hi", "--chat-template-file", file]);
+            common::assert_clean_failure(&out, &expected);
+        }
+    }
 }

@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let parts: Vec<String> = common::parts(data).into_iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
     let now = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).and_then(|d| d.and_hms_opt(3, 4, 5));
-    let Ok(template) = ChatTemplate::with_clock(&parts[0], now) else { return };
+    let Ok(template) = ChatTemplate::with_clock(&parts[0], "fuzz input", now) else { return };
     let opts_part = parts.get(1).map(String::as_bytes).unwrap_or_default();
     let flags = opts_part.first().copied().unwrap_or(0);
     let opts = RenderOptions {

@@ -5,7 +5,7 @@
 use anyhow::{anyhow, Result};
 use minijinja::{context, Environment, Error, ErrorKind, Value};
 
-use super::Message;
+use super::{memory_budget, Message};
 
 /// Templates for files that carry none, by name.
 pub const BUILTINS: &[(&str, &str)] = &[
@@ -40,17 +40,20 @@ pub struct RenderOptions {
 /// A parsed chat template, ready to render.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// Where the template came from (a file, a model's metadata key), to begin its errors.
+    origin: String,
 }
 
 impl ChatTemplate {
-    /// Parses `source`; errors say which line is wrong and why.
-    pub fn new(source: &str) -> Result<Self> {
-        Self::with_clock(source, None)
+    /// Parses `source`, read from `origin`; errors name the origin and say which line is wrong
+    /// and why.
+    pub fn new(source: &str, origin: &str) -> Result<Self> {
+        Self::with_clock(source, origin, None)
     }
 
     /// As [`ChatTemplate::new`], with `strftime_now` reading `now` instead of the local clock
     /// (for reproducible renders).
-    pub fn with_clock(source: &str, now: Option<chrono::NaiveDateTime>) -> Result<Self> {
+    pub fn with_clock(source: &str, origin: &str, now: Option<chrono::NaiveDateTime>) -> Result<Self> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -72,8 +75,8 @@ impl ChatTemplate {
             write!(out, "{}", t.format(&format)).map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("strftime_now: bad format {format:?}")))?;
             Ok(out)
         });
-        env.add_template_owned("chat", without_generation_tags(source)).map_err(|e| anyhow!("chat template: {}", describe(&e)))?;
-        Ok(ChatTemplate { env })
+        env.add_template_owned("chat", without_generation_tags(source)).map_err(|e| anyhow!("{origin}: chat template: {}", describe(&e)))?;
+        Ok(ChatTemplate { env, origin: origin.to_string() })
     }
 
     /// A built-in template by name.
@@ -82,7 +85,7 @@ impl ChatTemplate {
             let names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
             anyhow!("unknown built-in template {name:?}: known ones are {}", names.join(", "))
         })?;
-        Self::new(source)
+        Self::new(source, &format!("built-in template {name}"))
     }
 
     /// Renders `messages`: exactly the text the model will see.
@@ -99,9 +102,11 @@ impl ChatTemplate {
             ctx = context! { enable_thinking => thinking, ..ctx };
         }
         let mut out = Capped(Vec::new());
-        template.render_captured_to(ctx, &mut out).map_err(|e| match e.kind() {
-            ErrorKind::WriteFailure => anyhow!("chat template: the rendered prompt is longer than {MAX_OUTPUT} bytes"),
-            _ => anyhow!("chat template: {}", describe(&e)),
+        let origin = &self.origin;
+        let over_budget = format!("{origin}: chat template: rendering needs more than {} MiB of memory", RENDER_MEMORY >> 20);
+        memory_budget::with_budget(RENDER_MEMORY, &over_budget, || template.render_captured_to(ctx, &mut out)).map_err(|e| match e.kind() {
+            ErrorKind::WriteFailure => anyhow!("{origin}: chat template: the rendered prompt is longer than {MAX_OUTPUT} bytes"),
+            _ => anyhow!("{origin}: chat template: {}", describe(&e)),
         })?;
         Ok(String::from_utf8(out.0).expect("minijinja writes UTF-8"))
     }
@@ -114,6 +119,9 @@ const FUEL: u64 = 2_000_000;
 /// The longest prompt a render may produce (far beyond any context window): a hostile template
 /// repeating a 100 MB string must fail, not fill memory.
 const MAX_OUTPUT: usize = 64 << 20;
+/// The memory a render may hold at once: a few times [`MAX_OUTPUT`]; a template that keeps
+/// doubling a string must end with an error, not an abort or a full memory.
+const RENDER_MEMORY: usize = 1 << 30;
 /// The widest `tojson` indent accepted (Python's `indent=10**12` would fill memory too).
 const MAX_INDENT: usize = 64;
 
@@ -238,33 +246,34 @@ mod tests {
     fn python_methods_namespace_and_raise() {
         let t = ChatTemplate::new(
             "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{{ m.content.strip().upper() }}{% if m.content.startswith(' a') %}!{% endif %}{% endfor %}{{ ns.n }}",
+            "t.jinja",
         )
         .unwrap();
         let out = t.render(&[Message::new("user", " a b ")], &RenderOptions::default()).unwrap();
         assert_eq!(out, "A B!1");
-        let t = ChatTemplate::new("{% if messages|length > 0 %}{{ raise_exception('no messages allowed') }}{% endif %}").unwrap();
+        let t = ChatTemplate::new("{% if messages|length > 0 %}{{ raise_exception('no messages allowed') }}{% endif %}", "t.jinja").unwrap();
         let err = t.render(&[Message::new("user", "x")], &RenderOptions::default()).unwrap_err().to_string();
         assert!(err.contains("no messages allowed") && err.contains("line 1"), "{err}");
     }
 
     #[test]
     fn tojson_writes_what_python_json_dumps_writes() {
-        let t = ChatTemplate::new("{{ messages[0] | tojson }}|{{ [1, 'x<y&z', {'b': none, 'a': true}] | tojson(indent=2) }}").unwrap();
+        let t = ChatTemplate::new("{{ messages[0] | tojson }}|{{ [1, 'x<y&z', {'b': none, 'a': true}] | tojson(indent=2) }}", "t.jinja").unwrap();
         let out = t.render(&[Message::new("user", "héllo <b>")], &RenderOptions::default()).unwrap();
         assert_eq!(out, "{\"role\": \"user\", \"content\": \"héllo <b>\"}|[\n  1,\n  \"x<y&z\",\n  {\n    \"b\": null,\n    \"a\": true\n  }\n]");
     }
 
     #[test]
     fn broken_templates_say_which_line() {
-        let err = ChatTemplate::new("ok\n{% for m in messages %}\n{{ m.content }\n{% endfor %}").err().unwrap().to_string();
-        assert!(err.starts_with("chat template: line 3"), "{err}");
+        let err = ChatTemplate::new("ok\n{% for m in messages %}\n{{ m.content }\n{% endfor %}", "t.jinja").err().unwrap().to_string();
+        assert!(err.starts_with("t.jinja: chat template: line 3"), "{err}");
         let err = ChatTemplate::builtin("nope").err().unwrap().to_string();
         assert!(err.contains("chatml, gemma, llama3, mistral"), "{err}");
     }
 
     #[test]
     fn runaway_templates_stop() {
-        let t = ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}").unwrap();
+        let t = ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "t.jinja").unwrap();
         let err = t.render(&[], &RenderOptions::default()).unwrap_err().to_string();
         assert!(err.contains("fuel") || err.contains("range"), "{err}");
     }
@@ -276,7 +285,7 @@ mod tests {
     #[test]
     fn hostile_templates_fail_cleanly() {
         let err = |source: &str| {
-            let t = ChatTemplate::new(source).unwrap();
+            let t = ChatTemplate::new(source, "t.jinja").unwrap();
             let start = std::time::Instant::now();
             let err = t.render(&conv(), &RenderOptions::default()).unwrap_err().to_string();
             assert!(start.elapsed().as_secs() < 5, "{source}: took {:?}", start.elapsed());
@@ -287,7 +296,7 @@ mod tests {
         assert!(err("{{ messages | tojson(indent=3000000000) }}").contains("tojson: indent 3000000000 is more than 64"));
         assert!(err("{% set x = 'a' * 100000000 %}{% for i in range(100) %}{{ x }}{% endfor %}").contains("longer than 67108864 bytes"));
         assert!(err("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").contains("fuel"));
-        let t = ChatTemplate::with_clock("{{ strftime_now('%d %b %Y') }}", chrono::NaiveDate::from_ymd_opt(2026, 1, 2).and_then(|d| d.and_hms_opt(0, 0, 0))).unwrap();
+        let t = ChatTemplate::with_clock("{{ strftime_now('%d %b %Y') }}", "t.jinja", chrono::NaiveDate::from_ymd_opt(2026, 1, 2).and_then(|d| d.and_hms_opt(0, 0, 0))).unwrap();
         assert_eq!(t.render(&[], &RenderOptions::default()).unwrap(), "02 Jan 2026");
     }
 }
@@ -348,7 +357,7 @@ mod conformance {
                 enable_thinking: None,
             };
             let conv = &conversations[case["conversation"].as_u64().unwrap() as usize];
-            let ours = ChatTemplate::with_clock(&source, Some(now)).and_then(|t| t.render(conv, &opts));
+            let ours = ChatTemplate::with_clock(&source, name, Some(now)).and_then(|t| t.render(conv, &opts));
             total += 1;
             let ok = match (&ours, case.get("output").and_then(Value::as_str)) {
                 (Ok(text), Some(expected)) => text == expected,

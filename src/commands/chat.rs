@@ -44,13 +44,13 @@ impl TemplateArgs {
     pub fn resolve(&self, model: &Model) -> Result<ChatTemplate> {
         if let Some(file) = &self.chat_template_file {
             let source = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
-            return ChatTemplate::new(&source).with_context(|| file.display().to_string());
+            return ChatTemplate::new(&source, &file.display().to_string());
         }
         if let Some(name) = &self.chat_template {
             return ChatTemplate::builtin(name);
         }
         if let Some(source) = model.meta("tokenizer.chat_template") {
-            return ChatTemplate::new(&source).with_context(|| format!("{}: tokenizer.chat_template", model.path.display()));
+            return ChatTemplate::new(&source, &format!("{}: tokenizer.chat_template", model.path.display()));
         }
         let arch = model.meta("general.architecture").unwrap_or_default();
         ChatTemplate::builtin(if arch.starts_with("gemma") { "gemma" } else if arch == "llama" { "llama3" } else { "chatml" })

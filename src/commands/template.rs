@@ -74,8 +74,10 @@ pub fn run(args: &Args) -> Result<()> {
         (template.render(&messages, &opts)?, Some(model))
     } else {
         let template = match (&args.file, &args.builtin) {
-            (Some(file), _) => ChatTemplate::new(&std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?)
-                .with_context(|| file.display().to_string())?,
+            (Some(file), _) => {
+                let source = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+                ChatTemplate::new(&source, &file.display().to_string())?
+            }
             (None, Some(name)) => ChatTemplate::builtin(name)?,
             (None, None) => unreachable!("clap requires one"),
         };
