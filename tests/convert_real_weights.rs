@@ -127,7 +127,7 @@ fn interrupting_a_conversion_leaves_nothing() {
         let dir = common::scratch_dir(&format!("signal{signal}"));
         let out = dir.join("out.gguf");
         let h = hf_folder();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        let mut child = common::strata_command()
             .args(["convert", h.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "q4_k_m", "--threads", "1"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

@@ -61,7 +61,7 @@ fn stop_strings_end_the_text() {
 
 /// Runs `strata chat` with the given lines on standard input; returns stdout and stderr.
 fn chat(model: &str, lines: &str, extra: &[&str]) -> (String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+    let mut child = common::strata_command()
         .args(["chat", model, "--temp", "0", "-n", "24"])
         .args(extra)
         .stdin(Stdio::piped())
@@ -127,7 +127,7 @@ impl LiveChat {
     /// Greedy chat on SmolLM2 with its end-of-generation tokens banned, so answers run to `-n`.
     fn start(n_predict: &str) -> LiveChat {
         let model = common::model(common::SMOLLM2);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let mut child = common::strata_command()
             .args(["chat", model.to_str().unwrap(), "--temp", "0", "-n", n_predict])
             .args(["--logit-bias", "0=-100", "--logit-bias", "2=-100"])
             .stdin(Stdio::piped())
@@ -234,4 +234,50 @@ fn chat_ctrl_c_stops_the_answer_and_a_second_one_exits() {
     }
     assert_eq!(chat.exit_code(), Some(130), "stderr: {}", chat.stderr());
     assert!(!chat.stderr().contains("panicked"), "{}", chat.stderr());
+}
+
+#[test]
+fn generation_stops_at_the_context() {
+    let model = common::model(common::SMOLLM2);
+    let out = generate_json(&[model.to_str().unwrap(), "-p", "Once upon a time", "--temp", "0", "-c", "256", "--ignore-eos"]);
+    assert_eq!(out["stop_reason"], "context", "{out}");
+    // Every position holds a token; the last token is sampled from the last position's logits
+    // and needs no room of its own.
+    let used = out["prompt_tokens"].as_u64().unwrap() + out["generated_tokens"].as_u64().unwrap();
+    assert_eq!(used, 257, "{out}");
+}
+
+#[test]
+fn chat_stops_or_drops_old_turns_when_the_context_fills() {
+    let model = common::model(common::SMOLLM2);
+    let lines = "Tell me a story.\nAnother one.\nAnd one more.\nThe last one.\nReally the last.\n";
+    let no_eos = ["-c", "256", "--logit-bias", "0=-100", "--logit-bias", "2=-100"];
+    let run = |extra: &[&str]| {
+        let mut child = common::strata_command()
+            .args(["chat", model.to_str().unwrap(), "--temp", "0"])
+            .args(no_eos)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // Without -n the first answer runs to the end of the context; the next turn cannot fit.
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stop: context]") && stderr.contains("[the context of 256 tokens is full"), "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(last.starts_with("error: the conversation is ") && last.ends_with("the context is 256 (raise -c, or use --drop-old-turns)"), "{stderr}");
+    // With --drop-old-turns and 80-token answers, every turn is answered within the context.
+    let out = run(&["-n", "80", "--drop-old-turns"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let t = turns(&stderr);
+    assert_eq!(t.len(), 5, "{stderr}");
+    assert!(t.iter().all(|&(prompt, _, _)| prompt + 80 <= 256), "{t:?}");
+    assert!(t[4].0 < t[0].0 + 3 * 80, "old turns were dropped: {t:?}");
 }

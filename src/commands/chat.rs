@@ -79,7 +79,7 @@ pub struct Args {
     /// Most tokens per answer (-1: until the context is full).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
     pub n_predict: i64,
-    /// When the conversation outgrows the context, drop the oldest turns instead of stopping.
+    /// When the conversation (with room for the answer) outgrows the context, drop the oldest turns instead of stopping.
     #[arg(long = "drop-old-turns")]
     pub drop_old_turns: bool,
 }
@@ -159,12 +159,18 @@ pub fn run(args: &Args) -> Result<()> {
         }
         turn += 1;
         messages.push(Message::new("user", input));
+        // With --drop-old-turns, old turns make way for the answer too: for -n tokens of it, or
+        // (without -n, or for a larger one) half the context.
+        let answer_room = if args.drop_old_turns { usize::try_from(args.n_predict).unwrap_or(usize::MAX).min(session.n_ctx() / 2) } else { 0 };
         let tokens = loop {
             let tokens = model.tokenize(&template.render(&messages, &base_opts)?, false, true);
-            if tokens.len() < session.n_ctx() {
+            if tokens.len() + answer_room < session.n_ctx() {
                 break tokens;
             }
             let first_turn = messages.iter().position(|m| m.role != "system").unwrap_or(0);
+            if messages.len() - first_turn <= 1 && tokens.len() < session.n_ctx() {
+                break tokens; // only this turn is left: answer as much as fits
+            }
             if !args.drop_old_turns || messages.len() - first_turn <= 1 {
                 messages.pop();
                 bail!(
@@ -175,9 +181,8 @@ pub fn run(args: &Args) -> Result<()> {
             }
             messages.drain(first_turn..(first_turn + 2).min(messages.len() - 1));
         };
-        let room = session.n_ctx() - tokens.len();
-        let max_tokens = Some(usize::try_from(args.n_predict).map_or(room, |n| n.min(room)));
-        let req = Request { prompt: &tokens, max_tokens, stop: &[], ignore_eos: false };
+        // -1: no limit; generation stops when the context is full.
+        let req = Request { prompt: &tokens, max_tokens: usize::try_from(args.n_predict).ok(), stop: &[], ignore_eos: false };
         let mut filter = ThinkingFilter::new(args.template.reasoning == Reasoning::Hide);
         let mut stdout = std::io::stdout();
         CTRL_C.store(ANSWERING, Ordering::SeqCst);
