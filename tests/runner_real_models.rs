@@ -59,18 +59,24 @@ fn stop_strings_end_the_text() {
     assert!(!out["text"].as_str().unwrap().contains("France"));
 }
 
-/// Runs `strata chat` with the given lines on standard input; returns stdout and stderr.
-fn chat(model: &str, lines: &str, extra: &[&str]) -> (String, String) {
+/// Runs greedy `strata chat MODEL ARGS` with the given lines on standard input.
+fn chat_output(model: &str, lines: &str, args: &[&str]) -> std::process::Output {
     let mut child = common::strata_command()
-        .args(["chat", model, "--temp", "0", "-n", "24"])
-        .args(extra)
+        .args(["chat", model, "--temp", "0"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `strata chat` (24-token answers) with the given lines on standard input; returns
+/// stdout and stderr.
+fn chat(model: &str, lines: &str, extra: &[&str]) -> (String, String) {
+    let out = chat_output(model, lines, &[&["-n", "24"], extra].concat());
     assert!(out.status.success(), "chat failed: {}", String::from_utf8_lossy(&out.stderr));
     (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
@@ -252,19 +258,7 @@ fn chat_stops_or_drops_old_turns_when_the_context_fills() {
     let model = common::model(common::SMOLLM2);
     let lines = "Tell me a story.\nAnother one.\nAnd one more.\nThe last one.\nReally the last.\n";
     let no_eos = ["-c", "256", "--logit-bias", "0=-100", "--logit-bias", "2=-100"];
-    let run = |extra: &[&str]| {
-        let mut child = common::strata_command()
-            .args(["chat", model.to_str().unwrap(), "--temp", "0"])
-            .args(no_eos)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let run = |extra: &[&str]| chat_output(model.to_str().unwrap(), lines, &[&no_eos[..], extra].concat());
     // Without -n the first answer runs to the end of the context; the next turn cannot fit.
     let out = run(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
