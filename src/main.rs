@@ -8,8 +8,10 @@ mod commands;
 mod generation;
 mod llama;
 mod logits_file;
+mod memory_budget;
 mod planning;
 mod sampling;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -17,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 /// The system allocator, holding template rendering to a memory budget.
 #[global_allocator]
-static ALLOCATOR: chat::memory_budget::Allocator = chat::memory_budget::Allocator;
+static ALLOCATOR: memory_budget::Allocator = memory_budget::Allocator;
 
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Convert, inspect and run GGUF models", propagate_version = true)]
@@ -50,24 +52,11 @@ enum Command {
     Plan(commands::plan::Args),
 }
 
-/// Lets writes past the file-size limit (`ulimit -f`) fail with EFBIG, which the writers turn
-/// into an error that removes the partial output, instead of the signal killing the process
-/// with a temporary file left behind.
-fn ignore_file_size_signal() {
-    #[cfg(target_os = "linux")]
-    {
-        extern "C" {
-            fn signal(signum: i32, handler: usize) -> usize;
-        }
-        const SIGXFSZ: i32 = 25;
-        const SIG_IGN: usize = 1;
-        // SAFETY: installs the "ignore" disposition; no handler code runs.
-        unsafe { signal(SIGXFSZ, SIG_IGN) };
-    }
-}
-
 fn main() -> ExitCode {
-    ignore_file_size_signal();
+    // Writes past the file-size limit (`ulimit -f`) then fail with EFBIG, which the writers
+    // turn into an error that removes the partial output, instead of the signal killing the
+    // process with a temporary file left behind.
+    signals::ignore(signals::SIGXFSZ);
     // llama.cpp's three-letter short flags, accepted as people type them.
     let argv = std::env::args_os().map(|a| match a.to_str() {
         Some("-ngl") => "--n-gpu-layers".into(),

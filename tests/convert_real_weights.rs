@@ -168,12 +168,14 @@ fn generation_config_becomes_the_default_sampling() {
     let (a, b): (Value, Value) = (serde_json::from_str(&run("1")).unwrap(), serde_json::from_str(&run("2")).unwrap());
     assert_eq!(a["text"], b["text"]);
 
-    // A number GGUF's i32 cannot hold is an error, not a wrapped value.
-    std::fs::write(dir.join("generation_config.json"), r#"{"top_k": 4294967336}"#).unwrap();
+    // A value GGUF's i32 cannot hold is an error, not a wrapped or dropped value.
     std::fs::remove_file(&out).unwrap();
-    let failed = common::strata(&["convert", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-    common::assert_clean_failure(&failed, &["generation_config.json: top_k 4294967336 is out of range"]);
-    assert!(!out.exists());
+    for bad in ["4294967336", "40.5", "\"40\""] {
+        std::fs::write(dir.join("generation_config.json"), format!(r#"{{"top_k": {bad}}}"#)).unwrap();
+        let failed = common::strata(&["convert", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        common::assert_clean_failure(&failed, &[&format!("generation_config.json: top_k {bad} is not a whole number in i32's range")]);
+        assert!(!out.exists());
+    }
 }
 
 #[test]

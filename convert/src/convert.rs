@@ -218,8 +218,13 @@ fn sampling_defaults(dir: &Path) -> Result<Vec<(String, Value)>> {
     let json: Json = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?)
         .with_context(|| format!("{}: not valid JSON", path.display()))?;
     let int = |k: &str| -> Result<Option<Value>> {
-        let out_of_range = |_| anyhow!("{}: {k} {} is out of range", path.display(), json[k]);
-        json[k].as_i64().map(|v| i32::try_from(v).map(Value::I32).map_err(out_of_range)).transpose()
+        match &json[k] {
+            Json::Null => Ok(None),
+            v => match v.as_i64().and_then(|n| i32::try_from(n).ok()) {
+                Some(n) => Ok(Some(Value::I32(n))),
+                None => bail!("{}: {k} {v} is not a whole number in i32's range", path.display()),
+            },
+        }
     };
     let float = |k: &str| json[k].as_f64().map(|v| Value::F32(v as f32));
     let entries = [

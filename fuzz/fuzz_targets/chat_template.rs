@@ -1,13 +1,21 @@
 //! Chat templates (src/chat/, included as it is): a hostile template rendering hostile
 //! messages. The input's NUL-separated parts: the template source, then options (one byte of
 //! flags, then the BOS token text), then the EOS token text, then role, content, role, ...
-//! Rendering must end (fuel, recursion limit) with text or an error, never a panic, hang or
-//! runaway allocation.
+//! Rendering must end (fuel, recursion limit, output cap) with text or an error, never a panic
+//! or hang. (The binary also holds each render to a memory budget through its global allocator,
+//! which exits the process past it; this target does not install it, so libFuzzer's RSS limit
+//! stands in.)
 #![no_main]
 
 #[allow(dead_code)]
 #[path = "../../src/chat/mod.rs"]
 mod chat;
+#[allow(dead_code)]
+#[path = "../../src/memory_budget.rs"]
+mod memory_budget;
+#[allow(dead_code)]
+#[path = "../../src/signals.rs"]
+mod signals;
 
 #[path = "common.rs"]
 mod common;

@@ -1,6 +1,5 @@
 //! Chat: messages, templates (Jinja, rendered in Rust) and the thinking segment of answers.
 
-pub mod memory_budget;
 pub mod reasoning;
 pub mod template;
 

@@ -5,7 +5,8 @@
 use anyhow::{anyhow, Result};
 use minijinja::{context, Environment, Error, ErrorKind, Value};
 
-use super::{memory_budget, Message};
+use super::Message;
+use crate::memory_budget;
 
 /// Templates for files that carry none, by name.
 pub const BUILTINS: &[(&str, &str)] = &[

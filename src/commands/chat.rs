@@ -84,9 +84,9 @@ pub struct Args {
     pub drop_old_turns: bool,
 }
 
-/// Where a Ctrl-C finds the chat: at the prompt it ends the program; during an answer the first
-/// stops the answer and a second ends the program once the answer has stopped, so llama.cpp is
-/// never torn down in the middle of a decode.
+/// Where a Ctrl-C finds the chat: at the prompt it ends the program at once (without teardown,
+/// as llama.cpp's own CLI does); during an answer the first stops the answer and a second ends
+/// the program once the answer has stopped.
 static CTRL_C: AtomicU8 = AtomicU8::new(AT_PROMPT);
 const AT_PROMPT: u8 = 0;
 const ANSWERING: u8 = 1;
@@ -100,8 +100,9 @@ fn on_ctrl_c() {
     loop {
         let (from, to) = match CTRL_C.load(Ordering::SeqCst) {
             AT_PROMPT => {
+                let _ = std::io::stdout().flush();
                 eprintln!();
-                std::process::exit(INTERRUPTED_EXIT);
+                crate::signals::exit_now(INTERRUPTED_EXIT);
             }
             ANSWERING => (ANSWERING, ANSWER_STOPPED),
             ANSWER_STOPPED => (ANSWER_STOPPED, QUIT_AFTER_ANSWER),
@@ -121,6 +122,9 @@ pub fn run(args: &Args) -> Result<()> {
     let mut sampler = Sampler::new(args.sampling.params(&model)?);
     let mut session = model.session(&context)?;
     ctrlc::set_handler(on_ctrl_c).context("cannot install the Ctrl-C handler")?;
+    // The handler above also takes SIGTERM and SIGHUP; those should end a chat, not an answer.
+    crate::signals::restore_default(crate::signals::SIGTERM);
+    crate::signals::restore_default(crate::signals::SIGHUP);
 
     let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
     let interactive = args.prompt.is_none() && std::io::stdin().is_terminal();
@@ -173,11 +177,8 @@ pub fn run(args: &Args) -> Result<()> {
             }
             if !args.drop_old_turns || messages.len() - first_turn <= 1 {
                 messages.pop();
-                bail!(
-                    "the conversation is {} tokens, the context is {} (raise -c, or use --drop-old-turns)",
-                    tokens.len(),
-                    session.n_ctx()
-                );
+                let advice = if args.drop_old_turns { "raise -c" } else { "raise -c, or use --drop-old-turns" };
+                bail!("the conversation is {} tokens, the context is {} ({advice})", tokens.len(), session.n_ctx());
             }
             messages.drain(first_turn..(first_turn + 2).min(messages.len() - 1));
         };

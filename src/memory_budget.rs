@@ -3,7 +3,9 @@
 //! allocation fails, so the budget is kept where every allocation passes: [`Allocator`], the
 //! binary's global allocator, counts the bytes the current thread holds while it runs
 //! [`with_budget`], and past the budget it prints that call's one-line error and exits with
-//! status 1, as any other error would, instead of aborting or filling memory.
+//! status 1, as any other error would, instead of aborting or filling memory. It exits without
+//! running destructors or exit handlers: the allocation it refuses may be half way through
+//! code that holds locks.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -25,8 +27,9 @@ thread_local! {
 }
 
 /// Runs `f` with at most `bytes` more held by this thread at any moment; past that, prints
-/// `error` (one line, `error: ` prefixed) and exits with status 1. Only the binary, whose global
-/// allocator is [`Allocator`], enforces it.
+/// `error` (one line, `error: ` prefixed) and exits with status 1 at once. Only a program whose
+/// global allocator is [`Allocator`] (the strata binary) enforces it. A nested call replaces
+/// the outer budget while it runs.
 pub fn with_budget<T>(bytes: usize, error: &str, f: impl FnOnce() -> T) -> T {
     /// Puts the outer budget back when `f` returns or unwinds, before `line` is dropped.
     struct Restore(Option<Budget>);
@@ -44,7 +47,7 @@ pub fn with_budget<T>(bytes: usize, error: &str, f: impl FnOnce() -> T) -> T {
 /// Counts `delta` bytes (negative when freed) against the running budget.
 fn charge(delta: isize) {
     let Ok(Some(mut budget)) = BUDGET.try_with(Cell::get) else { return };
-    budget.left -= delta;
+    budget.left = budget.left.saturating_sub(delta);
     if budget.left >= 0 {
         BUDGET.set(Some(budget));
         return;
@@ -53,7 +56,7 @@ fn charge(delta: isize) {
     // SAFETY: `error` points into the `line` that the running `with_budget` call keeps alive.
     let line = unsafe { std::slice::from_raw_parts(budget.error.0, budget.error.1) };
     let _ = std::io::stderr().write_all(line);
-    std::process::exit(1);
+    crate::signals::exit_now(1);
 }
 
 // SAFETY: every call forwards to the system allocator unchanged; `charge` only reads and writes
