@@ -4,9 +4,11 @@
 # rounds (default 3) so that drift in the machine's speed hits both; the table gives each
 # side's mean t/s over all rounds and the median of the per-round ratios. Needs the reference kit:
 #   bash ../shared/tools/reference-kit.sh .reference   (builds llama-bench from llama-cpp-python 0.3.36's llama.cpp)
+# or LLAMA_BENCH=path/to/llama-bench for another build (scripts/build_llama_bench.sh builds one
+# from the llama.cpp that strata links).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LB=.reference/llama.cpp/build/bin/llama-bench
+LB=${LLAMA_BENCH:-.reference/llama.cpp/build/bin/llama-bench}
 [ -x "$LB" ] || { echo "missing $LB: run the reference kit first" >&2; exit 1; }
 cargo build --release -q
 out=$(mktemp -d)
