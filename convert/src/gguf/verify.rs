@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+use super::write::hex;
 use super::{parse, GgufFile, DATA_SHA256_KEY};
 
 /// What [`verify`] checked.
@@ -30,7 +31,7 @@ pub fn verify(path: &Path) -> Result<Verified> {
         None => None,
         Some(v) => {
             let recorded = v.as_str().ok_or_else(|| anyhow!("{}: {DATA_SHA256_KEY} is not a string", path.display()))?;
-            let actual: String = Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect();
+            let actual = hex(&Sha256::digest(data));
             if actual != recorded {
                 bail!("{}: the tensor data's SHA-256 is {actual}, but the file records {recorded}: the data changed after it was written", path.display());
             }

@@ -35,9 +35,7 @@ pub fn encode_header(metadata: &[(String, Value)], tensors: &[TensorInfo], align
     out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
     out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
     for (key, value) in metadata {
-        put_str(&mut out, key);
-        out.extend_from_slice(&(value.value_type() as u32).to_le_bytes());
-        put_value(&mut out, value);
+        put_entry(&mut out, key, value);
     }
     for t in tensors {
         put_str(&mut out, &t.name);
@@ -51,6 +49,13 @@ pub fn encode_header(metadata: &[(String, Value)], tensors: &[TensorInfo], align
     let padded = (out.len() as u64).div_ceil(alignment) * alignment;
     out.resize(padded as usize, 0);
     out
+}
+
+/// One metadata entry: its key, its value's type, its value.
+fn put_entry(out: &mut Vec<u8>, key: &str, value: &Value) {
+    put_str(out, key);
+    out.extend_from_slice(&(value.value_type() as u32).to_le_bytes());
+    put_value(out, value);
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -179,7 +184,7 @@ pub fn write_gguf(
         offset = padded;
     }
     if let Some(slot) = checksum_slot(&header) {
-        let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let digest = hex(&hash.finalize());
         let w = out.writer();
         w.seek(SeekFrom::Start(slot as u64)).and_then(|_| w.write_all(digest.as_bytes())).map_err(io)?;
     }
@@ -196,11 +201,14 @@ pub const DATA_SHA256_PLACEHOLDER: &str = "0000000000000000000000000000000000000
 /// Where in an encoded header the value of [`DATA_SHA256_KEY`] starts, if it holds the placeholder.
 fn checksum_slot(header: &[u8]) -> Option<usize> {
     let mut entry = Vec::new();
-    put_str(&mut entry, DATA_SHA256_KEY);
-    entry.extend_from_slice(&(Value::String(String::new()).value_type() as u32).to_le_bytes());
-    put_str(&mut entry, DATA_SHA256_PLACEHOLDER);
+    put_entry(&mut entry, DATA_SHA256_KEY, &Value::String(DATA_SHA256_PLACEHOLDER.into()));
     let at = header.windows(entry.len()).position(|w| w == entry.as_slice())?;
     Some(at + entry.len() - DATA_SHA256_PLACEHOLDER.len())
+}
+
+/// Bytes as lowercase hex, as [`DATA_SHA256_KEY`] holds its digest.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct CountingWriter<'a, W: Write> {
