@@ -23,10 +23,12 @@ static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
 /// size = N MiB", "offloaded N/M layers to GPU", "enabling prefetch for '<tensor>'".
 static PLACEMENT_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// llama.cpp's log sink: echoes when verbose, keeps placement lines and the last error line.
 unsafe extern "C" fn log_callback(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _: *mut c_void) {
     if text.is_null() {
         return;
     }
+    // SAFETY: llama.cpp passes a NUL-terminated string, valid for the duration of the call.
     let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
     if VERBOSE.load(Ordering::Relaxed) {
         eprint!("{text}");
@@ -72,6 +74,7 @@ pub struct Device {
 pub fn devices() -> Result<Vec<Device>> {
     use llama_cpp_2::LlamaBackendDeviceType as Type;
     let _backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
+    // SAFETY: `log_callback` is a plain function for the program's lifetime and takes no user data.
     unsafe { llama_cpp_sys_2::llama_log_set(Some(log_callback), std::ptr::null_mut()) };
     Ok(llama_cpp_2::list_llama_ggml_backend_devices()
         .into_iter()
@@ -89,6 +92,66 @@ pub fn devices() -> Result<Vec<Device>> {
             memory_free: d.memory_free as u64,
         })
         .collect())
+}
+
+/// What the linked ggml was compiled with, per backend: llama.cpp's `llama_print_system_info()`
+/// ("CPU : SSE3 = 1 | AVX2 = 1 | ... | "), parsed. Only features built in are listed.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BuildInfo {
+    /// The string as llama.cpp prints it.
+    pub system_info: String,
+    pub backends: Vec<Backend>,
+}
+
+/// One ggml backend's compiled-in features, in llama.cpp's order: {"AVX2": "1", ...}.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Backend {
+    pub name: String,
+    pub features: serde_json::Map<String, serde_json::Value>,
+}
+
+impl BuildInfo {
+    fn parse(system_info: &str) -> BuildInfo {
+        let mut backends: Vec<Backend> = Vec::new();
+        for field in system_info.split(" | ").map(str::trim).filter(|f| !f.is_empty()) {
+            // A backend's first field carries its name: "CPU : SSE3 = 1".
+            let field = match field.split_once(" : ") {
+                Some((name, rest)) => {
+                    backends.push(Backend { name: name.trim().to_string(), features: serde_json::Map::new() });
+                    rest
+                }
+                None => field,
+            };
+            let (name, value) = field.split_once(" = ").unwrap_or((field, ""));
+            if let Some(backend) = backends.last_mut() {
+                backend.features.insert(name.trim().to_string(), value.trim().into());
+            }
+        }
+        BuildInfo { system_info: system_info.trim().to_string(), backends }
+    }
+
+    /// Whether ggml's AMX kernels are built in (they add `AMX_INT8` to the CPU features).
+    pub fn has_amx(&self) -> bool {
+        self.backends.iter().flat_map(|b| b.features.keys()).any(|name| name.starts_with("AMX"))
+    }
+}
+
+/// What the linked ggml was compiled with.
+pub fn build_info() -> BuildInfo {
+    // SAFETY: returns a pointer to a static string that llama.cpp refills on each call; it is
+    // copied before anything else can call it (strata calls it from one thread at a time).
+    let text = unsafe { CStr::from_ptr(llama_cpp_sys_2::llama_print_system_info()) };
+    BuildInfo::parse(&text.to_string_lossy())
+}
+
+/// Refuses a build of llama.cpp that carries ggml's AMX kernels: they segfault at the first
+/// decode on Intel CPUs with AMX (llama.cpp issue 20824). `.cargo/config.toml` compiles them out;
+/// a `target/` built before that setting still has them.
+fn check_no_amx() -> Result<()> {
+    if build_info().has_amx() {
+        bail!("this strata links a llama.cpp built with ggml's AMX kernels, which crash on this CPU (llama.cpp issue 20824); rebuild it: cargo clean -p llama-cpp-sys-2 --release && cargo build --release");
+    }
+    Ok(())
 }
 
 /// How many layers go to the GPU.
@@ -166,7 +229,9 @@ impl Model {
     /// Loads a GGUF model. Errors name the file and fold in llama.cpp's last error line.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
         VERBOSE.store(opts.verbose, Ordering::Relaxed);
+        check_no_amx()?;
         let backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
+        // SAFETY: `log_callback` is a plain function for the program's lifetime and takes no user data.
         unsafe { llama_cpp_sys_2::llama_log_set(Some(log_callback), std::ptr::null_mut()) };
         if !path.is_file() {
             bail!("{}: no such file", path.display());
@@ -289,6 +354,7 @@ fn fit_to_free_memory(path: &Path, params: std::pin::Pin<&mut LlamaModelParams>,
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| anyhow!("{}: the path holds a NUL byte", path.display()))?;
     let mut cparams = context.params(context.n_ctx);
+    // SAFETY: a pure query of a compile-time constant.
     let mut margins = vec![FIT_MARGIN; unsafe { llama_cpp_sys_2::llama_max_devices() }];
     take_last_error();
     match params.fit_params(&c_path, &mut cparams, &mut margins, u32::MAX, llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR) {
@@ -454,6 +520,17 @@ impl Session<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_info_from_system_info() {
+        let info = BuildInfo::parse("CUDA : ARCHS = 890 | USE_GRAPHS = 1 | CPU : SSE3 = 1 | AVX2 = 1 | OPENMP = 1 | ");
+        assert_eq!(
+            serde_json::to_value(&info.backends).unwrap(),
+            serde_json::json!([{"name": "CUDA", "features": {"ARCHS": "890", "USE_GRAPHS": "1"}}, {"name": "CPU", "features": {"SSE3": "1", "AVX2": "1", "OPENMP": "1"}}])
+        );
+        assert!(!info.has_amx());
+        assert!(BuildInfo::parse("CPU : AVX512 = 1 | AMX_INT8 = 1 | ").has_amx());
+    }
 
     #[test]
     fn placement_from_llama_log() {

@@ -208,6 +208,29 @@ fn devices_lists_the_cpu_and_ram() {
     assert!(out["ram"]["available"].as_u64().unwrap() > 0);
 }
 
+/// The linked ggml must not carry its AMX kernels (they segfault on Intel CPUs with AMX,
+/// llama.cpp issue 20824), and must be built for this CPU (`-march=native`): what this
+/// machine's /proc/cpuinfo lists of AVX2 and AVX-512 is among ggml's CPU features.
+#[test]
+fn linked_ggml_is_native_and_has_no_amx_kernels() {
+    let out: Value = serde_json::from_str(&strata_ok(&["devices", "--json"])).unwrap();
+    let info = &out["ggml"];
+    let cpu = info["backends"].as_array().unwrap().iter().find(|b| b["name"] == "CPU").unwrap_or_else(|| panic!("no CPU backend in {info}"));
+    let features = cpu["features"].as_object().unwrap();
+    let amx: Vec<&String> = features.keys().filter(|k| k.starts_with("AMX")).collect();
+    assert!(amx.is_empty(), "ggml was built with its AMX kernels {amx:?}: {}", info["system_info"]);
+    assert!(!info["system_info"].as_str().unwrap().contains("AMX"), "{info}");
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let flags: Vec<&str> = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap().split_whitespace().collect();
+    for (flag, feature) in [("avx2", "AVX2"), ("avx512f", "AVX512")] {
+        if flags.contains(&flag) {
+            assert_eq!(features.get(feature).and_then(Value::as_str), Some("1"), "this CPU has {flag} but ggml was not built for it: {info}");
+        }
+    }
+    let text = strata_ok(&["devices"]);
+    assert!(text.contains("ggml built with") && text.contains("CPU: "), "{text}");
+}
+
 #[test]
 fn bad_plans_say_what_is_wrong() {
     assert_clean_failure(&strata(&["plan", "gemma-9-huge"]), &["unknown model \"gemma-9-huge\"", "known: ", "gemma-4-e2b"]);

@@ -1,15 +1,16 @@
 //! `strata devices [--json]`: what this machine offers a model: llama.cpp's compute devices
-//! with their free and total memory, and system RAM.
+//! with their free and total memory, system RAM, and what the linked ggml was compiled with.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::inspect::human_bytes;
-use crate::llama::{self, Device};
+use crate::llama::{self, BuildInfo, Device};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Print JSON: {"devices": [{"name", "description", "kind", "memory_total", "memory_free"}], "ram": {"total", "available"}}.
+    /// Print JSON: {"devices": [{"name", "description", "kind", "memory_total", "memory_free"}], "ram": {"total", "available"},
+    /// "ggml": {"system_info", "backends": [{"name", "features": {"AVX2": "1", ...}}]}}.
     #[arg(long)]
     pub json: bool,
 }
@@ -40,10 +41,11 @@ impl Ram {
 struct Report {
     devices: Vec<Device>,
     ram: Ram,
+    ggml: BuildInfo,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let report = Report { devices: llama::devices()?, ram: Ram::read()? };
+    let report = Report { devices: llama::devices()?, ram: Ram::read()?, ggml: llama::build_info() };
     if args.json {
         return super::print(&serde_json::to_string_pretty(&report)?);
     }
@@ -59,6 +61,11 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     out += &format!("{:<8} {:<15} {:>12} {:>12}  system memory\n", "RAM", "", human_bytes(report.ram.available), human_bytes(report.ram.total));
+    out += "\nggml built with:\n";
+    for b in &report.ggml.backends {
+        let features: Vec<String> = b.features.iter().map(|(k, v)| if v == "1" { k.clone() } else { format!("{k}={}", v.as_str().unwrap_or_default()) }).collect();
+        out += &format!("  {}: {}\n", b.name, features.join(" "));
+    }
     super::print(&out)
 }
 
