@@ -7,8 +7,11 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
+use strata_run::generation::{Generated, Request, StopReason, TextStream};
+use strata_run::sampling::Sampler;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -64,10 +67,36 @@ pub struct Device {
     /// llama.cpp's name: "CPU", "CUDA0".
     pub name: String,
     pub description: String,
-    /// "CPU", "GPU", "integrated GPU", "accelerator".
-    pub kind: &'static str,
+    pub kind: DeviceKind,
     pub memory_total: u64,
     pub memory_free: u64,
+}
+
+/// What kind of device llama.cpp says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum DeviceKind {
+    #[serde(rename = "CPU")]
+    Cpu,
+    #[serde(rename = "GPU")]
+    Gpu,
+    #[serde(rename = "integrated GPU")]
+    IntegratedGpu,
+    #[serde(rename = "accelerator")]
+    Accelerator,
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+
+impl std::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceKind::Cpu => "CPU",
+            DeviceKind::Gpu => "GPU",
+            DeviceKind::IntegratedGpu => "integrated GPU",
+            DeviceKind::Accelerator => "accelerator",
+            DeviceKind::Unknown => "unknown",
+        })
+    }
 }
 
 /// The devices this build of llama.cpp sees (the CPU, and GPUs on a `cuda` build).
@@ -82,11 +111,11 @@ pub fn devices() -> Result<Vec<Device>> {
             name: d.name,
             description: d.description,
             kind: match d.device_type {
-                Type::Cpu => "CPU",
-                Type::Gpu => "GPU",
-                Type::IntegratedGpu => "integrated GPU",
-                Type::Accelerator => "accelerator",
-                Type::Unknown => "unknown",
+                Type::Cpu => DeviceKind::Cpu,
+                Type::Gpu => DeviceKind::Gpu,
+                Type::IntegratedGpu => DeviceKind::IntegratedGpu,
+                Type::Accelerator => DeviceKind::Accelerator,
+                Type::Unknown => DeviceKind::Unknown,
             },
             memory_total: d.memory_total as u64,
             memory_free: d.memory_free as u64,
@@ -262,6 +291,21 @@ impl Model {
         let loaded = LlamaModel::load_from_file(&backend, path, &params);
         bar.finish_and_clear();
         let model = loaded.map_err(|_| llama_error(format!("{}: llama.cpp could not load the model", path.display())))?;
+        Ok(Model { model, backend, path: path.to_path_buf() })
+    }
+
+    /// Loads only a model's vocabulary and metadata (llama.cpp's `vocab_only`): enough to
+    /// tokenize and to read its chat template, without reading the weights.
+    pub fn load_vocab(path: &Path) -> Result<Model> {
+        let backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
+        // SAFETY: `log_callback` is a plain function for the program's lifetime and takes no user data.
+        unsafe { llama_cpp_sys_2::llama_log_set(Some(log_callback), std::ptr::null_mut()) };
+        if !path.is_file() {
+            bail!("{}: no such file", path.display());
+        }
+        take_last_error();
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        let model = LlamaModel::load_from_file(&backend, path, &params).map_err(|_| llama_error(format!("{}: llama.cpp could not load the model's vocabulary", path.display())))?;
         Ok(Model { model, backend, path: path.to_path_buf() })
     }
 
@@ -514,6 +558,55 @@ impl Session<'_> {
     pub fn clear(&mut self) {
         self.ctx.clear_kv_cache();
         self.cached.clear();
+    }
+
+    /// Runs one generation: evaluates the prompt (keeping what the cache already holds), then
+    /// samples until an end-of-generation token, a stop string, the token limit or the end of
+    /// the context. `emit` receives text as it is settled; `keep_going` is polled before each
+    /// token (false stops with [`StopReason::Interrupted`]).
+    pub fn generate(&mut self, sampler: &mut Sampler, req: &Request<'_>, mut emit: impl FnMut(&str), keep_going: impl Fn() -> bool) -> Result<Generated> {
+        let start = Instant::now();
+        let mut logits = self.feed(req.prompt)?.to_vec();
+        let prompt_evaluated = self.evaluated;
+        let prompt_seconds = start.elapsed().as_secs_f64();
+        for &t in req.prompt {
+            sampler.accept(t as u32);
+        }
+        let gen_start = Instant::now();
+        let mut text = TextStream::new(req.stop);
+        let mut tokens = Vec::new();
+        let stop_reason = loop {
+            if !keep_going() {
+                break StopReason::Interrupted;
+            }
+            if req.max_tokens.is_some_and(|n| tokens.len() >= n) {
+                break StopReason::Limit;
+            }
+            let token = sampler.sample(&logits) as i32;
+            if self.model.is_eog(token) && !req.ignore_eos {
+                break StopReason::Eog;
+            }
+            tokens.push(token);
+            sampler.accept(token as u32);
+            if text.push(&self.model.piece(token, false), &mut emit) {
+                break StopReason::StopString;
+            }
+            if self.cached().len() >= self.n_ctx() {
+                break StopReason::Context;
+            }
+            logits.clear();
+            logits.extend_from_slice(self.push(token)?);
+        };
+        let text = text.finish(stop_reason == StopReason::StopString, &mut emit);
+        Ok(Generated {
+            text,
+            tokens,
+            prompt_tokens: req.prompt.len(),
+            prompt_evaluated,
+            prompt_seconds,
+            generation_seconds: gen_start.elapsed().as_secs_f64(),
+            stop_reason,
+        })
     }
 }
 

@@ -2,16 +2,8 @@
 //!
 //! This file only parses arguments and dispatches; each subcommand lives in `commands/`.
 
-mod catalog;
-mod chat;
 mod commands;
-mod generation;
 mod llama;
-mod logits_file;
-mod memory_budget;
-mod planning;
-mod sampling;
-mod signals;
 
 use std::process::ExitCode;
 
@@ -19,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 /// The system allocator, holding template rendering to a memory budget.
 #[global_allocator]
-static ALLOCATOR: memory_budget::Allocator = memory_budget::Allocator;
+static ALLOCATOR: strata_run::memory_budget::Allocator = strata_run::memory_budget::Allocator;
 
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Convert, inspect and run GGUF models", propagate_version = true)]
@@ -56,7 +48,7 @@ fn main() -> ExitCode {
     // Writes past the file-size limit (`ulimit -f`) then fail with EFBIG, which the writers
     // turn into an error that removes the partial output, instead of the signal killing the
     // process with a temporary file left behind.
-    signals::ignore(signals::SIGXFSZ);
+    strata_run::signals::ignore(strata_run::signals::SIGXFSZ);
     // llama.cpp's three-letter short flags, accepted as people type them.
     let argv = std::env::args_os().map(|a| match a.to_str() {
         Some("-ngl") => "--n-gpu-layers".into(),

@@ -15,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{repo, scratch_dir, strata_ok};
-use strata_convert::gguf::{GgufFile, Value};
+use strata_gguf::{GgufFile, Value};
 
 const FIXTURES: &[&str] = &["gemma4", "gemma3n", "gemma4-cg", "gemma4-moe", "gemma3", "qwen3"];
 

@@ -9,14 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_clean_failure, repo, scratch_dir, scratch_file, strata, strata_ok};
 use serde_json::{json, Value};
-
-/// Config keys a models.toml entry may give (src/catalog.rs).
-const CATALOG_KEYS: &[&str] = &[
-    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-    "vocab_size", "tie_word_embeddings", "sliding_window", "layer_types", "hidden_size_per_layer_input",
-    "vocab_size_per_layer_input", "num_kv_shared_layers", "global_head_dim", "use_double_wide_mlp", "altup_num_inputs",
-    "laurel_rank", "activation_sparsity_pattern",
-];
+use strata_run::catalog::CONFIG_KEYS;
 
 /// A catalog with one model entry made from a config.json, as models.toml entries are.
 fn catalog_for(name: &str, config: &Value) -> PathBuf {
@@ -24,7 +17,7 @@ fn catalog_for(name: &str, config: &Value) -> PathBuf {
     // Multimodal configs: models.toml holds the text_config's keys.
     let text = if config["text_config"].is_object() { &config["text_config"] } else { config };
     for (k, v) in text.as_object().unwrap() {
-        if CATALOG_KEYS.contains(&k.as_str()) && !v.is_null() {
+        if CONFIG_KEYS.contains(&k.as_str()) && !v.is_null() {
             entry.insert(k.clone(), toml::Value::try_from(v).unwrap());
         }
     }

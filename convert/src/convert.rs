@@ -1,7 +1,7 @@
 //! The one-pass conversion: a Hugging Face folder to a GGUF file, each tensor read in row chunks,
 //! transformed, quantized to the type the policy chose, and streamed to disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -9,9 +9,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 use strata_quantize::{quantize_rows, GgmlType};
 
-use crate::arch::{self, Mapped, Transform};
-use crate::gguf::{layout, write_gguf, TensorInfo, Value, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER, DEFAULT_ALIGNMENT};
-use crate::policy::{Choice, Policy, Preset, TensorSpec};
+use strata_gguf::{is_per_expert, layout, write_gguf, ModelShape, TensorClass, TensorInfo, TensorSpec, Value, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER, DEFAULT_ALIGNMENT};
+
+use crate::arch::{self, Architecture, Mapped, Rows, Transform};
+use crate::policy::{Choice, Policy, Preset};
 use crate::safetensors::{Checkpoint, TensorRef};
 
 /// What to convert and how.
@@ -68,20 +69,24 @@ fn file_type(p: Preset) -> u32 {
 }
 
 /// Reads the folder's config, tokenizer and tensor headers, and decides every tensor's name,
-/// shape and type.
+/// shape and type. The architecture's shape (from config.json) is the authority: every
+/// checkpoint tensor it maps must have the shape the config gives it, and every tensor the
+/// config implies must come from the checkpoint or be computed.
 pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     let config_path = dir.join("config.json");
-    if !config_path.is_file() {
-        bail!("{}: no config.json (is this a Hugging Face model folder?)", dir.display());
-    }
-    let config: Json = serde_json::from_str(&std::fs::read_to_string(&config_path).with_context(|| format!("{}: cannot read", config_path.display()))?)
-        .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
-    let config = arch::text_config(config);
-    let arch = arch::for_config(&config).with_context(|| config_path.display().to_string())?;
+    let arch = architecture(dir)?;
     let checkpoint = Checkpoint::open(dir)?;
-    let vocab = arch.vocab(dir, &config)?;
+    let vocab = arch.vocab(dir)?;
+    let shape = arch.shape(Some(vocab.tokens.len() as u64)).with_context(|| config_path.display().to_string())?;
+    let expected: HashMap<&str, &TensorSpec> = shape.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let spec_of = |gguf_name: &str, hf_name: &str| -> Result<TensorSpec> {
+        let spec = expected.get(gguf_name).ok_or_else(|| {
+            anyhow!("{}: tensor {hf_name} becomes {gguf_name}, which a {} model of this config.json does not have", dir.display(), arch.name())
+        })?;
+        Ok((*spec).clone())
+    };
 
-    let mut tensors: Vec<(Source, String, Vec<u64>)> = Vec::new();
+    let mut tensors: Vec<(Source, TensorSpec)> = Vec::new();
     let mut skipped = Vec::new();
     let mut stacks: BTreeMap<String, (Transform, BTreeMap<usize, TensorRef>)> = BTreeMap::new();
     for t in checkpoint.tensors() {
@@ -93,46 +98,47 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
             stacks.entry(gguf_name).or_insert_with(|| (transform, BTreeMap::new())).1.insert(i, t.clone());
             continue;
         }
-        let mut shape: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
+        let spec = spec_of(&gguf_name, &t.name)?;
         if let Transform::PermuteRows { n_head } = transform {
             if t.shape.len() != 2 || t.shape[0] % (2 * n_head) != 0 {
                 bail!("{}: tensor {} has shape {:?}, which does not split into {n_head} heads", dir.display(), t.name, t.shape);
             }
         }
-        let mut rows = t.n_elements() / t.row_width().max(1);
-        if t.shape.len() == 2 {
-            rows = arch.table_rows(&gguf_name, rows, vocab.tokens.len(), &config);
-            shape[1] = rows as u64;
-        }
-        tensors.push((Source::Checkpoint { parts: vec![t.clone()], transform, rows }, gguf_name, shape));
+        let rows = checked_rows(dir, arch.rows(&gguf_name), t, &spec)?;
+        tensors.push((Source::Checkpoint { parts: vec![t.clone()], transform, rows }, spec));
     }
     for (gguf_name, (transform, parts)) in stacks {
-        tensors.push(stacked(dir, gguf_name, transform, parts)?);
+        let first = parts.values().next().map(|t| t.name.clone()).unwrap_or_default();
+        let spec = spec_of(&gguf_name, &first)?;
+        tensors.push(stacked(dir, spec, transform, parts)?);
     }
     if tensors.is_empty() {
         bail!("{}: no tensor of the checkpoint maps to a {} tensor", dir.display(), arch.name());
     }
-    for c in arch.computed(&config).with_context(|| config_path.display().to_string())? {
-        tensors.push((Source::Computed(c.values), c.gguf_name, c.shape));
+    for c in arch.computed().with_context(|| config_path.display().to_string())? {
+        let spec = spec_of(&c.gguf_name, "(computed)")?;
+        tensors.push((Source::Computed(c.values), spec));
     }
     // llama.cpp's converter order: token embedding, then layers in order, then the rest.
-    tensors.sort_by_key(|(_, name, _)| gguf_order(name));
-    if let Some(w) = tensors.windows(2).find(|w| w[0].1 == w[1].1) {
-        bail!("{}: two checkpoint tensors become {}", dir.display(), w[0].1);
+    tensors.sort_by_key(|(_, spec)| gguf_order(&spec.name));
+    if let Some(w) = tensors.windows(2).find(|w| w[0].1.name == w[1].1.name) {
+        bail!("{}: two checkpoint tensors become {}", dir.display(), w[0].1.name);
     }
-    let tied = !tensors.iter().any(|(_, name, _)| name == "output.weight");
+    if let Some(missing) = shape.tensors.iter().find(|e| !tensors.iter().any(|(_, t)| t.name == e.name)) {
+        bail!("{}: the checkpoint has no tensor for {} (a {} model of this config.json has it)", dir.display(), missing.name, arch.name());
+    }
 
+    let specs: Vec<TensorSpec> = tensors.iter().map(|(_, spec)| spec.clone()).collect();
     let mut policy = Policy::new(opts.preset);
-    policy.tied_embeddings = tied;
+    policy.tied_embeddings = !specs.iter().any(|t| t.class == TensorClass::Output);
     if let Some(ty) = opts.ple_type {
         policy.ple_type = ty;
     }
     for spec in &opts.tensor_types {
         policy.add_override(spec)?;
     }
-    let specs: Vec<TensorSpec> = tensors.iter().map(|(_, name, s)| TensorSpec { name: name.clone(), shape: s.clone() }).collect();
     let choices = policy.assign(&specs)?;
-    let (infos, _) = layout(tensors.iter().zip(&choices).map(|((_, name, s), c)| (name.clone(), c.ty, s.clone())), DEFAULT_ALIGNMENT);
+    let (infos, _) = layout(specs.iter().zip(&choices).map(|(t, c)| (t.name.clone(), c.ty, t.shape.clone())), DEFAULT_ALIGNMENT)?;
 
     let mut metadata = vec![
         ("general.architecture".to_string(), Value::String(arch.name().into())),
@@ -141,20 +147,61 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     ];
     metadata.push(("general.size_label".to_string(), Value::String(size_label(&specs))));
     metadata.extend(sampling_defaults(dir)?);
-    metadata.extend(arch.metadata(&config).with_context(|| config_path.display().to_string())?);
+    metadata.extend(arch.metadata().with_context(|| config_path.display().to_string())?);
     metadata.push(("general.file_type".into(), Value::U32(file_type(opts.preset))));
     metadata.extend(vocab.metadata());
     metadata.push(("general.quantization_version".into(), Value::U32(2)));
     metadata.push(("strata.ple_type".into(), Value::String(policy.ple_type.name().into())));
     metadata.push((DATA_SHA256_KEY.into(), Value::String(DATA_SHA256_PLACEHOLDER.into())));
 
-    let tensors = tensors.into_iter().zip(infos).zip(choices).map(|(((source, _, _), info), choice)| Planned { source, info, choice }).collect();
+    let tensors = tensors.into_iter().zip(infos).zip(choices).map(|(((source, _), info), choice)| Planned { source, info, choice }).collect();
     Ok(Plan { dir: dir.to_path_buf(), metadata, tensors, skipped, checkpoint })
 }
 
-/// Checkpoint tensors `parts` (by index) stacked into the GGUF tensor `gguf_name`: one more
+/// The model a Hugging Face folder holds, as `convert` would write it (the token embedding cut
+/// to its tokenizer where the family does that), without reading any weights.
+pub fn folder_shape(dir: &Path) -> Result<ModelShape> {
+    let arch = architecture(dir)?;
+    let n_tokens = arch.vocab(dir)?.tokens.len() as u64;
+    arch.shape(Some(n_tokens)).with_context(|| dir.join("config.json").display().to_string())
+}
+
+/// The architecture of a Hugging Face folder, from its config.json.
+pub fn architecture(dir: &Path) -> Result<Box<dyn Architecture>> {
+    let config_path = dir.join("config.json");
+    if !config_path.is_file() {
+        bail!("{}: no config.json (is this a Hugging Face model folder?)", dir.display());
+    }
+    let config: Json = serde_json::from_str(&std::fs::read_to_string(&config_path).with_context(|| format!("{}: cannot read", config_path.display()))?)
+        .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
+    arch::for_config(config).with_context(|| config_path.display().to_string())
+}
+
+/// How many rows the GGUF tensor `spec` takes from checkpoint tensor `t`: the checkpoint's shape
+/// must be the config's, except a table's row count where the architecture allows `rows`.
+fn checked_rows(dir: &Path, rows: Rows, t: &TensorRef, spec: &TensorSpec) -> Result<usize> {
+    let shape: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
+    let table_rows = |s: &[u64]| s.split_last().map(|(&n, inner)| (n, inner.to_vec()));
+    let fits = shape == spec.shape
+        || match (table_rows(&shape), table_rows(&spec.shape)) {
+            (Some((ours, inner)), Some((theirs, spec_inner))) if inner == spec_inner => match rows {
+                Rows::Exact => false,
+                Rows::Truncate => ours > theirs,
+                Rows::Pad => ours < theirs,
+            },
+            _ => false,
+        };
+    if !fits {
+        bail!("{}: tensor {} has shape {:?}, but config.json makes {} {:?} (ggml order)", dir.display(), t.name, shape, spec.name, spec.shape);
+    }
+    let width = spec.shape.first().copied().unwrap_or(1).max(1);
+    Ok((spec.n_elements() / width) as usize)
+}
+
+/// Checkpoint tensors `parts` (by index) stacked into the GGUF tensor `spec`: one more
 /// dimension, outermost, counting the parts, which must be 0, 1, ... and of one shape.
-fn stacked(dir: &Path, gguf_name: String, transform: Transform, parts: BTreeMap<usize, TensorRef>) -> Result<(Source, String, Vec<u64>)> {
+fn stacked(dir: &Path, spec: TensorSpec, transform: Transform, parts: BTreeMap<usize, TensorRef>) -> Result<(Source, TensorSpec)> {
+    let gguf_name = &spec.name;
     if let Some((missing, _)) = parts.keys().enumerate().find(|(i, k)| i != *k) {
         bail!("{}: the checkpoint has no part {missing} of the tensors stacked into {gguf_name} (it has parts {:?})", dir.display(), parts.keys().collect::<Vec<_>>());
     }
@@ -165,8 +212,11 @@ fn stacked(dir: &Path, gguf_name: String, transform: Transform, parts: BTreeMap<
     }
     let mut shape: Vec<u64> = first.shape.iter().rev().map(|&d| d as u64).collect();
     shape.push(parts.len() as u64);
+    if shape != spec.shape {
+        bail!("{}: the {} tensors stacked into {gguf_name} make {shape:?}, but config.json makes it {:?} (ggml order)", dir.display(), parts.len(), spec.shape);
+    }
     let rows = parts.len() * first.n_elements() / first.row_width().max(1);
-    Ok((Source::Checkpoint { parts, transform, rows }, gguf_name, shape))
+    Ok((Source::Checkpoint { parts, transform, rows }, spec))
 }
 
 /// gguf-py's size label: the parameter count rounded to two significant digits ("312K",
@@ -175,7 +225,7 @@ fn size_label(tensors: &[TensorSpec]) -> String {
     let (mut total, mut shared, mut expert, mut expert_sum, mut n_expert_tensors) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for t in tensors {
         let size: u64 = t.shape.iter().product();
-        if t.name.contains("_exps.") && t.shape.len() >= 3 {
+        if is_per_expert(&t.name) && t.shape.len() >= 3 {
             let count = t.shape[t.shape.len() - 1].max(1);
             expert += size / count;
             expert_sum += count;

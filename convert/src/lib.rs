@@ -1,21 +1,17 @@
-//! Hugging Face checkpoints to GGUF, and the GGUF container itself.
+//! Hugging Face checkpoints to GGUF: each architecture's tensors and metadata from config.json,
+//! the tokenizer, the quantization policy, and the one-pass conversion.
 //!
-//! What it is for: reading and writing GGUF files, knowing what each tensor of a model is
-//! ([`TensorClass`]), and (as the converter grows) mapping safetensors checkpoints to llama.cpp's
-//! names, metadata and quantization policy.
+//! What it is for: mapping safetensors checkpoints to llama.cpp's names, shapes, metadata and
+//! types, and writing them through `strata-gguf`.
 //!
 //! What it is not: an inference engine. Nothing here links llama.cpp, so parsers can be fuzzed
 //! and tested without it.
 
 pub mod arch;
 pub mod convert;
-pub mod gguf;
 pub mod policy;
 mod pre_tokenizers;
 pub mod safetensors;
 pub mod sentencepiece;
-pub mod sizing;
-pub mod tensor_class;
 pub mod tokenizer;
 
-pub use tensor_class::TensorClass;

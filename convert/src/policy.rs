@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Result};
 use regex::Regex;
 use strata_quantize::GgmlType;
 
-use crate::TensorClass;
+use strata_gguf::{TensorClass, TensorSpec};
 
 /// A named mix: the base type and, for K mixes, the rules that give some tensors more bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,13 +150,6 @@ pub const RULES: &[Rule] = &[
     Rule { presets: &[Preset::Q5_K_M], class: TensorClass::AttentionQkv, layers: Layers::All, ty: GgmlType::Q6_K },
 ];
 
-/// A tensor to place: its GGUF name and shape (ggml order, row width first).
-#[derive(Clone, Debug)]
-pub struct TensorSpec {
-    pub name: String,
-    pub shape: Vec<u64>,
-}
-
 /// Where a tensor's type came from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
@@ -205,7 +198,7 @@ impl Policy {
 
     /// Chooses a type for every tensor. Errors if an override matches nothing.
     pub fn assign(&self, tensors: &[TensorSpec]) -> Result<Vec<Choice>> {
-        let classes: Vec<TensorClass> = tensors.iter().map(|t| TensorClass::of(&t.name, t.shape.len())).collect();
+        let classes: Vec<TensorClass> = tensors.iter().map(|t| t.class).collect();
         let mut used = vec![false; self.overrides.len()];
         let mut seen = std::collections::HashMap::new();
         let counts = classes.iter().fold(std::collections::HashMap::new(), |mut m, c| {

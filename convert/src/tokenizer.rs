@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 
-use crate::gguf::{Value, ValueType};
+use strata_gguf::{Value, ValueType};
 use crate::pre_tokenizers;
 
 /// GGUF token types.

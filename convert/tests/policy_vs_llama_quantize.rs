@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use strata_convert::gguf::GgufFile;
-use strata_convert::policy::{Policy, Preset, Source, TensorSpec};
+use strata_convert::policy::{Policy, Preset, Source};
+use strata_gguf::{GgufFile, TensorSpec};
 use strata_quantize::GgmlType;
 
 fn gemma3() -> GgufFile {
@@ -14,7 +14,7 @@ fn gemma3() -> GgufFile {
 }
 
 fn specs(file: &GgufFile) -> Vec<TensorSpec> {
-    file.tensors.iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.clone() }).collect()
+    file.tensors.iter().map(|t| TensorSpec::named(t.name.clone(), t.shape.clone())).collect()
 }
 
 #[test]
@@ -35,7 +35,7 @@ fn q4_k_m_matches_the_published_gemma3_mix() {
 fn ple_type_and_overrides_take_precedence() {
     let file = gemma3();
     let mut specs = specs(&file);
-    specs.push(TensorSpec { name: "per_layer_token_embd.weight".into(), shape: vec![18 * 256, 262144] });
+    specs.push(TensorSpec::named("per_layer_token_embd.weight", vec![18 * 256, 262144]));
     let mut policy = Policy::new(Preset::Q8_0);
     policy.ple_type = GgmlType::Q4_0;
     policy.add_override(r"^blk\.0\.ffn_down\.weight$=Q6_K").unwrap();

@@ -1,10 +1,8 @@
-//! The safetensors reader against lying headers, and the GGUF writer's all-or-nothing output.
+//! The safetensors reader against lying headers.
 
 use std::path::{Path, PathBuf};
 
-use strata_convert::gguf::{layout, parse, write_gguf, Value};
 use strata_convert::safetensors::Checkpoint;
-use strata_quantize::GgmlType;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("strata-st-{}-{name}", std::process::id()));
@@ -93,33 +91,4 @@ fn sharded_index_must_match_the_shards() {
     assert!(open_err(&dir).contains("\"c\" is named in the index but missing"));
     std::fs::write(dir.join("model.safetensors.index.json"), r#"{"weight_map":{"a":"../x.safetensors"}}"#).unwrap();
     assert!(open_err(&dir).contains("outside the folder"));
-}
-
-#[test]
-fn writer_output_is_complete_or_absent() {
-    let dir = scratch("writer");
-    let out = dir.join("m.gguf");
-    let metadata = vec![("general.architecture".to_string(), Value::String("llama".into()))];
-    let (tensors, _) = layout([("a".to_string(), GgmlType::F32, vec![8]), ("b".to_string(), GgmlType::F32, vec![3])], 32);
-    write_gguf(&out, &metadata, &tensors, 32, |i, w| Ok(w.write_all(&vec![i as u8; tensors[i].n_bytes() as usize])?)).unwrap();
-    let bytes = std::fs::read(&out).unwrap();
-    let file = parse(&bytes).unwrap();
-    assert_eq!(file.tensors.len(), 2);
-    let b = &file.tensors[1];
-    assert_eq!(&bytes[(file.data_offset + b.offset) as usize..][..12], &[1u8; 12]);
-
-    // A producer that fails, or writes the wrong amount, leaves nothing behind.
-    let bad = dir.join("bad.gguf");
-    let err = write_gguf(&bad, &metadata, &tensors, 32, |i, w| {
-        if i == 1 {
-            anyhow::bail!("disk on fire")
-        }
-        Ok(w.write_all(&[0; 32])?)
-    })
-    .unwrap_err();
-    assert!(err.to_string().contains("disk on fire"));
-    let err = write_gguf(&bad, &metadata, &tensors, 32, |_, w| Ok(w.write_all(&[0; 5])?)).unwrap_err();
-    assert!(err.to_string().contains("wrote 5 bytes, expected 32"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(left, vec!["m.gguf".to_string()], "no partial or temporary file stays");
 }

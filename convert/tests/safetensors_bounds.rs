@@ -4,7 +4,7 @@
 
 use strata_convert::safetensors::parse_tensors;
 
-#[path = "support/peak_alloc.rs"]
+#[path = "../../tests/support/peak_alloc.rs"]
 mod peak_alloc;
 
 use peak_alloc::largest_allocation;

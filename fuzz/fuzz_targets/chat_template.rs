@@ -1,4 +1,4 @@
-//! Chat templates (src/chat/, included as it is): a hostile template rendering hostile
+//! Chat templates (strata-run's chat::template): a hostile template rendering hostile
 //! messages. The input's NUL-separated parts: the template source, then options (one byte of
 //! flags, then the BOS token text), then the EOS token text, then role, content, role, ...
 //! Rendering must end (fuel, recursion limit, output cap) with text or an error, never a panic
@@ -7,21 +7,11 @@
 //! stands in.)
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../src/chat/mod.rs"]
-mod chat;
-#[allow(dead_code)]
-#[path = "../../src/memory_budget.rs"]
-mod memory_budget;
-#[allow(dead_code)]
-#[path = "../../src/signals.rs"]
-mod signals;
-
 #[path = "common.rs"]
 mod common;
 
-use chat::template::{ChatTemplate, RenderOptions};
-use chat::Message;
+use strata_run::chat::template::{ChatTemplate, RenderOptions};
+use strata_run::chat::Message;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,9 +1,9 @@
-//! config.json: architecture lookup, metadata, computed tensors, the tensor-name map and sizing
-//! (what `convert` and `plan` make of a config before they touch any weights).
+//! config.json: architecture lookup, metadata, computed tensors, the shape (sizing), the
+//! tensor-name map (what `convert` and `plan` make of a config before they touch any weights).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata_convert::{arch, sizing};
+use strata_convert::arch;
 
 /// Checkpoint tensor names of every family, to walk the name map and `table_rows`.
 const NAMES: &[&str] = &[
@@ -23,21 +23,20 @@ const NAMES: &[&str] = &[
 
 fuzz_target!(|data: &[u8]| {
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) else { return };
-    if let Ok(shape) = sizing::model_shape(&json) {
-        for n_ctx in [0, 4096, 1 << 20] {
-            let _ = shape.kv_cache_bytes(n_ctx, 512, 2.0);
+    let Ok(a) = arch::for_config(json) else { return };
+    let _ = a.name();
+    let _ = a.metadata();
+    let _ = a.computed();
+    for n_tokens in [None, Some(0), Some(10), Some(u64::MAX)] {
+        if let Ok(shape) = a.shape(n_tokens) {
+            for n_ctx in [0, 4096, 1 << 20] {
+                let _ = shape.kv_cache_bytes(n_ctx, 512, 2.0);
+            }
         }
     }
-    let config = arch::text_config(json);
-    let Ok(a) = arch::for_config(&config) else { return };
-    let _ = a.name();
-    let _ = a.metadata(&config);
-    let _ = a.computed(&config);
     for name in NAMES {
         if let Some(m) = a.map(name) {
-            for (rows, n_tokens) in [(0, 0), (10, 262_144), (262_400, 10), (usize::MAX, usize::MAX)] {
-                let _ = a.table_rows(&m.gguf_name, rows, n_tokens, &config);
-            }
+            let _ = a.rows(&m.gguf_name);
         }
     }
 });

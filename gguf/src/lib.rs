@@ -1,9 +1,17 @@
-//! The GGUF container: reading (and, for the converter, writing) llama.cpp's model files.
+//! The GGUF container: reading, writing and verifying llama.cpp's model files, and what
+//! llama.cpp's conventions say about their contents: each tensor's class by its name
+//! ([`TensorClass`]) and a model's shape from its metadata ([`ModelShape`]).
+//!
+//! What it is not: a converter or a runner. It depends on nothing of ours but the block
+//! formats' sizes (`strata-quantize`), so `inspect`, the runner and the GGUF fuzz target use it
+//! without the tokenizer stack or llama.cpp.
 //!
 //! Ours rather than gguf-rs: gguf-rs 0.1.8 mis-sizes BF16 and other types, panics on newer type
 //! ids and truncates `tokenizer.*` arrays, so it can neither check nor produce our files.
 
 mod read;
+pub mod shape;
+mod tensor_class;
 mod value;
 mod verify;
 mod write;
@@ -14,9 +22,11 @@ use anyhow::{Context, Result};
 use strata_quantize::GgmlType;
 
 pub use read::{parse, GgufError};
+pub use shape::{LayerShape, ModelShape, TensorSpec};
+pub use tensor_class::{is_per_expert, TensorClass};
 pub use verify::{verify, Verified};
 pub use value::{Value, ValueType};
-pub use write::{encode_header, layout, remove_partial_files, write_gguf, PendingFile, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER};
+pub use write::{encode_header, layout, Header, remove_partial_files, write_gguf, PendingFile, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER};
 
 /// The four bytes every GGUF file starts with.
 pub const MAGIC: &[u8; 4] = b"GGUF";
@@ -35,19 +45,23 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Number of elements.
+    /// Number of elements. Infos come from [`parse`] or [`layout`], which both refuse a shape
+    /// whose size overflows.
     pub fn n_elements(&self) -> u64 {
-        read::shape_elements(&self.shape).expect("checked when read")
+        read::shape_elements(&self.shape).expect("checked by parse or layout")
     }
 
-    /// Bytes of data.
+    /// Bytes of data (checked, as [`TensorInfo::n_elements`]).
     pub fn n_bytes(&self) -> u64 {
-        self.n_bytes_checked().expect("checked when read")
+        self.n_bytes_checked().expect("checked by parse or layout")
     }
 
+    /// Bytes of data, or `None` when the shape is empty, its rows don't divide into the type's
+    /// blocks, or its element count or size overflows.
     fn n_bytes_checked(&self) -> Option<u64> {
-        let rows = read::shape_elements(&self.shape[1..])?;
-        self.ty.bytes_for(self.shape[0])?.checked_mul(rows)
+        read::shape_elements(&self.shape)?;
+        let (&width, rows) = self.shape.split_first()?;
+        self.ty.bytes_for(width)?.checked_mul(read::shape_elements(rows)?)
     }
 }
 

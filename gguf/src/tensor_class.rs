@@ -37,29 +37,69 @@ pub enum TensorClass {
     NormOrVector,
 }
 
-/// Base names (without `blk.N.` and `.weight`) and the class each belongs to. Checked in order;
-/// the first pattern that matches wins. `*` matches any suffix.
-const NAME_RULES: &[(&str, TensorClass)] = &[
-    ("per_layer_token_embd", TensorClass::PerLayerTokenEmbedding),
-    ("per_layer_model_proj", TensorClass::KeptFloat),
-    ("altup_correct_coef", TensorClass::KeptF32),
-    ("altup_predict_coef", TensorClass::KeptF32),
-    ("altup*", TensorClass::KeptFloat),
-    ("laurel*", TensorClass::KeptFloat),
-    ("inp_gate", TensorClass::PerLayerProjection),
-    ("proj", TensorClass::PerLayerProjection),
-    ("token_embd", TensorClass::TokenEmbedding),
-    ("output", TensorClass::Output),
-    ("attn_qkv", TensorClass::AttentionQkv),
-    ("attn_q", TensorClass::AttentionQ),
-    ("attn_k", TensorClass::AttentionK),
-    ("attn_v", TensorClass::AttentionV),
-    ("attn_output", TensorClass::AttentionOutput),
-    ("ffn_gate_inp*", TensorClass::KeptF32),
-    ("ffn_gate*", TensorClass::FfnGate),
-    ("ffn_up*", TensorClass::FfnUp),
-    ("ffn_down*", TensorClass::FfnDown),
+/// A matrix llama.cpp names, by its base name (without `blk.N.` and `.weight`): its class, and
+/// whether its outermost dimension counts experts (a mixture-of-experts stack). llama.cpp's
+/// names, as gguf-py's `constants.py` spells them.
+struct Known {
+    base: &'static str,
+    class: TensorClass,
+    per_expert: bool,
+}
+
+const fn known(base: &'static str, class: TensorClass) -> Known {
+    Known { base, class, per_expert: false }
+}
+
+const fn experts(base: &'static str, class: TensorClass) -> Known {
+    Known { base, class, per_expert: true }
+}
+
+/// The matrices strata tells apart. One-dimensional tensors (norms, biases, scales) need no
+/// entry: they are [`TensorClass::NormOrVector`] by their shape; a matrix not listed is
+/// [`TensorClass::OtherMatrix`].
+const KNOWN: &[Known] = &[
+    known("token_embd", TensorClass::TokenEmbedding),
+    known("per_layer_token_embd", TensorClass::PerLayerTokenEmbedding),
+    known("inp_gate", TensorClass::PerLayerProjection),
+    known("proj", TensorClass::PerLayerProjection),
+    known("per_layer_model_proj", TensorClass::KeptFloat),
+    known("altup_proj", TensorClass::KeptFloat),
+    known("altup_unembd_proj", TensorClass::KeptFloat),
+    known("altup_router", TensorClass::KeptFloat),
+    known("laurel_l", TensorClass::KeptFloat),
+    known("laurel_r", TensorClass::KeptFloat),
+    known("altup_correct_coef", TensorClass::KeptF32),
+    known("altup_predict_coef", TensorClass::KeptF32),
+    known("ffn_gate_inp", TensorClass::KeptF32),
+    known("ffn_gate_inp_shexp", TensorClass::KeptF32),
+    known("output", TensorClass::Output),
+    known("attn_q", TensorClass::AttentionQ),
+    known("attn_k", TensorClass::AttentionK),
+    known("attn_v", TensorClass::AttentionV),
+    known("attn_qkv", TensorClass::AttentionQkv),
+    known("attn_output", TensorClass::AttentionOutput),
+    known("ffn_gate", TensorClass::FfnGate),
+    known("ffn_gate_shexp", TensorClass::FfnGate),
+    experts("ffn_gate_exps", TensorClass::FfnGate),
+    experts("ffn_gate_up_exps", TensorClass::FfnGate),
+    known("ffn_up", TensorClass::FfnUp),
+    known("ffn_up_shexp", TensorClass::FfnUp),
+    experts("ffn_up_exps", TensorClass::FfnUp),
+    known("ffn_down", TensorClass::FfnDown),
+    known("ffn_down_shexp", TensorClass::FfnDown),
+    experts("ffn_down_exps", TensorClass::FfnDown),
 ];
+
+fn lookup(name: &str) -> Option<&'static Known> {
+    let base = base_name(name);
+    KNOWN.iter().find(|k| k.base == base)
+}
+
+/// Whether a GGUF tensor is a mixture-of-experts stack (`blk.N.ffn_down_exps.weight`): its
+/// outermost dimension counts the experts.
+pub fn is_per_expert(name: &str) -> bool {
+    lookup(name).is_some_and(|k| k.per_expert)
+}
 
 impl TensorClass {
     /// Every class, in display order.
@@ -82,19 +122,13 @@ impl TensorClass {
         TensorClass::NormOrVector,
     ];
 
-    /// Classifies a tensor by its GGUF name and number of dimensions.
+    /// Classifies a tensor by its GGUF name (llama.cpp's, looked up whole) and its number of
+    /// dimensions: every vector is [`TensorClass::NormOrVector`].
     pub fn of(name: &str, n_dims: usize) -> TensorClass {
-        if n_dims <= 1 || name.contains("norm") {
+        if n_dims <= 1 {
             return TensorClass::NormOrVector;
         }
-        let base = base_name(name);
-        NAME_RULES
-            .iter()
-            .find(|(pattern, _)| match pattern.strip_suffix('*') {
-                Some(prefix) => base.starts_with(prefix),
-                None => base == *pattern,
-            })
-            .map_or(TensorClass::OtherMatrix, |&(_, class)| class)
+        lookup(name).map_or(TensorClass::OtherMatrix, |k| k.class)
     }
 
     /// The stable name used in `--json` output and tables: "token_embd", "per_layer_token_embd", ...
@@ -175,9 +209,21 @@ mod tests {
             ("blk.2.laurel_l.weight", 2, KeptFloat),
             ("blk.2.laurel_r.weight", 2, KeptFloat),
             ("blk.2.some_new_matrix.weight", 2, OtherMatrix),
+            // A matrix is classed by its whole name, not by a word in it.
+            ("blk.2.norm_mixer.weight", 2, OtherMatrix),
+            ("blk.2.ffn_gate_extra.weight", 2, OtherMatrix),
         ];
         for &(name, dims, class) in cases {
             assert_eq!(TensorClass::of(name, dims), class, "{name}");
         }
+    }
+
+    #[test]
+    fn expert_stacks_by_name() {
+        assert!(super::is_per_expert("blk.3.ffn_gate_up_exps.weight"));
+        assert!(super::is_per_expert("blk.3.ffn_down_exps.weight"));
+        assert!(!super::is_per_expert("blk.3.ffn_down_exps.scale"));
+        assert!(!super::is_per_expert("blk.3.ffn_down_shexp.weight"));
+        assert!(!super::is_per_expert("blk.3.ffn_down_exps_extra.weight"));
     }
 }

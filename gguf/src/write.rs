@@ -15,27 +15,40 @@ use super::value::Value;
 use super::{TensorInfo, MAGIC};
 
 /// Tensor infos for `(name, type, shape)` entries, with data offsets assigned in order, each
-/// aligned to `alignment`. Returns the infos and the size of the data section.
-pub fn layout(entries: impl IntoIterator<Item = (String, GgmlType, Vec<u64>)>, alignment: u64) -> (Vec<TensorInfo>, u64) {
+/// aligned to `alignment`. Returns the infos and the size of the data section; a shape whose
+/// bytes overflow, or a row width the type's blocks don't divide, is an error naming the tensor.
+pub fn layout(entries: impl IntoIterator<Item = (String, GgmlType, Vec<u64>)>, alignment: u64) -> Result<(Vec<TensorInfo>, u64)> {
     let mut offset = 0u64;
     let mut infos = Vec::new();
     for (name, ty, shape) in entries {
         let info = TensorInfo { name, ty, shape, offset };
-        offset = (offset + info.n_bytes()).div_ceil(alignment) * alignment;
+        let end = info.n_bytes_checked().and_then(|b| offset.checked_add(b)).and_then(|e| e.checked_next_multiple_of(alignment));
+        offset = end.ok_or_else(|| anyhow!("tensor {}: {} of shape {:?} has no valid size", info.name, ty, info.shape))?;
         infos.push(info);
     }
-    (infos, offset)
+    Ok((infos, offset))
+}
+
+/// An encoded header, and where in it the value of [`DATA_SHA256_KEY`] starts when the metadata
+/// reserves that slot with [`DATA_SHA256_PLACEHOLDER`].
+pub struct Header {
+    pub bytes: Vec<u8>,
+    pub checksum_slot: Option<usize>,
 }
 
 /// Everything before the tensor data of a GGUF v3 file, padded to `alignment`.
-pub fn encode_header(metadata: &[(String, Value)], tensors: &[TensorInfo], alignment: u64) -> Vec<u8> {
+pub fn encode_header(metadata: &[(String, Value)], tensors: &[TensorInfo], alignment: u64) -> Header {
     let mut out = Vec::new();
+    let mut checksum_slot = None;
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&3u32.to_le_bytes());
     out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
     out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
     for (key, value) in metadata {
         put_entry(&mut out, key, value);
+        if key == DATA_SHA256_KEY && value.as_str() == Some(DATA_SHA256_PLACEHOLDER) {
+            checksum_slot = Some(out.len() - DATA_SHA256_PLACEHOLDER.len());
+        }
     }
     for t in tensors {
         put_str(&mut out, &t.name);
@@ -48,7 +61,7 @@ pub fn encode_header(metadata: &[(String, Value)], tensors: &[TensorInfo], align
     }
     let padded = (out.len() as u64).div_ceil(alignment) * alignment;
     out.resize(padded as usize, 0);
-    out
+    Header { bytes: out, checksum_slot }
 }
 
 /// One metadata entry: its key, its value's type, its value.
@@ -166,7 +179,7 @@ pub fn write_gguf(
     let mut out = PendingFile::create(path)?;
     let header = encode_header(metadata, tensors, alignment);
     let io = |e: std::io::Error| anyhow!("{}: cannot write the output: {e}", path.display());
-    out.writer().write_all(&header).map_err(io)?;
+    out.writer().write_all(&header.bytes).map_err(io)?;
     let mut hash = Sha256::new();
     let mut offset = 0u64;
     for (i, t) in tensors.iter().enumerate() {
@@ -183,7 +196,7 @@ pub fn write_gguf(
         out.writer().write_all(&padding).map_err(io)?;
         offset = padded;
     }
-    if let Some(slot) = checksum_slot(&header) {
+    if let Some(slot) = header.checksum_slot {
         let digest = hex(&hash.finalize());
         let w = out.writer();
         w.seek(SeekFrom::Start(slot as u64)).and_then(|_| w.write_all(digest.as_bytes())).map_err(io)?;
@@ -197,14 +210,6 @@ pub fn write_gguf(
 pub const DATA_SHA256_KEY: &str = "strata.data_sha256";
 /// The reserved value of [`DATA_SHA256_KEY`]: as many characters as a hex SHA-256.
 pub const DATA_SHA256_PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// Where in an encoded header the value of [`DATA_SHA256_KEY`] starts, if it holds the placeholder.
-fn checksum_slot(header: &[u8]) -> Option<usize> {
-    let mut entry = Vec::new();
-    put_entry(&mut entry, DATA_SHA256_KEY, &Value::String(DATA_SHA256_PLACEHOLDER.into()));
-    let at = header.windows(entry.len()).position(|w| w == entry.as_slice())?;
-    Some(at + entry.len() - DATA_SHA256_PLACEHOLDER.len())
-}
 
 /// Bytes as lowercase hex, as [`DATA_SHA256_KEY`] holds its digest.
 pub(super) fn hex(bytes: &[u8]) -> String {

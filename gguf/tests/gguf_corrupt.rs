@@ -1,10 +1,10 @@
 //! The GGUF reader against truncated, corrupted and lying files: every one is an error that
 //! says what is wrong, never a panic, and no allocation is driven by a count the file cannot hold.
 
-use strata_convert::gguf::{encode_header, layout, parse, Value, ValueType};
+use strata_gguf::{encode_header, layout, parse, Value, ValueType};
 use strata_quantize::GgmlType;
 
-#[path = "support/peak_alloc.rs"]
+#[path = "../../tests/support/peak_alloc.rs"]
 mod peak_alloc;
 
 use peak_alloc::largest_allocation;
@@ -49,8 +49,9 @@ fn sample() -> Vec<u8> {
             ("b.weight".to_string(), GgmlType::Q8_0, vec![32, 2]),
         ],
         32,
-    );
-    let mut bytes = encode_header(&metadata, &tensors, 32);
+    )
+    .unwrap();
+    let mut bytes = encode_header(&metadata, &tensors, 32).bytes;
     let last = tensors.last().unwrap();
     bytes.resize(bytes.len() + (last.offset + last.n_bytes()) as usize, 0x11);
     assert!(data_size >= last.offset + last.n_bytes());

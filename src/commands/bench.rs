@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::run_args::ModelArgs;
 use crate::llama::Session;
-use crate::sampling::{Sampler, SamplingParams};
+use strata_run::sampling::{Sampler, SamplingParams};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -103,7 +103,7 @@ pub fn run(args: &Args) -> Result<()> {
         let (mean, sd) = mean_sd(s);
         out += &format!(
             "| {name} | {} | {} | {test} | {mean:.2} ± {sd:.2} |\n",
-            super::inspect::human_bytes(model.size()),
+            super::human_bytes(model.size()),
             context.n_threads
         );
     }

@@ -2,65 +2,16 @@
 //! the template options `generate --chat` and `template` share.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{bail, Context, Result};
 
-use super::run_args::{ModelArgs, SamplingArgs};
-use crate::chat::reasoning::ThinkingFilter;
-use crate::chat::template::{ChatTemplate, RenderOptions};
-use crate::chat::Message;
-use crate::generation::{generate, Request, StopReason};
-use crate::llama::Model;
-use crate::sampling::Sampler;
-
-/// What to do with a model's thinking segment (`<think>…</think>`, Gemma 4's thought channel).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Reasoning {
-    Show,
-    Hide,
-}
-
-#[derive(clap::Args, Clone, Debug)]
-pub struct TemplateArgs {
-    /// Use a built-in template (chatml, gemma, llama3, mistral) instead of the model's.
-    #[arg(long = "chat-template", value_name = "NAME")]
-    pub chat_template: Option<String>,
-    /// Use the Jinja template in this file instead of the model's.
-    #[arg(long = "chat-template-file", value_name = "FILE", conflicts_with = "chat_template")]
-    pub chat_template_file: Option<PathBuf>,
-    /// Set the template's enable_thinking switch (Qwen3, Gemma 4).
-    #[arg(long = "think", value_name = "BOOL")]
-    pub think: Option<bool>,
-    /// Show or hide the thinking segment of answers.
-    #[arg(long, value_enum, default_value_t = Reasoning::Show)]
-    pub reasoning: Reasoning,
-}
-
-impl TemplateArgs {
-    /// The template to use: a file or built-in if asked, else the model's own, else the
-    /// built-in that fits its architecture.
-    pub fn resolve(&self, model: &Model) -> Result<ChatTemplate> {
-        if let Some(file) = &self.chat_template_file {
-            let source = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
-            return ChatTemplate::new(&source, &file.display().to_string());
-        }
-        if let Some(name) = &self.chat_template {
-            return ChatTemplate::builtin(name);
-        }
-        if let Some(source) = model.meta("tokenizer.chat_template") {
-            return ChatTemplate::new(&source, &format!("{}: tokenizer.chat_template", model.path.display()));
-        }
-        let arch = model.meta("general.architecture").unwrap_or_default();
-        ChatTemplate::builtin(if arch.starts_with("gemma") { "gemma" } else if arch == "llama" { "llama3" } else { "chatml" })
-    }
-
-    pub fn render_options(&self, model: &Model) -> RenderOptions {
-        let (bos_token, eos_token) = model.bos_eos_text();
-        RenderOptions { add_generation_prompt: false, bos_token, eos_token, enable_thinking: self.think }
-    }
-}
+use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs};
+use strata_run::chat::reasoning::ThinkingFilter;
+use strata_run::chat::template::RenderOptions;
+use strata_run::chat::Message;
+use strata_run::generation::{Request, StopReason};
+use strata_run::sampling::Sampler;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -102,7 +53,7 @@ fn on_ctrl_c() {
             AT_PROMPT => {
                 let _ = std::io::stdout().flush();
                 eprintln!();
-                crate::signals::exit_now(INTERRUPTED_EXIT);
+                strata_run::signals::exit_now(INTERRUPTED_EXIT);
             }
             ANSWERING => (ANSWERING, ANSWER_STOPPED),
             ANSWER_STOPPED => (ANSWER_STOPPED, QUIT_AFTER_ANSWER),
@@ -123,8 +74,8 @@ pub fn run(args: &Args) -> Result<()> {
     let mut session = model.session(&context)?;
     ctrlc::set_handler(on_ctrl_c).context("cannot install the Ctrl-C handler")?;
     // The handler above also takes SIGTERM and SIGHUP; those should end a chat, not an answer.
-    crate::signals::restore_default(crate::signals::SIGTERM);
-    crate::signals::restore_default(crate::signals::SIGHUP);
+    strata_run::signals::restore_default(strata_run::signals::SIGTERM);
+    strata_run::signals::restore_default(strata_run::signals::SIGHUP);
 
     let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
     let interactive = args.prompt.is_none() && std::io::stdin().is_terminal();
@@ -187,8 +138,7 @@ pub fn run(args: &Args) -> Result<()> {
         let mut filter = ThinkingFilter::new(args.template.reasoning == Reasoning::Hide);
         let mut stdout = std::io::stdout();
         CTRL_C.store(ANSWERING, Ordering::SeqCst);
-        let out = generate(
-            &mut session,
+        let out = session.generate(
             &mut sampler,
             &req,
             |piece| {

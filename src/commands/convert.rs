@@ -10,9 +10,9 @@ use strata_convert::convert::{plan, Options};
 use strata_convert::policy::{quantizable_type, Preset};
 use strata_quantize::GgmlType;
 
-use super::inspect::human_bytes;
-use crate::catalog::Catalog;
-use crate::planning;
+use super::human_bytes;
+use strata_run::catalog::Catalog;
+use strata_run::planning;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,8 +58,8 @@ fn choose_types(args: &Args) -> Result<(Preset, Option<GgmlType>)> {
         return Ok((flag_preset.unwrap_or(Preset::Q8_0), flag_ple));
     };
     let catalog = Catalog::builtin()?;
-    let shape = super::plan::model_shape(&args.model.to_string_lossy(), &catalog)?;
-    let budget = super::plan::budget(device, &catalog)?;
+    let shape = strata_convert::convert::folder_shape(&args.model)?;
+    let budget = super::device_budget(device, &catalog)?;
     let mixes = planning::mixes(&shape, &budget, args.ctx_size, 512)?;
     let (i, reason) = planning::recommend(&mixes, &budget).ok_or_else(|| anyhow!("--device {device}: {}", planning::shortfall(&mixes, &budget)))?;
     let m = &mixes[i];
@@ -115,7 +115,7 @@ pub fn run(args: &Args) -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().context("cannot start threads")?;
     let bar = indicatif::ProgressBar::with_draw_target(Some(plan.tensors.len() as u64), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(indicatif::ProgressStyle::with_template("converting [{bar:30}] {pos}/{len} tensors, {elapsed}").expect("valid").progress_chars("=> "));
-    let signals = strata_convert::gguf::remove_partial_files;
+    let signals = strata_gguf::remove_partial_files;
     ctrlc::set_handler(move || {
         signals();
         eprintln!("\ninterrupted: no output written");

@@ -1,10 +1,11 @@
 //! `strata devices [--json]`: what this machine offers a model: llama.cpp's compute devices
 //! with their free and total memory, system RAM, and what the linked ggml was compiled with.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
+use strata_run::system_memory::Ram;
 
-use super::inspect::human_bytes;
+use super::human_bytes;
 use crate::llama::{self, BuildInfo, Device};
 
 #[derive(clap::Args)]
@@ -13,28 +14,6 @@ pub struct Args {
     /// "ggml": {"system_info", "backends": [{"name", "features": {"AVX2": "1", ...}}]}}.
     #[arg(long)]
     pub json: bool,
-}
-
-/// System RAM in bytes, from /proc/meminfo.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct Ram {
-    pub total: u64,
-    pub available: u64,
-}
-
-impl Ram {
-    pub fn read() -> Result<Ram> {
-        let text = std::fs::read_to_string("/proc/meminfo").context("/proc/meminfo: cannot read")?;
-        Ram::parse(&text).context("/proc/meminfo: no MemTotal or MemAvailable line")
-    }
-
-    fn parse(meminfo: &str) -> Option<Ram> {
-        let kib = |key: &str| -> Option<u64> {
-            let line = meminfo.lines().find(|l| l.starts_with(key))?;
-            line[key.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|k| k * 1024)
-        };
-        Some(Ram { total: kib("MemTotal:")?, available: kib("MemAvailable:")? })
-    }
 }
 
 #[derive(Serialize)]
@@ -54,7 +33,7 @@ pub fn run(args: &Args) -> Result<()> {
         out += &format!(
             "{:<8} {:<15} {:>12} {:>12}  {}\n",
             d.name,
-            d.kind,
+            d.kind.to_string(),
             human_bytes(d.memory_free),
             human_bytes(d.memory_total),
             d.description
@@ -67,16 +46,4 @@ pub fn run(args: &Args) -> Result<()> {
         out += &format!("  {}: {}\n", b.name, features.join(" "));
     }
     super::print(&out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_meminfo() {
-        let ram = Ram::parse("MemTotal:       24594164 kB\nMemFree:  1 kB\nMemAvailable:   20000000 kB\n").unwrap();
-        assert_eq!((ram.total, ram.available), (24594164 * 1024, 20000000 * 1024));
-        assert!(Ram::parse("MemTotal: 5 kB\n").is_none());
-    }
 }

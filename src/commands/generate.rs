@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::run_args::{ModelArgs, SamplingArgs};
-use crate::chat::reasoning::ThinkingFilter;
-use crate::chat::template::RenderOptions;
-use crate::chat::Message;
-use crate::generation::{generate, Request};
-use crate::sampling::Sampler;
+use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs};
+use strata_run::chat::reasoning::ThinkingFilter;
+use strata_run::chat::template::RenderOptions;
+use strata_run::chat::Message;
+use strata_run::generation::Request;
+use strata_run::sampling::Sampler;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, requires = "chat")]
     pub system: Option<String>,
     #[command(flatten)]
-    pub template: super::chat::TemplateArgs,
+    pub template: TemplateArgs,
     /// Stop when this text appears (repeatable; not included in the output).
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
@@ -70,10 +70,9 @@ pub fn run(args: &Args) -> Result<()> {
     let req = Request { prompt: &tokens, max_tokens, stop: &args.stop, ignore_eos: args.ignore_eos };
     let mut stdout = std::io::stdout();
     let stream = !args.json;
-    let hide = args.template.reasoning == super::chat::Reasoning::Hide;
+    let hide = args.template.reasoning == Reasoning::Hide;
     let mut filter = ThinkingFilter::new(hide);
-    let out = generate(
-        &mut session,
+    let out = session.generate(
         &mut sampler,
         &req,
         |piece| {

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use serde_json::json;
-use strata_convert::gguf::GgufFile;
-use strata_convert::TensorClass;
+use strata_gguf::{GgufFile, TensorClass};
 use strata_quantize::GgmlType;
+
+use super::human_bytes;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,7 +44,7 @@ impl Tally {
 
 pub fn run(args: &Args) -> Result<()> {
     if args.verify {
-        let v = strata_convert::gguf::verify(&args.model)?;
+        let v = strata_gguf::verify(&args.model)?;
         let checksum = match &v.sha256 {
             Some(sha) => format!("data SHA-256 matches the header ({sha})"),
             None => "no strata.data_sha256 in the header (not written by strata): data not checksummed".to_string(),
@@ -60,7 +61,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
 }
 
-fn tally_by<K: Ord>(file: &GgufFile, key: impl Fn(&strata_convert::gguf::TensorInfo) -> K) -> BTreeMap<K, Tally> {
+fn tally_by<K: Ord>(file: &GgufFile, key: impl Fn(&strata_gguf::TensorInfo) -> K) -> BTreeMap<K, Tally> {
     let mut out = BTreeMap::new();
     for t in &file.tensors {
         out.entry(key(t)).or_insert_with(Tally::default).add(t.n_bytes());
@@ -148,19 +149,3 @@ fn render_text(args: &Args, file: &GgufFile, classes: &BTreeMap<TensorClass, Tal
     out
 }
 
-/// Bytes in binary units with three significant figures: "129 MiB".
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{bytes} B"),
-        _ if value < 10.0 => format!("{value:.2} {}", UNITS[unit]),
-        _ if value < 100.0 => format!("{value:.1} {}", UNITS[unit]),
-        _ => format!("{value:.0} {}", UNITS[unit]),
-    }
-}

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
 use super::run_args::ModelArgs;
-use crate::logits_file::{argmax, kl_divergence, log_softmax, Logits};
+use strata_run::logits_file::{argmax, kl_divergence, log_softmax, Logits};
 
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("input").required(true).args(["file", "kl_base"]))]

@@ -6,15 +6,11 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
-use strata_convert::convert::{self, Options};
-use strata_convert::gguf::GgufFile;
-use strata_convert::policy::{Preset, TensorSpec};
-use strata_convert::sizing::{self, ModelShape};
+use strata_gguf::ModelShape;
+use strata_run::catalog::Catalog;
+use strata_run::planning::{self, Budget, Mix, Offload};
 
-use super::devices::Ram;
-use super::inspect::human_bytes;
-use crate::catalog::Catalog;
-use crate::planning::{self, Budget, Mix, Offload, GIB};
+use super::{device_budget, human_bytes};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,58 +32,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The model's shape, from whichever form it comes in.
-pub fn model_shape(model: &str, catalog: &Catalog) -> Result<ModelShape> {
-    let path = Path::new(model);
-    if path.is_dir() {
-        // Exactly the tensors and metadata convert would write.
-        let plan = convert::plan(path, &Options { preset: Preset::F16, ple_type: None, tensor_types: Vec::new() })?;
-        let tensors = plan.tensors.iter().map(|t| TensorSpec { name: t.info.name.clone(), shape: t.info.shape.clone() }).collect();
-        return sizing::shape_from_metadata(&plan.metadata, tensors).with_context(|| path.display().to_string());
-    }
-    if path.is_file() {
-        let file = GgufFile::open(path)?;
-        return sizing::gguf_shape(&file).with_context(|| path.display().to_string());
-    }
-    let entry = catalog.model(model).map_err(|e| anyhow!("{e} (or give a Hugging Face folder or a GGUF file)"))?;
-    sizing::model_shape(&entry.config_json()).with_context(|| format!("models.toml: model.{model}"))
-}
-
-/// The memory budget of a named profile, or of this machine.
-pub fn budget(device: &str, catalog: &Catalog) -> Result<Budget> {
-    if device != "auto" {
-        let d = catalog.device(device)?;
-        // A GPU sharing the system's memory (Jetson) can use all of it; 0 bandwidth means none.
-        let gpu_gib = if d.shared_memory && d.gpu_bandwidth_gb_s > 0.0 { d.ram_gib } else { d.gpu_memory_gib };
-        return Ok(Budget {
-            name: device.to_string(),
-            description: d.description.clone(),
-            sources: d.sources.clone(),
-            gpu_bytes: (gpu_gib * GIB) as u64,
-            gpu_bandwidth_gb_s: Some(d.gpu_bandwidth_gb_s),
-            ram_bytes: (d.ram_gib * GIB) as u64,
-            ram_bandwidth_gb_s: Some(d.ram_bandwidth_gb_s),
-            shared: d.shared_memory,
-        });
-    }
-    let ram = Ram::read()?;
-    let gpu = crate::llama::devices()?.into_iter().filter(|d| d.kind == "GPU").max_by_key(|d| d.memory_free);
-    Ok(Budget {
-        name: "this machine".to_string(),
-        description: match &gpu {
-            Some(g) => format!("free memory of {} ({}) and of the system, as llama.cpp and /proc/meminfo report them", g.name, g.description),
-            None => "available system memory (/proc/meminfo); llama.cpp sees no GPU".to_string(),
-        },
-        sources: Vec::new(),
-        // Free memory already leaves out what other programs hold.
-        gpu_bytes: gpu.as_ref().map_or(0, |g| g.memory_free + planning::RESERVE_BYTES),
-        gpu_bandwidth_gb_s: None,
-        ram_bytes: ram.available + planning::RESERVE_BYTES,
-        ram_bandwidth_gb_s: None,
-        shared: false,
-    })
-}
-
 pub fn run(args: &Args) -> Result<()> {
     if args.ctx_size == 0 || args.batch_size == 0 {
         bail!("--ctx-size and --batch-size must be at least 1");
@@ -97,9 +41,9 @@ pub fn run(args: &Args) -> Result<()> {
             .with_context(|| path.display().to_string())?,
         None => Catalog::builtin()?,
     };
-    let shape = model_shape(&args.model, &catalog)?;
+    let shape = planning::model_shape(&args.model, &catalog)?;
     let known = catalog.models.get(&args.model).filter(|_| !Path::new(&args.model).exists());
-    let budget = budget(&args.device, &catalog)?;
+    let budget = device_budget(&args.device, &catalog)?;
     let mut mixes = planning::mixes(&shape, &budget, args.ctx_size, args.batch_size)?;
     if let Some(q) = catalog.quality.get(&args.model).filter(|_| known.is_some()) {
         for m in &mut mixes {

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use strata_convert::gguf::GgufFile;
-use strata_convert::TensorClass;
+use strata_gguf::{GgufFile, TensorClass};
 
-use super::inspect::human_bytes;
+use strata_run::chat::template::{builtin_for_architecture, ChatTemplate, RenderOptions};
+use strata_run::sampling::SamplingParams;
+
+use super::human_bytes;
 use crate::llama::{CacheType, ContextOptions, GpuLayers, LoadOptions, Model};
-use crate::sampling::SamplingParams;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
@@ -185,4 +186,50 @@ fn load_report(model: &Model) -> String {
         line += &format!("; per_layer_token_embd {} {how}", human_bytes(ple));
     }
     line + "]"
+}
+
+/// What to do with a model's thinking segment (`<think>…</think>`, Gemma 4's thought channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reasoning {
+    Show,
+    Hide,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct TemplateArgs {
+    /// Use a built-in template (chatml, gemma, llama3, mistral) instead of the model's.
+    #[arg(long = "chat-template", value_name = "NAME")]
+    pub chat_template: Option<String>,
+    /// Use the Jinja template in this file instead of the model's.
+    #[arg(long = "chat-template-file", value_name = "FILE", conflicts_with = "chat_template")]
+    pub chat_template_file: Option<PathBuf>,
+    /// Set the template's enable_thinking switch (Qwen3, Gemma 4).
+    #[arg(long = "think", value_name = "BOOL")]
+    pub think: Option<bool>,
+    /// Show or hide the thinking segment of answers.
+    #[arg(long, value_enum, default_value_t = Reasoning::Show)]
+    pub reasoning: Reasoning,
+}
+
+impl TemplateArgs {
+    /// The template to use: a file or built-in if asked, else the model's own, else the
+    /// built-in that fits its architecture.
+    pub fn resolve(&self, model: &Model) -> Result<ChatTemplate> {
+        if let Some(file) = &self.chat_template_file {
+            let source = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+            return ChatTemplate::new(&source, &file.display().to_string());
+        }
+        if let Some(name) = &self.chat_template {
+            return ChatTemplate::builtin(name);
+        }
+        if let Some(source) = model.meta("tokenizer.chat_template") {
+            return ChatTemplate::new(&source, &format!("{}: tokenizer.chat_template", model.path.display()));
+        }
+        ChatTemplate::builtin(builtin_for_architecture(&model.meta("general.architecture").unwrap_or_default()))
+    }
+
+    pub fn render_options(&self, model: &Model) -> RenderOptions {
+        let (bos_token, eos_token) = model.bos_eos_text();
+        RenderOptions { add_generation_prompt: false, bos_token, eos_token, enable_thinking: self.think }
+    }
 }

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::chat::TemplateArgs;
-use crate::chat::template::{ChatTemplate, RenderOptions};
-use crate::chat::Message;
+use super::run_args::{Reasoning, TemplateArgs};
+use crate::llama::Model;
+use strata_run::chat::template::{ChatTemplate, RenderOptions};
+use strata_run::chat::Message;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,25 +48,12 @@ pub fn run(args: &Args) -> Result<()> {
         enable_thinking: args.think,
     };
     let (text, model) = if let Some(path) = &args.model {
-        let model_args = super::run_args::ModelArgs {
-            model_path: Some(path.clone()),
-            model: None,
-            ctx_size: 0,
-            batch_size: 1,
-            threads: None,
-            n_gpu_layers: Some("0".into()),
-            cache_type_k: "f16".into(),
-            cache_type_v: "f16".into(),
-            no_mmap: false,
-            mlock: false,
-            verbose: false,
-        };
-        let (model, _) = model_args.load(false)?;
+        let model = Model::load_vocab(path)?;
         let template_args = TemplateArgs {
             chat_template: args.builtin.clone(),
             chat_template_file: args.file.clone(),
             think: args.think,
-            reasoning: super::chat::Reasoning::Show,
+            reasoning: Reasoning::Show,
         };
         let template = template_args.resolve(&model)?;
         let defaults = template_args.render_options(&model);

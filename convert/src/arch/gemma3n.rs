@@ -1,18 +1,21 @@
-//! What Gemma 3n (text) adds to Gemma 3, as llama.cpp's converter writes it for its `gemma3n`
-//! architecture: per-layer embeddings (PLE), AltUp (the hidden state kept as four predictions,
-//! with projections into and out of them stacked into 3-D tensors), LAuReL (a low-rank
-//! residual branch), activation sparsity on the first layers, and KV sharing.
+//! Gemma 3n (text): llama.cpp's `gemma3n` architecture, as its converter writes it: per-layer
+//! embeddings (PLE), AltUp (the hidden state kept as four predictions, with projections into and
+//! out of them stacked into 3-D tensors), LAuReL (a low-rank residual branch), activation
+//! sparsity on the first layers, and KV sharing.
 //!
 //! llama.cpp's gemma3n graph reads few of these keys: it hard-codes what the released E2B and E4B
 //! models have (src/models/gemma3n.cpp, llama-hparams.h). A checkpoint that differs would load
 //! and compute something else, or fail to load, so the converter refuses it, naming the value.
 
+use std::path::Path;
+
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value as Json;
+use strata_gguf::{ModelShape, Value, ValueType};
 
-use super::gemma::sliding_pattern;
-use super::{cfg_u64, lookup, Mapped, Meta, Transform};
-use crate::gguf::{Value, ValueType};
+use super::gemma::{self, Common, Defaults};
+use super::{lookup, text_name, Architecture, Config, Mapped, Meta, Rows, Tensors, Transform};
+use crate::tokenizer::Vocab;
 
 const PER_LAYER: &[(&str, &str)] = &[
     ("altup.correct_output_scale", "altup_correct_scale.weight"),
@@ -28,76 +31,156 @@ const PER_LAYER: &[(&str, &str)] = &[
 /// Checkpoint prefixes of the tensors stacked into one: `model.altup_projections.{i}.weight`.
 const STACKED: &[(&str, &str)] = &[("model.altup_projections.", "altup_proj.weight"), ("model.altup_unembed_projections.", "altup_unembd_proj.weight")];
 
-/// Values llama.cpp's gemma3n graph assumes instead of reading them (they are also transformers'
-/// defaults, so a config.json without the key has them), and the GGUF key llama.cpp's converter
-/// writes each to, if any.
-const ASSUMED: &[(&str, f64, Option<&str>)] = &[
-    // llama.cpp's converter stacks three projections, and its graph makes four predictions.
-    ("altup_num_inputs", 4.0, Some("altup.num_inputs")),
-    ("altup_active_idx", 0.0, Some("altup.active_idx")),
-    ("hidden_size_per_layer_input", 256.0, Some("embedding_length_per_layer_input")),
-    ("laurel_rank", 64.0, None),
-    ("final_logit_softcapping", 30.0, None),
-];
-
 /// Layers llama.cpp gives their own KV; each later layer reuses layer 18 (sliding) or 19 (full).
 const LLAMA_CPP_KV_LAYERS: usize = 20;
 /// Layers on which llama.cpp applies activation sparsity, at [`LLAMA_CPP_SPARSITY`].
 const LLAMA_CPP_SPARSE_LAYERS: usize = 10;
 const LLAMA_CPP_SPARSITY: f64 = 0.95;
 
-/// The Gemma 3n tensors Gemma 3 does not have.
-pub(super) fn map(hf: &str) -> Option<Mapped> {
-    if let Some(gguf_name) = lookup(hf, &[], PER_LAYER) {
-        return Some(Mapped::whole(gguf_name, Transform::Copy));
-    }
-    let hf = hf.replacen("language_model.", "", 1);
-    STACKED.iter().find_map(|(prefix, gguf_name)| {
-        let part = hf.strip_prefix(prefix)?.strip_suffix(".weight")?.parse().ok()?;
-        Some(Mapped { gguf_name: gguf_name.to_string(), transform: Transform::Copy, part: Some(part) })
-    })
+pub struct Gemma3n {
+    config: Json,
+    g: Common,
+    /// Feed-forward width per layer (`intermediate_size`, a list in Gemma3nTextConfig).
+    n_ff: Vec<u64>,
+    /// config.json gives `intermediate_size` as a list (written as one, as llama.cpp's converter does).
+    n_ff_listed: bool,
+    sliding: Vec<bool>,
+    /// Layers from the end that read an earlier layer's KV cache.
+    shared: u64,
+    sparsity: Vec<f64>,
+    /// AltUp's predictions (llama.cpp's converter stacks one projection fewer).
+    altup: u64,
+    active_idx: u64,
+    /// Width of each layer's slice of the per-layer embedding.
+    ple: u64,
+    laurel_rank: u64,
 }
 
-/// The embedding tables get zero rows up to `vocab_size`: the released checkpoints' per-layer
-/// table stops at the text tokens (262144), while the vocabulary goes on with the vision and
-/// audio tokens (262400), whose embeddings come from those towers.
-pub(super) fn table_rows(gguf_name: &str, rows: usize, config: &Json) -> usize {
-    let padded = matches!(gguf_name, "token_embd.weight" | "per_layer_token_embd.weight");
-    match config["vocab_size"].as_u64() {
-        Some(vocab_size) if padded => rows.max(vocab_size as usize),
-        _ => rows,
+impl Gemma3n {
+    /// Gemma3nTextConfig's own defaults: 2 KV heads, a context of 32768, a window of 512, 15
+    /// KV-shared layers. Values llama.cpp's gemma3n graph assumes instead of reading them must
+    /// be those (they are also the config class's defaults, so a config.json without the key has
+    /// them): 4 AltUp inputs, active index 0, PLE width 256, LAuReL rank 64, softcap 30, and the
+    /// KV sharing and sparsity checked below.
+    pub fn boxed(config: Json) -> Result<Box<dyn Architecture>> {
+        let c = Config::new(&config)?;
+        let g = Common::read(&c, Defaults { n_head_kv: 2, n_ctx: 32_768, sliding_window: 512 })?;
+        assumed(&c, "final_logit_softcapping", 30.0)?;
+        let sliding = c.sliding_layers(g.n_layer)?;
+        let shared = c.u64_or("num_kv_shared_layers", 15)?;
+        check_kv_sharing(&sliding, shared as usize)?;
+        Ok(Box::new(Gemma3n {
+            altup: assumed(&c, "altup_num_inputs", 4.0)? as u64,
+            active_idx: assumed(&c, "altup_active_idx", 0.0)? as u64,
+            ple: assumed(&c, "hidden_size_per_layer_input", 256.0)? as u64,
+            laurel_rank: assumed(&c, "laurel_rank", 64.0)? as u64,
+            sparsity: sparsity_pattern(&c, g.n_layer as usize)?,
+            n_ff: c.per_layer_u64("intermediate_size", g.n_layer)?,
+            n_ff_listed: c.0["intermediate_size"].is_array(),
+            sliding,
+            shared,
+            g,
+            config,
+        }))
+    }
+
+    /// The Gemma 3n tensors Gemma 3 does not have.
+    fn own_tensor(hf: &str) -> Option<Mapped> {
+        if let Some(gguf_name) = lookup(hf, &[], PER_LAYER) {
+            return Some(Mapped::whole(gguf_name, Transform::Copy));
+        }
+        let hf = text_name(hf);
+        STACKED.iter().find_map(|(prefix, gguf_name)| {
+            let part = hf.strip_prefix(prefix)?.strip_suffix(".weight")?.parse().ok()?;
+            Some(Mapped { gguf_name: gguf_name.to_string(), transform: Transform::Copy, part: Some(part) })
+        })
     }
 }
 
-/// The `gemma3n.*` keys beyond Gemma 3's, after checking the checkpoint is one llama.cpp computes
-/// as transformers does.
-pub(super) fn metadata(m: &mut Meta, c: &Json) -> Result<()> {
-    for &(key, value, gguf_key) in ASSUMED {
-        let value = assumed(c, key, value)?;
-        if let Some(gguf_key) = gguf_key {
-            m.u32(gguf_key, value as u64)?;
+impl Architecture for Gemma3n {
+    fn name(&self) -> &'static str {
+        "gemma3n"
+    }
+
+    fn metadata(&self) -> Result<Vec<(String, Value)>> {
+        let g = &self.g;
+        let mut m = Meta::new("gemma3n");
+        g.metadata(&mut m)?;
+        if self.n_ff_listed {
+            m.i32_per_layer("feed_forward_length", &self.n_ff)?;
+        } else {
+            m.u32("feed_forward_length", self.n_ff[0])?;
+        }
+        m.u32("attention.head_count_kv", g.n_head_kv)?;
+        m.u32("attention.key_length", g.head_dim)?;
+        m.u32("attention.value_length", g.head_dim)?;
+        m.u32("attention.sliding_window", g.sliding_window)?;
+        m.u32("altup.num_inputs", self.altup)?;
+        m.u32("altup.active_idx", self.active_idx)?;
+        m.u32("embedding_length_per_layer_input", self.ple)?;
+        m.u32("attention.shared_kv_layers", self.shared)?;
+        let scales = self.sparsity.iter().map(|&p| Value::F32(inverse_normal_cdf(p) as f32)).collect();
+        m.put("activation_sparsity_scale", Value::Array(ValueType::F32, scales));
+        m.bools("attention.sliding_window_pattern", &self.sliding);
+        Ok(m.entries)
+    }
+
+    fn shape(&self, _n_tokens: Option<u64>) -> Result<ModelShape> {
+        let g = &self.g;
+        let (d, altup, rank, ple) = (g.n_embd, self.altup, self.laurel_rank, self.ple);
+        let first_shared = g.n_layer - self.shared;
+        let mut t = Tensors::default();
+        let mut layers = Vec::new();
+        for (i, &swa) in self.sliding.iter().enumerate() {
+            let l = g.layer(g.n_head_kv, g.head_dim, self.n_ff[i], swa, i as u64 >= first_shared);
+            // KV-shared layers keep K and V weights they do not use.
+            g.layer_tensors(&mut t, i, &l, true, true);
+            t.layer(i, "altup_correct_scale.weight", &[d]);
+            t.layer(i, "altup_correct_coef.weight", &[altup, altup]);
+            t.layer(i, "altup_router.weight", &[d, altup]);
+            t.layer(i, "altup_predict_coef.weight", &[altup, altup * altup]);
+            t.layer(i, "altup_router_norm.weight", &[d]);
+            t.layer(i, "laurel_l.weight", &[d, rank]);
+            t.layer(i, "laurel_r.weight", &[rank, d]);
+            t.layer(i, "laurel_post_norm.weight", &[d]);
+            t.layer(i, "inp_gate.weight", &[d, ple]);
+            t.layer(i, "proj.weight", &[ple, d]);
+            t.layer(i, "post_norm.weight", &[d]);
+            layers.push(l);
+        }
+        // The embedding tables are padded to vocab_size (see `rows`).
+        g.model_tensors(&mut t, g.n_vocab);
+        t.add("altup_proj.weight", &[d, d, altup - 1]);
+        t.add("altup_unembd_proj.weight", &[d, d, altup - 1]);
+        t.add("per_layer_token_embd.weight", &[ple * g.n_layer, g.n_vocab]);
+        t.add("per_layer_model_proj.weight", &[d, ple * g.n_layer]);
+        t.add("per_layer_proj_norm.weight", &[ple]);
+        Ok(ModelShape { arch: "gemma3n".into(), n_embd: d, n_vocab: g.n_vocab, layers, sliding_window: Some(g.sliding_window), tensors: t.0 })
+    }
+
+    fn map(&self, hf: &str) -> Option<Mapped> {
+        Gemma3n::own_tensor(hf).or_else(|| Some(Mapped::whole(gemma::gguf_name(hf)?, Transform::Copy)))
+    }
+
+    /// The embedding tables get zero rows up to `vocab_size`: the released checkpoints' per-layer
+    /// table stops at the text tokens (262144), while the vocabulary goes on with the vision and
+    /// audio tokens (262400), whose embeddings come from those towers.
+    fn rows(&self, gguf_name: &str) -> Rows {
+        match gguf_name {
+            "token_embd.weight" | "per_layer_token_embd.weight" => Rows::Pad,
+            _ => Rows::Exact,
         }
     }
-    let swa = sliding_pattern(c)?;
-    let n_layer = cfg_u64(c, "num_hidden_layers")? as usize;
-    if swa.len() != n_layer {
-        bail!("config.json: layer_types has {} entries for {n_layer} layers", swa.len());
-    }
-    let shared = cfg_u64(c, "num_kv_shared_layers")? as usize;
-    check_kv_sharing(&swa, shared)?;
-    let sparsity = sparsity_pattern(c, n_layer)?;
 
-    m.u32("attention.shared_kv_layers", shared as u64)?;
-    let scales = sparsity.iter().map(|&p| Value::F32(inverse_normal_cdf(p) as f32)).collect();
-    m.put("activation_sparsity_scale", Value::Array(ValueType::F32, scales));
-    m.put("attention.sliding_window_pattern", Value::Array(ValueType::Bool, swa.iter().map(|&b| Value::Bool(b)).collect()));
-    Ok(())
+    fn vocab(&self, dir: &Path) -> Result<Vocab> {
+        gemma::sentencepiece_vocab(dir, &self.config, self.g.n_vocab)
+    }
 }
 
 /// A config.json number llama.cpp assumes to be `value`; absent means transformers' default,
 /// which is that value.
-fn assumed(c: &Json, key: &str, value: f64) -> Result<f64> {
-    match c.get(key) {
+fn assumed(c: &Config, key: &str, value: f64) -> Result<f64> {
+    match c.0.get(key) {
         None => Ok(value),
         Some(v) if v.as_f64() == Some(value) => Ok(value),
         Some(v) => bail!("config.json: {key} is {v}; llama.cpp's gemma3n assumes {value} (as in Gemma 3n E2B/E4B) and would not run this model as trained"),
@@ -129,8 +212,8 @@ fn check_kv_sharing(swa: &[bool], shared: usize) -> Result<()> {
 
 /// `activation_sparsity_pattern` (transformers' default where absent: 0.95 on the first 10 layers
 /// of models with more than 10), checked against llama.cpp's: 0.95 on layers 0-9 whatever the depth.
-fn sparsity_pattern(c: &Json, n_layer: usize) -> Result<Vec<f64>> {
-    let pattern: Vec<f64> = match c.get("activation_sparsity_pattern") {
+fn sparsity_pattern(c: &Config, n_layer: usize) -> Result<Vec<f64>> {
+    let pattern: Vec<f64> = match c.0.get("activation_sparsity_pattern") {
         Some(v) => v
             .as_array()
             .and_then(|a| a.iter().map(Json::as_f64).collect())
@@ -191,34 +274,37 @@ mod tests {
     fn config(n_layer: usize, shared: usize, full_every: usize) -> Json {
         let types: Vec<&str> = (0..n_layer).map(|i| if (i + 1) % full_every == 0 { "full_attention" } else { "sliding_attention" }).collect();
         let sparsity: Vec<f64> = (0..n_layer).map(|i| if i < 10 { 0.95 } else { 0.0 }).collect();
-        serde_json::json!({"num_hidden_layers": n_layer, "num_kv_shared_layers": shared, "layer_types": types, "activation_sparsity_pattern": sparsity})
+        serde_json::json!({"num_hidden_layers": n_layer, "hidden_size": 64, "intermediate_size": 96, "vocab_size": 10,
+            "num_kv_shared_layers": shared, "layer_types": types, "activation_sparsity_pattern": sparsity})
     }
 
     #[test]
     fn accepts_the_released_layouts_and_refuses_what_llama_cpp_would_run_differently() {
-        let meta = |c: &Json| metadata(&mut Meta::new("gemma3n"), c);
-        meta(&config(30, 10, 5)).expect("E2B's layout");
-        meta(&config(35, 15, 5)).expect("E4B's layout");
-        meta(&config(4, 0, 2)).expect("no sharing, all layers sparse");
-        let err = meta(&config(30, 12, 5)).unwrap_err().to_string();
-        assert!(err.contains("layer 18 uses the KV of layer 17") && err.contains("its own KV"), "{err}");
-        let err = meta(&config(2, 1, 2)).unwrap_err().to_string();
-        assert!(err.contains("layer 1 reuses KV, but no layer before 1 is of its kind"), "{err}");
-        let err = meta(&config(24, 4, 3)).unwrap_err().to_string();
-        assert!(err.contains("layer 20 uses the KV of layer 17, but llama.cpp's gemma3n gives it the KV of layer 19"), "{err}");
+        let err = |c: Json| Gemma3n::boxed(c).err().expect("refused").to_string();
+        Gemma3n::boxed(config(30, 10, 5)).expect("E2B's layout");
+        Gemma3n::boxed(config(35, 15, 5)).expect("E4B's layout");
+        Gemma3n::boxed(config(4, 0, 2)).expect("no sharing, all layers sparse");
+        let e = err(config(30, 12, 5));
+        assert!(e.contains("layer 18 uses the KV of layer 17") && e.contains("its own KV"), "{e}");
+        let e = err(config(2, 1, 2));
+        assert!(e.contains("layer 1 reuses KV, but no layer before 1 is of its kind"), "{e}");
+        let e = err(config(24, 4, 3));
+        assert!(e.contains("layer 20 uses the KV of layer 17, but llama.cpp's gemma3n gives it the KV of layer 19"), "{e}");
         let mut c = config(12, 0, 6);
         c["activation_sparsity_pattern"] = serde_json::json!(vec![0.95; 12]);
-        assert!(meta(&c).unwrap_err().to_string().contains("gives layer 10 0.95"));
+        assert!(err(c).contains("gives layer 10 0.95"));
         let mut c = config(4, 0, 2);
         c["laurel_rank"] = serde_json::json!(32);
-        assert!(meta(&c).unwrap_err().to_string().contains("laurel_rank is 32; llama.cpp's gemma3n assumes 64"));
+        assert!(err(c).contains("laurel_rank is 32; llama.cpp's gemma3n assumes 64"));
     }
 
     #[test]
     fn maps_stacked_altup_projections_with_their_index() {
-        let m = map("model.language_model.altup_unembed_projections.2.weight").unwrap();
+        let g = Gemma3n::boxed(config(4, 0, 2)).unwrap();
+        let m = g.map("model.language_model.altup_unembed_projections.2.weight").unwrap();
         assert_eq!((m.gguf_name.as_str(), m.part), ("altup_unembd_proj.weight", Some(2)));
-        assert_eq!(map("model.layers.3.laurel.linear_left.weight").unwrap().gguf_name, "blk.3.laurel_l.weight");
-        assert_eq!(map("model.layers.3.self_attn.q_proj.weight"), None);
+        assert_eq!(g.map("model.layers.3.laurel.linear_left.weight").unwrap().gguf_name, "blk.3.laurel_l.weight");
+        assert_eq!(Gemma3n::own_tensor("model.layers.3.self_attn.q_proj.weight"), None);
+        assert_eq!(g.map("model.layers.3.self_attn.q_proj.weight").unwrap().gguf_name, "blk.3.attn_q.weight");
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
 /// The catalog shipped with strata (the repository's models.toml).
-pub const BUILTIN: &str = include_str!("../models.toml");
+pub const BUILTIN: &str = include_str!("../../models.toml");
 
 /// A device to plan for. Memory in GiB, bandwidth in GB/s (10^9 bytes per second).
 #[derive(Clone, Debug, Deserialize)]
@@ -55,7 +55,7 @@ pub struct Quality {
 }
 
 /// The config.json keys an entry may give: those that decide tensor shapes and the KV cache.
-const CONFIG_KEYS: &[&str] = &[
+pub const CONFIG_KEYS: &[&str] = &[
     "hidden_size",
     "intermediate_size",
     "num_hidden_layers",
@@ -88,7 +88,7 @@ const CONFIG_KEYS: &[&str] = &[
 ];
 
 impl KnownModel {
-    /// The entry as a config.json that [`strata_convert::sizing::model_shape`] reads.
+    /// The entry as a config.json that [`strata_convert::arch::config_shape`] reads.
     pub fn config_json(&self) -> serde_json::Value {
         let mut config = serde_json::to_value(&self.config).unwrap_or_default();
         config["architectures"] = serde_json::json!([self.architecture]);
@@ -132,7 +132,7 @@ impl Catalog {
                         if let Some(key) = m.config.keys().find(|k| !CONFIG_KEYS.contains(&k.as_str())) {
                             bail!("{what}.config: unknown key `{key}`");
                         }
-                        strata_convert::sizing::model_shape(&m.config_json()).map_err(|e| anyhow!("{what}.{e:#}"))?;
+                        strata_convert::arch::config_shape(m.config_json()).map_err(|e| anyhow!("{what}: {e:#}"))?;
                         catalog.models.insert(name.clone(), m);
                     }
                     "quality" => {
@@ -176,7 +176,7 @@ mod tests {
         assert!(err(&DEVICE.replace("shared_memory = false\n", "")).contains("device.d: missing field `shared_memory`"));
         assert!(err(&format!("{DEVICE}colour = 1\n")).contains("device.d: unknown field `colour`"));
         let model = "[model.m]\nrepo = \"r\"\narchitecture = \"LlamaForCausalLM\"\nsource = \"s\"\n[model.m.config]\nhidden_size = 64\n";
-        assert!(err(model).starts_with("model.m.config: num_hidden_layers is missing"), "{}", err(model));
+        assert_eq!(err(model), "model.m: config.json: num_attention_heads is missing");
         assert!(err(&format!("{model}colour = 1\n")).contains("model.m.config: unknown key `colour`"));
         assert!(err("[gadget.x]\n").contains("unknown section `gadget`"));
         assert!(err("[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = {}\ntop1 = {}\n").contains("quality.q: no model.q"));

@@ -5,12 +5,16 @@
 //! Sizes come from convert's own policy ([`Policy::assign`]) over the tensors convert writes
 //! (or a GGUF holds), so a plan and the file `convert` then writes agree.
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
-use strata_convert::policy::{Policy, Preset, TensorSpec};
-use strata_convert::sizing::ModelShape;
-use strata_convert::TensorClass;
+use strata_convert::policy::{Policy, Preset};
+use strata_gguf::{GgufFile, ModelShape, TensorClass, TensorSpec};
 use strata_quantize::GgmlType;
+
+use crate::catalog::{Catalog, DeviceProfile};
+use crate::system_memory::Ram;
 
 /// Bytes in a GiB, as a float for sizes given in GiB (models.toml) or printed in them.
 pub const GIB: f64 = (1u64 << 30) as f64;
@@ -29,6 +33,65 @@ pub struct Budget {
     pub ram_bandwidth_gb_s: Option<f64>,
     /// GPU and CPU share `ram_bytes`.
     pub shared: bool,
+}
+
+/// The model's shape, from whichever form it comes in: a Hugging Face folder (the tensors
+/// convert would write), a GGUF file, or a models.toml name.
+pub fn model_shape(model: &str, catalog: &Catalog) -> Result<ModelShape> {
+    let path = Path::new(model);
+    if path.is_dir() {
+        return strata_convert::convert::folder_shape(path);
+    }
+    if path.is_file() {
+        let file = GgufFile::open(path)?;
+        return ModelShape::from_gguf(&file).with_context(|| path.display().to_string());
+    }
+    let entry = catalog.model(model).map_err(|e| anyhow!("{e} (or give a Hugging Face folder or a GGUF file)"))?;
+    strata_convert::arch::config_shape(entry.config_json()).with_context(|| format!("models.toml: model.{model}"))
+}
+
+/// The GPU with the most free memory on this machine, as the runner's device list gives it.
+#[derive(Clone, Debug)]
+pub struct LocalGpu {
+    pub name: String,
+    pub description: String,
+    pub memory_free: u64,
+}
+
+impl Budget {
+    /// A models.toml device profile.
+    pub fn profile(name: &str, d: &DeviceProfile) -> Budget {
+        // A GPU sharing the system's memory (Jetson) can use all of it; 0 bandwidth means none.
+        let gpu_gib = if d.shared_memory && d.gpu_bandwidth_gb_s > 0.0 { d.ram_gib } else { d.gpu_memory_gib };
+        Budget {
+            name: name.to_string(),
+            description: d.description.clone(),
+            sources: d.sources.clone(),
+            gpu_bytes: (gpu_gib * GIB) as u64,
+            gpu_bandwidth_gb_s: Some(d.gpu_bandwidth_gb_s),
+            ram_bytes: (d.ram_gib * GIB) as u64,
+            ram_bandwidth_gb_s: Some(d.ram_bandwidth_gb_s),
+            shared: d.shared_memory,
+        }
+    }
+
+    /// This machine: its free GPU memory and available RAM (which already leave out what other
+    /// programs hold, so the reserve is added back).
+    pub fn this_machine(ram: Ram, gpu: Option<LocalGpu>) -> Budget {
+        Budget {
+            name: "this machine".to_string(),
+            description: match &gpu {
+                Some(g) => format!("free memory of {} ({}) and of the system, as llama.cpp and /proc/meminfo report them", g.name, g.description),
+                None => "available system memory (/proc/meminfo); llama.cpp sees no GPU".to_string(),
+            },
+            sources: Vec::new(),
+            gpu_bytes: gpu.as_ref().map_or(0, |g| g.memory_free + RESERVE_BYTES),
+            gpu_bandwidth_gb_s: None,
+            ram_bytes: ram.available + RESERVE_BYTES,
+            ram_bandwidth_gb_s: None,
+            shared: false,
+        }
+    }
 }
 
 /// Kept free in each memory for the OS, the driver and the runtime.
@@ -101,7 +164,7 @@ fn type_name<S: serde::Serializer>(t: &Option<GgmlType>, s: S) -> Result<S::Ok, 
 /// Bytes of each tensor under a policy.
 fn tensor_bytes(tensors: &[TensorSpec], body: Preset, ple: Option<GgmlType>) -> Result<Vec<(TensorClass, u64)>> {
     let mut policy = Policy::new(body);
-    policy.tied_embeddings = !tensors.iter().any(|t| t.name == "output.weight");
+    policy.tied_embeddings = !tensors.iter().any(|t| t.class == TensorClass::Output);
     if let Some(ty) = ple {
         policy.ple_type = ty;
     }
@@ -118,7 +181,7 @@ fn compute_bytes(shape: &ModelShape, n_batch: u64) -> u64 {
 
 /// Every mix for a model on a device, at a context of `n_ctx` tokens (F16 KV cache).
 pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64) -> Result<Vec<Mix>> {
-    let has_ple = shape.tensors.iter().any(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding);
+    let has_ple = shape.tensors.iter().any(|t| t.class == TensorClass::PerLayerTokenEmbedding);
     let ples: Vec<Option<GgmlType>> = if has_ple { PLE_TYPES.iter().copied().map(Some).collect() } else { vec![None] };
     let kv = shape.kv_cache_bytes(n_ctx, n_batch, 2.0);
     let compute = compute_bytes(shape, n_batch);

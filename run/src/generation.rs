@@ -1,13 +1,6 @@
-//! The generation loop: evaluate a prompt, sample until an end-of-generation token, a stop
-//! string, the token limit or the end of the context, and hand out text as it becomes whole
-//! UTF-8 that cannot be the start of a stop string.
-
-use std::time::Instant;
-
-use anyhow::Result;
-
-use crate::llama::Session;
-use crate::sampling::Sampler;
+//! What a generation is asked and what it gives back, and the text it hands out as it becomes
+//! whole UTF-8 that cannot be the start of a stop string. The loop that runs it is the
+//! runner's (it evaluates tokens).
 
 /// Why generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,59 +58,6 @@ impl Generated {
     pub fn generation_tokens_per_second(&self) -> f64 {
         self.tokens.len() as f64 / self.generation_seconds.max(1e-9)
     }
-}
-
-/// Runs one generation. `emit` receives text as it is settled; `keep_going` is polled before
-/// each token (false stops with [`StopReason::Interrupted`]).
-pub fn generate(
-    session: &mut Session<'_>,
-    sampler: &mut Sampler,
-    req: &Request<'_>,
-    mut emit: impl FnMut(&str),
-    keep_going: impl Fn() -> bool,
-) -> Result<Generated> {
-    let start = Instant::now();
-    let mut logits = session.feed(req.prompt)?.to_vec();
-    let prompt_evaluated = session.evaluated;
-    let prompt_seconds = start.elapsed().as_secs_f64();
-    for &t in req.prompt {
-        sampler.accept(t as u32);
-    }
-    let gen_start = Instant::now();
-    let mut text = TextStream::new(req.stop);
-    let mut tokens = Vec::new();
-    let stop_reason = loop {
-        if !keep_going() {
-            break StopReason::Interrupted;
-        }
-        if req.max_tokens.is_some_and(|n| tokens.len() >= n) {
-            break StopReason::Limit;
-        }
-        let token = sampler.sample(&logits) as i32;
-        if session.model.is_eog(token) && !req.ignore_eos {
-            break StopReason::Eog;
-        }
-        tokens.push(token);
-        sampler.accept(token as u32);
-        if text.push(&session.model.piece(token, false), &mut emit) {
-            break StopReason::StopString;
-        }
-        if session.cached().len() >= session.n_ctx() {
-            break StopReason::Context;
-        }
-        logits.clear();
-        logits.extend_from_slice(session.push(token)?);
-    };
-    let text = text.finish(stop_reason == StopReason::StopString, &mut emit);
-    Ok(Generated {
-        text,
-        tokens,
-        prompt_tokens: req.prompt.len(),
-        prompt_evaluated,
-        prompt_seconds,
-        generation_seconds: gen_start.elapsed().as_secs_f64(),
-        stop_reason,
-    })
 }
 
 /// Bytes to text: holds back an incomplete UTF-8 sequence, and any tail that could still grow
