@@ -234,3 +234,31 @@ fn bad_plans_say_what_is_wrong() {
     assert_clean_failure(&strata(&["plan", "x", "--catalog", bad.to_str().unwrap()]), &["bad-catalog.toml", "device.d", "missing field `shared_memory`"]);
     assert_clean_failure(&strata(&["plan", "smollm2-135m", "--ctx-size", "0"]), &["--ctx-size"]);
 }
+
+/// `convert --dry-run --json` lists every tensor with its type and the rule that chose it, and
+/// `--explain` prints the same as a table, one line a tensor.
+#[test]
+fn convert_explains_each_tensors_type() {
+    let dir = repo().join("tests/fixtures/models/gemma4");
+    let args = ["convert", dir.to_str().unwrap(), "--dry-run", "--type", "q4_k_m", "--ple-type", "q8_0", "--tensor-type", r"^blk\.1\.ffn_up\.weight$=q6_k"];
+    let report: Value = serde_json::from_str(&strata_ok(&[&args[..], &["--json"]].concat())).unwrap();
+    let tensors = report["tensors"].as_array().unwrap();
+    let counted: u64 = report["plan"].as_array().unwrap().iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(tensors.len() as u64, counted);
+    let reason = |name: &str| {
+        let t = tensors.iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("no {name}"));
+        (t["type"].as_str().unwrap().to_string(), t["reason"].as_str().unwrap().to_string())
+    };
+    assert_eq!(reason("per_layer_token_embd.weight"), ("Q8_0".to_string(), "the PLE table's type (--ple-type)".to_string()));
+    assert_eq!(reason("blk.1.ffn_up.weight"), ("Q8_0".to_string(), r"--tensor-type ^blk\.1\.ffn_up\.weight$; Q6_K's blocks of 256 don't divide 64 columns, so Q8_0".to_string()));
+    assert_eq!(reason("blk.0.attn_norm.weight").1, "a vector: always F32");
+    // ffn_down of layer 2 (of 6): llama-quantize's use_more_bits rule, then the fallback.
+    let (ty, why) = reason("blk.2.ffn_down.weight");
+    assert!(ty == "Q8_0" && why.starts_with("q4_k_m/q5_k_m: ffn_down in the first and last eighth") && why.contains("Q6_K's blocks of 256 don't divide 96 columns"), "{ty}: {why}");
+    let text = strata_ok(&[&args[..], &["--explain"]].concat());
+    let lines: Vec<&str> = text.lines().skip_while(|l| !l.trim_start().starts_with("tensor ")).skip(1).collect();
+    for t in tensors {
+        let name = t["name"].as_str().unwrap();
+        assert!(lines.iter().any(|l| l.trim_start().starts_with(&format!("{name} ")) && l.ends_with(t["reason"].as_str().unwrap())), "no --explain line for {name}: {text}");
+    }
+}

@@ -110,7 +110,7 @@ impl fmt::Display for Preset {
 }
 
 /// Which layers a rule applies to, given the tensor's rank `i` among the `n` tensors of its class.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layers {
     All,
     /// llama.cpp's `use_more_bits`: the first and last eighth, and every third layer between.
@@ -119,6 +119,17 @@ pub enum Layers {
     First(usize),
     /// The first eighth.
     FirstEighth,
+}
+
+impl fmt::Display for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Layers::All => f.write_str("every layer"),
+            Layers::MoreBits => f.write_str("the first and last eighth of the layers and every third between (use_more_bits)"),
+            Layers::First(k) => write!(f, "the first {k} layers"),
+            Layers::FirstEighth => f.write_str("the first eighth of the layers"),
+        }
+    }
 }
 
 impl Layers {
@@ -133,6 +144,7 @@ impl Layers {
 }
 
 /// One adjustment of a preset: tensors of `class` in `layers` get `ty`.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Rule {
     pub presets: &'static [Preset],
     pub class: TensorClass,
@@ -150,17 +162,43 @@ pub const RULES: &[Rule] = &[
     Rule { presets: &[Preset::Q5_K_M], class: TensorClass::AttentionQkv, layers: Layers::All, ty: GgmlType::Q6_K },
 ];
 
-/// Where a tensor's type came from.
+/// Where a tensor's type came from: the rule that chose it, as `convert --explain` prints it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
     /// Norms and vectors: always F32.
     Vector,
-    Preset,
-    /// A rule of [`RULES`] or the output rule.
-    Rule(&'static str),
+    /// The preset's base type.
+    Preset(Preset),
+    /// A small matrix llama.cpp's converter writes F32 and llama-quantize leaves alone.
+    KeptF32,
+    /// A small matrix llama-quantize leaves at the converter's float type.
+    KeptFloat,
+    /// The output projection (or the tied token embedding).
+    Output,
+    /// One of [`RULES`].
+    Rule(&'static Rule),
+    /// The per-layer embedding table's own type (`--ple-type`, or the preset's default for it).
     PleType,
     /// A `--tensor-type` pattern.
     Override(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Vector => f.write_str("a vector: always F32"),
+            Source::Preset(p) => write!(f, "{p}'s base type"),
+            Source::KeptF32 => f.write_str("kept F32, as llama.cpp's converter writes it and llama-quantize leaves it"),
+            Source::KeptFloat => f.write_str("kept F16: llama-quantize does not quantize it"),
+            Source::Output => f.write_str("the output projection (or the token embedding it is tied to): Q6_K, or Q8_0 where the preset is Q8_0 or its blocks don't divide the row (llama-quantize)"),
+            Source::Rule(r) => {
+                let presets: Vec<&str> = r.presets.iter().map(|p| p.name()).collect();
+                write!(f, "{}: {} in {} get {} (llama-quantize)", presets.join("/"), r.class, r.layers, r.ty)
+            }
+            Source::PleType => f.write_str("the PLE table's type (--ple-type)"),
+            Source::Override(pattern) => write!(f, "--tensor-type {pattern}"),
+        }
+    }
 }
 
 /// The type chosen for one tensor.
@@ -171,6 +209,16 @@ pub struct Choice {
     pub source: Source,
     /// The type asked for, when its block did not divide the row width.
     pub fell_back_from: Option<GgmlType>,
+}
+
+impl Choice {
+    /// Why the tensor got its type, for a row `width` wide: the rule, and the fallback if any.
+    pub fn reason(&self, width: u64) -> String {
+        match self.fell_back_from {
+            Some(from) => format!("{}; {from}'s blocks of {} don't divide {width} columns, so {}", self.source, from.block_size(), self.ty),
+            None => self.source.to_string(),
+        }
+    }
 }
 
 /// A preset, a PLE type and overrides: everything that decides types.
@@ -237,24 +285,24 @@ impl Policy {
             return (GgmlType::F32, Source::Vector);
         }
         if class == TensorClass::KeptF32 {
-            return (GgmlType::F32, Source::Rule("kept_f32"));
+            return (GgmlType::F32, Source::KeptF32);
         }
         if !self.preset.is_quantized() {
-            return (base, Source::Preset);
+            return (base, Source::Preset(self.preset));
         }
         if class == TensorClass::KeptFloat {
             // llama-quantize leaves these at the converter's float type, F16 by default.
-            return (GgmlType::F16, Source::Rule("kept_float"));
+            return (GgmlType::F16, Source::KeptFloat);
         }
         if is_output {
             // llama-quantize: the output (or the tied embedding) gets Q6_K, or Q8_0 where the
             // row does not divide into the preset's blocks.
             let ty = if t.shape[0] % base.block_size() as u64 != 0 || base == GgmlType::Q8_0 { GgmlType::Q8_0 } else { GgmlType::Q6_K };
-            return (ty, Source::Rule("output"));
+            return (ty, Source::Output);
         }
         match RULES.iter().find(|r| r.class == class && r.presets.contains(&self.preset) && r.layers.applies(i, n)) {
-            Some(rule) => (rule.ty, Source::Rule(class.name())),
-            None => (base, Source::Preset),
+            Some(rule) => (rule.ty, Source::Rule(rule)),
+            None => (base, Source::Preset(self.preset)),
         }
     }
 }

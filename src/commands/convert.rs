@@ -45,6 +45,10 @@ pub struct Args {
     /// Print the plan without writing anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also list every tensor with its type and the rule that chose it (as llama-quantize's
+    /// per-tensor log).
+    #[arg(long)]
+    pub explain: bool,
     /// Print the plan and the output path as JSON.
     #[arg(long)]
     pub json: bool,
@@ -99,14 +103,26 @@ pub fn run(args: &Args) -> Result<()> {
                 text += &format!("    {f}\n");
             }
         }
+        if args.explain {
+            let width = plan.tensors.iter().map(|t| t.info.name.len()).max().unwrap_or(0);
+            text += &format!("  {:width$}  {:22} {:8} why\n", "tensor", "class", "type");
+            for t in &plan.tensors {
+                text += &format!("  {:width$}  {:22} {:8} {}\n", t.info.name, t.choice.class.name(), t.info.ty.name(), t.choice.reason(t.info.shape[0]));
+            }
+        }
         if let Some(first) = plan.skipped.first() {
             text += &format!("  skipped {} checkpoint tensors llama.cpp does not use (first: {first})\n", plan.skipped.len());
         }
         super::print(&text)?;
     }
     let rows: Vec<_> = table.iter().map(|((class, ty), (count, bytes))| json!({"class": class, "type": ty, "count": count, "bytes": bytes})).collect();
+    let tensors: Vec<_> = plan
+        .tensors
+        .iter()
+        .map(|t| json!({"name": t.info.name, "class": t.choice.class.name(), "type": t.info.ty.name(), "reason": t.choice.reason(t.info.shape[0])}))
+        .collect();
     let report = |output: Option<&PathBuf>| {
-        json!({"output": output, "preset": opts.preset.name(), "plan": rows, "fallbacks": fallbacks, "skipped": plan.skipped, "total_bytes": total})
+        json!({"output": output, "preset": opts.preset.name(), "plan": rows, "tensors": tensors, "fallbacks": fallbacks, "skipped": plan.skipped, "total_bytes": total})
     };
     let Some(out) = args.out.as_ref().filter(|_| !args.dry_run) else {
         return if args.json { super::print(&serde_json::to_string_pretty(&report(None))?) } else { Ok(()) };
