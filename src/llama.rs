@@ -22,8 +22,7 @@ use llama_cpp_2::token::LlamaToken;
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
-/// llama.cpp's lines from the last load that say where the weights went: "<buffer> model buffer
-/// size = N MiB", "offloaded N/M layers to GPU", "enabling prefetch for '<tensor>'".
+/// llama.cpp's lines from the last load that [`Placement`] reads.
 static PLACEMENT_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// llama.cpp's log sink: echoes when verbose, keeps placement lines and the last error line.
@@ -36,7 +35,7 @@ unsafe extern "C" fn log_callback(level: llama_cpp_sys_2::ggml_log_level, text: 
     if VERBOSE.load(Ordering::Relaxed) {
         eprint!("{text}");
     }
-    if ["model buffer size", "layers to GPU", "enabling prefetch for"].iter().any(|k| text.contains(k)) {
+    if PLACEMENT_LINES.iter().any(|k| text.contains(k)) {
         PLACEMENT_LOG.lock().unwrap_or_else(|e| e.into_inner()).push(text.trim().to_string());
     }
     if level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR {
@@ -214,6 +213,8 @@ pub struct Model {
     model: LlamaModel,
     backend: LlamaBackend,
     pub path: PathBuf,
+    /// Layers asked of the GPU (llama.cpp's `n_gpu_layers`, as fitted), on a GPU build.
+    gpu_layers: Option<u32>,
 }
 
 /// How to create an evaluation context.
@@ -267,6 +268,9 @@ impl Model {
         }
         let gpu = backend.supports_gpu_offload();
         if let GpuLayers::Count(n @ 1..) = opts.gpu_layers {
+            if !gpu && cfg!(feature = "cuda") {
+                bail!("--n-gpu-layers {n}: llama.cpp finds no CUDA device (see strata devices)");
+            }
             if !gpu {
                 bail!("--n-gpu-layers {n}: this build of strata has no GPU backend (build with --features cuda)");
             }
@@ -291,7 +295,9 @@ impl Model {
         let loaded = LlamaModel::load_from_file(&backend, path, &params);
         bar.finish_and_clear();
         let model = loaded.map_err(|_| llama_error(format!("{}: llama.cpp could not load the model", path.display())))?;
-        Ok(Model { model, backend, path: path.to_path_buf() })
+        // llama.cpp's n_gpu_layers: -1 (its default) for all.
+        let gpu_layers = gpu.then(|| u32::try_from(params.n_gpu_layers()).unwrap_or(u32::MAX));
+        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers })
     }
 
     /// Loads only a model's vocabulary and metadata (llama.cpp's `vocab_only`): enough to
@@ -306,12 +312,14 @@ impl Model {
         take_last_error();
         let params = LlamaModelParams::default().with_vocab_only(true);
         let model = LlamaModel::load_from_file(&backend, path, &params).map_err(|_| llama_error(format!("{}: llama.cpp could not load the model's vocabulary", path.display())))?;
-        Ok(Model { model, backend, path: path.to_path_buf() })
+        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers: None })
     }
 
-    /// Where the weights went, from llama.cpp's own account of the load.
+    /// Where the weights went.
     pub fn placement(&self) -> Placement {
-        Placement::from_log(&PLACEMENT_LOG.lock().unwrap_or_else(|e| e.into_inner()))
+        let layers = self.model.n_layer() + 1;
+        let offloaded = self.gpu_layers.map(|n| (n.min(layers), layers));
+        Placement::from_log(&PLACEMENT_LOG.lock().unwrap_or_else(|e| e.into_inner()), offloaded)
     }
 
     /// Tokens for `text`; `add_special` adds BOS as the model wants it, `parse_special` turns
@@ -411,30 +419,33 @@ fn fit_to_free_memory(path: &Path, params: std::pin::Pin<&mut LlamaModelParams>,
     }
 }
 
-/// Where a loaded model's weights went, read from llama.cpp's log of the load.
+/// Where a loaded model's weights went. The layer count is the parameters'. The bytes per
+/// buffer and which tensors llama.cpp reads lazily come from its log of the load: llama.h has
+/// no query for either, so this is the one place strata reads llama.cpp's log for facts.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Placement {
     /// Buffer name and MiB: ("CUDA0", 1520.3), ("CPU_Mapped", 402.0).
     pub buffers: Vec<(String, f64)>,
-    /// Layers offloaded to the GPU and the model's offloadable layers (the output layer included).
+    /// Layers offloaded to the GPU and the model's offloadable layers (the output layer
+    /// included), on a build with a GPU backend.
     pub offloaded: Option<(u32, u32)>,
     /// Tensors that llama.cpp reads lazily from the memory map, prefetching the rows a batch needs.
     pub lazy: Vec<String>,
 }
 
+/// The lines of llama.cpp's load log that [`Placement`] reads.
+const PLACEMENT_LINES: &[&str] = &["model buffer size =", "enabling prefetch for '"];
+
 impl Placement {
-    fn from_log(lines: &[String]) -> Placement {
-        let mut placement = Placement::default();
+    fn from_log(lines: &[String], offloaded: Option<(u32, u32)>) -> Placement {
+        let mut placement = Placement { offloaded, ..Placement::default() };
         for line in lines {
-            if let Some((name, size)) = line.split_once("model buffer size =") {
+            if let Some((name, size)) = line.split_once(PLACEMENT_LINES[0]) {
                 let name = name.rsplit(':').next().unwrap_or(name).trim().to_string();
                 if let Ok(mib) = size.trim().trim_end_matches("MiB").trim().parse() {
                     placement.buffers.push((name, mib));
                 }
-            } else if let Some(rest) = line.split_once("offloaded ").map(|(_, r)| r) {
-                let counts = rest.split_whitespace().next().and_then(|c| c.split_once('/'));
-                placement.offloaded = counts.and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
-            } else if let Some(rest) = line.split_once("enabling prefetch for '").map(|(_, r)| r) {
+            } else if let Some((_, rest)) = line.split_once(PLACEMENT_LINES[1]) {
                 placement.lazy.push(rest.trim_end_matches('\'').to_string());
             }
         }
@@ -636,7 +647,7 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let p = Placement::from_log(&log);
+        let p = Placement::from_log(&log, Some((36, 36)));
         assert_eq!(p.buffers, vec![("CPU_Mapped".to_string(), 2378.52), ("CUDA0".to_string(), 1520.25)]);
         assert_eq!(p.offloaded, Some((36, 36)));
         assert_eq!(p.lazy, vec!["per_layer_token_embd.weight".to_string()]);

@@ -16,7 +16,7 @@ use strata_quantize::GgmlType;
 use strata_gguf::{TensorClass, TensorSpec};
 
 /// A named mix: the base type and, for K mixes, the rules that give some tensors more bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[allow(non_camel_case_types)]
 pub enum Preset {
     F32,

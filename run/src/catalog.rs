@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
+use crate::planning::MixKey;
+
 /// The catalog shipped with strata (the repository's models.toml).
 pub const BUILTIN: &str = include_str!("../../models.toml");
 
@@ -42,16 +44,38 @@ pub struct KnownModel {
 
 /// Measured quality of a known model's mixes: the mean KL divergence of each mix's next-token
 /// distribution from a base conversion's, and how often their top tokens agree.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug)]
 pub struct Quality {
     /// How it was measured (command, text, date) and what it cannot say.
     pub source: String,
-    /// The preset the others are compared with.
-    pub base: String,
-    /// By mix: a body preset ("q4_k_m"), or a body and PLE type ("q8_0+ple_q4_0").
-    pub kl_mean: BTreeMap<String, f64>,
-    pub top1: BTreeMap<String, f64>,
+    /// The mix the others are compared with.
+    pub base: MixKey,
+    pub kl_mean: BTreeMap<MixKey, f64>,
+    pub top1: BTreeMap<MixKey, f64>,
+}
+
+/// A `[quality.NAME]` entry as written: mixes by name ("q4_k_m", "q8_0+ple_q4_0").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QualityEntry {
+    source: String,
+    base: String,
+    kl_mean: BTreeMap<String, f64>,
+    top1: BTreeMap<String, f64>,
+}
+
+impl QualityEntry {
+    fn parse(self, what: &str) -> Result<Quality> {
+        let keyed = |field: &str, values: BTreeMap<String, f64>| -> Result<BTreeMap<MixKey, f64>> {
+            values.into_iter().map(|(k, v)| Ok((MixKey::parse(&k).map_err(|e| anyhow!("{what}.{field}.{k}: {e}"))?, v))).collect()
+        };
+        Ok(Quality {
+            base: MixKey::parse(&self.base).map_err(|e| anyhow!("{what}.base: {e}"))?,
+            kl_mean: keyed("kl_mean", self.kl_mean)?,
+            top1: keyed("top1", self.top1)?,
+            source: self.source,
+        })
+    }
 }
 
 /// The config.json keys an entry may give: those that decide tensor shapes and the KV cache.
@@ -136,8 +160,8 @@ impl Catalog {
                         catalog.models.insert(name.clone(), m);
                     }
                     "quality" => {
-                        let q: Quality = entry.clone().try_into().map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
-                        catalog.quality.insert(name.clone(), q);
+                        let q: QualityEntry = entry.clone().try_into().map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
+                        catalog.quality.insert(name.clone(), q.parse(&what)?);
                     }
                     _ => bail!("unknown section `{section}` (expected device, model or quality)"),
                 }
@@ -180,6 +204,8 @@ mod tests {
         assert!(err(&format!("{model}colour = 1\n")).contains("model.m.config: unknown key `colour`"));
         assert!(err("[gadget.x]\n").contains("unknown section `gadget`"));
         assert!(err("[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = {}\ntop1 = {}\n").contains("quality.q: no model.q"));
+        let bad_mix = "[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = { \"q8_0+ple_q9_9\" = 0.1 }\ntop1 = {}\n";
+        assert!(err(bad_mix).starts_with("quality.q.kl_mean.q8_0+ple_q9_9: unknown or unsupported type \"q9_9\""), "{}", err(bad_mix));
         assert!(Catalog::parse(DEVICE).unwrap().device("e").unwrap_err().to_string().contains("known: d"));
     }
 }

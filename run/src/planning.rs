@@ -141,11 +141,35 @@ pub struct Mix {
 }
 
 impl Mix {
-    /// The mix's key in models.toml's measured quality: "q4_k_m", or "q8_0+ple_q4_0".
-    pub fn key(&self) -> String {
+    /// The mix's key in models.toml's measured quality.
+    pub fn key(&self) -> MixKey {
+        MixKey { body: self.body, ple: self.ple }
+    }
+}
+
+/// A body preset and, for models with a PLE table, the table's type: written "q4_k_m", or
+/// "q8_0+ple_q4_0" (models.toml's measured quality is keyed so).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MixKey {
+    pub body: Preset,
+    pub ple: Option<GgmlType>,
+}
+
+impl MixKey {
+    pub fn parse(text: &str) -> Result<MixKey> {
+        let (body, ple) = match text.split_once("+ple_") {
+            Some((body, ple)) => (body, Some(strata_convert::policy::quantizable_type(ple)?)),
+            None => (text, None),
+        };
+        Ok(MixKey { body: Preset::from_name(body)?, ple })
+    }
+}
+
+impl std::fmt::Display for MixKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.ple {
-            Some(t) => format!("{}+ple_{}", self.body, t.name().to_lowercase()),
-            None => self.body.name().to_string(),
+            Some(t) => write!(f, "{}+ple_{}", self.body, t.name().to_lowercase()),
+            None => write!(f, "{}", self.body),
         }
     }
 }

@@ -182,7 +182,7 @@ fn load_report(model: &Model) -> String {
         .map(|f| f.tensors.iter().filter(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding).map(|t| t.n_bytes()).sum())
         .unwrap_or(0);
     if ple > 0 {
-        let how = if placement.lazy.iter().any(|t| t.starts_with("per_layer_token_embd")) { "read lazily from the memory map" } else { "in host memory" };
+        let how = if placement.lazy.iter().any(|t| t == "per_layer_token_embd.weight") { "read lazily from the memory map" } else { "in host memory" };
         line += &format!("; per_layer_token_embd {} {how}", human_bytes(ple));
     }
     line + "]"
