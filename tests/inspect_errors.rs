@@ -12,10 +12,22 @@ fn missing_file_and_directory() {
     common::assert_clean_failure(&out, &[dir.to_str().unwrap(), "is a directory"]);
 }
 
+/// Where a GGUF file's tensor data starts, and how many tensors it has, as llama.cpp's own
+/// Python reader (gguf-py's GGUFReader) reads them.
+fn gguf_py_layout(path: &std::path::Path) -> (usize, usize) {
+    let script = "import sys; from gguf import GGUFReader; r = GGUFReader(sys.argv[1]); print(r.data_offset, len(r.tensors))";
+    let out = std::process::Command::new(common::python()).args(["-c", script]).arg(path).output().expect("run python");
+    assert!(out.status.success(), "GGUFReader: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (offset, count) = text.trim().split_once(' ').unwrap();
+    (offset.parse().unwrap(), count.parse().unwrap())
+}
+
 #[test]
 fn truncated_real_model() {
-    let real = std::fs::read(common::model(common::SMOLLM2)).unwrap();
-    let data_offset = 1_785_664; // where SmolLM2's tensor data starts (strata inspect says so)
+    let path = common::model(common::SMOLLM2);
+    let real = std::fs::read(&path).unwrap();
+    let (data_offset, _) = gguf_py_layout(&path);
     for cut in [0, 3, 4, 8, 17, 24, 100, 1000, 50_000, 1_000_000, data_offset - 1, data_offset + 4096, real.len() - 1] {
         let path = common::scratch_file(&format!("cut-{cut}.gguf"), &real[..cut]);
         let out = common::strata(&["inspect", path.to_str().unwrap()]);
@@ -26,8 +38,9 @@ fn truncated_real_model() {
 
 #[test]
 fn corrupted_real_header() {
-    let real = std::fs::read(common::model(common::SMOLLM2)).unwrap();
-    let header = &real[..1_785_664];
+    let path = common::model(common::SMOLLM2);
+    let real = std::fs::read(&path).unwrap();
+    let header = &real[..gguf_py_layout(&path).0];
     let cases: [(&str, usize, &[u8], &str); 4] = [
         ("magic", 0, b"GGML", "bad magic"),
         ("tensor-count", 8, &(1u64 << 60).to_le_bytes(), "tensor count is 1152921504606846976"),
@@ -52,9 +65,12 @@ fn verify_checks_layout_and_the_data_checksum() {
     let fixture = common::repo().join("tests/fixtures/models/gemma4");
     common::strata_ok(&["convert", fixture.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "q8_0"]);
     let ok = common::strata_ok(&["inspect", "--verify", out.to_str().unwrap()]);
-    assert!(ok.contains("ok: 102 tensors inside the file, none overlapping") && ok.contains("data SHA-256 matches the header"), "{ok}");
-    // A file llama.cpp's converter wrote has no checksum: its layout is still checked.
+    // llama.cpp's converter wrote the same tensors from the same folder.
     let theirs = fixture.join("llamacpp-q8_0.gguf");
+    let (_, n_tensors) = gguf_py_layout(&theirs);
+    assert_eq!(gguf_py_layout(&out).1, n_tensors);
+    assert!(ok.contains(&format!("ok: {n_tensors} tensors inside the file, none overlapping")) && ok.contains("data SHA-256 matches the header"), "{ok}");
+    // A file llama.cpp's converter wrote has no checksum: its layout is still checked.
     assert!(common::strata_ok(&["inspect", "--verify", theirs.to_str().unwrap()]).contains("not checksummed"));
     // One flipped bit in the tensor data.
     let mut bytes = std::fs::read(&out).unwrap();

@@ -15,26 +15,45 @@ fn missing_and_non_gguf_models() {
 fn invalid_sampling_values() {
     let model = common::model(common::SMOLLM2);
     let m = model.to_str().unwrap();
-    for (flag, value, needle) in [
-        ("--temp", "-1", "--temp -1 is outside [0, inf)"),
-        ("--top-p", "0", "--top-p 0 is outside (0, 1]"),
-        ("--top-p", "1.5", "--top-p 1.5 is outside (0, 1]"),
-        ("--min-p", "2", "--min-p 2 is outside [0, 1]"),
-        ("--logit-bias", "99999999=1", "--logit-bias"),
+    for (flag, value, line) in [
+        ("--temp", "-1", "error: --temp -1 is outside [0, inf)"),
+        ("--top-p", "0", "error: --top-p 0 is outside (0, 1]"),
+        ("--top-p", "1.5", "error: --top-p 1.5 is outside (0, 1]"),
+        ("--min-p", "2", "error: --min-p 2 is outside [0, 1]"),
+        ("--logit-bias", "99999999=1", "error: --logit-bias \"99999999=1\": expected TOKEN_ID=BIAS with a token below 49152"),
+        ("--logit-bias", "5", "error: --logit-bias \"5\": expected TOKEN_ID=BIAS with a token below 49152"),
+        ("--logit-bias", "5=x", "error: --logit-bias \"5=x\": expected TOKEN_ID=BIAS with a token below 49152"),
     ] {
         let out = common::strata(&["generate", m, "-p", "hi", flag, value]);
-        common::assert_clean_failure(&out, &[needle]);
+        assert_eq!(common::assert_clean_failure(&out, &[]).trim_end(), line, "{flag} {value}");
     }
 }
 
+/// `-ngl 10`: a CPU build refuses it; a CUDA build without a CUDA device refuses it saying so;
+/// a CUDA build with one offloads the layers and says how many in the load line.
 #[test]
-fn gpu_layers_without_a_gpu_backend() {
+fn gpu_layers_need_a_gpu() {
     let model = common::model(common::SMOLLM2);
-    let out = common::strata(&["generate", model.to_str().unwrap(), "-p", "hi", "-ngl", "10"]);
-    if cfg!(feature = "cuda") {
-        return; // a CUDA build accepts it; this case is for CPU builds
+    let out = common::strata(&["generate", model.to_str().unwrap(), "-p", "hi", "-n", "1", "-ngl", "10"]);
+    let devices: serde_json::Value = serde_json::from_str(&common::strata_ok(&["devices", "--json"])).unwrap();
+    let has_gpu = devices["devices"].as_array().unwrap().iter().any(|d| d["kind"] == "GPU");
+    match (cfg!(feature = "cuda"), has_gpu) {
+        (false, _) => {
+            assert!(!has_gpu, "a CPU build lists a GPU: {devices}");
+            let line = common::assert_clean_failure(&out, &[]);
+            assert_eq!(line.trim_end(), "error: --n-gpu-layers 10: this build of strata has no GPU backend (build with --features cuda)");
+        }
+        (true, false) => {
+            let line = common::assert_clean_failure(&out, &[]);
+            assert_eq!(line.trim_end(), "error: --n-gpu-layers 10: llama.cpp finds no CUDA device (see strata devices)");
+        }
+        (true, true) => {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let out = common::strata(&["generate", model.to_str().unwrap(), "-p", "hi", "-n", "1", "-ngl", "10", "-v"]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("[loaded ") && stderr.contains("10/31 layers on the GPU"), "{stderr}");
+        }
     }
-    common::assert_clean_failure(&out, &["--n-gpu-layers 10", "no GPU backend"]);
 }
 
 #[test]

@@ -18,23 +18,15 @@ pub(crate) fn nearest_int(fval: f32) -> i32 {
 
 /// C's float-to-integer conversion as x86-64 performs it (`cvttss2si`): truncation toward zero,
 /// and `i32::MIN` for NaN and anything outside the 32-bit range. ggml casts floats to `int8_t`
-/// and `uint8_t` through this instruction and keeps the low byte.
+/// and `uint8_t` through this instruction and keeps the low byte. On x86-64 the quantizers use
+/// the instruction itself (legacy.rs, four lanes at a time); this is its definition elsewhere.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub(crate) fn c_trunc(f: f32) -> i32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_cvttss_si32, _mm_set_ss};
-        // SAFETY: SSE is part of the x86-64 baseline.
-        unsafe { _mm_cvttss_si32(_mm_set_ss(f)) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        if f >= -2_147_483_648.0 && f < 2_147_483_648.0 {
-            f as i32
-        } else {
-            i32::MIN
-        }
+    if (-2_147_483_648.0..2_147_483_648.0).contains(&f) {
+        f as i32
+    } else {
+        i32::MIN
     }
 }
 

@@ -123,13 +123,17 @@ fn check_type(ty: GgmlType) {
     }
 }
 
+/// One test per type, and [`COVERED`]: the types those tests check.
 macro_rules! byte_identity_tests {
-    ($($test:ident => $ty:ident,)*) => {$(
-        #[test]
-        fn $test() {
-            check_type(GgmlType::$ty);
-        }
-    )*};
+    ($($test:ident => $ty:ident,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check_type(GgmlType::$ty);
+            }
+        )*
+        const COVERED: &[GgmlType] = &[$(GgmlType::$ty),*];
+    };
 }
 
 byte_identity_tests! {
@@ -150,8 +154,13 @@ byte_identity_tests! {
 
 #[test]
 fn every_supported_type_is_covered() {
-    // The macro above names each quantizable type once; keep the two lists in step.
-    assert_eq!(GgmlType::QUANTIZABLE.len(), 13);
+    for ty in GgmlType::QUANTIZABLE {
+        assert!(COVERED.contains(ty), "{ty} can be quantized but no test compares it with ggml");
+    }
+    for ty in COVERED {
+        assert!(GgmlType::QUANTIZABLE.contains(ty), "{ty} is tested but not listed as quantizable");
+    }
+    assert_eq!(COVERED.len(), GgmlType::QUANTIZABLE.len(), "a type is tested twice");
 }
 
 #[test]
