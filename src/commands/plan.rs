@@ -71,10 +71,10 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         let mut text = table(args, &shape, &budget, &mixes, recommended.as_ref().map(|(i, _)| *i));
         if let Some(m) = known {
-            text += &format!("\n  model: {} ({}); sizes from its config.json: {}", args.model, m.repo, m.source);
+            text += &format!("\n  model: {} ({}); sizes from its config.json: {} (sources in full: --json)", args.model, m.repo, abridged(&m.source));
         }
         if let Some(q) = catalog.quality.get(&args.model).filter(|_| known.is_some()) {
-            text += &format!("\n  KL: mean KL divergence from {}, measured: {}", q.base, q.source);
+            text += &format!("\n  KL: mean KL divergence from {}, measured: {}", q.base, abridged(&q.source));
         }
         text += &format!("\n  device: {}", budget.description);
         super::print(&text)?;
@@ -130,4 +130,12 @@ fn table(args: &Args, shape: &ModelShape, budget: &Budget, mixes: &[Mix], recomm
     }
     out += "  (tg bound: generation speed if every weight byte read per token came at the memory's full bandwidth; llama.cpp reaches roughly half to four fifths of it)";
     out
+}
+
+/// The first 160 characters of a source note, for the table.
+fn abridged(text: &str) -> String {
+    match text.char_indices().nth(160) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
 }
