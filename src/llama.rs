@@ -381,6 +381,76 @@ impl Model {
         let n_batch = ctx.n_batch() as usize;
         Ok(Session { model: self, ctx, cached: Vec::new(), batch: LlamaBatch::new(n_batch, 1), n_batch, evaluated: 0 })
     }
+
+    /// A context for `n_seq` sequences decoded together, each with its own KV cache of
+    /// `n_ctx / n_seq` cells (the server's slots; `opts.n_ctx` is the total, as llama-server's `-c`).
+    pub fn multi_session(&self, opts: &ContextOptions, n_seq: u32) -> Result<MultiSession<'_>> {
+        let n_ctx = if opts.n_ctx == 0 { self.n_ctx_train() } else { opts.n_ctx };
+        let params = opts.params(n_ctx).with_n_seq_max(n_seq).with_kv_unified(false);
+        take_last_error();
+        let ctx = self
+            .model
+            .new_context(&self.backend, params)
+            .map_err(|_| llama_error(format!("{}: cannot create a context of {n_ctx} tokens for {n_seq} sequences", self.path.display())))?;
+        let n_batch = ctx.n_batch() as usize;
+        Ok(MultiSession { model: self, n_ctx_seq: ctx.n_ctx() as usize / n_seq.max(1) as usize, ctx, batch: LlamaBatch::new(n_batch, 1), n_batch })
+    }
+}
+
+/// One token of a multi-sequence batch: its sequence, its position there, and whether its
+/// logits are wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchToken {
+    pub token: i32,
+    pub seq: i32,
+    pub pos: usize,
+    pub logits: bool,
+}
+
+/// A context holding several sequences' KV caches, decoded one batch at a time.
+pub struct MultiSession<'m> {
+    pub model: &'m Model,
+    ctx: LlamaContext<'m>,
+    batch: LlamaBatch<'static>,
+    n_batch: usize,
+    n_ctx_seq: usize,
+}
+
+impl MultiSession<'_> {
+    /// Cells of KV cache each sequence has.
+    pub fn n_ctx_seq(&self) -> usize {
+        self.n_ctx_seq
+    }
+
+    /// The most tokens one decode takes.
+    pub fn n_batch(&self) -> usize {
+        self.n_batch
+    }
+
+    /// Drops sequence `seq`'s cache from position `from` on; false if llama.cpp cannot cut it
+    /// there (then the whole sequence is dropped and the caller starts it over).
+    pub fn truncate(&mut self, seq: i32, from: usize) -> bool {
+        if self.ctx.kv_cache_seq_rm(seq, u32::try_from(from).ok(), None).is_ok() {
+            return true;
+        }
+        let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+        false
+    }
+
+    /// Evaluates `tokens` (at most [`MultiSession::n_batch`]) in one batch.
+    pub fn decode(&mut self, tokens: &[BatchToken]) -> Result<()> {
+        self.batch.clear();
+        for t in tokens {
+            self.batch.add(LlamaToken(t.token), t.pos as i32, &[t.seq], t.logits).context("batch is full")?;
+        }
+        take_last_error();
+        self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))
+    }
+
+    /// The logits after the `i`-th token of the last [`MultiSession::decode`] (which asked for them).
+    pub fn logits(&self, i: usize) -> &[f32] {
+        self.ctx.get_logits_ith(i as i32)
+    }
 }
 
 impl ContextOptions {

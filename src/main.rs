@@ -4,6 +4,7 @@
 
 mod commands;
 mod llama;
+mod server;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ enum Command {
     Devices(commands::devices::Args),
     /// Which quantization mix of a model fits a device, and what each needs.
     Plan(commands::plan::Args),
+    /// Serve a model over an OpenAI-compatible HTTP API.
+    Serve(commands::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Some("-ngl") => "--n-gpu-layers".into(),
         Some("-ctk") => "--cache-type-k".into(),
         Some("-ctv") => "--cache-type-v".into(),
+        Some("-np") => "--parallel".into(),
         _ => a,
     });
     let cli = match Cli::try_parse_from(argv) {
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => commands::perplexity::run(&args),
         Command::Devices(args) => commands::devices::run(&args),
         Command::Plan(args) => commands::plan::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

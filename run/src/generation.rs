@@ -62,16 +62,16 @@ impl Generated {
 
 /// Bytes to text: holds back an incomplete UTF-8 sequence, and any tail that could still grow
 /// into a stop string.
-pub struct TextStream<'a> {
-    stop: &'a [String],
+pub struct TextStream {
+    stop: Vec<String>,
     pending: Vec<u8>,
     text: String,
     emitted: usize,
 }
 
-impl<'a> TextStream<'a> {
-    pub fn new(stop: &'a [String]) -> Self {
-        TextStream { stop, pending: Vec::new(), text: String::new(), emitted: 0 }
+impl TextStream {
+    pub fn new(stop: &[String]) -> Self {
+        TextStream { stop: stop.to_vec(), pending: Vec::new(), text: String::new(), emitted: 0 }
     }
 
     /// Adds a token's bytes; emits what is settled. Returns true when a stop string appeared.

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod perplexity;
 pub mod plan;
 pub mod run_args;
+pub mod serve;
 pub mod template;
 pub mod tokenize;
 

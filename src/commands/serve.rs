@@ -1,0 +1,94 @@
+//! `strata serve MODEL.gguf [--host 127.0.0.1] [--port 8080] [-np N] [-c CTX] [--api-key KEY]`:
+//! an OpenAI-compatible server (src/server/), with the sampling, template and reasoning flags
+//! of `chat` as defaults that a request may override.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs};
+use crate::server::engine::Engine;
+use crate::server::{self, AppState, Ready, ReasoningOut};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub template: TemplateArgs,
+    /// Address to listen on (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Requests decoded together (slots, -np); -c is shared among them.
+    #[arg(long = "parallel", default_value_t = 4)]
+    pub parallel: u32,
+    /// Requests that may wait for a slot; more get 503.
+    #[arg(long = "max-queue", default_value_t = 64)]
+    pub max_queue: usize,
+    /// Tokens to generate when a request gives no max_tokens (-1: to the end of the slot's context).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Require `Authorization: Bearer KEY` (also from STRATA_API_KEY).
+    #[arg(long = "api-key", env = "STRATA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The model's name in responses and /v1/models (default: the file name).
+    #[arg(long)]
+    pub alias: Option<String>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if !(1..=64).contains(&args.parallel) {
+        bail!("--parallel {}: between 1 and 64", args.parallel);
+    }
+    if args.api_key.as_deref() == Some("") {
+        bail!("--api-key is empty");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let (listener, addr) = server::bind(&args.host, args.port).await?;
+        if !addr.ip().is_loopback() {
+            eprintln!("warning: listening on {addr}, reachable from other machines{}", if args.api_key.is_none() { ", without an API key" } else { "" });
+        }
+        eprintln!("listening on http://{addr}");
+        let state = AppState::new(args.api_key.clone());
+        let loading = state.clone();
+        let args_for_load = (args.model.clone(), args.sampling.clone(), args.template.clone(), args.parallel, args.max_queue, args.n_predict, args.alias.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = load(loading, args_for_load) {
+                eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+                std::process::exit(1);
+            }
+        });
+        server::serve(listener, state).await
+    })
+}
+
+type LoadArgs = (ModelArgs, SamplingArgs, TemplateArgs, u32, usize, i64, Option<String>);
+
+/// Loads the model and starts the engine; the server answers 503 until then.
+fn load(state: Arc<AppState>, (model_args, sampling, template, parallel, queue, n_predict, alias): LoadArgs) -> Result<()> {
+    // A full-size cache for sliding-window layers, so that a slot keeps its prefix.
+    let (model, context) = model_args.load(true)?;
+    // The server serves until the process ends: the model lives as long.
+    let model: &'static _ = Box::leak(Box::new(model));
+    let engine = Engine::start(model, &context, parallel, queue)?;
+    let alias = alias.unwrap_or_else(|| model.path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()));
+    let ready = Ready {
+        template: template.resolve(model)?,
+        render: template.render_options(model),
+        sampling: sampling.params(model)?,
+        max_tokens: usize::try_from(n_predict).ok(),
+        reasoning: if template.reasoning == Reasoning::Hide { ReasoningOut::Hide } else { ReasoningOut::Split },
+        alias,
+        created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        model,
+        engine,
+    };
+    eprintln!("model loaded: {} slots of {} tokens", parallel, ready.engine.n_ctx_slot);
+    let _ = state.ready.set(ready);
+    Ok(())
+}

@@ -1,0 +1,502 @@
+//! `strata serve`: an OpenAI-compatible HTTP server over the slots of [`engine`]. Requests are
+//! read and checked in [`openai`]; llama.cpp runs on the engine's own thread, never on the async
+//! runtime. The server listens before the model loads: `/health` answers 503 until it is ready.
+
+pub mod engine;
+pub mod openai;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use strata_run::chat::reasoning::{ReasoningSplitter, Split};
+use strata_run::chat::template::{ChatTemplate, RenderOptions};
+use strata_run::sampling::SamplingParams;
+use tokio::sync::mpsc;
+
+use crate::llama::Model;
+use engine::{Engine, Event, Job, Refused, Summary};
+use openai::ApiError;
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 8 << 20;
+/// How long a client may take to send a request's headers (slow-loris), and its body.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the thinking segment of a chat answer becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReasoningOut {
+    /// In `reasoning_content`, apart from `content` (llama-server's default, "deepseek").
+    Split,
+    /// Left in `content`, markers and all ("none").
+    Inline,
+    /// Dropped.
+    Hide,
+}
+
+/// A loaded model, ready to serve.
+pub struct Ready {
+    pub model: &'static Model,
+    pub engine: Engine,
+    pub template: ChatTemplate,
+    /// BOS/EOS text and the server's `enable_thinking`.
+    pub render: RenderOptions,
+    pub sampling: SamplingParams,
+    pub max_tokens: Option<usize>,
+    pub reasoning: ReasoningOut,
+    /// The model's name in responses and `/v1/models`.
+    pub alias: String,
+    pub created: u64,
+}
+
+/// The server's state: the model once loaded, and the API key.
+pub struct AppState {
+    pub ready: OnceLock<Ready>,
+    pub api_key: Option<String>,
+    ids: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(api_key: Option<String>) -> Arc<AppState> {
+        Arc::new(AppState { ready: OnceLock::new(), api_key, ids: AtomicU64::new(0) })
+    }
+
+    fn ready(&self) -> Result<&Ready, ApiError> {
+        self.ready.get().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Loading model"))
+    }
+
+    /// Checks `Authorization: Bearer KEY` in constant time, when the server has a key.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(key) = &self.api_key else { return Ok(()) };
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        if constant_time_eq(given.as_bytes(), key.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or missing API key (Authorization: Bearer KEY)"))
+        }
+    }
+
+    fn next_id(&self, prefix: &str) -> String {
+        let n = self.ids.fetch_add(1, Ordering::Relaxed);
+        format!("{prefix}-{:x}{n:06x}", now())
+    }
+}
+
+/// Equal bytes, compared without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff));
+    }
+    diff == 0
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .route("/apply-template", post(apply_template))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route").into_response() })
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until the process ends: one task per connection, headers due
+/// within [`HEADER_TIMEOUT`].
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> Result<()> {
+    let app = router(state);
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            // Out of file descriptors and the like: wait a little rather than spin.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// Binds `host:port`.
+pub async fn bind(host: &str, port: u16) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("cannot listen on {host}:{port}"))?;
+    let addr = listener.local_addr().context("no local address")?;
+    Ok((listener, addr))
+}
+
+/// The body, at most [`BODY_LIMIT`] bytes, within [`BODY_TIMEOUT`].
+async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Err(_) => Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time")),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if format!("{e:#}").contains("length limit") => {
+            Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {} MiB", BODY_LIMIT >> 20)))
+        }
+        Ok(Err(e)) => Err(ApiError::bad(format!("cannot read the request body: {e}"))),
+    }
+}
+
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn health(State(s): State<Arc<AppState>>) -> Response {
+    respond(s.ready().map(|_| Json(json!({"status": "ok"})).into_response()))
+}
+
+async fn models(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    respond((|| {
+        s.authorize(&headers)?;
+        let r = s.ready()?;
+        Ok(Json(json!({"object": "list", "data": [{"id": r.alias, "object": "model", "created": r.created, "owned_by": "strata"}]})).into_response())
+    })())
+}
+
+/// Authorization, readiness and the body as a JSON object: what every POST starts with.
+async fn request<'a>(s: &'a AppState, headers: &HeaderMap, body: Body) -> Result<(&'a Ready, openai::Fields), ApiError> {
+    s.authorize(headers)?;
+    let ready = s.ready()?;
+    let bytes = read_body(body).await?;
+    Ok((ready, openai::object(&bytes)?))
+}
+
+async fn chat_completions(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    respond(chat(&s, &headers, body).await)
+}
+
+async fn chat(s: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let (r, f) = request(s, headers, body).await?;
+    let messages = openai::messages(&f)?;
+    let opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
+    let render = RenderOptions { add_generation_prompt: true, enable_thinking: openai::enable_thinking(&f)?.or(r.render.enable_thinking), ..r.render.clone() };
+    let reasoning = match f.get("reasoning_format").and_then(Value::as_str) {
+        None => r.reasoning,
+        Some("none") => ReasoningOut::Inline,
+        Some("deepseek" | "auto") => ReasoningOut::Split,
+        Some(other) => return Err(ApiError::bad(format!("reasoning_format {other:?} is not one of none, deepseek, auto"))),
+    };
+    let text = r.template.render(&messages, &render).map_err(|e| ApiError::bad(format!("the chat template failed on these messages: {e:#}")))?;
+    // The template writes BOS itself where the model wants it.
+    let tokens = r.model.tokenize(&text, false, true);
+    let kind = Kind::Chat(reasoning);
+    run(s, r, tokens, opts, kind).await
+}
+
+async fn completions(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    respond(completion(&s, &headers, body).await)
+}
+
+async fn completion(s: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let (r, f) = request(s, headers, body).await?;
+    let prompt = openai::prompt(&f)?;
+    let opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
+    let tokens = r.model.tokenize(&prompt, true, false);
+    run(s, r, tokens, opts, Kind::Completion).await
+}
+
+/// Which endpoint a completion answers.
+#[derive(Clone, Copy)]
+enum Kind {
+    Chat(ReasoningOut),
+    Completion,
+}
+
+/// Queues the job and answers: one JSON object, or server-sent events as the text settles.
+async fn run(s: &Arc<AppState>, r: &Ready, tokens: Vec<i32>, opts: openai::Options, kind: Kind) -> Result<Response, ApiError> {
+    if tokens.is_empty() {
+        return Err(ApiError::bad("the prompt is empty"));
+    }
+    if tokens.len() >= r.engine.n_ctx_slot {
+        return Err(ApiError::bad(format!(
+            "the prompt is {} tokens; a slot's context holds {} (the total context split over {} slots): shorten the prompt, or raise -c or lower --parallel",
+            tokens.len(),
+            r.engine.n_ctx_slot,
+            r.engine.n_slots
+        )));
+    }
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let job = Job { prompt: tokens, params: opts.params, max_tokens: opts.max_tokens, stop: opts.stop, ignore_eos: opts.ignore_eos, events: events_tx };
+    r.engine.submit(job).map_err(|e| match e {
+        Refused::QueueFull => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "every slot is busy and the queue is full: try again later"),
+        Refused::Stopped => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine has stopped"),
+    })?;
+    let (id, created) = (s.next_id(if matches!(kind, Kind::Chat(_)) { "chatcmpl" } else { "cmpl" }), now());
+    let shape = Shape { id, created, model: r.alias.clone(), kind };
+    if opts.stream {
+        Ok(stream(shape, events, opts.include_usage).into_response())
+    } else {
+        collect(shape, events).await
+    }
+}
+
+/// What every chunk and response of one completion carries.
+struct Shape {
+    id: String,
+    created: u64,
+    model: String,
+    kind: Kind,
+}
+
+impl Shape {
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.kind, chunk) {
+            (Kind::Chat(_), false) => "chat.completion",
+            (Kind::Chat(_), true) => "chat.completion.chunk",
+            (Kind::Completion, _) => "text_completion",
+        }
+    }
+
+    /// A choice holding `text` (split into content and reasoning for chat).
+    fn choice(&self, split: Split, finish: Option<&str>, chunk: bool) -> Value {
+        match self.kind {
+            Kind::Completion => json!({"index": 0, "text": split.content, "logprobs": null, "finish_reason": finish}),
+            Kind::Chat(_) => {
+                let mut message = json!({});
+                if !chunk {
+                    message["role"] = "assistant".into();
+                }
+                if !chunk || !split.content.is_empty() {
+                    message["content"] = split.content.into();
+                }
+                if !split.reasoning.is_empty() {
+                    message["reasoning_content"] = split.reasoning.into();
+                }
+                json!({"index": 0, if chunk { "delta" } else { "message" }: message, "finish_reason": finish})
+            }
+        }
+    }
+
+    fn body(&self, choices: Vec<Value>, chunk: bool) -> Value {
+        json!({"id": self.id, "object": self.object(chunk), "created": self.created, "model": self.model, "choices": choices})
+    }
+
+    fn splitter(&self) -> TextSplitter {
+        TextSplitter { reasoning: match self.kind {
+            Kind::Chat(r) => r,
+            Kind::Completion => ReasoningOut::Inline,
+        }, splitter: ReasoningSplitter::default() }
+    }
+}
+
+/// Routes generated text to content and reasoning as the request asked.
+struct TextSplitter {
+    reasoning: ReasoningOut,
+    splitter: ReasoningSplitter,
+}
+
+impl TextSplitter {
+    fn push(&mut self, text: &str) -> Split {
+        let split = match self.reasoning {
+            ReasoningOut::Inline => Split { content: text.to_string(), reasoning: String::new() },
+            _ => self.splitter.push(text),
+        };
+        self.route(split)
+    }
+
+    fn finish(&mut self) -> Split {
+        let rest = self.splitter.finish();
+        self.route(rest)
+    }
+
+    fn route(&self, mut split: Split) -> Split {
+        if self.reasoning == ReasoningOut::Hide {
+            split.reasoning.clear();
+        }
+        split
+    }
+}
+
+/// Waits for the whole answer.
+async fn collect(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
+    let mut text = shape.splitter();
+    let mut all = Split::default();
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Text(t) => {
+                let part = text.push(&t);
+                all.content += &part.content;
+                all.reasoning += &part.reasoning;
+            }
+            Event::Done(summary) => {
+                let rest = text.finish();
+                all.content += &rest.content;
+                all.reasoning += &rest.reasoning;
+                let mut body = shape.body(vec![shape.choice(all, Some(summary.finish.name()), false)], false);
+                body["usage"] = openai::usage(&summary);
+                body["timings"] = openai::timings(&summary);
+                return Ok(Json(body).into_response());
+            }
+            Event::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
+        }
+    }
+    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine dropped the request"))
+}
+
+/// Server-sent events: a chunk per settled piece of text, the finish reason, usage when asked,
+/// then `[DONE]`. A client that hangs up drops the job at the engine's next step.
+fn stream(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>, include_usage: bool) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let (tx, mut rx) = mpsc::channel::<SseEvent>(64);
+    tokio::spawn(async move {
+        let data = |v: Value| SseEvent::default().data(v.to_string());
+        let mut text = shape.splitter();
+        if let Kind::Chat(_) = shape.kind {
+            let first = shape.body(vec![json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})], true);
+            if tx.send(data(first)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                // The client hung up: dropping `events` tells the engine.
+                () = tx.closed() => return,
+            };
+            let mut out = Vec::new();
+            let mut done = false;
+            match event {
+                Some(Event::Text(t)) => {
+                    let split = text.push(&t);
+                    if !split.content.is_empty() || !split.reasoning.is_empty() {
+                        out.push(data(shape.body(vec![shape.choice(split, None, true)], true)));
+                    }
+                }
+                Some(Event::Done(summary)) => {
+                    out.extend(finish_events(&shape, text.finish(), &summary, include_usage));
+                    done = true;
+                }
+                Some(Event::Failed(message)) => {
+                    out.push(data(json!({"error": {"message": message, "type": "server_error", "code": 500}})));
+                    done = true;
+                }
+                None => done = true,
+            }
+            for e in out {
+                if tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+            if done {
+                return;
+            }
+        }
+    });
+    let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok)));
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// The last text, the finish reason, usage if asked, `[DONE]`.
+fn finish_events(shape: &Shape, rest: Split, summary: &Summary, include_usage: bool) -> Vec<SseEvent> {
+    let data = |v: Value| SseEvent::default().data(v.to_string());
+    let mut out = Vec::new();
+    if !rest.content.is_empty() || !rest.reasoning.is_empty() {
+        out.push(data(shape.body(vec![shape.choice(rest, None, true)], true)));
+    }
+    let mut last = shape.body(vec![shape.choice(Split::default(), Some(summary.finish.name()), true)], true);
+    last["timings"] = openai::timings(summary);
+    out.push(data(last));
+    if include_usage {
+        let mut usage = shape.body(Vec::new(), true);
+        usage["usage"] = openai::usage(summary);
+        out.push(data(usage));
+    }
+    out.push(SseEvent::default().data("[DONE]"));
+    out
+}
+
+async fn tokenize(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    respond(
+        async {
+            let (r, f) = request(&s, &headers, body).await?;
+            let content = f.get("content").and_then(Value::as_str).ok_or_else(|| ApiError::bad("content must be a string"))?;
+            let flag = |name: &str, default: bool| match f.get(name) {
+                None | Some(Value::Null) => Ok(default),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(v) => Err(ApiError::bad(format!("{name} must be true or false, not {v}"))),
+            };
+            let tokens = r.model.tokenize(content, flag("add_special", false)?, flag("parse_special", true)?);
+            let tokens: Vec<Value> = if flag("with_pieces", false)? {
+                tokens.iter().map(|&t| json!({"id": t, "piece": String::from_utf8_lossy(&r.model.piece(t, true))})).collect()
+            } else {
+                tokens.iter().map(|&t| json!(t)).collect()
+            };
+            Ok(Json(json!({"tokens": tokens})).into_response())
+        }
+        .await,
+    )
+}
+
+async fn detokenize(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    respond(
+        async {
+            let (r, f) = request(&s, &headers, body).await?;
+            let list = f.get("tokens").and_then(Value::as_array).ok_or_else(|| ApiError::bad("tokens must be a list of token ids"))?;
+            let mut bytes = Vec::new();
+            for (i, t) in list.iter().enumerate() {
+                let id = t.as_u64().filter(|&id| (id as usize) < r.model.n_vocab());
+                let id = id.ok_or_else(|| ApiError::bad(format!("tokens[{i}] is {t}, not a token id below {}", r.model.n_vocab())))?;
+                bytes.extend(r.model.piece(id as i32, true));
+            }
+            Ok(Json(json!({"content": String::from_utf8_lossy(&bytes)})).into_response())
+        }
+        .await,
+    )
+}
+
+async fn apply_template(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    respond(
+        async {
+            let (r, f) = request(&s, &headers, body).await?;
+            let messages = openai::messages(&f)?;
+            let add = match f.get("add_generation_prompt") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => return Err(ApiError::bad(format!("add_generation_prompt must be true or false, not {v}"))),
+            };
+            let render = RenderOptions { add_generation_prompt: add, enable_thinking: openai::enable_thinking(&f)?.or(r.render.enable_thinking), ..r.render.clone() };
+            let prompt = r.template.render(&messages, &render).map_err(|e| ApiError::bad(format!("the chat template failed on these messages: {e:#}")))?;
+            Ok(Json(json!({"prompt": prompt})).into_response())
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,339 @@
+//! `strata serve` driven by clients no one here wrote (the official `openai` Python package and
+//! curl) and by raw HTTP: answers, streaming, usage, slots and their prefix cache, concurrency,
+//! cancellation, and hostile requests.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A running `strata serve`, killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    /// Starts the server on a free port and waits until `/health` says it is ready.
+    fn start(model: &str, extra: &[&str]) -> Server {
+        let mut child = common::strata_command()
+            .args(["serve", model, "--port", "0", "-t", "2"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start strata serve");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("strata serve ended before listening").unwrap();
+            if let Some(a) = line.strip_prefix("listening on http://") {
+                break a.to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || lines.for_each(drop));
+        let server = Server { child, addr };
+        let start = Instant::now();
+        loop {
+            if let Ok((200, _)) = server.try_get("/health") {
+                return server;
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "the model did not load in 2 minutes");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn try_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http(&self.addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes())
+    }
+
+    /// POSTs `body` (raw bytes) with `headers`; returns the status and the body.
+    fn post_raw(&self, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
+        let mut req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n", body.len()).into_bytes();
+        req.extend_from_slice(body);
+        http(&self.addr, &req).expect("request")
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, text) = self.post_raw(path, "", body.to_string().as_bytes());
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")))
+    }
+
+    fn chat(&self, body: &Value) -> Value {
+        let (status, v) = self.post("/v1/chat/completions", body);
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: the status and the (de-chunked) body.
+fn http(addr: &str, request: &[u8]) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    stream.write_all(request)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn ask(question: &str, max_tokens: u32) -> Value {
+    json!({"messages": [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": question}], "temperature": 0, "max_tokens": max_tokens})
+}
+
+fn content(v: &Value) -> String {
+    v["choices"][0]["message"]["content"].as_str().unwrap_or_else(|| panic!("no content in {v}")).to_string()
+}
+
+/// The official `openai` client: models, chat (whole and streamed), a completion; the usage it
+/// reports equals the token counts `strata generate` reports for the same turn.
+#[test]
+fn openai_client_chats_streams_and_completes() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &["--alias", "smol"]);
+    let script = common::repo().join("tests/support/openai_client.py");
+    let out = Command::new(common::python()).arg(&script).arg(format!("{}/v1", server.base())).output().unwrap();
+    assert!(out.status.success(), "openai_client.py: {}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["models"], json!(["smol"]));
+    assert!(r["chat"]["content"].as_str().unwrap().contains("Paris"), "{r}");
+    assert_eq!(r["chat"]["finish_reason"], "stop");
+    assert_eq!(r["stream"]["content"], r["chat"]["content"], "streamed text equals the whole answer");
+    assert_eq!(r["stream"]["usage"], r["chat"]["usage"]);
+    assert!(r["completion"]["text"].as_str().is_some_and(|t| !t.is_empty()), "{r}");
+    assert_eq!(r["completion"]["usage"]["completion_tokens"], 8);
+    // The same turn through `strata generate`: the same text and the same token counts.
+    let alone = common::strata_ok(&[
+        "generate",
+        model.to_str().unwrap(),
+        "--chat",
+        "--system",
+        "You are a helpful assistant.",
+        "-p",
+        "What is the capital of France?",
+        "--temp",
+        "0",
+        "-n",
+        "32",
+        "--json",
+    ]);
+    let alone: Value = serde_json::from_str(&alone).unwrap();
+    assert_eq!(r["chat"]["content"], alone["text"]);
+    assert_eq!(r["chat"]["usage"]["prompt_tokens"], alone["prompt_tokens"]);
+    assert_eq!(r["chat"]["usage"]["completion_tokens"], alone["generated_tokens"]);
+}
+
+/// curl's view of the raw stream: `data:` lines of JSON chunks, `[DONE]` last, usage on request.
+#[test]
+fn curl_sees_server_sent_events() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &[]);
+    let body = json!({"messages": [{"role": "user", "content": "Say hi"}], "temperature": 0, "max_tokens": 6, "stream": true, "stream_options": {"include_usage": true}});
+    let out = Command::new("curl")
+        .args(["-sN", "-i", &format!("{}/v1/chat/completions", server.base()), "-H", "Content-Type: application/json", "-d", &body.to_string()])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.to_ascii_lowercase().contains("content-type: text/event-stream"), "{text}");
+    let data: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let finish: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"].get(0)).map(|c| &c["finish_reason"]).filter(|f| !f.is_null()).collect();
+    assert_eq!(finish, [&json!("length")]);
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["completion_tokens"], 6, "{text}");
+    assert_eq!(chunks.last().unwrap()["choices"], json!([]));
+}
+
+/// A conversation's second turn evaluates only its new tokens: the slot kept the first.
+#[test]
+fn a_follow_up_turn_reuses_the_slots_cache() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &["-np", "2"]);
+    let first = server.chat(&ask("What is the capital of France?", 16));
+    let answer = content(&first);
+    let mut follow = ask("What is the capital of France?", 16);
+    follow["messages"].as_array_mut().unwrap().extend([json!({"role": "assistant", "content": answer}), json!({"role": "user", "content": "And of Germany?"})]);
+    let second = server.chat(&follow);
+    let (t1, t2) = (&first["timings"], &second["timings"]);
+    let p1 = first["usage"]["prompt_tokens"].as_u64().unwrap();
+    let p2 = second["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(t2["slot"], t1["slot"], "the same slot");
+    assert!(t2["cache_n"].as_u64().unwrap() >= p1, "second turn reused {} tokens of the first's {p1}: {second}", t2["cache_n"]);
+    assert_eq!(t2["cache_n"].as_u64().unwrap() + t2["prompt_n"].as_u64().unwrap(), p2);
+    assert!(t2["prompt_n"].as_u64().unwrap() < p2 / 2, "{second}");
+    assert_eq!(second["usage"]["prompt_tokens_details"]["cached_tokens"], t2["cache_n"]);
+}
+
+/// 8 clients at once against 4 slots: every answer is the one the same request gets alone (greedy).
+#[test]
+fn concurrent_requests_get_the_answers_they_get_alone() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &["-np", "4", "-c", "4096"]);
+    let questions: Vec<String> = ["France", "Germany", "Italy", "Spain", "Japan", "Canada", "Egypt", "Peru"].iter().map(|c| format!("What is the capital of {c}?")).collect();
+    let alone: Vec<String> = questions.iter().map(|q| content(&server.chat(&ask(q, 24)))).collect();
+    let together: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = questions.iter().map(|q| s.spawn(|| content(&server.chat(&ask(q, 24))))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+        assert_eq!(a, t, "question {i}: alone vs 8 at once");
+    }
+}
+
+/// A client that hangs up mid-stream frees its slot: with one slot, the next request is served
+/// at once instead of after the first one's 2000 tokens.
+#[test]
+fn a_client_that_hangs_up_frees_its_slot() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &["-np", "1"]);
+    // End-of-generation ignored, so the first request would run its whole 2000 tokens.
+    let long = json!({"prompt": "Once upon a time", "max_tokens": 2000, "temperature": 0, "stream": true, "ignore_eos": true});
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    let body = long.to_string();
+    write!(stream, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while String::from_utf8_lossy(&seen).matches("data: ").count() < 5 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(stream);
+    let start = Instant::now();
+    let next = server.chat(&ask("What is the capital of France?", 8));
+    assert!(start.elapsed() < Duration::from_secs(20), "the next request waited {:?}", start.elapsed());
+    assert_eq!(next["usage"]["completion_tokens"].as_u64().unwrap() <= 8, true);
+}
+
+/// Hostile and malformed requests: each gets its status and a message in OpenAI's shape, the
+/// server never panics, and a streaming request in flight meanwhile completes as it would alone.
+#[test]
+fn bad_requests_get_clear_errors_and_do_not_disturb_others() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &["-np", "2", "-c", "2048", "--api-key", "sekret"]);
+    let auth = "Authorization: Bearer sekret\r\n";
+    let stream_body = json!({"prompt": "The first ten prime numbers are", "max_tokens": 48, "temperature": 0, "stream": true});
+    let expected_stream = {
+        let (status, text) = server.post_raw("/v1/completions", auth, stream_body.to_string().as_bytes());
+        assert_eq!(status, 200, "{text}");
+        text
+    };
+    let in_flight = std::thread::scope(|s| {
+        let streaming = s.spawn(|| server.post_raw("/v1/completions", auth, stream_body.to_string().as_bytes()));
+        let long_prompt = "word ".repeat(3000);
+        let cases: Vec<(&str, String, String, u16, &str)> = vec![
+            ("malformed JSON", "/v1/chat/completions".into(), "{\"messages\": [".into(), 400, "not valid JSON"),
+            ("not an object", "/v1/chat/completions".into(), "[1, 2]".into(), 400, "must be a JSON object"),
+            ("no messages", "/v1/chat/completions".into(), "{}".into(), 400, "messages must be a list"),
+            ("empty messages", "/v1/chat/completions".into(), json!({"messages": []}).to_string(), 400, "messages is empty"),
+            ("unknown role", "/v1/chat/completions".into(), json!({"messages": [{"role": "wizard", "content": "hi"}]}).to_string(), 400, "messages[0].role \"wizard\""),
+            ("content of wrong type", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": 42}]}).to_string(), 400, "messages[0].content must be"),
+            ("image part", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}).to_string(), 400, "image_url parts are not supported"),
+            ("negative max_tokens", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": -5}).to_string(), 400, "max_tokens is -5"),
+            ("max_tokens as text", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": "ten"}).to_string(), 400, "max_tokens must be a whole number"),
+            ("temperature negative", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "temperature": -1}).to_string(), 400, "temperature is -1"),
+            ("top_p zero", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "top_p": 0}).to_string(), 400, "top_p is 0"),
+            ("huge logit_bias", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "logit_bias": {"5": 1e30}}).to_string(), 400, "logit_bias[5] is"),
+            ("logit_bias token out of range", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "logit_bias": {"99999999": 1}}).to_string(), 400, "not a token id below 49152"),
+            ("n of 3", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "n": 3}).to_string(), 400, "n is 3"),
+            ("tools", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}).to_string(), 400, "tools: tool calling is not supported"),
+            ("json schema", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_schema"}}).to_string(), 400, "response_format"),
+            ("stop of wrong type", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "stop": 7}).to_string(), 400, "stop must be a string or a list"),
+            ("prompt over the context", "/v1/completions".into(), json!({"prompt": long_prompt}).to_string(), 400, "a slot's context holds 1024"),
+            ("completion without prompt", "/v1/completions".into(), json!({"max_tokens": 3}).to_string(), 400, "prompt must be a string"),
+            ("detokenize bad id", "/detokenize".into(), json!({"tokens": [1, -3]}).to_string(), 400, "tokens[1] is -3"),
+            ("unknown route", "/v1/embeddings".into(), "{}".into(), 404, "no such route"),
+        ];
+        for (name, path, body, status, needle) in &cases {
+            let (got, text) = server.post_raw(path, auth, body.as_bytes());
+            let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{name}: not JSON: {text}"));
+            assert_eq!(got, *status, "{name}: {text}");
+            let message = v["error"]["message"].as_str().unwrap_or_else(|| panic!("{name}: no error.message: {text}"));
+            assert!(message.contains(needle), "{name}: {message:?} lacks {needle:?}");
+            assert_eq!(v["error"]["code"], *status, "{name}");
+        }
+        // Wrong and missing keys.
+        let chat = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).to_string();
+        for header in ["Authorization: Bearer wrong\r\n", "", "Authorization: sekret\r\n"] {
+            let (got, text) = server.post_raw("/v1/chat/completions", header, chat.as_bytes());
+            assert_eq!(got, 401, "{header:?}: {text}");
+            assert!(text.contains("authentication_error"), "{text}");
+        }
+        assert_eq!(server.try_get("/health").unwrap().0, 200, "/health needs no key");
+        // A body over the limit.
+        let big = vec![b'x'; 9 << 20];
+        let (got, text) = server.post_raw("/v1/chat/completions", auth, &big);
+        assert_eq!(got, 413, "{text}");
+        // A slow-loris client: headers never finished; the server drops it and serves others.
+        let mut slow = TcpStream::connect(&server.addr).unwrap();
+        slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n").unwrap();
+        let (got, _) = server.post_raw("/tokenize", auth, json!({"content": "hi"}).to_string().as_bytes());
+        assert_eq!(got, 200, "served beside a slow client");
+        slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut rest = Vec::new();
+        let started = Instant::now();
+        let _ = slow.read_to_end(&mut rest);
+        assert!(started.elapsed() < Duration::from_secs(25), "the slow client was not dropped");
+        streaming.join().unwrap()
+    });
+    assert_eq!(in_flight.0, 200);
+    let text = |sse: &str| -> String {
+        sse.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str::<Value>(d).unwrap()["choices"][0]["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(text(&in_flight.1), text(&expected_stream), "the stream in flight beside the bad requests");
+}
+
+/// /v1/models, /tokenize, /detokenize and /apply-template agree with the CLI.
+#[test]
+fn tokenize_detokenize_and_apply_template() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &[]);
+    let (_, tok) = server.post("/tokenize", &json!({"content": "Hello world"}));
+    let cli: Value = serde_json::from_str(&common::strata_ok(&["tokenize", model.to_str().unwrap(), "-p", "Hello world", "--json"])).unwrap();
+    assert_eq!(tok["tokens"], cli, "the server and strata tokenize");
+    let (_, detok) = server.post("/detokenize", &json!({"tokens": tok["tokens"]}));
+    assert_eq!(detok["content"], "Hello world");
+    let messages = json!([{"role": "user", "content": "Hi"}]);
+    let (_, applied) = server.post("/apply-template", &json!({"messages": messages}));
+    let file = common::scratch_file("server-messages.json", messages.to_string().as_bytes());
+    let cli = common::strata_ok(&["template", model.to_str().unwrap(), "--messages", file.to_str().unwrap(), "--add-generation-prompt"]);
+    assert_eq!(applied["prompt"], cli);
+}
