@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use strata_run::generation::{Generated, Request, StopReason, TextStream};
+use strata_run::planning::LazyMode;
 use strata_run::sampling::Sampler;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -195,10 +196,20 @@ pub enum GpuLayers {
 /// Memory left free on each GPU by [`GpuLayers::Auto`]: llama.cpp's default `--fit-target`.
 pub const FIT_MARGIN: usize = 1 << 30;
 
+/// llama.cpp's `llama_lazy_mode` for a [`LazyMode`].
+fn lazy_mode(mode: LazyMode) -> llama_cpp_sys_2::llama_lazy_mode {
+    match mode {
+        LazyMode::On => llama_cpp_sys_2::LLAMA_LAZY_MODE_ON,
+        LazyMode::Auto => llama_cpp_sys_2::LLAMA_LAZY_MODE_AUTO,
+        LazyMode::Off => llama_cpp_sys_2::LLAMA_LAZY_MODE_OFF,
+    }
+}
+
 /// How to load a model.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub gpu_layers: GpuLayers,
+    pub lazy: LazyMode,
     /// The context the model will run with, which [`GpuLayers::Auto`] leaves room for.
     pub context: ContextOptions,
     pub use_mmap: bool,
@@ -277,7 +288,7 @@ impl Model {
         }
         let bar = progress_bar(path);
         let bar_in_callback = bar.clone();
-        let mut params = LlamaModelParams::default().with_use_mmap(opts.use_mmap).with_use_mlock(opts.use_mlock);
+        let mut params = LlamaModelParams::default().with_use_mmap(opts.use_mmap).with_use_mlock(opts.use_mlock).with_lazy_mode(lazy_mode(opts.lazy));
         match opts.gpu_layers {
             GpuLayers::Count(n) => params = params.with_n_gpu_layers(n),
             GpuLayers::Auto if !gpu => params = params.with_n_gpu_layers(0),

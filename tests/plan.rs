@@ -126,9 +126,13 @@ fn plan_sizes_from_models_toml_match_convert_on_an_e2b_shaped_checkpoint() {
         let predicted = mix_bytes(&plan, body, Some(&ple.to_uppercase()));
         assert_within_1_percent(predicted, dry_run_bytes(&dir, &["--type", body, "--ple-type", ple]), &format!("E2B {body} + PLE {ple}"));
     }
-    // The PLE table is a third of the file at Q8_0: planned on its own, in host memory.
+    // The PLE table is a third of the file at Q8_0: planned on its own, on disk and read lazily
+    // (by default), or whole in host memory (--lazy-mode off).
     let q8 = plan["mixes"].as_array().unwrap().iter().find(|m| m["body"] == "q8_0" && m["ple"] == "Q8_0").unwrap();
     assert!(q8["ple_bytes"].as_u64().unwrap() > q8["file_bytes"].as_u64().unwrap() / 3);
+    assert!(q8["ple_lazy"].as_bool().unwrap() && q8["ram_bytes"].as_u64().unwrap() < q8["ple_bytes"].as_u64().unwrap());
+    let whole = plan_json(&["gemma-4-e2b", "--device", "rtx4060-8gb", "--lazy-mode", "off"]);
+    let q8 = whole["mixes"].as_array().unwrap().iter().find(|m| m["body"] == "q8_0" && m["ple"] == "Q8_0").unwrap();
     assert!(q8["ram_bytes"].as_u64().unwrap() >= q8["ple_bytes"].as_u64().unwrap());
 }
 
@@ -170,8 +174,12 @@ fn recommendation_follows_the_device() {
     let gpu = plan_json(&["gemma-4-e2b", "--device", "rtx4060-8gb"]);
     let rec = &gpu["mixes"][gpu["recommended"].as_u64().unwrap() as usize];
     assert_eq!((rec["body"].as_str(), rec["ple"].as_str(), rec["offload"].as_str()), (Some("q8_0"), Some("Q8_0"), Some("full")), "{gpu}");
-    // A 6 GB phone sharing its memory cannot hold Q8_0 with a Q8_0 table: a smaller table first.
+    // A 6 GB phone sharing its memory holds Q8_0 with a Q8_0 table read lazily from flash, but
+    // with the table in RAM (--lazy-mode off) a smaller table comes first.
     let phone = plan_json(&["gemma-4-e2b", "--device", "phone-6gb-lpddr5"]);
+    let rec = &phone["mixes"][phone["recommended"].as_u64().unwrap() as usize];
+    assert_eq!((rec["body"].as_str(), rec["ple"].as_str(), rec["ple_lazy"].as_bool()), (Some("q8_0"), Some("Q8_0"), Some(true)), "{}", phone["reason"]);
+    let phone = plan_json(&["gemma-4-e2b", "--device", "phone-6gb-lpddr5", "--lazy-mode", "off"]);
     let rec = &phone["mixes"][phone["recommended"].as_u64().unwrap() as usize];
     assert!(rec["fits"].as_bool().unwrap());
     assert!(rec["file_bytes"].as_u64().unwrap() < mix_bytes(&phone, "q8_0", Some("Q8_0")), "{}", phone["reason"]);
@@ -249,7 +257,7 @@ fn convert_explains_each_tensors_type() {
         let t = tensors.iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("no {name}"));
         (t["type"].as_str().unwrap().to_string(), t["reason"].as_str().unwrap().to_string())
     };
-    assert_eq!(reason("per_layer_token_embd.weight"), ("Q8_0".to_string(), "the PLE table's type (--ple-type)".to_string()));
+    assert_eq!(reason("per_layer_token_embd.weight"), ("Q8_0".to_string(), "the PLE table's own type (--ple-type; by default Q8_0 for presets below 8 bits)".to_string()));
     assert_eq!(reason("blk.1.ffn_up.weight"), ("Q8_0".to_string(), r"--tensor-type ^blk\.1\.ffn_up\.weight$; Q6_K's blocks of 256 don't divide 64 columns, so Q8_0".to_string()));
     assert_eq!(reason("blk.0.attn_norm.weight").1, "a vector: always F32");
     // ffn_down of layer 2 (of 6): llama-quantize's use_more_bits rule, then the fallback.
@@ -261,4 +269,47 @@ fn convert_explains_each_tensors_type() {
         let name = t["name"].as_str().unwrap();
         assert!(lines.iter().any(|l| l.trim_start().starts_with(&format!("{name} ")) && l.ends_with(t["reason"].as_str().unwrap())), "no --explain line for {name}: {text}");
     }
+}
+
+/// A gemma4 PLE table read lazily costs disk, not RAM: `plan` counts only the rows a context can
+/// touch; gemma3n's, which llama.cpp never reads lazily, stays whole in RAM either way.
+#[test]
+fn plan_counts_a_lazy_ple_table_on_disk() {
+    let ram = |name: &str, lazy: &str| -> (u64, u64, u64, bool) {
+        let v = plan_json(&[name, "--device", "laptop-cpu-8gb", "--lazy-mode", lazy, "-c", "4096"]);
+        let m = v["mixes"].as_array().unwrap().iter().find(|m| m["body"] == "q8_0" && m["ple"] == "Q8_0").unwrap().clone();
+        (m["ram_bytes"].as_u64().unwrap(), m["ple_bytes"].as_u64().unwrap(), m["ple_resident_bytes"].as_u64().unwrap(), m["ple_lazy"].as_bool().unwrap())
+    };
+    let (on, ple, resident, lazy) = ram("gemma-4-e2b", "on");
+    let (off, _, whole, not_lazy) = ram("gemma-4-e2b", "off");
+    assert!(lazy && !not_lazy);
+    assert_eq!(whole, ple);
+    // 4096 tokens' rows of 35 x 256 Q8_0 values (9520 bytes: three pages and the one a row
+    // straddles), of 262144 rows.
+    assert_eq!(resident, 4096 * 4 * 4096, "of {ple}");
+    assert_eq!(off - on, ple - resident);
+    let (on, _, _, lazy) = ram("gemma-3n-e2b", "on");
+    let (off, _, _, _) = ram("gemma-3n-e2b", "off");
+    assert!(!lazy);
+    assert_eq!(on, off);
+}
+
+/// `inspect` names the PLE table, its size (as gguf-py's reader sizes it) and its share of the file.
+#[test]
+fn inspect_reports_the_ple_table() {
+    let out = scratch_dir("inspect-ple").join("g4.gguf");
+    let fixture = repo().join("tests/fixtures/models/gemma4");
+    strata_ok(&["convert", fixture.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "q4_0"]);
+    let v: Value = serde_json::from_str(&strata_ok(&["inspect", "--json", out.to_str().unwrap()])).unwrap();
+    let script = "import os, sys; from gguf import GGUFReader; t = [t for t in GGUFReader(sys.argv[1]).tensors if t.name == 'per_layer_token_embd.weight'][0]; print(int(t.n_bytes), t.tensor_type.name, os.path.getsize(sys.argv[1]))";
+    let py = std::process::Command::new(common::python()).args(["-c", script]).arg(&out).output().unwrap();
+    let py = String::from_utf8(py.stdout).unwrap();
+    let f: Vec<&str> = py.split_whitespace().collect();
+    let (bytes, ty, size): (u64, &str, u64) = (f[0].parse().unwrap(), f[1], f[2].parse().unwrap());
+    let ple = &v["ple_table"];
+    assert_eq!(ple["bytes"].as_u64(), Some(bytes));
+    assert_eq!(ple["type"], ty);
+    assert_eq!(ty, "Q8_0", "q4_0's default PLE type");
+    assert!((ple["file_fraction"].as_f64().unwrap() - bytes as f64 / size as f64).abs() < 1e-12);
+    assert_eq!(ple["read_lazily"], true);
 }

@@ -61,3 +61,18 @@ fn ple_type_and_overrides_take_precedence() {
     assert!(Policy::new(Preset::Q8_0).add_override("(=Q8_0").unwrap_err().to_string().contains("bad pattern"));
     assert!(Preset::from_name("q3_k_xl").unwrap_err().to_string().contains("q4_k_m"));
 }
+
+/// The PLE table's default type: Q8_0 for every preset below 8 bits, the preset's own at and
+/// above (README: "the default PLE type").
+#[test]
+fn default_ple_type_is_q8_0_below_8_bits() {
+    for &p in Preset::ALL {
+        let expected = match p {
+            Preset::F32 => GgmlType::F32,
+            Preset::F16 => GgmlType::F16,
+            Preset::BF16 => GgmlType::BF16,
+            _ => GgmlType::Q8_0,
+        };
+        assert_eq!(Policy::new(p).ple_type, expected, "{p}");
+    }
+}

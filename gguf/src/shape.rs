@@ -56,11 +56,22 @@ pub struct ModelShape {
     pub tensors: Vec<TensorSpec>,
 }
 
+/// The tensors llama.cpp's loader marks `TENSOR_READ_LAZY` (read row by row from the memory map
+/// when lazy mode applies), by architecture: src/models/gemma4.cpp marks the per-layer embedding
+/// table; gemma3n.cpp, which builds the same table, does not. This is llama.cpp's fact, kept here
+/// once.
+const READ_LAZILY: &[(&str, &str)] = &[("gemma4", "per_layer_token_embd.weight")];
+
 /// The most layers a model may claim (the largest real ones have a few hundred): more is a
 /// corrupt or hostile file, and would cost memory per layer before anything else is checked.
 pub const MAX_LAYERS: u64 = 4096;
 
 impl ModelShape {
+    /// Whether llama.cpp can read tensor `name` of this model lazily (see [`READ_LAZILY`]).
+    pub fn reads_lazily(&self, name: &str) -> bool {
+        READ_LAZILY.iter().any(|(arch, tensor)| *arch == self.arch && *tensor == name)
+    }
+
     /// Bytes of KV cache for a context of `n_ctx` tokens with `bytes_per_value` per K or V value
     /// (2 for F16). Sliding layers hold the window plus one batch of `n_batch`, as llama.cpp's
     /// SWA cache does, padded to 256 cells.

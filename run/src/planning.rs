@@ -16,6 +16,43 @@ use strata_quantize::GgmlType;
 use crate::catalog::{Catalog, DeviceProfile};
 use crate::system_memory::Ram;
 
+/// Whether llama.cpp reads the tensors an architecture marks lazy (gemma4's per-layer embedding
+/// table; [`ModelShape::reads_lazily`]) row by row from the memory map, as a batch needs them,
+/// instead of loading them whole: llama.cpp's `--lazy-mode`, which the runner sets and `plan`
+/// sizes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LazyMode {
+    /// Always (strata's default: the table costs disk, not RAM).
+    On,
+    /// Only marked tensors larger than 4 GiB (llama.cpp's default).
+    Auto,
+    /// Never: marked tensors are loaded whole.
+    Off,
+}
+
+impl LazyMode {
+    /// Whether a marked tensor of `bytes` is read lazily.
+    pub fn applies(self, bytes: u64) -> bool {
+        match self {
+            LazyMode::On => true,
+            LazyMode::Auto => bytes > 4 << 30,
+            LazyMode::Off => false,
+        }
+    }
+}
+
+impl std::str::FromStr for LazyMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on" => Ok(LazyMode::On),
+            "auto" => Ok(LazyMode::Auto),
+            "off" => Ok(LazyMode::Off),
+            _ => Err(format!("{s:?} is not one of on, auto, off")),
+        }
+    }
+}
+
 /// Bytes in a GiB, as a float for sizes given in GiB (models.toml) or printed in them.
 pub const GIB: f64 = (1u64 << 30) as f64;
 
@@ -122,13 +159,19 @@ pub struct Mix {
     /// The PLE table's type, for models that have one.
     #[serde(serialize_with = "type_name")]
     pub ple: Option<GgmlType>,
-    /// Every tensor's bytes, as convert would write them.
+    /// Every tensor's bytes, as convert would write them: the file on disk.
     pub file_bytes: u64,
     pub ple_bytes: u64,
+    /// The PLE table is read lazily from the file: only the rows of the context's tokens are
+    /// resident ([`ple_resident_bytes`](Mix::ple_resident_bytes)).
+    pub ple_lazy: bool,
+    /// What of the PLE table is in RAM: all of it, or at most a page-rounded row per token of
+    /// the context when read lazily.
+    pub ple_resident_bytes: u64,
     pub offload: Offload,
     /// Weights, KV cache and compute buffers in GPU memory.
     pub gpu_bytes: u64,
-    /// Weights (the PLE table included), KV cache and buffers in RAM.
+    /// Weights (the resident part of the PLE table included), KV cache and buffers in RAM.
     pub ram_bytes: u64,
     pub kv_bytes: u64,
     /// Generation tokens/s if every byte read per token came at the memories' full bandwidth.
@@ -203,9 +246,23 @@ fn compute_bytes(shape: &ModelShape, n_batch: u64) -> u64 {
     4 * n_batch * (shape.n_vocab + 2 * n_ff + 4 * shape.n_embd)
 }
 
-/// Every mix for a model on a device, at a context of `n_ctx` tokens (F16 KV cache).
-pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64) -> Result<Vec<Mix>> {
-    let has_ple = shape.tensors.iter().any(|t| t.class == TensorClass::PerLayerTokenEmbedding);
+/// The page size the kernel maps files in.
+const PAGE: u64 = 4096;
+
+/// RAM a lazily read table of `bytes` over `rows` rows holds for a context of `n_ctx` tokens:
+/// each distinct token brings its row's pages in (a row spans whole pages plus one it straddles).
+fn lazy_resident(bytes: u64, rows: u64, n_ctx: u64) -> u64 {
+    let row = bytes / rows.max(1);
+    rows.min(n_ctx).saturating_mul(row.div_ceil(PAGE).saturating_add(1).saturating_mul(PAGE)).min(bytes)
+}
+
+/// Every mix for a model on a device, at a context of `n_ctx` tokens (F16 KV cache), with the
+/// PLE table read as `lazy` says.
+pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy: LazyMode) -> Result<Vec<Mix>> {
+    let ple_table = shape.tensors.iter().find(|t| t.class == TensorClass::PerLayerTokenEmbedding);
+    let has_ple = ple_table.is_some();
+    let ple_rows = ple_table.map_or(0, |t| t.shape.iter().skip(1).product());
+    let ple_lazy_capable = ple_table.is_some_and(|t| shape.reads_lazily(&t.name));
     let ples: Vec<Option<GgmlType>> = if has_ple { PLE_TYPES.iter().copied().map(Some).collect() } else { vec![None] };
     let kv = shape.kv_cache_bytes(n_ctx, n_batch, 2.0);
     let compute = compute_bytes(shape, n_batch);
@@ -217,6 +274,10 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64) -> R
             let class_bytes = |class: TensorClass| -> u64 { bytes.iter().filter(|(c, _)| *c == class).map(|(_, b)| b).sum() };
             let file_bytes: u64 = bytes.iter().map(|(_, b)| b).sum();
             let ple_bytes = class_bytes(TensorClass::PerLayerTokenEmbedding);
+            let ple_lazy = ple_lazy_capable && lazy.applies(ple_bytes);
+            let ple_resident = if ple_lazy { lazy_resident(ple_bytes, ple_rows, n_ctx) } else { ple_bytes };
+            // Bytes held in RAM apart from the table's, plus what of it is resident.
+            let ram_file = file_bytes - ple_bytes + ple_resident;
             let embd = class_bytes(TensorClass::TokenEmbedding);
             let output = class_bytes(TensorClass::Output);
             // llama.cpp keeps the input layer (token embedding, PLE table) in host memory; a
@@ -227,12 +288,12 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64) -> R
             let kv_per_layer = kv / n_layer.max(1) as u64;
             let mix = |offload: Offload| -> Mix {
                 let (gpu, ram) = match offload {
-                    Offload::Full => (body_bytes + output_on_gpu + kv + compute, embd + ple_bytes),
+                    Offload::Full => (body_bytes + output_on_gpu + kv + compute, embd + ple_resident),
                     Offload::Partial(n) => {
                         let on_gpu = n as u64 * (per_layer + kv_per_layer) + compute;
-                        (on_gpu, file_bytes - n as u64 * per_layer + kv - n as u64 * kv_per_layer + compute)
+                        (on_gpu, ram_file - n as u64 * per_layer + kv - n as u64 * kv_per_layer + compute)
                     }
-                    Offload::Cpu => (0, file_bytes + kv + compute),
+                    Offload::Cpu => (0, ram_file + kv + compute),
                 };
                 let fits = if budget.shared || budget.gpu_bytes == 0 {
                     gpu + ram <= budget.ram_bytes.saturating_sub(RESERVE_BYTES)
@@ -242,7 +303,7 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64) -> R
                 // Read per generated token: every weight but the embedding rows, and the KV cache.
                 let read_gpu = gpu.saturating_sub(compute) as f64;
                 // (A tied output projection reads the whole embedding on the CPU.)
-                let rows_only = ple_bytes + if output > 0 || offload == Offload::Full { embd } else { 0 };
+                let rows_only = ple_resident + if output > 0 || offload == Offload::Full { embd } else { 0 };
                 let read_ram = ram.saturating_sub(compute).saturating_sub(rows_only) as f64;
                 let seconds = |bytes: f64, bw: Option<f64>| bw.filter(|&b| b > 0.0).map(|b| bytes / (b * 1e9));
                 let gpu_bw = if budget.shared { budget.ram_bandwidth_gb_s } else { budget.gpu_bandwidth_gb_s };
@@ -251,7 +312,22 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64) -> R
                     (None, Some(b)) if read_gpu == 0.0 => Some(b),
                     _ => None,
                 };
-                Mix { body, ple, file_bytes, ple_bytes, offload, gpu_bytes: gpu, ram_bytes: ram, kv_bytes: kv, tokens_per_s_bound: t.map(|t| 1.0 / t), fits, kl_mean: None, top1: None }
+                Mix {
+                    body,
+                    ple,
+                    file_bytes,
+                    ple_bytes,
+                    ple_lazy,
+                    ple_resident_bytes: ple_resident,
+                    offload,
+                    gpu_bytes: gpu,
+                    ram_bytes: ram,
+                    kv_bytes: kv,
+                    tokens_per_s_bound: t.map(|t| 1.0 / t),
+                    fits,
+                    kl_mean: None,
+                    top1: None,
+                }
             };
             let offload = if budget.gpu_bytes == 0 {
                 Offload::Cpu
@@ -299,6 +375,12 @@ pub fn recommend(mixes: &[Mix], budget: &Budget) -> Option<(usize, String)> {
 
 fn ple_reason(m: &Mix) -> String {
     match m.ple {
+        Some(ty) if m.ple_lazy => format!(
+            "; PLE table at {} ({:.2} GiB on disk, read lazily: {:.0} MiB resident at this context)",
+            ty.name().to_lowercase(),
+            m.ple_bytes as f64 / GIB,
+            m.ple_resident_bytes as f64 / (1u64 << 20) as f64
+        ),
         Some(ty) => format!("; PLE table at {} ({:.2} GiB, in host memory)", ty.name().to_lowercase(), m.ple_bytes as f64 / GIB),
         None => String::new(),
     }

@@ -64,7 +64,8 @@ fn choose_types(args: &Args) -> Result<(Preset, Option<GgmlType>)> {
     let catalog = Catalog::builtin()?;
     let shape = strata_convert::convert::folder_shape(&args.model)?;
     let budget = super::device_budget(device, &catalog)?;
-    let mixes = planning::mixes(&shape, &budget, args.ctx_size, 512)?;
+    // As the runner will load it: lazy mode on (its default).
+    let mixes = planning::mixes(&shape, &budget, args.ctx_size, 512, planning::LazyMode::On)?;
     let (i, reason) = planning::recommend(&mixes, &budget).ok_or_else(|| anyhow!("--device {device}: {}", planning::shortfall(&mixes, &budget)))?;
     let m = &mixes[i];
     eprintln!("--device {device}: --type {}{}: {reason}", m.body, m.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default());

@@ -101,6 +101,29 @@ fn to_json(
         "classes": classes.iter().map(|(c, t)| json!({"class": c.name(), "count": t.count, "bytes": t.bytes})).collect::<Vec<_>>(),
         "types": types.iter().map(|(ty, t)| json!({"type": ty.name(), "count": t.count, "bytes": t.bytes})).collect::<Vec<_>>(),
         "total_bytes": file.tensor_bytes(),
+        "ple_table": ple_table(file).map(|p| json!({"name": p.name, "type": p.ty.name(), "bytes": p.bytes, "file_fraction": p.fraction, "read_lazily": p.lazy})),
+    })
+}
+
+/// A per-layer embedding table: its size, its share of the file, and whether llama.cpp can read
+/// it lazily for this architecture.
+struct PleTable<'a> {
+    name: &'a str,
+    ty: GgmlType,
+    bytes: u64,
+    fraction: f64,
+    lazy: bool,
+}
+
+fn ple_table(file: &GgufFile) -> Option<PleTable<'_>> {
+    let t = file.tensors.iter().find(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding)?;
+    let shape = strata_gguf::ModelShape::from_gguf(file).ok();
+    Some(PleTable {
+        name: &t.name,
+        ty: t.ty,
+        bytes: t.n_bytes(),
+        fraction: t.n_bytes() as f64 / file.file_size.max(1) as f64,
+        lazy: shape.is_some_and(|s| s.reads_lazily(&t.name)),
     })
 }
 
@@ -146,6 +169,10 @@ fn render_text(args: &Args, file: &GgufFile, classes: &BTreeMap<TensorClass, Tal
         let _ = writeln!(out, "  {:22}  {:>6}  {:>12}", ty.name(), tally.count, human_bytes(tally.bytes));
     }
     let _ = writeln!(out, "\ntotal: {} tensors, {} ({} bytes)", file.tensors.len(), human_bytes(file.tensor_bytes()), file.tensor_bytes());
+    if let Some(p) = ple_table(file) {
+        let how = if p.lazy { "llama.cpp reads it lazily, a row per token (strata's --lazy-mode on)" } else { "llama.cpp loads it whole into RAM (this architecture does not mark it lazy)" };
+        let _ = writeln!(out, "per-layer embedding table {}: {} at {}, {:.1}% of the file; {how}", p.name, human_bytes(p.bytes), p.ty.name(), 100.0 * p.fraction);
+    }
     out
 }
 

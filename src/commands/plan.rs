@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use strata_gguf::ModelShape;
 use strata_run::catalog::Catalog;
-use strata_run::planning::{self, Budget, Mix, Offload};
+use strata_run::planning::{self, Budget, LazyMode, Mix, Offload};
 
 use super::{device_budget, human_bytes};
 
@@ -25,6 +25,10 @@ pub struct Args {
     /// Tokens per batch (sizes the compute buffers).
     #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
     pub batch_size: u64,
+    /// How the runner will read the PLE table (gemma4 reads it lazily unless off): on (strata's
+    /// default), auto, off; lazily read, it costs disk, not RAM.
+    #[arg(long = "lazy-mode", value_name = "on|auto|off", default_value = "on")]
+    pub lazy_mode: LazyMode,
     /// Read device profiles and models from this file instead of the built-in models.toml.
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<std::path::PathBuf>,
@@ -44,7 +48,7 @@ pub fn run(args: &Args) -> Result<()> {
     let shape = planning::model_shape(&args.model, &catalog)?;
     let known = catalog.models.get(&args.model).filter(|_| !Path::new(&args.model).exists());
     let budget = device_budget(&args.device, &catalog)?;
-    let mut mixes = planning::mixes(&shape, &budget, args.ctx_size, args.batch_size)?;
+    let mut mixes = planning::mixes(&shape, &budget, args.ctx_size, args.batch_size, args.lazy_mode)?;
     if let Some(q) = catalog.quality.get(&args.model).filter(|_| known.is_some()) {
         for m in &mut mixes {
             let base = m.key() == q.base;
@@ -105,7 +109,7 @@ fn table(args: &Args, shape: &ModelShape, budget: &Budget, mixes: &[Mix], recomm
         if budget.shared { " (shared)" } else { "" },
         args.ctx_size
     );
-    out += &format!("  {:<7} {:<5} {:>10} {:>10} {:>10} {:>10} {:>10} {:<9} {:>9} {:>8}  fits\n", "body", "PLE", "file", "PLE table", "GPU", "RAM", "KV cache", "offload", "tg bound", "KL");
+    out += &format!("  {:<7} {:<5} {:>10} {:>15} {:>10} {:>10} {:>10} {:<9} {:>9} {:>8}  fits\n", "body", "PLE", "file", "PLE table", "GPU", "RAM", "KV cache", "offload", "tg bound", "KL");
     for (i, m) in mixes.iter().enumerate() {
         let offload = match m.offload {
             Offload::Full => "all".to_string(),
@@ -113,12 +117,16 @@ fn table(args: &Args, shape: &ModelShape, budget: &Budget, mixes: &[Mix], recomm
             Offload::Cpu => "CPU".to_string(),
         };
         out += &format!(
-            "{} {:<7} {:<5} {:>10} {:>10} {:>10} {:>10} {:>10} {:<9} {:>9} {:>8}  {}\n",
+            "{} {:<7} {:<5} {:>10} {:>15} {:>10} {:>10} {:>10} {:<9} {:>9} {:>8}  {}\n",
             if Some(i) == recommended { "*" } else { " " },
             m.body.name(),
             m.ple.map_or("-", |t| t.name()),
             gib(m.file_bytes),
-            if m.ple.is_some() { gib(m.ple_bytes) } else { "-".into() },
+            match (m.ple, m.ple_lazy) {
+                (None, _) => "-".into(),
+                (Some(_), false) => gib(m.ple_bytes),
+                (Some(_), true) => format!("{} lazy", gib(m.ple_bytes)),
+            },
             gib(m.gpu_bytes),
             gib(m.ram_bytes),
             gib(m.kv_bytes),
@@ -128,7 +136,7 @@ fn table(args: &Args, shape: &ModelShape, budget: &Budget, mixes: &[Mix], recomm
             if m.fits { "yes" } else { "no" }
         );
     }
-    out += "  (tg bound: generation speed if every weight byte read per token came at the memory's full bandwidth; llama.cpp reaches roughly half to four fifths of it)";
+    out += "  (tg bound: generation speed if every weight byte read per token came at the memory's full bandwidth; llama.cpp reaches roughly half to four fifths of it.\n   A lazy PLE table is read from the file a row per token: RAM counts only the rows a context can touch.)";
     out
 }
 

@@ -12,6 +12,8 @@ use strata_run::chat::template::{builtin_for_architecture, ChatTemplate, RenderO
 use strata_run::sampling::SamplingParams;
 
 use super::human_bytes;
+use strata_run::planning::LazyMode;
+
 use crate::llama::{CacheType, ContextOptions, GpuLayers, LoadOptions, Model};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -44,6 +46,11 @@ pub struct ModelArgs {
     /// Read the whole file instead of memory-mapping it.
     #[arg(long = "no-mmap")]
     pub no_mmap: bool,
+    /// Read the per-layer embedding table (gemma4) row by row from the file as tokens need it:
+    /// on (strata's default: the table costs disk, not RAM), auto (llama.cpp's: only tables over
+    /// 4 GiB), off (load it whole).
+    #[arg(long = "lazy-mode", value_name = "on|auto|off", default_value = "on")]
+    pub lazy_mode: LazyMode,
     /// Lock the weights in RAM.
     #[arg(long)]
     pub mlock: bool,
@@ -65,7 +72,7 @@ impl ModelArgs {
             Some(n) => GpuLayers::Count(n.parse().map_err(|_| anyhow!("--n-gpu-layers {n:?}: expected a number or \"auto\""))?),
         };
         let context = self.context(swa_full)?;
-        let opts = LoadOptions { gpu_layers, context: context.clone(), use_mmap: !self.no_mmap, use_mlock: self.mlock, verbose: self.verbose };
+        let opts = LoadOptions { gpu_layers, lazy: self.lazy_mode, context: context.clone(), use_mmap: !self.no_mmap, use_mlock: self.mlock, verbose: self.verbose };
         let model = Model::load(&self.path(), &opts)?;
         if self.verbose || std::io::stderr().is_terminal() {
             eprintln!("{}", load_report(&model));
