@@ -228,22 +228,53 @@ fn type_name<S: serde::Serializer>(t: &Option<GgmlType>, s: S) -> Result<S::Ok, 
     }
 }
 
-/// Bytes of each tensor under a policy.
-fn tensor_bytes(tensors: &[TensorSpec], body: Preset, ple: Option<GgmlType>) -> Result<Vec<(TensorClass, u64)>> {
+/// Each tensor's class and bytes under a policy, and whether llama.cpp's CPU backend keeps a
+/// repacked copy of it.
+fn tensor_bytes(tensors: &[TensorSpec], body: Preset, ple: Option<GgmlType>) -> Result<Vec<(TensorClass, u64, bool)>> {
     let mut policy = Policy::new(body);
     policy.tied_embeddings = !tensors.iter().any(|t| t.class == TensorClass::Output);
     if let Some(ty) = ple {
         policy.ple_type = ty;
     }
     let choices = policy.assign(tensors)?;
-    Ok(tensors.iter().zip(choices).map(|(t, c)| (c.class, c.ty.bytes_for(t.shape.iter().product()).unwrap_or(0))).collect())
+    Ok(tensors.iter().zip(choices).map(|(t, c)| (c.class, c.ty.bytes_for(t.shape.iter().product()).unwrap_or(0), repacked(t, c.ty))).collect())
 }
 
-/// Bytes of compute buffers llama.cpp reserves for a batch of `n_batch` tokens: the logits and
-/// the widest activations, in F32. An estimate; llama.cpp measures its own at load.
-fn compute_bytes(shape: &ModelShape, n_batch: u64) -> u64 {
+/// Whether llama.cpp's CPU backend repacks a weight of type `ty` for its matrix kernels (its
+/// `CPU_REPACK` buffer, ggml-cpu/repack.cpp): Q4_0, Q4_K and IQ4_NL matrices whose rows come in
+/// eights, on x86-64 with AVX2 and on ARM alike (ARM repacks Q5_K, Q6_K and Q8_0 too; not
+/// counted here). The copy lives in anonymous memory while the file's pages it was made from
+/// stay mapped and resident: RAM holds both. Lookup tables (the embeddings) are not repacked.
+fn repacked(t: &TensorSpec, ty: GgmlType) -> bool {
+    let lookup = matches!(t.class, TensorClass::TokenEmbedding | TensorClass::PerLayerTokenEmbedding | TensorClass::NormOrVector);
+    let rows_in_eights = t.shape.get(1).is_some_and(|r| r % 8 == 0);
+    !lookup && rows_in_eights && matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::IQ4_NL)
+}
+
+/// Bytes of compute buffer llama.cpp reserves on a GPU for a batch of `n_batch` tokens: the
+/// logits of every token and the widest activations, in F32. A GPU allocation is held whole, so
+/// this is what VRAM pays; an estimate (llama.cpp measures its own at load).
+fn gpu_compute_bytes(shape: &ModelShape, n_batch: u64) -> u64 {
     let n_ff = shape.layers.iter().map(|l| l.n_ff).max().unwrap_or(0);
     4 * n_batch * (shape.n_vocab + 2 * n_ff + 4 * shape.n_embd)
+}
+
+/// Bytes of the host's compute buffer a batch of `n_batch` tokens touches. llama.cpp reserves
+/// as much as on a GPU, but RAM holds only the pages written: the activations of a full batch
+/// and the logits of the one token whose output is read (llama.cpp selects the output rows
+/// before the output projection). Measured: Gemma 3 270M reserves 525 MiB for `-b 512` and its
+/// process peaks at 350 MiB all told (README, "Planning").
+fn host_compute_bytes(shape: &ModelShape, n_batch: u64) -> u64 {
+    let n_ff = shape.layers.iter().map(|l| l.n_ff).max().unwrap_or(0);
+    4 * n_batch * (2 * n_ff + 4 * shape.n_embd) + 4 * shape.n_vocab
+}
+
+/// The runner's own resident memory beside the model: the program, its libraries and heap
+/// (16 MiB), and llama.cpp's vocabulary tables (about 128 bytes a token), fitted to the peak RSS
+/// of `strata generate` on the gemma4 fixture (600 tokens), SmolLM2 (49,152) and Gemma 3 270M
+/// (262,144): `tests/plan.rs`, `plan_agrees_with_the_process`.
+fn runtime_bytes(shape: &ModelShape) -> u64 {
+    (16 << 20) + 128 * shape.n_vocab
 }
 
 /// The page size the kernel maps files in.
@@ -265,14 +296,17 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
     let ple_lazy_capable = ple_table.is_some_and(|t| shape.reads_lazily(&t.name));
     let ples: Vec<Option<GgmlType>> = if has_ple { PLE_TYPES.iter().copied().map(Some).collect() } else { vec![None] };
     let kv = shape.kv_cache_bytes(n_ctx, n_batch, 2.0);
-    let compute = compute_bytes(shape, n_batch);
+    let compute = gpu_compute_bytes(shape, n_batch);
+    // Held in RAM whatever runs where: the runtime, and the host's share of a batch.
+    let host = runtime_bytes(shape) + host_compute_bytes(shape, n_batch);
     let n_layer = shape.layers.len();
     let mut out = Vec::new();
     for &body in BODY_PRESETS {
         for &ple in &ples {
             let bytes = tensor_bytes(&shape.tensors, body, ple)?;
-            let class_bytes = |class: TensorClass| -> u64 { bytes.iter().filter(|(c, _)| *c == class).map(|(_, b)| b).sum() };
-            let file_bytes: u64 = bytes.iter().map(|(_, b)| b).sum();
+            let class_bytes = |class: TensorClass| -> u64 { bytes.iter().filter(|(c, _, _)| *c == class).map(|(_, b, _)| b).sum() };
+            let file_bytes: u64 = bytes.iter().map(|(_, b, _)| b).sum();
+            let repack: u64 = bytes.iter().filter(|(_, _, r)| *r).map(|(_, b, _)| b).sum();
             let ple_bytes = class_bytes(TensorClass::PerLayerTokenEmbedding);
             let ple_lazy = ple_lazy_capable && lazy.applies(ple_bytes);
             let ple_resident = if ple_lazy { lazy_resident(ple_bytes, ple_rows, n_ctx) } else { ple_bytes };
@@ -288,12 +322,13 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
             let kv_per_layer = kv / n_layer.max(1) as u64;
             let mix = |offload: Offload| -> Mix {
                 let (gpu, ram) = match offload {
-                    Offload::Full => (body_bytes + output_on_gpu + kv + compute, embd + ple_resident),
+                    Offload::Full => (body_bytes + output_on_gpu + kv + compute, embd + ple_resident + host),
                     Offload::Partial(n) => {
                         let on_gpu = n as u64 * (per_layer + kv_per_layer) + compute;
-                        (on_gpu, ram_file - n as u64 * per_layer + kv - n as u64 * kv_per_layer + compute)
+                        let cpu_repack = repack / n_layer.max(1) as u64 * (n_layer as u64).saturating_sub(n as u64);
+                        (on_gpu, ram_file - n as u64 * per_layer + cpu_repack + kv - n as u64 * kv_per_layer + host)
                     }
-                    Offload::Cpu => (0, ram_file + kv + compute),
+                    Offload::Cpu => (0, ram_file + repack + kv + host),
                 };
                 let fits = if budget.shared || budget.gpu_bytes == 0 {
                     gpu + ram <= budget.ram_bytes.saturating_sub(RESERVE_BYTES)
@@ -304,7 +339,7 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
                 let read_gpu = gpu.saturating_sub(compute) as f64;
                 // (A tied output projection reads the whole embedding on the CPU.)
                 let rows_only = ple_resident + if output > 0 || offload == Offload::Full { embd } else { 0 };
-                let read_ram = ram.saturating_sub(compute).saturating_sub(rows_only) as f64;
+                let read_ram = ram.saturating_sub(host).saturating_sub(rows_only) as f64;
                 let seconds = |bytes: f64, bw: Option<f64>| bw.filter(|&b| b > 0.0).map(|b| bytes / (b * 1e9));
                 let gpu_bw = if budget.shared { budget.ram_bandwidth_gb_s } else { budget.gpu_bandwidth_gb_s };
                 let t = match (seconds(read_gpu, gpu_bw), seconds(read_ram, budget.ram_bandwidth_gb_s)) {

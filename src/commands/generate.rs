@@ -12,6 +12,7 @@ use strata_run::chat::template::RenderOptions;
 use strata_run::chat::Message;
 use strata_run::generation::Request;
 use strata_run::sampling::Sampler;
+use strata_run::system_memory::ProcessMemory;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -92,6 +93,7 @@ pub fn run(args: &Args) -> Result<()> {
             "prompt_tokens_per_second": out.prompt_tokens_per_second(),
             "generation_tokens_per_second": out.generation_tokens_per_second(),
             "stop_reason": out.stop_reason.name(),
+            "memory": ProcessMemory::read()?,
         });
         super::print(&serde_json::to_string_pretty(&report)?)?;
     } else {
