@@ -134,21 +134,7 @@ fn openai_client_chats_streams_and_completes() {
     assert!(r["completion"]["text"].as_str().is_some_and(|t| !t.is_empty()), "{r}");
     assert_eq!(r["completion"]["usage"]["completion_tokens"], 8);
     // The same turn through `strata generate`: the same text and the same token counts.
-    let alone = common::strata_ok(&[
-        "generate",
-        model.to_str().unwrap(),
-        "--chat",
-        "--system",
-        "You are a helpful assistant.",
-        "-p",
-        "What is the capital of France?",
-        "--temp",
-        "0",
-        "-n",
-        "32",
-        "--json",
-    ]);
-    let alone: Value = serde_json::from_str(&alone).unwrap();
+    let alone = common::ask_capital_of_france(&model);
     assert_eq!(r["chat"]["content"], alone["text"]);
     assert_eq!(r["chat"]["usage"]["prompt_tokens"], alone["prompt_tokens"]);
     assert_eq!(r["chat"]["usage"]["completion_tokens"], alone["generated_tokens"]);

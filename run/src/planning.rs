@@ -137,7 +137,7 @@ pub const RESERVE_BYTES: u64 = 1 << 30;
 /// Body presets a plan considers, best quality first.
 pub const BODY_PRESETS: &[Preset] = &[Preset::F16, Preset::Q8_0, Preset::Q6_K, Preset::Q5_K_M, Preset::Q4_K_M, Preset::Q4_0];
 /// Types the per-layer embedding table is tried at.
-pub const PLE_TYPES: &[GgmlType] = &[GgmlType::F16, GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q4_0];
+pub const PLE_TYPES: &[GgmlType] = &[GgmlType::F16, GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q4_K, GgmlType::Q4_0];
 
 /// Where a mix runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

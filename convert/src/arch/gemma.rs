@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde_json::Value as Json;
 use strata_gguf::LayerShape;
 
-use super::{decoder_layer, lookup, Config, Meta, Tensors};
+use super::{decoder_layer, lookup, Config, Meta, Rows, Tensors};
 use crate::tokenizer::Vocab;
 
 pub(super) const GLOBAL: &[(&str, &str)] = &[
@@ -145,6 +145,16 @@ impl Common {
         if !self.tied {
             t.add("output.weight", &[self.n_embd, self.n_vocab]);
         }
+    }
+}
+
+/// Gemma 3's and Gemma 4's rows: the token embedding's rows past the tokenizer's tokens are
+/// padding, dropped as llama.cpp's converter drops them.
+pub(super) fn token_embd_truncated(gguf_name: &str) -> Rows {
+    if gguf_name == "token_embd.weight" {
+        Rows::Truncate
+    } else {
+        Rows::Exact
     }
 }
 

@@ -90,11 +90,7 @@ impl Architecture for Gemma3 {
     }
 
     fn rows(&self, gguf_name: &str) -> Rows {
-        if gguf_name == "token_embd.weight" {
-            Rows::Truncate
-        } else {
-            Rows::Exact
-        }
+        gemma::token_embd_truncated(gguf_name)
     }
 
     fn vocab(&self, dir: &Path) -> Result<Vocab> {

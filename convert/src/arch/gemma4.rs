@@ -223,12 +223,7 @@ impl Architecture for Gemma4 {
     }
 
     fn rows(&self, gguf_name: &str) -> Rows {
-        // The token embedding's rows past the tokenizer's tokens are padding.
-        if gguf_name == "token_embd.weight" {
-            Rows::Truncate
-        } else {
-            Rows::Exact
-        }
+        gemma::token_embd_truncated(gguf_name)
     }
 
     fn vocab(&self, dir: &Path) -> Result<Vocab> {
