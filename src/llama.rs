@@ -36,6 +36,9 @@ unsafe extern "C" fn log_callback(level: llama_cpp_sys_2::ggml_log_level, text: 
     if VERBOSE.load(Ordering::Relaxed) {
         eprint!("{text}");
     }
+    if let Some(rest) = text.split_once(REPACK_LINE).map(|(_, r)| r) {
+        repacking(rest.split(" with ").next().unwrap_or(rest).trim());
+    }
     if PLACEMENT_LINES.iter().any(|k| text.contains(k)) {
         PLACEMENT_LOG.lock().unwrap_or_else(|e| e.into_inner()).push(text.trim().to_string());
     }
@@ -183,6 +186,64 @@ fn check_no_amx() -> Result<()> {
     Ok(())
 }
 
+/// What llama.cpp's CPU backend logs as it repacks a weight into its own buffer
+/// (`CPU_REPACK`, ggml-cpu/repack.cpp): "repack: repack tensor NAME with TYPE_RxC".
+const REPACK_LINE: &str = "repack: repack tensor ";
+
+/// The file pages of repacked weights, released as llama.cpp repacks them. Its kernels read the
+/// repacked copy only, so the originals, read once to make it, would otherwise stay resident
+/// beside it: the same bytes twice. Each weight's pages are released when llama.cpp logs that it
+/// repacks the next one (the log comes before the repack), the last when the load ends. Were a
+/// weight read again after all, its pages would fault back in from the file: nothing but memory
+/// changes. llama.h says nothing of repacking; its log is the one place that names the weights.
+struct Releaser {
+    path: PathBuf,
+    /// File byte ranges of the model's weights, by name.
+    ranges: std::collections::HashMap<String, std::ops::Range<u64>>,
+    /// The weight being repacked now.
+    current: Option<String>,
+    released: u64,
+}
+
+static RELEASER: Mutex<Option<Releaser>> = Mutex::new(None);
+
+impl Releaser {
+    /// Releases the pages of the weight repacked last, if any.
+    fn release_current(&mut self) {
+        if let Some(range) = self.current.take().and_then(|name| self.ranges.get(&name).cloned()) {
+            self.released += strata_run::system_memory::release_mapped_pages(&self.path, &[range]).unwrap_or(0);
+        }
+    }
+}
+
+/// From the log callback: llama.cpp is about to repack `name`, so the previous one is done.
+fn repacking(name: &str) {
+    if let Some(r) = RELEASER.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        r.release_current();
+        r.current = Some(name.to_string());
+    }
+}
+
+/// Arms the [`Releaser`] for a load of `path`: the weights' byte ranges, from the file's tensor
+/// table (its metadata stepped over, not built).
+fn arm_releaser(path: &Path) -> Result<()> {
+    let file = strata_gguf::GgufFile::open_keeping(path, |_| false)?;
+    let ranges = file.tensors.iter().map(|t| (t.name.clone(), file.data_offset + t.offset..file.data_offset + t.offset + t.n_bytes())).collect();
+    *RELEASER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Releaser { path: path.to_path_buf(), ranges, current: None, released: 0 });
+    Ok(())
+}
+
+/// Disarms the [`Releaser`] after a load, releasing the last weight; the bytes released.
+fn disarm_releaser() -> u64 {
+    let mut slot = RELEASER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut r = match slot.take() {
+        Some(r) => r,
+        None => return 0,
+    };
+    r.release_current();
+    r.released
+}
+
 /// How many layers go to the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GpuLayers {
@@ -226,6 +287,8 @@ pub struct Model {
     pub path: PathBuf,
     /// Layers asked of the GPU (llama.cpp's `n_gpu_layers`, as fitted), on a GPU build.
     gpu_layers: Option<u32>,
+    /// Bytes of the file's mapped pages released after llama.cpp repacked them.
+    pub released: u64,
 }
 
 /// How to create an evaluation context.
@@ -303,12 +366,17 @@ impl Model {
         }
         take_last_error();
         PLACEMENT_LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        // Repacked weights are read from the memory map once; on the CPU they need not stay.
+        if opts.use_mmap && std::env::var_os("STRATA_NO_RELEASE").is_none() {
+            arm_releaser(path)?;
+        }
         let loaded = LlamaModel::load_from_file(&backend, path, &params);
+        let released = disarm_releaser();
         bar.finish_and_clear();
         let model = loaded.map_err(|_| llama_error(format!("{}: llama.cpp could not load the model", path.display())))?;
         // llama.cpp's n_gpu_layers: -1 (its default) for all.
         let gpu_layers = gpu.then(|| u32::try_from(params.n_gpu_layers()).unwrap_or(u32::MAX));
-        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers })
+        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers, released })
     }
 
     /// Loads only a model's vocabulary and metadata (llama.cpp's `vocab_only`): enough to
@@ -323,7 +391,7 @@ impl Model {
         take_last_error();
         let params = LlamaModelParams::default().with_vocab_only(true);
         let model = LlamaModel::load_from_file(&backend, path, &params).map_err(|_| llama_error(format!("{}: llama.cpp could not load the model's vocabulary", path.display())))?;
-        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers: None })
+        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers: None, released: 0 })
     }
 
     /// Where the weights went.

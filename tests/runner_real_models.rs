@@ -294,3 +294,21 @@ fn chat_stops_or_drops_old_turns_when_the_context_fills() {
     assert!(t.iter().all(|&(prompt, _, _)| prompt + 80 <= 256), "{t:?}");
     assert!(t.windows(2).any(|w| w[1].0 < w[0].0), "old turns were dropped: {t:?}");
 }
+
+/// On the CPU, the file pages of the weights llama.cpp repacks are released as it repacks them:
+/// as many bytes as its CPU_REPACK buffer holds (less the partial pages at each weight's ends).
+#[test]
+fn repacked_weights_file_pages_are_released() {
+    let model = common::model(common::GEMMA3);
+    let out = common::strata(&["generate", model.to_str().unwrap(), "-p", "Hi", "-n", "1", "-v"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("[loaded ")).unwrap_or_else(|| panic!("no load line: {stderr}"));
+    let part = |needle: &str| line.split(['[', ';', ',', ']']).find(|p| p.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in {line}"));
+    let mib = |p: &str| -> f64 { p.split_whitespace().find_map(|w| w.parse().ok()).unwrap_or_else(|| panic!("no number in {p:?}")) };
+    let repack = mib(part("CPU_REPACK"));
+    let released = mib(part("of repacked weights' file pages released"));
+    let repacked = stderr.matches("repack: repack tensor ").count() as f64;
+    // Up to a page at each end of each weight stays.
+    assert!(released <= repack + 0.05 && released >= repack - repacked * 2.0 * 4096.0 / 1048576.0 - 0.05, "{line}");
+}

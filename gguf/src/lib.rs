@@ -21,7 +21,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use strata_quantize::GgmlType;
 
-pub use read::{parse, GgufError};
+pub use read::{parse, parse_keeping, GgufError};
 pub use shape::{LayerShape, ModelShape, TensorSpec};
 pub use tensor_class::{is_per_expert, TensorClass};
 pub use verify::{verify, Verified};
@@ -80,6 +80,12 @@ pub struct GgufFile {
 impl GgufFile {
     /// Reads and checks the GGUF file at `path`. Errors name the file and what is wrong with it.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_keeping(path, |_| true)
+    }
+
+    /// Reads and checks the file's tensor table and only the metadata whose key `keep` accepts
+    /// ([`parse_keeping`]): its layout without the cost of its vocabulary.
+    pub fn open_keeping(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Self> {
         let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
         if file.metadata().is_ok_and(|m| m.is_dir()) {
             anyhow::bail!("{}: is a directory, not a GGUF file", path.display());
@@ -87,7 +93,7 @@ impl GgufFile {
         // SAFETY: the map is read-only and dropped before returning; a file truncated by another
         // process meanwhile is the caller's problem, as for every mmap-based reader.
         let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("{}: cannot map", path.display()))?;
-        parse(&map).map_err(|e| anyhow::anyhow!("{}: not a valid GGUF file: {e}", path.display()))
+        parse_keeping(&map, keep).map_err(|e| anyhow::anyhow!("{}: not a valid GGUF file: {e}", path.display()))
     }
 
     /// The metadata value for `key`.

@@ -147,6 +147,31 @@ impl<'a> Cursor<'a> {
         })
     }
 
+    /// Checks and steps over a value without building it (for metadata a caller does not keep).
+    fn skip_value(&mut self, ty: ValueType, key: &str, depth: usize) -> Result<(), GgufError> {
+        match ty {
+            ValueType::String => {
+                self.raw_string(&format!("the value of {key:?}"))?;
+            }
+            ValueType::Array => {
+                let at = self.pos;
+                if depth >= MAX_ARRAY_DEPTH {
+                    return self.err(at, format!("the value of {key:?}: arrays nested deeper than {MAX_ARRAY_DEPTH}"));
+                }
+                let elem = self.value_type(&format!("the element type of {key:?}"))?;
+                let n = self.count(elem.min_size(), &format!("the length of array {key:?}"))?;
+                for _ in 0..n {
+                    self.skip_value(elem, key, depth + 1)?;
+                }
+            }
+            // Fixed-size values, bools included, are checked as they are read.
+            _ => {
+                self.value(ty, key, depth)?;
+            }
+        }
+        Ok(())
+    }
+
     fn tensor_info(&mut self) -> Result<(usize, TensorInfo), GgufError> {
         let at = self.pos;
         let name = self.name("a tensor name")?;
@@ -192,6 +217,13 @@ pub(crate) fn shape_elements(shape: &[u64]) -> Option<u64> {
 
 /// Parses a GGUF file (versions 2 and 3) held entirely in `data`.
 pub fn parse(data: &[u8]) -> Result<GgufFile, GgufError> {
+    parse_keeping(data, |_| true)
+}
+
+/// Parses and checks a GGUF file as [`parse`] does, keeping only the metadata whose key `keep`
+/// accepts (`general.alignment` always): the others are checked and stepped over, never built,
+/// so a 262,144-token vocabulary costs no memory.
+pub fn parse_keeping(data: &[u8], keep: impl Fn(&str) -> bool) -> Result<GgufFile, GgufError> {
     let mut c = Cursor { data, pos: 0 };
     let magic = c.array::<4>("the magic number")?;
     if &magic != MAGIC {
@@ -213,8 +245,12 @@ pub fn parse(data: &[u8]) -> Result<GgufFile, GgufError> {
             return c.err(at, format!("metadata key {key:?} appears twice"));
         }
         let ty = c.value_type(&format!("the type of {key:?}"))?;
-        let value = c.value(ty, &key, 0)?;
-        metadata.push((key, value));
+        if keep(&key) || key == "general.alignment" {
+            let value = c.value(ty, &key, 0)?;
+            metadata.push((key, value));
+        } else {
+            c.skip_value(ty, &key, 0)?;
+        }
     }
 
     let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {

@@ -1,7 +1,7 @@
 //! The GGUF reader against truncated, corrupted and lying files: every one is an error that
 //! says what is wrong, never a panic, and no allocation is driven by a count the file cannot hold.
 
-use strata_gguf::{encode_header, layout, parse, Value, ValueType};
+use strata_gguf::{encode_header, layout, parse, parse_keeping, Value, ValueType};
 use strata_quantize::GgmlType;
 
 #[path = "../../tests/support/peak_alloc.rs"]
@@ -77,6 +77,20 @@ fn every_truncation_is_an_error() {
             msg.contains("file ends") || msg.contains("past the end") || msg.contains("left in the file"),
             "cut at {cut}: {msg}"
         );
+    }
+}
+
+/// Reading the layout alone (metadata stepped over, not built) gives the same tensor table and
+/// refuses every truncation the full reader refuses.
+#[test]
+fn layout_only_reading_agrees_and_checks_as_much() {
+    let bytes = sample();
+    let full = parse(&bytes).unwrap();
+    let lean = parse_keeping(&bytes, |_| false).unwrap();
+    assert_eq!((lean.tensors, lean.data_offset, lean.alignment), (full.tensors, full.data_offset, full.alignment));
+    assert_eq!(lean.metadata, [("general.alignment".to_string(), Value::U32(32))]);
+    for cut in 0..bytes.len() {
+        assert_eq!(parse_keeping(&bytes[..cut], |_| false).is_err(), parse(&bytes[..cut]).is_err(), "cut at {cut}");
     }
 }
 

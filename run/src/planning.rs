@@ -228,27 +228,15 @@ fn type_name<S: serde::Serializer>(t: &Option<GgmlType>, s: S) -> Result<S::Ok, 
     }
 }
 
-/// Each tensor's class and bytes under a policy, and whether llama.cpp's CPU backend keeps a
-/// repacked copy of it.
-fn tensor_bytes(tensors: &[TensorSpec], body: Preset, ple: Option<GgmlType>) -> Result<Vec<(TensorClass, u64, bool)>> {
+/// Each tensor's class and bytes under a policy.
+fn tensor_bytes(tensors: &[TensorSpec], body: Preset, ple: Option<GgmlType>) -> Result<Vec<(TensorClass, u64)>> {
     let mut policy = Policy::new(body);
     policy.tied_embeddings = !tensors.iter().any(|t| t.class == TensorClass::Output);
     if let Some(ty) = ple {
         policy.ple_type = ty;
     }
     let choices = policy.assign(tensors)?;
-    Ok(tensors.iter().zip(choices).map(|(t, c)| (c.class, c.ty.bytes_for(t.shape.iter().product()).unwrap_or(0), repacked(t, c.ty))).collect())
-}
-
-/// Whether llama.cpp's CPU backend repacks a weight of type `ty` for its matrix kernels (its
-/// `CPU_REPACK` buffer, ggml-cpu/repack.cpp): Q4_0, Q4_K and IQ4_NL matrices whose rows come in
-/// eights, on x86-64 with AVX2 and on ARM alike (ARM repacks Q5_K, Q6_K and Q8_0 too; not
-/// counted here). The copy lives in anonymous memory while the file's pages it was made from
-/// stay mapped and resident: RAM holds both. Lookup tables (the embeddings) are not repacked.
-fn repacked(t: &TensorSpec, ty: GgmlType) -> bool {
-    let lookup = matches!(t.class, TensorClass::TokenEmbedding | TensorClass::PerLayerTokenEmbedding | TensorClass::NormOrVector);
-    let rows_in_eights = t.shape.get(1).is_some_and(|r| r % 8 == 0);
-    !lookup && rows_in_eights && matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::IQ4_NL)
+    Ok(tensors.iter().zip(choices).map(|(t, c)| (c.class, c.ty.bytes_for(t.shape.iter().product()).unwrap_or(0))).collect())
 }
 
 /// Bytes of compute buffer llama.cpp reserves on a GPU for a batch of `n_batch` tokens: the
@@ -263,7 +251,8 @@ fn gpu_compute_bytes(shape: &ModelShape, n_batch: u64) -> u64 {
 /// as much as on a GPU, but RAM holds only the pages written: the activations of a full batch
 /// and the logits of the one token whose output is read (llama.cpp selects the output rows
 /// before the output projection). Measured: Gemma 3 270M reserves 525 MiB for `-b 512` and its
-/// process peaks at 350 MiB all told (README, "Planning").
+/// process peaks at 350 MiB all told (README, "Planning"). Weights llama.cpp repacks for its CPU
+/// kernels count once: the runner releases the file pages they were copied from.
 fn host_compute_bytes(shape: &ModelShape, n_batch: u64) -> u64 {
     let n_ff = shape.layers.iter().map(|l| l.n_ff).max().unwrap_or(0);
     4 * n_batch * (2 * n_ff + 4 * shape.n_embd) + 4 * shape.n_vocab
@@ -304,9 +293,8 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
     for &body in BODY_PRESETS {
         for &ple in &ples {
             let bytes = tensor_bytes(&shape.tensors, body, ple)?;
-            let class_bytes = |class: TensorClass| -> u64 { bytes.iter().filter(|(c, _, _)| *c == class).map(|(_, b, _)| b).sum() };
-            let file_bytes: u64 = bytes.iter().map(|(_, b, _)| b).sum();
-            let repack: u64 = bytes.iter().filter(|(_, _, r)| *r).map(|(_, b, _)| b).sum();
+            let class_bytes = |class: TensorClass| -> u64 { bytes.iter().filter(|(c, _)| *c == class).map(|(_, b)| b).sum() };
+            let file_bytes: u64 = bytes.iter().map(|(_, b)| b).sum();
             let ple_bytes = class_bytes(TensorClass::PerLayerTokenEmbedding);
             let ple_lazy = ple_lazy_capable && lazy.applies(ple_bytes);
             let ple_resident = if ple_lazy { lazy_resident(ple_bytes, ple_rows, n_ctx) } else { ple_bytes };
@@ -325,10 +313,9 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
                     Offload::Full => (body_bytes + output_on_gpu + kv + compute, embd + ple_resident + host),
                     Offload::Partial(n) => {
                         let on_gpu = n as u64 * (per_layer + kv_per_layer) + compute;
-                        let cpu_repack = repack / n_layer.max(1) as u64 * (n_layer as u64).saturating_sub(n as u64);
-                        (on_gpu, ram_file - n as u64 * per_layer + cpu_repack + kv - n as u64 * kv_per_layer + host)
+                        (on_gpu, ram_file - n as u64 * per_layer + kv - n as u64 * kv_per_layer + host)
                     }
-                    Offload::Cpu => (0, ram_file + repack + kv + host),
+                    Offload::Cpu => (0, ram_file + kv + host),
                 };
                 let fits = if budget.shared || budget.gpu_bytes == 0 {
                     gpu + ram <= budget.ram_bytes.saturating_sub(RESERVE_BYTES)

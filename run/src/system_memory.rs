@@ -50,6 +50,48 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
     line[key.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|k| k * 1024)
 }
 
+/// Releases this process's resident pages of `ranges` (byte offsets into the file at `path`)
+/// from its read-only mapping of that file, keeping the mapping: a later read faults them back
+/// in from the page cache or the disk, so nothing changes but the memory held. Only whole pages
+/// inside a range are released. Returns the bytes released; 0 where the file is not mapped.
+pub fn release_mapped_pages(path: &std::path::Path, ranges: &[std::ops::Range<u64>]) -> Result<u64> {
+    let maps = std::fs::read_to_string("/proc/self/maps").context("/proc/self/maps: cannot read")?;
+    let target = std::fs::canonicalize(path).with_context(|| format!("{}: cannot resolve", path.display()))?;
+    let mut released = 0;
+    // "start-end perms offset dev inode path": one line per mapped extent of the file.
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.splitn(6, ' ').collect();
+        if fields.len() < 6 || std::path::Path::new(fields[5].trim()) != target || !fields[1].starts_with('r') || fields[1].contains('w') {
+            continue;
+        }
+        let (Some((start, end)), Ok(file_offset)) = (fields[0].split_once('-'), u64::from_str_radix(fields[2], 16)) else { continue };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else { continue };
+        for r in ranges {
+            // The part of the range this extent maps, shrunk to whole pages.
+            let lo = r.start.max(file_offset);
+            let hi = r.end.min(file_offset + (end - start));
+            let (lo, hi) = (lo.next_multiple_of(PAGE), hi / PAGE * PAGE);
+            if hi <= lo {
+                continue;
+            }
+            let addr = (start + (lo - file_offset)) as usize;
+            // SAFETY: the pages lie inside a read-only mapping of a file; MADV_DONTNEED drops
+            // them from this process, and any later access reads the file's contents again.
+            if unsafe { madvise(addr as *mut std::ffi::c_void, (hi - lo) as usize, MADV_DONTNEED) } == 0 {
+                released += hi - lo;
+            }
+        }
+    }
+    Ok(released)
+}
+
+const PAGE: u64 = 4096;
+const MADV_DONTNEED: i32 = 4;
+
+extern "C" {
+    fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +108,22 @@ mod tests {
         let m = ProcessMemory::parse("VmPeak:  9 kB\nVmHWM:    300 kB\nRssAnon:   100 kB\nRssFile:   150 kB\n").unwrap();
         assert_eq!((m.peak_rss, m.rss_anon, m.rss_file), (300 * 1024, 100 * 1024, 150 * 1024));
         assert!(ProcessMemory::read().unwrap().peak_rss > 0);
+    }
+
+    #[test]
+    fn released_pages_read_back_the_same() {
+        let path = std::env::temp_dir().join(format!("strata-release-{}", std::process::id()));
+        let data: Vec<u8> = (0..5 * PAGE).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a read-only map of a file this test owns and does not change.
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        let sum = |m: &[u8]| m.iter().map(|&b| b as u64).sum::<u64>();
+        let before = sum(&map);
+        let released = release_mapped_pages(&path, &[100..3 * PAGE + 10]).unwrap();
+        assert_eq!(released, 2 * PAGE, "whole pages inside the range");
+        assert_eq!(sum(&map), before, "the pages read back from the file");
+        drop(map);
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -185,7 +185,10 @@ impl SamplingArgs {
 fn load_report(model: &Model) -> String {
     let placement = model.placement();
     let mut line = format!("[loaded {}: {} of weights; {placement}", model.path.display(), human_bytes(model.size()));
-    let ple: u64 = GgufFile::open(&model.path)
+    if model.released > 0 {
+        line += &format!("; {} of repacked weights' file pages released", human_bytes(model.released));
+    }
+    let ple: u64 = GgufFile::open_keeping(&model.path, |_| false)
         .map(|f| f.tensors.iter().filter(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding).map(|t| t.n_bytes()).sum())
         .unwrap_or(0);
     if ple > 0 {
