@@ -29,7 +29,10 @@ random.seed(7)
 w = 'the quick brown fox jumps over a lazy dog while seven wizards quietly judge every boxing match'.split()
 print(' '.join(random.choice(w) for _ in range(505)))" >$B/prompt.txt
 rows=()
-for mix in "q4_k_m q8_0" "q4_k_m q4_k" "q8_0 q8_0"; do
+# SPEED_ONLY=1: only the speed rounds below (on the file of an earlier run).
+mixes=("q4_k_m q8_0" "q4_k_m q4_k" "q8_0 q8_0")
+[ -n "${SPEED_ONLY:-}" ] && mixes=()
+for mix in "${mixes[@]}"; do
   set -- $mix
   f=$B/e2b-$1-ple-$2.gguf
   [ -f "$f" ] || $S convert $B/e2b-hf -o "$f" --type "$1" --ple-type "$2" >/dev/null
@@ -54,10 +57,32 @@ print(f'| $1 + PLE $2 | llama-completion | {sys.argv[2]} | {rss/1e9:.2f} GB | â€
 " "$err" "$lazy")")
   done
 done
-echo "| file | runner | lazy | peak RSS | anon / file at end | prompt t/s | gen t/s | plan RAM |"
-echo "|---|---|---|---:|---:|---:|---:|---:|"
-printf '%s\n' "${rows[@]}"
+if [ ${#rows[@]} -gt 0 ]; then
+  echo "| file | runner | lazy | peak RSS | anon / file at end | prompt t/s | gen t/s | plan RAM |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|"
+  printf '%s\n' "${rows[@]}"
+fi
+# Speed, the goal's configuration (q4_k_m, table at q8_0, lazy on), alternating ROUNDS (5) times.
 f=$B/e2b-q4_k_m-ple-q8_0.gguf
+speeds=()
+for round in $(seq "${ROUNDS:-5}"); do
+  s=$($S generate "$f" -f $B/prompt.txt -n 128 -c 4096 -t "$T" --temp 0 --ignore-eos --lazy-mode on --json)
+  e=$( { LD_LIBRARY_PATH="$(dirname "$LC")" "$LC" -m "$f" -f $B/prompt.txt -n 128 -c 4096 -t "$T" --temp 0 --ignore-eos -lzm on -no-cnv >/dev/null; } 2>&1 )
+  speeds+=("$(python3 -c "
+import json, re, sys
+d = json.loads(sys.argv[1]); e = sys.argv[2]
+pp = float(re.search(r'prompt eval time =.*?([\d.]+) tokens per second', e).group(1))
+tg = float(re.search(r'\n.*?\beval time =.*?([\d.]+) tokens per second', e.split('prompt eval time')[1]).group(1))
+print(d['prompt_tokens_per_second'], d['generation_tokens_per_second'], pp, tg)
+" "$s" "$e")")
+done
+printf '%s\n' "${speeds[@]}" | python3 -c "
+import statistics, sys
+rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
+med = lambda i: statistics.median(r[i] for r in rows)
+print(f'speed, q4_k_m + PLE q8_0, lazy on, {len(rows)} alternating rounds (medians): prompt strata {med(0):.1f} / llama-completion {med(2):.1f} t/s, '
+      f'ratio {statistics.median(r[0] / r[2] for r in rows):.2f}; generation strata {med(1):.2f} / llama-completion {med(3):.2f} t/s, ratio {statistics.median(r[1] / r[3] for r in rows):.2f}')
+"
 if sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
   for lazy in on off; do
     sync; echo 3 >/proc/sys/vm/drop_caches
