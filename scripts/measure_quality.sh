@@ -40,11 +40,16 @@ presets_vs_f16() { # NAME HF_DIR CHARS
   done
   rm "$tmp/base.logits" "$tmp/f16.gguf"
 }
-presets_vs_f16 smollm2-135m .models/SmolLM2-135M-Instruct-hf 9000
-presets_vs_f16 gemma-3-270m .models/gemma-3-270m-hf 3000
+# PLE_ONLY=1: only the PLE-type rows on the fixtures (seconds, not minutes).
+if [ -z "${PLE_ONLY:-}" ]; then
+  presets_vs_f16 smollm2-135m .models/SmolLM2-135M-Instruct-hf 9000
+  presets_vs_f16 gemma-3-270m .models/gemma-3-270m-hf 3000
+fi
 
 ple_types() { # NAME FIXTURE BASE_LOGITS
-  for ple in f16 q8_0 q6_k q4_0; do
+  # Q4_K and Q2_K need rows in 256s: Gemma 3n's fixture table has them (2 layers x 256),
+  # Gemma 4's (6 x 16) does not, and falls back (to Q5_0 and Q4_0).
+  for ple in f16 q8_0 q6_k q4_k q4_0 q2_k; do
     $S convert "$2" -o "$tmp/ple.gguf" --type q8_0 --ple-type "$ple" -t "$T" > /dev/null
     row "$1" q8_0 "$ple" "$($S perplexity "$tmp/ple.gguf" --kl-base "$2/$3" -t "$T" --json)"
   done
