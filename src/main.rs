@@ -35,6 +35,8 @@ enum Command {
     Template(commands::template::Args),
     /// Print the token ids llama.cpp's tokenizer gives for a text.
     Tokenize(commands::tokenize::Args),
+    /// Collect an importance matrix (activation statistics) for quantizing, as llama-imatrix does.
+    Imatrix(commands::imatrix::Args),
     /// Measure prompt processing and generation speed, as llama-bench does.
     Bench(commands::bench::Args),
     /// Perplexity of a text, or KL divergence from a base model's saved logits.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => commands::chat::run(&args),
         Command::Template(args) => commands::template::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Imatrix(args) => commands::imatrix::run(&args),
         Command::Tokenize(args) => commands::tokenize::run(&args),
         Command::Perplexity(args) => commands::perplexity::run(&args),
         Command::Devices(args) => commands::devices::run(&args),

@@ -8,7 +8,11 @@ fn missing_and_non_gguf_models() {
     common::assert_clean_failure(&out, &["/nonexistent/m.gguf", "no such file"]);
     let junk = common::scratch_file("junk.gguf", b"this is not a model at all, just some text\n");
     let out = common::strata(&["generate", junk.to_str().unwrap(), "-p", "hi"]);
-    common::assert_clean_failure(&out, &[junk.to_str().unwrap(), "could not load the model", "llama.cpp says"]);
+    common::assert_clean_failure(&out, &[junk.to_str().unwrap(), "not a valid GGUF file", "bad magic"]);
+    // A well-formed GGUF that is no model: llama.cpp refuses it, and says why.
+    let empty = common::scratch_file("empty.gguf", &[&b"GGUF"[..], &3u32.to_le_bytes(), &0u64.to_le_bytes(), &0u64.to_le_bytes()].concat());
+    let out = common::strata(&["generate", empty.to_str().unwrap(), "-p", "hi"]);
+    common::assert_clean_failure(&out, &[empty.to_str().unwrap(), "could not load the model", "llama.cpp says"]);
 }
 
 #[test]

@@ -170,6 +170,32 @@ for path in tpls:
     put("chat_template", os.path.basename(path).replace(".jinja", ""), b"\0".join([rd(path), b"\x03<bos>", b"<eos>"] + conv))
 put("chat_template", "strftime-tojson", b"\0".join([b"{{ strftime_now('%d %b %Y') }}{{ messages | tojson(indent=2) }}{% generation %}{{ raise_exception('x') if false }}{% endgeneration %}{{ 'ab'.split('a') }}{{ messages[0].content.startswith('B') }}", b"\x01", b""] + conv))
 
+# ---- importance matrices: llama-imatrix's GGUF layout (a dense entry, 1-D; an expert entry,
+# 2-D with a count per expert) and its legacy .dat ----
+def gguf_str(x): return struct.pack("<Q", len(x)) + x
+def imatrix_gguf():
+    kv = [(b"general.type", struct.pack("<I", 8) + gguf_str(b"imatrix")),
+          (b"imatrix.datasets", struct.pack("<II", 9, 8) + struct.pack("<Q", 1) + gguf_str(b"calibration.txt")),
+          (b"imatrix.chunk_count", struct.pack("<II", 4, 2)), (b"imatrix.chunk_size", struct.pack("<II", 4, 128))]
+    tensors = [(b"blk.0.attn_k.weight.in_sum2", [8], [float(i) for i in range(8)]),
+               (b"blk.0.attn_k.weight.counts", [1], [256.0]),
+               (b"blk.0.ffn_down_exps.weight.in_sum2", [4, 2], [1.0] * 8),
+               (b"blk.0.ffn_down_exps.weight.counts", [1, 2], [100.0, 0.0])]
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv))
+    out += b"".join(gguf_str(k) + v for k, v in kv)
+    offset, data = 0, b""
+    for name, shape, values in tensors:
+        out += gguf_str(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape) + struct.pack("<IQ", 0, offset)
+        blob = struct.pack("<%df" % len(values), *values)
+        blob += b"\0" * (-len(blob) % 32)
+        data += blob; offset += len(blob)
+    return out + b"\0" * (-len(out) % 32) + data
+put("imatrix", "dense-and-experts.gguf", imatrix_gguf())
+dat = struct.pack("<i", 2)
+for name, values in [(b"blk.0.attn_k.weight", [0.5] * 8), (b"blk.0.ffn_up.weight", [2.0] * 4)]:
+    dat += struct.pack("<i", len(name)) + name + struct.pack("<ii", 2, len(values)) + struct.pack("<%df" % len(values), *values)
+put("imatrix", "legacy.dat", dat + struct.pack("<ii", 2, 15) + b"calibration.txt")
+
 # ---- models.toml ----
 put("models_toml", "models.toml", rd(os.path.join(ROOT, "models.toml")))
 print("seeds written under", OUT)

@@ -1,6 +1,7 @@
 //! The GGUF container: reading, writing and verifying llama.cpp's model files, and what
 //! llama.cpp's conventions say about their contents: each tensor's class by its name
-//! ([`TensorClass`]) and a model's shape from its metadata ([`ModelShape`]).
+//! ([`TensorClass`]) and a model's shape from its metadata ([`ModelShape`]); and llama.cpp's
+//! importance-matrix files ([`Imatrix`]), GGUF and legacy.
 //!
 //! What it is not: a converter or a runner. It depends on nothing of ours but the block
 //! formats' sizes (`strata-quantize`), so `inspect`, the runner and the GGUF fuzz target use it
@@ -9,6 +10,7 @@
 //! Ours rather than gguf-rs: gguf-rs 0.1.8 mis-sizes BF16 and other types, panics on newer type
 //! ids and truncates `tokenizer.*` arrays, so it can neither check nor produce our files.
 
+pub mod imatrix;
 mod read;
 pub mod shape;
 mod tensor_class;
@@ -21,6 +23,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use strata_quantize::GgmlType;
 
+pub use imatrix::{Imatrix, ImatrixEntry, ImatrixFormat};
 pub use read::{parse, parse_keeping, GgufError};
 pub use shape::{LayerShape, ModelShape, TensorSpec};
 pub use tensor_class::{is_per_expert, TensorClass};

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde_json::json;
 
-use super::run_args::ModelArgs;
+use super::run_args::{ModelArgs, DEFAULT_CTX_SIZE};
 use crate::llama::Session;
 use strata_run::sampling::{Sampler, SamplingParams};
 
@@ -50,7 +50,7 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 
 pub fn run(args: &Args) -> Result<()> {
     let mut model_args = args.model.clone();
-    model_args.ctx_size = model_args.ctx_size.max((args.n_prompt + args.n_gen) as u32);
+    model_args.ctx_size = Some(model_args.ctx_size.unwrap_or(DEFAULT_CTX_SIZE).max((args.n_prompt + args.n_gen) as u32));
     let (model, context) = model_args.load(false)?;
     let mut session = model.session(&context)?;
     // Token ids spread over the vocabulary, as llama-bench uses random tokens.

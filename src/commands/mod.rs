@@ -5,6 +5,7 @@ pub mod chat;
 pub mod convert;
 pub mod devices;
 pub mod generate;
+pub mod imatrix;
 pub mod inspect;
 pub mod perplexity;
 pub mod plan;

@@ -16,6 +16,9 @@ use strata_run::planning::LazyMode;
 
 use crate::llama::{CacheType, ContextOptions, GpuLayers, LoadOptions, Model};
 
+/// The context size when `-c` is not given.
+pub const DEFAULT_CTX_SIZE: u32 = 4096;
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
     /// The GGUF model.
@@ -24,9 +27,9 @@ pub struct ModelArgs {
     /// The GGUF model (as llama.cpp's -m).
     #[arg(short = 'm', long = "model", value_name = "FILE", conflicts_with = "model_path")]
     pub model: Option<PathBuf>,
-    /// Context size in tokens (0: the model's training context).
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
-    pub ctx_size: u32,
+    /// Context size in tokens (0: the model's training context) [default: 4096; imatrix: 512].
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<u32>,
     /// Tokens evaluated per batch of the prompt.
     #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
     pub batch_size: u32,
@@ -90,7 +93,7 @@ impl ModelArgs {
         }
         let cache_type_k = CacheType::parse(&self.cache_type_k).context("--cache-type-k")?;
         let cache_type_v = CacheType::parse(&self.cache_type_v).context("--cache-type-v")?;
-        Ok(ContextOptions { n_ctx: self.ctx_size, n_batch: self.batch_size, n_threads: threads, swa_full, cache_type_k, cache_type_v })
+        Ok(ContextOptions { n_ctx: self.ctx_size.unwrap_or(DEFAULT_CTX_SIZE), n_batch: self.batch_size, n_threads: threads, swa_full, cache_type_k, cache_type_v })
     }
 }
 

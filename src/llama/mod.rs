@@ -1,6 +1,9 @@
 //! The one module that talks to llama.cpp (through llama-cpp-2): loading a model, tokenizing,
 //! evaluating tokens into a KV cache that is reused across calls, and llama.cpp's own log,
-//! which is captured (quiet unless `--verbose`) so that its last error can be folded into ours.
+//! which is captured (quiet unless `--verbose`) so that its last error can be folded into ours;
+//! and ggml's eval callback, which collects importance matrices ([`imatrix`]).
+
+pub mod imatrix;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::num::NonZeroU32;
@@ -417,6 +420,12 @@ impl Model {
         self.model.vocab().is_eog(LlamaToken(token))
     }
 
+    /// The BOS token, when tokenizing with `add_special` starts with it.
+    pub fn bos_added(&self) -> Option<i32> {
+        let vocab = self.model.vocab();
+        vocab.should_add_bos().then(|| vocab.bos().0)
+    }
+
     /// The text of the BOS and EOS tokens, for chat templates.
     pub fn bos_eos_text(&self) -> (String, String) {
         let vocab = self.model.vocab();
@@ -450,8 +459,19 @@ impl Model {
 
     /// A new evaluation context with an empty cache.
     pub fn session(&self, opts: &ContextOptions) -> Result<Session<'_>> {
+        self.session_with(opts, |params| params)
+    }
+
+    /// A session that reports every matrix product it computes to `collector`.
+    pub fn collecting_session<'m>(&'m self, opts: &ContextOptions, collector: &'m imatrix::Collector) -> Result<Session<'m>> {
+        let user_data = std::ptr::from_ref(collector).cast_mut().cast::<c_void>();
+        // SAFETY: the collector outlives the session ('m), and `collect` locks it for each call.
+        self.session_with(opts, |params| unsafe { params.with_cb_eval(Some(imatrix::collect), user_data) })
+    }
+
+    fn session_with(&self, opts: &ContextOptions, extra: impl FnOnce(LlamaContextParams) -> LlamaContextParams) -> Result<Session<'_>> {
         let n_ctx = if opts.n_ctx == 0 { self.n_ctx_train() } else { opts.n_ctx };
-        let params = opts.params(n_ctx);
+        let params = extra(opts.params(n_ctx));
         take_last_error();
         let ctx = self
             .model
@@ -685,13 +705,23 @@ impl Session<'_> {
     /// Evaluates `tokens` from an empty cache and returns the logits after every one of them
     /// (`tokens.len() × n_vocab`, position-major).
     pub fn logits_all(&mut self, tokens: &[i32]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(tokens.len() * self.model.n_vocab());
+        self.logits_each(tokens, |_, logits| out.extend_from_slice(logits))?;
+        Ok(out)
+    }
+
+    /// Evaluates `tokens` from an empty cache, handing `each` the position and logits after
+    /// every one of them as its batch completes.
+    pub fn logits_each(&mut self, tokens: &[i32], mut each: impl FnMut(usize, &[f32])) -> Result<()> {
         if tokens.len() > self.n_ctx() {
             bail!("{} tokens do not fit the context of {} (raise -c/--ctx-size)", tokens.len(), self.n_ctx());
         }
         self.clear();
-        let mut out = Vec::with_capacity(tokens.len() * self.model.n_vocab());
-        self.decode(tokens, true, |ctx, n| (0..n).for_each(|i| out.extend_from_slice(ctx.get_logits_ith(i as i32))))?;
-        Ok(out)
+        let mut done = 0;
+        self.decode(tokens, true, |ctx, n| {
+            (0..n).for_each(|i| each(done + i, ctx.get_logits_ith(i as i32)));
+            done += n;
+        })
     }
 
     /// The batch loop: evaluates `tokens` after what the cache holds, `n_batch` at a time,
