@@ -14,6 +14,15 @@ pub trait BlockFormat: Pod {
     /// Encodes exactly [`Self::ELEMENTS`] finite values, as ggml's reference quantizer does.
     fn quantize(x: &[f32]) -> Self;
 
+    /// Encodes with importance weights `qw` (one per element, from an imatrix), as ggml's
+    /// `quantize_row_*_impl` does when given them; `row_sigma2` is the mean square of the whole
+    /// row the block is in, which the 32-element formats weight with. Formats without a weighted
+    /// path ignore the weights, as ggml does.
+    fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
+        let _ = (qw, row_sigma2);
+        Self::quantize(x)
+    }
+
     /// Decodes into the first [`Self::ELEMENTS`] values of `y`, as ggml's `dequantize_row_*` does.
     fn dequantize(&self, y: &mut [f32]);
 }
@@ -23,6 +32,20 @@ pub(crate) fn quantize_blocks<B: BlockFormat>(src: &[f32], dst: &mut [u8]) {
     let size = std::mem::size_of::<B>();
     for (x, out) in src.chunks_exact(B::ELEMENTS).zip(dst.chunks_exact_mut(size)) {
         out.copy_from_slice(bytemuck::bytes_of(&B::quantize(x)));
+    }
+}
+
+/// Quantizes one row `src` with importance weights `qw` (as many) into `dst`: ggml's
+/// `quantize_*` with `quant_weights`, whose 32-element formats weight by the row's mean square.
+pub(crate) fn quantize_row_weighted<B: BlockFormat>(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let mut sum_x2 = 0.0f32;
+    for &v in src {
+        sum_x2 += v * v;
+    }
+    let sigma2 = sum_x2 / src.len() as f32;
+    let size = std::mem::size_of::<B>();
+    for ((x, w), out) in src.chunks_exact(B::ELEMENTS).zip(qw.chunks_exact(B::ELEMENTS)).zip(dst.chunks_exact_mut(size)) {
+        out.copy_from_slice(bytemuck::bytes_of(&B::quantize_weighted(x, w, sigma2)));
     }
 }
 

@@ -6,8 +6,8 @@ use half::f16;
 
 use crate::block::BlockFormat;
 use crate::rounding::{
-    from_f16, get_scale_min_k4, make_q3_quants_rmse, make_qkx2_quants, make_qx_quants_rmse1, nearest_int,
-    pack_scale_min_k4, to_f16, Qkx2Search, GROUP_MAX_EPS,
+    from_f16, get_scale_min_k4, make_q3_quants_rmse, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,
+    nearest_int, pack_k4_scales, pack_scale_min_k4, squares, to_f16, Qkx2Search, GROUP_MAX_EPS,
 };
 use crate::GgmlType;
 
@@ -99,6 +99,31 @@ fn unpack_2bit(qs: &[u8; QK_K / 4], i: usize) -> u8 {
     (qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3
 }
 
+/// The block and its importance weights as arrays, and the block's mean square times `factor`
+/// (ggml's `sigma2` in the weighted K-quants: the weights are `qw[i]·√(σ² + x[i]²)`).
+#[inline(always)]
+fn weighted_block<'a>(x: &'a [f32], qw: &'a [f32], factor: f32) -> (&'a [f32; QK_K], &'a [f32; QK_K], f32) {
+    let x: &[f32; QK_K] = x.try_into().expect("one block");
+    let qw: &[f32; QK_K] = qw.try_into().expect("one block of weights");
+    let mut sum_x2 = 0.0f32;
+    for &v in x {
+        sum_x2 += v * v;
+    }
+    (x, qw, factor * sum_x2 / QK_K as f32)
+}
+
+/// Sub-block `j`'s weights `qw[i]·√(σ² + x[i]²)`, and their sum.
+#[inline(always)]
+fn sub_block_weights<const N: usize>(x: &[f32; QK_K], qw: &[f32; QK_K], sigma2: f32, j: usize) -> ([f32; N], f32) {
+    let (xs, ws) = (sub_block::<N>(x, j), sub_block::<N>(qw, j));
+    let weights: [f32; N] = std::array::from_fn(|l| ws[l] * (sigma2 + xs[l] * xs[l]).sqrt());
+    let mut sum = 0.0f32;
+    for &w in &weights {
+        sum += w;
+    }
+    (weights, sum)
+}
+
 /// The largest of `v`, or 0 (ggml's running `max_scale` / `max_min`).
 fn positive_max(v: &[f32]) -> f32 {
     v.iter().fold(0.0f32, |m, &s| if s > m { s } else { m })
@@ -154,6 +179,39 @@ impl BlockFormat for BlockQ2K {
         b
     }
 
+    fn quantize_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32) -> Self {
+        let (x, qw, sigma2) = weighted_block(x, qw, 1.0);
+        let mut l = [0u8; QK_K];
+        let (mut scales, mut mins, mut sw) = ([0f32; QK_K / 16], [0f32; QK_K / 16], [0f32; QK_K / 16]);
+        for j in 0..QK_K / 16 {
+            let (weights, sum) = sub_block_weights::<16>(x, qw, sigma2, j);
+            sw[j] = sum;
+            (scales[j], mins[j]) = make_qkx3_quants(3, sub_block::<16>(x, j), &weights, sub_block_mut::<16, _>(&mut l, j), -0.9, 0.05, 36);
+        }
+        let (mut ls, mut lm) = ([0u8; QK_K / 16], [0u8; QK_K / 16]);
+        let dm = make_qp_quants(15, &scales, &mut ls, &sw);
+        let mm = make_qp_quants(15, &mins, &mut lm, &sw);
+        let mut b = BlockQ2K::zeroed();
+        b.d = to_f16(dm);
+        b.dmin = to_f16(mm);
+        let (dm, mm) = (from_f16(b.d), from_f16(b.dmin));
+        for j in 0..QK_K / 16 {
+            b.scales[j] = ls[j] | (lm[j] << 4);
+        }
+        for j in 0..QK_K / 16 {
+            let d = dm * (b.scales[j] & 0xF) as f32;
+            if d == 0.0 {
+                continue;
+            }
+            let m = mm * (b.scales[j] >> 4) as f32;
+            for ii in 0..16 {
+                l[16 * j + ii] = nearest_int((x[16 * j + ii] + m) / d).clamp(0, 3) as u8;
+            }
+        }
+        b.qs = pack_2bit(&l);
+        b
+    }
+
     fn dequantize(&self, y: &mut [f32]) {
         let (d, min) = (from_f16(self.d), from_f16(self.dmin));
         for (i, out) in y.iter_mut().enumerate().take(QK_K) {
@@ -196,19 +254,58 @@ impl BlockFormat for BlockQ3K {
         let mut b = BlockQ3K::zeroed();
         if max_scale != 0.0 {
             let iscale = -32.0 / max_scale;
-            for j in 0..QK_K / 16 {
-                let q = ((nearest_int(iscale * scales[j]) as i8).clamp(-32, 31) + 32) as u8;
-                if j < 8 {
-                    b.scales[j] = q & 0xF;
-                } else {
-                    b.scales[j - 8] |= (q & 0xF) << 4;
-                }
-                b.scales[j % 4 + 8] |= (q >> 4) << (2 * (j / 4));
-            }
+            b.set_scales(&scales.map(|s| ((nearest_int(iscale * s) as i8).clamp(-32, 31) + 32) as u8));
             b.d = to_f16(1.0 / iscale);
         }
+        b.finish(x, l)
+    }
+
+    fn quantize_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32) -> Self {
+        let (x, qw, sigma2) = weighted_block(x, qw, 2.0);
+        let mut l = [0i8; QK_K];
+        let (mut scales, mut sw) = ([0f32; QK_K / 16], [0f32; QK_K / 16]);
         for j in 0..QK_K / 16 {
-            let d = from_f16(b.d) * b.scale(j) as f32;
+            let (weights, sum) = sub_block_weights::<16>(x, qw, sigma2, j);
+            sw[j] = sum;
+            scales[j] = make_qx_quants(4, sub_block::<16>(x, j), sub_block_mut::<16, _>(&mut l, j), &weights);
+        }
+        let mut ls = [0i8; QK_K / 16];
+        let d_block = make_qx_quants(32, &scales, &mut ls, &sw);
+        let mut b = BlockQ3K::zeroed();
+        b.set_scales(&ls.map(|q| q as u8));
+        b.d = to_f16(d_block);
+        b.finish(x, l)
+    }
+
+    fn dequantize(&self, y: &mut [f32]) {
+        let d_all = from_f16(self.d);
+        for (i, out) in y.iter_mut().enumerate().take(QK_K) {
+            let dl = d_all * self.scale(i / 16) as f32;
+            let high = self.hmask[i % 32] & (1 << (i / 32)) != 0;
+            let q = unpack_2bit(&self.qs, i) as i8 - if high { 0 } else { 4 };
+            *out = dl * q as f32;
+        }
+    }
+}
+
+impl BlockQ3K {
+    /// Stores sixteen 6-bit scales (each `+ 32`) in ggml's packing.
+    fn set_scales(&mut self, q: &[u8; QK_K / 16]) {
+        for (j, &q) in q.iter().enumerate() {
+            if j < 8 {
+                self.scales[j] = q & 0xF;
+            } else {
+                self.scales[j - 8] |= (q & 0xF) << 4;
+            }
+            self.scales[j % 4 + 8] |= (q >> 4) << (2 * (j / 4));
+        }
+    }
+
+    /// With the scales set: requantizes `x` against them (keeping `l` where a scale is zero)
+    /// and stores the quants.
+    fn finish(mut self, x: &[f32; QK_K], mut l: [i8; QK_K]) -> Self {
+        for j in 0..QK_K / 16 {
+            let d = from_f16(self.d) * self.scale(j) as f32;
             if d == 0.0 {
                 continue;
             }
@@ -220,24 +317,14 @@ impl BlockFormat for BlockQ3K {
         for (j, (&q, lo)) in l.iter().zip(low.iter_mut()).enumerate() {
             let (m, hm) = (j % (QK_K / 8), 1u8 << (j / (QK_K / 8)));
             if q > 3 {
-                b.hmask[m] |= hm;
+                self.hmask[m] |= hm;
                 *lo = (q - 4) as u8;
             } else {
                 *lo = q as u8;
             }
         }
-        b.qs = pack_2bit(&low);
-        b
-    }
-
-    fn dequantize(&self, y: &mut [f32]) {
-        let d_all = from_f16(self.d);
-        for (i, out) in y.iter_mut().enumerate().take(QK_K) {
-            let dl = d_all * self.scale(i / 16) as f32;
-            let high = self.hmask[i % 32] & (1 << (i / 32)) != 0;
-            let q = unpack_2bit(&self.qs, i) as i8 - if high { 0 } else { 4 };
-            *out = dl * q as f32;
-        }
+        self.qs = pack_2bit(&low);
+        self
     }
 }
 
@@ -263,8 +350,35 @@ fn quantize_k4_family(x: &[f32], nmax: i32, search: &Qkx2Search) -> (f16, f16, [
     let max_scale = positive_max(&scales);
     let max_min = positive_max(&mins);
     let packed = pack_scale_min_k4(&scales, &mins, max_scale, max_min);
-    let d = to_f16(max_scale / 63.0);
-    let dmin = to_f16(max_min / 63.0);
+    k4_requantize(x, to_f16(max_scale / 63.0), to_f16(max_min / 63.0), packed, nmax, l)
+}
+
+/// Q4_K's and Q5_K's search with importance weights (`quantize_row_q4_K_impl`): each
+/// sub-block's scale and min weighted, then the scales and mins themselves quantized by
+/// [`make_qp_quants`] weighted with the sub-blocks' total weights. Q5_K clamps the 6-bit
+/// values (`clamp_63`); Q4_K stores them as they come.
+fn quantize_k4_family_weighted(x: &[f32], qw: &[f32], nmax: i32, clamp_63: bool) -> (f16, f16, [u8; 12], [u8; QK_K]) {
+    let (x, qw, sigma2) = weighted_block(x, qw, 2.0);
+    let mut l = [0u8; QK_K];
+    let (mut scales, mut mins, mut sw) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+    for j in 0..QK_K / 32 {
+        let (weights, sum) = sub_block_weights::<32>(x, qw, sigma2, j);
+        sw[j] = sum;
+        (scales[j], mins[j]) = make_qkx3_quants(nmax, sub_block::<32>(x, j), &weights, sub_block_mut::<32, _>(&mut l, j), -0.9, 0.05, 36);
+    }
+    let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
+    let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
+    let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
+    if clamp_63 {
+        ls = ls.map(|v| v.min(63));
+        lm = lm.map(|v| v.min(63));
+    }
+    k4_requantize(x, to_f16(d_block), to_f16(m_block), pack_k4_scales(&ls, &lm), nmax, l)
+}
+
+/// With the scales and mins set: requantizes `x` against them (keeping `l` where a scale is
+/// zero); returns the block's fields.
+fn k4_requantize(x: &[f32; QK_K], d: f16, dmin: f16, packed: [u8; 12], nmax: i32, mut l: [u8; QK_K]) -> (f16, f16, [u8; 12], [u8; QK_K]) {
     for j in 0..QK_K / 32 {
         let (sc, m) = get_scale_min_k4(j, &packed);
         let dj = from_f16(d) * sc as f32;
@@ -279,12 +393,8 @@ fn quantize_k4_family(x: &[f32], nmax: i32, search: &Qkx2Search) -> (f16, f16, [
     (d, dmin, packed, l)
 }
 
-impl BlockFormat for BlockQ4K {
-    const TYPE: GgmlType = GgmlType::Q4_K;
-
-    fn quantize(x: &[f32]) -> Self {
-        let search = Qkx2Search { rmin: -1.0, rdelta: 0.1, nstep: 20, use_mad: false };
-        let (d, dmin, scales, l) = quantize_k4_family(x, 15, &search);
+impl BlockQ4K {
+    fn from_parts((d, dmin, scales, l): (f16, f16, [u8; 12], [u8; QK_K])) -> Self {
         let mut qs = [0u8; QK_K / 2];
         for j in (0..QK_K).step_by(64) {
             for k in 0..32 {
@@ -292,6 +402,19 @@ impl BlockFormat for BlockQ4K {
             }
         }
         BlockQ4K { d, dmin, scales, qs }
+    }
+}
+
+impl BlockFormat for BlockQ4K {
+    const TYPE: GgmlType = GgmlType::Q4_K;
+
+    fn quantize(x: &[f32]) -> Self {
+        let search = Qkx2Search { rmin: -1.0, rdelta: 0.1, nstep: 20, use_mad: false };
+        BlockQ4K::from_parts(quantize_k4_family(x, 15, &search))
+    }
+
+    fn quantize_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32) -> Self {
+        BlockQ4K::from_parts(quantize_k4_family_weighted(x, qw, 15, false))
     }
 
     fn dequantize(&self, y: &mut [f32]) {
@@ -310,7 +433,28 @@ impl BlockFormat for BlockQ5K {
 
     fn quantize(x: &[f32]) -> Self {
         let search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: false };
-        let (d, dmin, scales, l) = quantize_k4_family(x, 31, &search);
+        BlockQ5K::from_parts(quantize_k4_family(x, 31, &search))
+    }
+
+    fn quantize_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32) -> Self {
+        BlockQ5K::from_parts(quantize_k4_family_weighted(x, qw, 31, true))
+    }
+
+    fn dequantize(&self, y: &mut [f32]) {
+        let (d, min) = (from_f16(self.d), from_f16(self.dmin));
+        for (i, out) in y.iter_mut().enumerate().take(QK_K) {
+            let sub = i / 32;
+            let (sc, m) = get_scale_min_k4(sub, &self.scales);
+            let byte = self.qs[(i / 64) * 32 + i % 32];
+            let low = if sub % 2 == 0 { byte & 0xF } else { byte >> 4 };
+            let high = if self.qh[i % 32] & (1 << sub) != 0 { 16 } else { 0 };
+            *out = d * sc as f32 * (low + high) as f32 - min * m as f32;
+        }
+    }
+}
+
+impl BlockQ5K {
+    fn from_parts((d, dmin, scales, l): (f16, f16, [u8; 12], [u8; QK_K])) -> Self {
         let mut qs = [0u8; QK_K / 2];
         let mut qh = [0u8; QK_K / 8];
         let (mut m1, mut m2) = (1u8, 2u8);
@@ -333,18 +477,6 @@ impl BlockFormat for BlockQ5K {
         }
         BlockQ5K { d, dmin, scales, qh, qs }
     }
-
-    fn dequantize(&self, y: &mut [f32]) {
-        let (d, min) = (from_f16(self.d), from_f16(self.dmin));
-        for (i, out) in y.iter_mut().enumerate().take(QK_K) {
-            let sub = i / 32;
-            let (sc, m) = get_scale_min_k4(sub, &self.scales);
-            let byte = self.qs[(i / 64) * 32 + i % 32];
-            let low = if sub % 2 == 0 { byte & 0xF } else { byte >> 4 };
-            let high = if self.qh[i % 32] & (1 << sub) != 0 { 16 } else { 0 };
-            *out = d * sc as f32 * (low + high) as f32 - min * m as f32;
-        }
-    }
 }
 
 impl BlockFormat for BlockQ6K {
@@ -352,12 +484,40 @@ impl BlockFormat for BlockQ6K {
 
     fn quantize(x: &[f32]) -> Self {
         let x: &[f32; QK_K] = x.try_into().expect("one block");
+        BlockQ6K::quantize_with(x, |ib| squares(sub_block::<16>(x, ib)))
+    }
+
+    fn quantize_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32) -> Self {
+        let x: &[f32; QK_K] = x.try_into().expect("one block");
+        let qw: &[f32; QK_K] = qw.try_into().expect("one block of weights");
+        BlockQ6K::quantize_with(x, |ib| *sub_block::<16>(qw, ib))
+    }
+
+    fn dequantize(&self, y: &mut [f32]) {
+        let d = from_f16(self.d);
+        for (i, out) in y.iter_mut().enumerate().take(QK_K) {
+            let (half, r) = (i / 128, i % 128);
+            let (quarter, k) = (r / 32, r % 32);
+            let byte = self.ql[half * 64 + (quarter % 2) * 32 + k];
+            let low = if quarter < 2 { byte & 0xF } else { byte >> 4 };
+            let high = (self.qh[half * 32 + k] >> (2 * quarter)) & 3;
+            let q = (low | (high << 4)) as i8 - 32;
+            let sc = self.scales[half * 8 + quarter * 2 + k / 16];
+            *out = d * sc as f32 * q as f32;
+        }
+    }
+}
+
+impl BlockQ6K {
+    /// ggml's Q6_K search with each sub-block's error weighted by `weights(ib)` (`x²`, or the
+    /// importance matrix's values as they come: ggml's `quantize_row_q6_K_impl` does not scale them).
+    fn quantize_with(x: &[f32; QK_K], weights: impl Fn(usize) -> [f32; 16]) -> Self {
         let mut l = [0i8; QK_K];
         let mut scales = [0f32; QK_K / 16];
         let mut max_scale = 0.0f32;
         let mut max_abs_scale = 0.0f32;
         for ib in 0..QK_K / 16 {
-            let scale = make_qx_quants_rmse1(32, sub_block::<16>(x, ib), sub_block_mut::<16, _>(&mut l, ib));
+            let scale = make_qx_quants(32, sub_block::<16>(x, ib), sub_block_mut::<16, _>(&mut l, ib), &weights(ib));
             scales[ib] = scale;
             if scale.abs() > max_abs_scale {
                 max_abs_scale = scale.abs();
@@ -392,19 +552,5 @@ impl BlockFormat for BlockQ6K {
             }
         }
         b
-    }
-
-    fn dequantize(&self, y: &mut [f32]) {
-        let d = from_f16(self.d);
-        for (i, out) in y.iter_mut().enumerate().take(QK_K) {
-            let (half, r) = (i / 128, i % 128);
-            let (quarter, k) = (r / 32, r % 32);
-            let byte = self.ql[half * 64 + (quarter % 2) * 32 + k];
-            let low = if quarter < 2 { byte & 0xF } else { byte >> 4 };
-            let high = (self.qh[half * 32 + k] >> (2 * quarter)) & 3;
-            let q = (low | (high << 4)) as i8 - 32;
-            let sc = self.scales[half * 8 + quarter * 2 + k / 16];
-            *out = d * sc as f32 * q as f32;
-        }
     }
 }

@@ -6,7 +6,7 @@ use half::f16;
 use crate::block::BlockFormat;
 #[cfg(not(target_arch = "x86_64"))]
 use crate::rounding::c_trunc;
-use crate::rounding::{from_f16, to_f16};
+use crate::rounding::{from_f16, make_qkx3_quants, make_qx_quants, to_f16};
 use crate::GgmlType;
 
 const QK: usize = 32;
@@ -152,6 +152,37 @@ fn unpack_q5(qh: [u8; 4], qs: &[u8; QK / 2], j: usize) -> i32 {
     (nibble as u32 | high) as i32
 }
 
+/// The importance of each element given an imatrix: `qw[j]·√(σ² + x[j]²)` with σ² the row's
+/// mean square (ggml's `quantize_row_q4_0_impl` and its siblings).
+#[inline(always)]
+fn legacy_weights<'a>(x: &'a [f32], qw: &[f32], row_sigma2: f32) -> (&'a [f32; QK], [f32; QK]) {
+    let x: &[f32; QK] = x.try_into().expect("one block");
+    let qw: &[f32; QK] = qw.try_into().expect("one block of weights");
+    (x, std::array::from_fn(|j| qw[j] * (row_sigma2 + x[j] * x[j]).sqrt()))
+}
+
+/// Weighted symmetric quants on `-nmax..nmax-1` (stored `+ nmax`) and their scale.
+fn weighted_symmetric(x: &[f32], qw: &[f32], row_sigma2: f32, nmax: i32) -> (f16, [u8; QK]) {
+    let (x, weights) = legacy_weights(x, qw, row_sigma2);
+    let mut l = [0i8; QK];
+    let d = make_qx_quants(nmax, x, &mut l, &weights);
+    (to_f16(d), l.map(|q| q as u8))
+}
+
+/// Weighted asymmetric quants on `0..=nmax`, their scale and minimum.
+fn weighted_asymmetric(x: &[f32], qw: &[f32], row_sigma2: f32, nmax: i32) -> (f16, f16, [u8; QK]) {
+    let (x, weights) = legacy_weights(x, qw, row_sigma2);
+    let mut l = [0u8; QK];
+    let (d, neg_min) = make_qkx3_quants(nmax, x, &weights, &mut l, -0.9, 0.05, 36);
+    (to_f16(d), to_f16(-neg_min), l)
+}
+
+/// Two 4-bit quants per byte: element `j` low, element `j + 16` high.
+#[inline(always)]
+fn pack_q4(l: &[u8; QK]) -> [u8; QK / 2] {
+    std::array::from_fn(|j| l[j] | (l[j + QK / 2] << 4))
+}
+
 impl BlockFormat for BlockQ4_0 {
     const TYPE: GgmlType = GgmlType::Q4_0;
 
@@ -160,12 +191,13 @@ impl BlockFormat for BlockQ4_0 {
         let d = signed_absmax(x) / -8.0;
         let id = inverse(d);
         let t = trunc_each(x, |v| v * id + 8.5);
-        let q = |j: usize| (t[j] as i8).min(15) as u8;
-        let mut qs = [0u8; QK / 2];
-        for j in 0..QK / 2 {
-            qs[j] = q(j) | (q(j + QK / 2) << 4);
-        }
+        let qs = pack_q4(&t.map(|t| (t as i8).min(15) as u8));
         BlockQ4_0 { d: to_f16(d), qs }
+    }
+
+    fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
+        let (d, l) = weighted_symmetric(x, qw, row_sigma2, 8);
+        BlockQ4_0 { d, qs: pack_q4(&l) }
     }
 
     fn dequantize(&self, y: &mut [f32]) {
@@ -186,12 +218,13 @@ impl BlockFormat for BlockQ4_1 {
         let d = (max - min) / 15.0;
         let id = inverse(d);
         let t = trunc_each(x, |v| (v - min) * id + 0.5);
-        let q = |j: usize| (t[j] as i8).min(15) as u8;
-        let mut qs = [0u8; QK / 2];
-        for j in 0..QK / 2 {
-            qs[j] = q(j) | (q(j + QK / 2) << 4);
-        }
+        let qs = pack_q4(&t.map(|t| (t as i8).min(15) as u8));
         BlockQ4_1 { d: to_f16(d), m: to_f16(min), qs }
+    }
+
+    fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
+        let (d, m, l) = weighted_asymmetric(x, qw, row_sigma2, 15);
+        BlockQ4_1 { d, m, qs: pack_q4(&l) }
     }
 
     fn dequantize(&self, y: &mut [f32]) {
@@ -215,6 +248,12 @@ impl BlockFormat for BlockQ5_0 {
         BlockQ5_0 { d: to_f16(d), qh, qs }
     }
 
+    fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
+        let (d, l) = weighted_symmetric(x, qw, row_sigma2, 16);
+        let (qh, qs) = pack_q5(|j| l[j]);
+        BlockQ5_0 { d, qh, qs }
+    }
+
     fn dequantize(&self, y: &mut [f32]) {
         let d = from_f16(self.d);
         for (j, out) in y.iter_mut().enumerate().take(QK) {
@@ -234,6 +273,12 @@ impl BlockFormat for BlockQ5_1 {
         let t = trunc_each(x, |v| (v - min) * id + 0.5);
         let (qh, qs) = pack_q5(|j| t[j] as u8);
         BlockQ5_1 { d: to_f16(d), m: to_f16(min), qh, qs }
+    }
+
+    fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
+        let (d, m, l) = weighted_asymmetric(x, qw, row_sigma2, 31);
+        let (qh, qs) = pack_q5(|j| l[j]);
+        BlockQ5_1 { d, m, qh, qs }
     }
 
     fn dequantize(&self, y: &mut [f32]) {

@@ -1,8 +1,9 @@
 //! ggml's block quantization formats in pure Rust.
 //!
 //! What it is for: turning rows of `f32` into the bytes of a ggml tensor type (and back), with
-//! exactly the bytes ggml's reference quantizers produce (`ggml_quantize_chunk` without an
-//! importance matrix), so a GGUF written with this crate is the GGUF llama.cpp would write.
+//! exactly the bytes ggml's quantizers produce (`ggml_quantize_chunk`, without an importance
+//! matrix or with one: [`quantize_rows_weighted`]), so a GGUF written with this crate is the GGUF
+//! llama.cpp would write.
 //! Formats: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 //!
 //! What it is not: a file reader or writer, or an inference kernel. It knows blocks and bytes only.
@@ -74,23 +75,27 @@ pub fn row_size(ty: GgmlType, n_per_row: usize) -> Result<usize, QuantizeError> 
 
 type QuantizeFn = fn(&[f32], &mut [u8]);
 type DequantizeFn = fn(&[u8], &mut [f32]);
+/// One row with its importance weights.
+type WeightedFn = fn(&[f32], &[f32], &mut [u8]);
 
-fn kernels(ty: GgmlType) -> Result<(QuantizeFn, DequantizeFn), QuantizeError> {
-    use block::{dequantize_blocks as dq, quantize_blocks as q};
+/// A type's quantizer, dequantizer and weighted row quantizer (the float types ignore weights,
+/// as ggml does).
+fn kernels(ty: GgmlType) -> Result<(QuantizeFn, DequantizeFn, WeightedFn), QuantizeError> {
+    use block::{dequantize_blocks as dq, quantize_blocks as q, quantize_row_weighted as w};
     Ok(match ty {
-        GgmlType::F32 => (float::quantize_f32, float::dequantize_f32),
-        GgmlType::F16 => (float::quantize_f16, float::dequantize_f16),
-        GgmlType::BF16 => (float::quantize_bf16, float::dequantize_bf16),
-        GgmlType::Q4_0 => (q::<BlockQ4_0>, dq::<BlockQ4_0>),
-        GgmlType::Q4_1 => (q::<BlockQ4_1>, dq::<BlockQ4_1>),
-        GgmlType::Q5_0 => (q::<BlockQ5_0>, dq::<BlockQ5_0>),
-        GgmlType::Q5_1 => (q::<BlockQ5_1>, dq::<BlockQ5_1>),
-        GgmlType::Q8_0 => (q::<BlockQ8_0>, dq::<BlockQ8_0>),
-        GgmlType::Q2_K => (q::<BlockQ2K>, dq::<BlockQ2K>),
-        GgmlType::Q3_K => (q::<BlockQ3K>, dq::<BlockQ3K>),
-        GgmlType::Q4_K => (q::<BlockQ4K>, dq::<BlockQ4K>),
-        GgmlType::Q5_K => (q::<BlockQ5K>, dq::<BlockQ5K>),
-        GgmlType::Q6_K => (q::<BlockQ6K>, dq::<BlockQ6K>),
+        GgmlType::F32 => (float::quantize_f32, float::dequantize_f32, |x, _, out| float::quantize_f32(x, out)),
+        GgmlType::F16 => (float::quantize_f16, float::dequantize_f16, |x, _, out| float::quantize_f16(x, out)),
+        GgmlType::BF16 => (float::quantize_bf16, float::dequantize_bf16, |x, _, out| float::quantize_bf16(x, out)),
+        GgmlType::Q4_0 => (q::<BlockQ4_0>, dq::<BlockQ4_0>, w::<BlockQ4_0>),
+        GgmlType::Q4_1 => (q::<BlockQ4_1>, dq::<BlockQ4_1>, w::<BlockQ4_1>),
+        GgmlType::Q5_0 => (q::<BlockQ5_0>, dq::<BlockQ5_0>, w::<BlockQ5_0>),
+        GgmlType::Q5_1 => (q::<BlockQ5_1>, dq::<BlockQ5_1>, w::<BlockQ5_1>),
+        GgmlType::Q8_0 => (q::<BlockQ8_0>, dq::<BlockQ8_0>, w::<BlockQ8_0>),
+        GgmlType::Q2_K => (q::<BlockQ2K>, dq::<BlockQ2K>, w::<BlockQ2K>),
+        GgmlType::Q3_K => (q::<BlockQ3K>, dq::<BlockQ3K>, w::<BlockQ3K>),
+        GgmlType::Q4_K => (q::<BlockQ4K>, dq::<BlockQ4K>, w::<BlockQ4K>),
+        GgmlType::Q5_K => (q::<BlockQ5K>, dq::<BlockQ5K>, w::<BlockQ5K>),
+        GgmlType::Q6_K => (q::<BlockQ6K>, dq::<BlockQ6K>, w::<BlockQ6K>),
         other => return Err(QuantizeError::Unsupported(other)),
     })
 }
@@ -129,12 +134,22 @@ fn first_non_finite(x: &[f32]) -> Option<usize> {
 /// NaN or infinite input is an error naming the first such row and column; on error the
 /// contents of `dst` are unspecified.
 pub fn quantize_rows(ty: GgmlType, src: &[f32], n_per_row: usize, dst: &mut [u8]) -> Result<(), QuantizeError> {
-    let (quantize, _) = kernels(ty)?;
+    let (quantize, _, _) = kernels(ty)?;
     check_buffers(ty, src.len(), n_per_row, dst.len())?;
-    let block = ty.block_size();
-    let blocks_per_task = (TASK_ELEMENTS / block).max(1);
-    let task_elements = blocks_per_task * block;
-    let task_bytes = blocks_per_task * ty.type_size();
+    let blocks_per_task = (TASK_ELEMENTS / ty.block_size()).max(1);
+    in_parallel(src, n_per_row, blocks_per_task * ty.block_size(), dst, blocks_per_task * ty.type_size(), quantize)
+}
+
+/// Runs `quantize` over tasks of `task_elements` values of `src` and `task_bytes` of `dst` in
+/// parallel, skipping any task that holds a NaN or infinity; the first of those is the error.
+fn in_parallel(
+    src: &[f32],
+    n_per_row: usize,
+    task_elements: usize,
+    dst: &mut [u8],
+    task_bytes: usize,
+    quantize: impl Fn(&[f32], &mut [u8]) + Sync,
+) -> Result<(), QuantizeError> {
     let first_bad = src
         .par_chunks(task_elements)
         .zip(dst.par_chunks_mut(task_bytes))
@@ -153,10 +168,28 @@ pub fn quantize_rows(ty: GgmlType, src: &[f32], n_per_row: usize, dst: &mut [u8]
     }
 }
 
+/// Quantizes rows as [`quantize_rows`] does, each weighted by `weights`: one importance per
+/// column (`n_per_row` of them, from an importance matrix). The bytes are those of ggml's
+/// `ggml_quantize_chunk(ty, src, dst, 0, rows, n_per_row, weights)`. Runs rows in parallel.
+pub fn quantize_rows_weighted(ty: GgmlType, src: &[f32], n_per_row: usize, weights: &[f32], dst: &mut [u8]) -> Result<(), QuantizeError> {
+    let (_, _, quantize) = kernels(ty)?;
+    check_buffers(ty, src.len(), n_per_row, dst.len())?;
+    if weights.len() != n_per_row {
+        return Err(QuantizeError::BufferSize { what: "importance weights", expected: n_per_row, actual: weights.len() });
+    }
+    let row_bytes = row_size(ty, n_per_row)?;
+    let rows_per_task = (TASK_ELEMENTS / n_per_row).max(1);
+    in_parallel(src, n_per_row, rows_per_task * n_per_row, dst, rows_per_task * row_bytes, |x, out| {
+        for (row, o) in x.chunks_exact(n_per_row).zip(out.chunks_exact_mut(row_bytes)) {
+            quantize(row, weights, o);
+        }
+    })
+}
+
 /// Decodes `dst.len()` elements (whole blocks) of type `ty` from `src`, which must hold exactly
 /// their bytes, as ggml's `dequantize_row_*` functions do.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantizeError> {
-    let (_, dequantize) = kernels(ty)?;
+    let (_, dequantize, _) = kernels(ty)?;
     let expected = row_size(ty, dst.len())?;
     if src.len() != expected {
         return Err(QuantizeError::BufferSize { what: "input", expected, actual: src.len() });

@@ -58,9 +58,10 @@ fn signed_max_or_zero(x: &[f32]) -> Option<f32> {
     (amax >= GROUP_MAX_EPS).then_some(max)
 }
 
-/// ggml's `make_qx_quants` with `rmse_type == 1` and no importance weights: a symmetric scale for
-/// `x` on the grid `-nmax..nmax-1`, refined over 18 trial scales. Writes `L[i] + nmax` to `l`.
-pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [i8; N]) -> f32 {
+/// ggml's `make_qx_quants` with `rmse_type == 1`: a symmetric scale for `x` on the grid
+/// `-nmax..nmax-1`, refined over 18 trial scales by the error weighted with `w` (ggml's `qw`, or
+/// `x[i]²` where it passes none). Writes `L[i] + nmax` to `l`.
+pub(crate) fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [i8; N], w: &[f32; N]) -> f32 {
     let Some(max) = signed_max_or_zero(x) else {
         l.fill(0);
         return 0.0;
@@ -70,10 +71,9 @@ pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &
     let mut iscale = -nmaxf / max;
     let mut sumlx = 0.0f32;
     let mut suml2 = 0.0f32;
-    for (li, &v) in l.iter_mut().zip(x) {
+    for ((li, &v), &w) in l.iter_mut().zip(x).zip(w) {
         let q = quant(iscale, v);
         *li = (q + nmax) as i8;
-        let w = v * v;
         sumlx += w * v * q as f32;
         suml2 += w * q as f32 * q as f32;
     }
@@ -83,9 +83,8 @@ pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &
         iscale = -(nmaxf + 0.1f32 * is as f32) / max;
         sumlx = 0.0;
         suml2 = 0.0;
-        for &v in x {
+        for (&v, &w) in x.iter().zip(w) {
             let q = quant(iscale, v);
-            let w = v * v;
             sumlx += w * v * q as f32;
             suml2 += w * q as f32 * q as f32;
         }
@@ -98,6 +97,12 @@ pub(crate) fn make_qx_quants_rmse1<const N: usize>(nmax: i32, x: &[f32; N], l: &
         }
     }
     scale
+}
+
+/// `x[i]²`: the weights ggml's searches use where no importance matrix is given.
+#[inline(always)]
+pub(crate) fn squares<const N: usize>(x: &[f32; N]) -> [f32; N] {
+    x.map(|v| v * v)
 }
 
 /// ggml's `make_q3_quants` with `do_rmse`: a symmetric scale on `-nmax..nmax-1`, then up to five
@@ -242,6 +247,155 @@ pub(crate) fn make_qkx2_quants<const N: usize>(
     (scale, -min)
 }
 
+/// ggml's `make_qkx3_quants` with importance weights (`use_mad` false): as
+/// [`make_qkx2_quants`], but a trial scale's quants are clamped before rounding and the search
+/// keeps only a strictly better error. Returns `(scale, -min)`.
+pub(crate) fn make_qkx3_quants<const N: usize>(nmax: i32, x: &[f32; N], weights: &[f32; N], l: &mut [u8; N], rmin: f32, rdelta: f32, nstep: i32) -> (f32, f32) {
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..N {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        sum_w += weights[i];
+        sum_x += weights[i] * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max <= min {
+        l.fill(0);
+        return (0.0, -min);
+    }
+    let nmaxf = nmax as f32;
+    let mut iscale = nmaxf / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_mad = 0.0f32;
+    for i in 0..N {
+        let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax) as u8;
+        l[i] = q;
+        let diff = scale * q as f32 + min - x[i];
+        best_mad += weights[i] * (diff * diff);
+    }
+    let mut laux = [0u8; N];
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmaxf) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..N {
+            let v = iscale * (x[i] - min);
+            let q = if v > 0.0 { nearest_int(v.min(nmaxf)) } else { 0 };
+            laux[i] = q as u8;
+            let (w, qf) = (weights[i], q as f32);
+            sum_l += w * qf;
+            sum_l2 += w * qf * qf;
+            sum_xl += w * qf * x[i];
+        }
+        let d = sum_w * sum_l2 - sum_l * sum_l;
+        if d > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut mad = 0.0f32;
+            for i in 0..N {
+                let diff = this_scale * laux[i] as f32 + this_min - x[i];
+                mad += weights[i] * (diff * diff);
+            }
+            if mad < best_mad {
+                *l = laux;
+                best_mad = mad;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// ggml's `make_qp_quants`: a scale for non-negative `x` (sub-block scales or mins) on
+/// `0..=nmax`, the best of nine trial scales by the error weighted with `w`, then up to five
+/// passes that move single quants while the weighted fit improves. Writes the quants to `l`.
+pub(crate) fn make_qp_quants<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [u8; N], w: &[f32; N]) -> f32 {
+    let max = x.iter().fold(0.0f32, |m, &v| if v > m { v } else { m });
+    if max < GROUP_MAX_EPS {
+        l.fill(0);
+        return 0.0;
+    }
+    let nmaxf = nmax as f32;
+    let mut iscale = nmaxf / max;
+    for i in 0..N {
+        l[i] = nearest_int(iscale * x[i]) as u8;
+    }
+    let scale = 1.0 / iscale;
+    let mut best_mse = 0.0f32;
+    for i in 0..N {
+        let diff = x[i] - scale * l[i] as f32;
+        best_mse += w[i] * diff * diff;
+    }
+    for is in (-4..=4).filter(|&is| is != 0) {
+        let iscale_is = (0.1f32 * is as f32 + nmaxf) / max;
+        let scale_is = 1.0 / iscale_is;
+        let mut mse = 0.0f32;
+        for i in 0..N {
+            let q = nearest_int(iscale_is * x[i]).min(nmax);
+            let diff = x[i] - scale_is * q as f32;
+            mse += w[i] * diff * diff;
+        }
+        if mse < best_mse {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    let mut li = [0i32; N];
+    for i in 0..N {
+        let q = nearest_int(iscale * x[i]).min(nmax);
+        li[i] = q;
+        sumlx += w[i] * x[i] * q as f32;
+        suml2 += w[i] * q as f32 * q as f32;
+    }
+    for _ in 0..5 {
+        let mut n_changed = 0;
+        for i in 0..N {
+            // ggml keeps the quants as uint8_t: a negative one reads back modulo 256.
+            let cur = li[i] as u8 as f32;
+            let mut slx = sumlx - w[i] * x[i] * cur;
+            let mut sl2 = suml2 - w[i] * cur * cur;
+            if slx > 0.0 && sl2 > 0.0 {
+                let new_l = nearest_int(x[i] * sl2 / slx).min(nmax);
+                if new_l != li[i] as u8 as i32 {
+                    slx += w[i] * x[i] * new_l as f32;
+                    sl2 += w[i] * new_l as f32 * new_l as f32;
+                    if slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        li[i] = new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed += 1;
+                    }
+                }
+            }
+        }
+        if n_changed == 0 {
+            break;
+        }
+    }
+    for i in 0..N {
+        l[i] = li[i] as u8;
+    }
+    if suml2 > 0.0 {
+        sumlx / suml2
+    } else {
+        0.0
+    }
+}
+
 /// ggml's `GROUP_MAX_EPS`: a group whose largest magnitude is below this is all zero.
 pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
 
@@ -258,14 +412,22 @@ pub(crate) fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     }
 }
 
-/// Packs 6-bit scales and mins of eight sub-blocks the way Q4_K and Q5_K store them.
+/// Quantizes eight sub-blocks' scales and mins to 6 bits against their maxima and packs them
+/// the way Q4_K and Q5_K store them.
 pub(crate) fn pack_scale_min_k4(scales: &[f32; 8], mins: &[f32; 8], max_scale: f32, max_min: f32) -> [u8; 12] {
     let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let ls = scales.map(|s| (nearest_int(inv_scale * s) as u8).min(63));
+    let lm = mins.map(|m| (nearest_int(inv_min * m) as u8).min(63));
+    pack_k4_scales(&ls, &lm)
+}
+
+/// Packs eight 6-bit scales and mins the way Q4_K and Q5_K store them (bits above the sixth
+/// dropped as ggml's `uint8_t` stores drop them).
+pub(crate) fn pack_k4_scales(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
     let mut out = [0u8; 12];
     for j in 0..8 {
-        let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
-        let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+        let (ls, lm) = (ls[j], lm[j]);
         if j < 4 {
             out[j] = ls;
             out[j + 4] = lm;

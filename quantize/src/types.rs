@@ -106,6 +106,12 @@ impl GgmlType {
         Self::QUANTIZABLE.contains(&self)
     }
 
+    /// Whether ggml's quantizer for this type searches with importance weights when given an
+    /// imatrix ([`crate::quantize_rows_weighted`]); the float types and Q8_0 ignore them.
+    pub fn uses_importance(self) -> bool {
+        self.can_quantize() && !matches!(self, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q8_0)
+    }
+
     /// Parses a type name, case-insensitively ("q4_k", "Q8_0", "bf16").
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name))

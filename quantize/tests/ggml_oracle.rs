@@ -1,11 +1,11 @@
 //! Byte identity with ggml itself: every supported type, quantized by us and by
-//! `ggml_quantize_chunk` (no importance matrix) on the same rows, must give the same bytes, and
-//! dequantizing those bytes must give the same floats, bit for bit.
+//! `ggml_quantize_chunk` on the same rows, without an importance matrix and with several, must
+//! give the same bytes, and dequantizing those bytes must give the same floats, bit for bit.
 
 use std::ffi::CStr;
 
 use llama_cpp_sys_2 as sys;
-use strata_quantize::{dequantize_row, quantize_rows, row_size, GgmlType, QuantizeError};
+use strata_quantize::{dequantize_row, quantize_rows, quantize_rows_weighted, row_size, GgmlType, QuantizeError};
 
 /// A small deterministic generator (xorshift64*), so the cases need no extra crate.
 struct Rng(u64);
@@ -29,7 +29,7 @@ impl Rng {
     }
 }
 
-fn ggml_quantize(ty: GgmlType, src: &[f32], n_per_row: usize) -> Vec<u8> {
+fn ggml_quantize(ty: GgmlType, src: &[f32], n_per_row: usize, weights: Option<&[f32]>) -> Vec<u8> {
     let rows = src.len() / n_per_row;
     let mut dst = vec![0u8; rows * row_size(ty, n_per_row).unwrap()];
     let written = unsafe {
@@ -40,7 +40,7 @@ fn ggml_quantize(ty: GgmlType, src: &[f32], n_per_row: usize) -> Vec<u8> {
             0,
             rows as i64,
             n_per_row as i64,
-            std::ptr::null(),
+            weights.map_or(std::ptr::null(), <[f32]>::as_ptr),
         )
     };
     assert_eq!(written, dst.len());
@@ -97,21 +97,36 @@ fn cases(n_per_row: usize) -> Vec<(&'static str, Vec<f32>)> {
     ]
 }
 
+/// Importance weights as an imatrix gives them (mean squared activations per column: positive,
+/// spread over orders of magnitude), with some zero columns, and constant.
+fn weight_cases(n_per_row: usize) -> Vec<(&'static str, Vec<f32>)> {
+    let mut rng = Rng(0x1A7E_55ED_0000_0002);
+    let imatrix: Vec<f32> = (0..n_per_row).map(|_| rng.normal().powi(2) * 10f32.powf(4.0 * rng.uniform() - 2.0)).collect();
+    let mut with_zeros = imatrix.clone();
+    for w in with_zeros.iter_mut().step_by(5) {
+        *w = 0.0;
+    }
+    vec![("imatrix-like", imatrix), ("some zero", with_zeros), ("constant", vec![0.37; n_per_row])]
+}
+
 fn check_type(ty: GgmlType) {
     let block = ty.block_size();
+    // Whether weights ever changed ggml's bytes: they must for every type with a weighted path,
+    // or these comparisons would not be testing it.
+    let mut weights_matter = false;
     // One block per row, a few blocks, and many blocks.
     for n_per_row in [block.max(32), block * 3, block * 64] {
         for (name, src) in cases(n_per_row) {
-            let expected = ggml_quantize(ty, &src, n_per_row);
+            let expected = ggml_quantize(ty, &src, n_per_row, None);
             let mut ours = vec![0u8; expected.len()];
             quantize_rows(ty, &src, n_per_row, &mut ours).unwrap_or_else(|e| panic!("{ty} {name}: {e}"));
-            if let Some(at) = ours.iter().zip(&expected).position(|(a, b)| a != b) {
-                let b = at / ty.type_size();
-                panic!(
-                    "{ty} on '{name}' (row width {n_per_row}): bytes differ first at byte {at} (block {b}):\n ours {:?}\n ggml {:?}",
-                    &ours[b * ty.type_size()..(b + 1) * ty.type_size()],
-                    &expected[b * ty.type_size()..(b + 1) * ty.type_size()]
-                );
+            assert_same_bytes(ty, &format!("'{name}' (row width {n_per_row})"), &ours, &expected);
+            for (weights_name, weights) in weight_cases(n_per_row) {
+                let expected = ggml_quantize(ty, &src, n_per_row, Some(&weights));
+                let mut ours = vec![0u8; expected.len()];
+                quantize_rows_weighted(ty, &src, n_per_row, &weights, &mut ours).unwrap_or_else(|e| panic!("{ty} {name}: {e}"));
+                weights_matter |= expected != ggml_quantize(ty, &src, n_per_row, None);
+                assert_same_bytes(ty, &format!("'{name}' with {weights_name} weights (row width {n_per_row})"), &ours, &expected);
             }
             let theirs = ggml_dequantize(ty, &expected, src.len());
             let mut back = vec![0f32; src.len()];
@@ -120,6 +135,18 @@ fn check_type(ty: GgmlType) {
                 panic!("{ty} on '{name}': dequantized value {i} is {} here, {} in ggml", back[i], theirs[i]);
             }
         }
+    }
+    assert_eq!(weights_matter, ty.uses_importance(), "{ty}: importance weights {} ggml's bytes", if weights_matter { "changed" } else { "never changed" });
+}
+
+fn assert_same_bytes(ty: GgmlType, case: &str, ours: &[u8], expected: &[u8]) {
+    if let Some(at) = ours.iter().zip(expected).position(|(a, b)| a != b) {
+        let (b, size) = (at / ty.type_size(), ty.type_size());
+        panic!(
+            "{ty} on {case}: bytes differ first at byte {at} (block {b}):\n ours {:?}\n ggml {:?}",
+            &ours[b * size..(b + 1) * size],
+            &expected[b * size..(b + 1) * size]
+        );
     }
 }
 
@@ -189,6 +216,16 @@ fn non_finite_input_names_row_and_column() {
         let err = quantize_rows(ty, &src, n_per_row, &mut dst).unwrap_err();
         assert_eq!(err.to_string(), "row 2, column 40: value inf is not finite");
     }
+}
+
+#[test]
+fn weights_must_cover_the_row() {
+    let err = quantize_rows_weighted(GgmlType::Q4_K, &[0.5; 512], 256, &[1.0; 255], &mut [0; 288]).unwrap_err();
+    assert!(matches!(err, QuantizeError::BufferSize { what: "importance weights", expected: 256, actual: 255 }), "{err}");
+    let mut src = vec![0.5f32; 512];
+    src[300] = f32::NAN;
+    let err = quantize_rows_weighted(GgmlType::Q4_K, &src, 256, &[1.0; 256], &mut [0; 288]).unwrap_err();
+    assert_eq!(err.to_string(), "row 1, column 44: value NaN is not finite");
 }
 
 #[test]
