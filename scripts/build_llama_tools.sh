@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's own tools that the tests check strata against (llama-imatrix), linked with
+# Builds llama.cpp's own tools that the tests check strata against (llama-imatrix, llama-quantize), linked with
 # the very llama.cpp that strata links: the static libraries llama-cpp-sys-2 built for
 # `cargo build --release` (found through cargo's build-script messages), so a tool and strata
 # differ only in the code under test, on any CPU. The crate's llama.cpp tree ships the tools'
 # READMEs but not their sources, so these come from llama-cpp-python 0.3.36's tree
 # (scripts/setup.sh unpacks them into .llama-tools/src). One C++ file per tool: seconds, not
-# another llama.cpp build. Writes .llama-tools/bin/<tool>; prints nothing else on success.
+# another llama.cpp build. Writes .llama-tools/bin/llama-<tool>; prints nothing on success.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 die() { echo "scripts/build_llama_tools.sh: $*" >&2; exit 1; }
@@ -23,11 +23,11 @@ for line in sys.stdin:
 mkdir -p .llama-tools/bin
 libs=(common/libllama-common.a common/libllama-common-base.a src/libllama.a ggml/src/libggml.a ggml/src/libggml-cpu.a
       ggml/src/libggml-base.a vendor/cpp-httplib/libcpp-httplib.a vendor/hash/libvendor-hash.a)
-for tool in imatrix; do
-  src=.llama-tools/src/$tool/$tool.cpp bin=.llama-tools/bin/llama-$tool
-  [ -f "$src" ] || die "$src is missing: run scripts/setup.sh"
-  if [ ! -x "$bin" ] || [ "$out/build/src/libllama.a" -nt "$bin" ] || [ "$src" -nt "$bin" ]; then
-    g++ -O2 -std=c++17 -I"$tree/include" -I"$tree/common" -I"$tree/ggml/include" -I"$tree/vendor" "$src" -o "$bin.tmp" \
+for tool in imatrix quantize; do
+  srcs=(.llama-tools/src/$tool/*.cpp) bin=.llama-tools/bin/llama-$tool
+  [ -f "${srcs[0]}" ] || die ".llama-tools/src/$tool is missing: run scripts/setup.sh"
+  if [ ! -x "$bin" ] || [ "$out/build/src/libllama.a" -nt "$bin" ] || [ "${srcs[0]}" -nt "$bin" ]; then
+    g++ -O2 -std=c++17 -I"$tree/include" -I"$tree/common" -I"$tree/ggml/include" -I"$tree/vendor" "${srcs[@]}" -o "$bin.tmp" \
       "${libs[@]/#/$out/build/}" -fopenmp -lpthread -ldl -lssl -lcrypto
     mv "$bin.tmp" "$bin"
   fi

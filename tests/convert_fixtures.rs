@@ -14,7 +14,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{repo, scratch_dir, strata_ok};
+use common::{repo, scratch_dir, strata_ok, tensor_data};
 use strata_gguf::{GgufFile, Value};
 
 const FIXTURES: &[&str] = &["gemma4", "gemma3n", "gemma4-cg", "gemma4-moe", "gemma3", "qwen3"];
@@ -48,18 +48,6 @@ fn f(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"))
 }
 
-/// The file's data bytes of each tensor, by name.
-fn tensor_bytes(path: &Path) -> Vec<(String, Vec<u64>, String, Vec<u8>)> {
-    let g = GgufFile::open(path).unwrap();
-    let data = std::fs::read(path).unwrap();
-    g.tensors
-        .iter()
-        .map(|t| {
-            let start = (g.data_offset + t.offset) as usize;
-            (t.name.clone(), t.shape.clone(), t.ty.name().to_string(), data[start..start + t.n_bytes() as usize].to_vec())
-        })
-        .collect()
-}
 
 fn sorted_metadata(path: &Path) -> Vec<(String, Value)> {
     let mut m: Vec<(String, Value)> = GgufFile::open(path)
@@ -84,8 +72,8 @@ fn f32_conversion_equals_llama_cpp_converter_byte_for_byte() {
         for ((k, a), (_, b)) in mo.iter().zip(&mt) {
             assert_eq!(a, b, "{name}: metadata {k}");
         }
-        let mut to = tensor_bytes(&ours);
-        let mut tt = tensor_bytes(&theirs);
+        let mut to = tensor_data(&ours);
+        let mut tt = tensor_data(&theirs);
         to.sort_by(|a, b| a.0.cmp(&b.0));
         tt.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(to.len(), tt.len(), "{name}: tensor count");
@@ -192,7 +180,7 @@ fn q8_0_is_no_further_from_transformers_than_llama_cpp_two_steps() {
     for (name, extra, reference) in cases {
         let ours_path = convert(name, "q8_0", extra);
         let theirs_path = fixture(name).join(reference);
-        let types = |p: &Path| tensor_bytes(p).into_iter().map(|(n, s, t, _)| (n, s, t)).collect::<std::collections::BTreeSet<_>>();
+        let types = |p: &Path| tensor_data(p).into_iter().map(|(n, s, t, _)| (n, s, t)).collect::<std::collections::BTreeSet<_>>();
         assert_eq!(types(&ours_path), types(&theirs_path), "{name} {extra:?}: tensor types differ from llama-quantize's");
         let (ours, theirs) = (against_transformers(name, &ours_path), against_transformers(name, &theirs_path));
         eprintln!("{name} q8_0 {extra:?}: ours {ours}\n  llama.cpp {theirs}");

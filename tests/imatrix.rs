@@ -21,15 +21,9 @@ use strata_gguf::{Imatrix, ImatrixEntry, ImatrixFormat};
 /// Relative to the repository (the tests' working folder), so both tools record the same name.
 const CALIBRATION: &str = "tests/fixtures/imatrix/calibration.txt";
 
-/// Runs llama.cpp's llama-imatrix; returns its output (stdout and stderr), failing the test
-/// with it if it failed.
+/// Runs llama.cpp's llama-imatrix.
 fn llama_imatrix(args: &[&str]) -> String {
-    let tool = common::repo().join(".llama-tools/bin/llama-imatrix");
-    assert!(tool.is_file(), "{} is missing: run scripts/build_llama_tools.sh", tool.display());
-    let out = Command::new(&tool).args(args).env("OMP_WAIT_POLICY", "PASSIVE").output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "llama-imatrix {args:?} failed: {text}");
-    text
+    common::llama_tool("imatrix", args)
 }
 
 fn bytes(path: &Path) -> Vec<u8> {

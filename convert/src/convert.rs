@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
-use strata_quantize::{quantize_rows, GgmlType};
+use strata_quantize::{quantize_rows, quantize_rows_weighted, GgmlType};
 
 use strata_gguf::{is_per_expert, layout, write_gguf, ModelShape, TensorClass, TensorInfo, TensorSpec, Value, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER, DEFAULT_ALIGNMENT};
 
 use crate::arch::{self, Architecture, Mapped, Rows, Transform};
+use crate::importance::{ImatrixInput, Importance};
 use crate::policy::{Choice, Policy, Preset};
 use crate::safetensors::{Checkpoint, TensorRef};
 
@@ -21,6 +22,8 @@ pub struct Options {
     pub ple_type: Option<GgmlType>,
     /// `REGEX=TYPE` overrides, in order.
     pub tensor_types: Vec<String>,
+    /// The importance matrix the quantizers are weighted with (`--imatrix`).
+    pub imatrix: Option<ImatrixInput>,
 }
 
 /// Where a tensor's values come from.
@@ -38,6 +41,7 @@ pub struct Planned {
     pub source: Source,
     pub info: TensorInfo,
     pub choice: Choice,
+    pub importance: Importance,
 }
 
 /// Everything decided before a byte is written.
@@ -137,6 +141,7 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     for spec in &opts.tensor_types {
         policy.add_override(spec)?;
     }
+    policy.has_imatrix = opts.imatrix.is_some();
     let choices = policy.assign(&specs)?;
     let (infos, _) = layout(specs.iter().zip(&choices).map(|(t, c)| (t.name.clone(), c.ty, t.shape.clone())), DEFAULT_ALIGNMENT)?;
 
@@ -152,9 +157,21 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     metadata.extend(vocab.metadata());
     metadata.push(("general.quantization_version".into(), Value::U32(2)));
     metadata.push(("strata.ple_type".into(), Value::String(policy.ple_type.name().into())));
+    if let Some(imatrix) = &opts.imatrix {
+        metadata.extend(imatrix.metadata());
+    }
     metadata.push((DATA_SHA256_KEY.into(), Value::String(DATA_SHA256_PLACEHOLDER.into())));
 
-    let tensors = tensors.into_iter().zip(infos).zip(choices).map(|(((source, _), info), choice)| Planned { source, info, choice }).collect();
+    let importance = |info: &TensorInfo, choice: &Choice| match &opts.imatrix {
+        Some(imatrix) => imatrix.importance(info, choice.class),
+        None => Ok(Importance::NotGiven),
+    };
+    let tensors = tensors
+        .into_iter()
+        .zip(infos)
+        .zip(choices)
+        .map(|(((source, _), info), choice)| Ok(Planned { source, importance: importance(&info, &choice)?, info, choice }))
+        .collect::<Result<_>>()?;
     Ok(Plan { dir: dir.to_path_buf(), metadata, tensors, skipped, checkpoint })
 }
 
@@ -324,9 +341,19 @@ impl Plan {
                 Source::Checkpoint { parts, .. } if parts.len() == 1 => parts[0].name.as_str(),
                 _ => t.info.name.as_str(),
             };
-            let quantize = |src: &[f32], first_row: usize, bytes: &mut Vec<u8>| -> Result<()> {
+            // Weights per matrix: one row of `width` for a 2-D tensor, one per expert for a 3-D one.
+            let weights = match &t.importance {
+                Importance::Weighted(w) => Some(w.as_slice()),
+                _ => None,
+            };
+            let n_mats = weights.map_or(1, |w| w.len() / width.max(1));
+            let quantize = |src: &[f32], first_row: usize, weights: Option<&[f32]>, bytes: &mut Vec<u8>| -> Result<()> {
                 bytes.resize(src.len() / width.max(1) * strata_quantize::row_size(t.info.ty, width).map_err(|e| anyhow!("tensor {}: {e}", t.info.name))?, 0);
-                quantize_rows(t.info.ty, src, width, bytes).map_err(|e| match e {
+                let done = match weights {
+                    Some(w) => quantize_rows_weighted(t.info.ty, src, width, w, bytes),
+                    None => quantize_rows(t.info.ty, src, width, bytes),
+                };
+                done.map_err(|e| match e {
                     strata_quantize::QuantizeError::NotFinite { row, column, value } => {
                         anyhow!("{}: tensor {source_name} (row {}, column {column}) holds {value}", self.dir.display(), first_row + row)
                     }
@@ -335,7 +362,7 @@ impl Plan {
             };
             let (parts, transform, n_rows) = match &t.source {
                 Source::Computed(values) => {
-                    quantize(values, 0, &mut bytes)?;
+                    quantize(values, 0, weights, &mut bytes)?;
                     w.write_all(&bytes)?;
                     progress(i);
                     return Ok(());
@@ -343,8 +370,11 @@ impl Plan {
                 Source::Checkpoint { parts, transform, rows } => (parts, *transform, *rows),
             };
             let chunk = (CHUNK_ELEMENTS / width.max(1)).max(1);
-            for start in (0..n_rows).step_by(chunk) {
-                let end = (start + chunk).min(n_rows);
+            // Chunks never cross from one matrix (expert) to the next, whose weights differ.
+            let rows_per_mat = n_rows / n_mats;
+            let chunks = (0..n_mats).flat_map(|m| (m * rows_per_mat..(m + 1) * rows_per_mat).step_by(chunk).map(move |start| (m, start)));
+            for (m, start) in chunks {
+                let end = (start + chunk).min((m + 1) * rows_per_mat);
                 let src: &mut Vec<f32> = match transform {
                     Transform::Copy | Transform::AddOne => {
                         self.read_rows(parts, width, start..end, &mut rows_f32, &mut scratch);
@@ -365,7 +395,7 @@ impl Plan {
                 if transform == Transform::AddOne {
                     src.iter_mut().for_each(|x| *x += 1.0);
                 }
-                quantize(src, start, &mut bytes)?;
+                quantize(src, start, weights.map(|w| &w[m * width..(m + 1) * width]), &mut bytes)?;
                 w.write_all(&bytes)?;
             }
             parts.iter().for_each(|p| self.checkpoint.release(p));

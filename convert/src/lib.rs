@@ -9,6 +9,7 @@
 
 pub mod arch;
 pub mod convert;
+pub mod importance;
 pub mod policy;
 mod pre_tokenizers;
 pub mod safetensors;

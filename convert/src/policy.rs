@@ -2,7 +2,7 @@
 //!
 //! Two steps, as llama.cpp's llama-quant.cpp does them, but as data: every tensor is first put in
 //! a [`TensorClass`]; then a preset's base type applies, adjusted by the rules in [`RULES`]
-//! (llama-quantize's choices for the K mixes, without an importance matrix), then `--ple-type`
+//! (llama-quantize's choices, some only with an importance matrix), then `--ple-type`
 //! for the per-layer embedding table, then `--tensor-type REGEX=TYPE` overrides. Last, a type
 //! whose block does not divide a tensor's row width falls back to one that does, as
 //! llama-quantize falls back, and the fallback is reported.
@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Result};
 use regex::Regex;
 use strata_quantize::GgmlType;
 
-use strata_gguf::{TensorClass, TensorSpec};
+use strata_gguf::{block_index, is_per_expert, TensorClass, TensorSpec};
 
 /// A named mix: the base type and, for K mixes, the rules that give some tensors more bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -151,23 +151,30 @@ impl Layers {
     }
 }
 
-/// One adjustment of a preset: tensors of `class` in `layers` get `ty`.
+/// One adjustment of a preset: tensors of `class` in `layers` get `ty` (`with_imatrix`: only
+/// when an importance matrix is given).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rule {
     pub presets: &'static [Preset],
     pub class: TensorClass,
     pub layers: Layers,
     pub ty: GgmlType,
+    pub with_imatrix: bool,
 }
 
-/// llama-quantize's adjustments for the K mixes (llama-quant.cpp, dense models, no imatrix).
+/// llama-quantize's adjustments (llama-quant.cpp, dense models).
 pub const RULES: &[Rule] = &[
-    Rule { presets: &[Preset::Q4_K_M, Preset::Q5_K_M], class: TensorClass::AttentionV, layers: Layers::MoreBits, ty: GgmlType::Q6_K },
-    Rule { presets: &[Preset::Q4_K_S], class: TensorClass::AttentionV, layers: Layers::First(4), ty: GgmlType::Q5_K },
-    Rule { presets: &[Preset::Q4_K_M, Preset::Q5_K_M], class: TensorClass::FfnDown, layers: Layers::MoreBits, ty: GgmlType::Q6_K },
-    Rule { presets: &[Preset::Q4_K_S], class: TensorClass::FfnDown, layers: Layers::FirstEighth, ty: GgmlType::Q5_K },
-    Rule { presets: &[Preset::Q4_K_M], class: TensorClass::AttentionQkv, layers: Layers::All, ty: GgmlType::Q5_K },
-    Rule { presets: &[Preset::Q5_K_M], class: TensorClass::AttentionQkv, layers: Layers::All, ty: GgmlType::Q6_K },
+    Rule { presets: &[Preset::Q4_K_M, Preset::Q5_K_M], class: TensorClass::AttentionV, layers: Layers::MoreBits, ty: GgmlType::Q6_K, with_imatrix: false },
+    Rule { presets: &[Preset::Q4_K_S], class: TensorClass::AttentionV, layers: Layers::First(4), ty: GgmlType::Q5_K, with_imatrix: false },
+    Rule { presets: &[Preset::Q4_K_M, Preset::Q5_K_M], class: TensorClass::FfnDown, layers: Layers::MoreBits, ty: GgmlType::Q6_K, with_imatrix: false },
+    Rule { presets: &[Preset::Q4_K_S], class: TensorClass::FfnDown, layers: Layers::FirstEighth, ty: GgmlType::Q5_K, with_imatrix: false },
+    // "Guard against craziness in the first few ffn_down layers that can happen even with
+    // imatrix for Q4_0/Q5_0" (llama-quant.cpp): only with an imatrix, so that a file quantized
+    // without one stays what it always was.
+    Rule { presets: &[Preset::Q4_0], class: TensorClass::FfnDown, layers: Layers::FirstEighth, ty: GgmlType::Q4_1, with_imatrix: true },
+    Rule { presets: &[Preset::Q5_0], class: TensorClass::FfnDown, layers: Layers::FirstEighth, ty: GgmlType::Q5_1, with_imatrix: true },
+    Rule { presets: &[Preset::Q4_K_M], class: TensorClass::AttentionQkv, layers: Layers::All, ty: GgmlType::Q5_K, with_imatrix: false },
+    Rule { presets: &[Preset::Q5_K_M], class: TensorClass::AttentionQkv, layers: Layers::All, ty: GgmlType::Q6_K, with_imatrix: false },
 ];
 
 /// Where a tensor's type came from: the rule that chose it, as `convert --explain` prints it.
@@ -201,7 +208,8 @@ impl fmt::Display for Source {
             Source::Output => f.write_str("the output projection (or the token embedding it is tied to): Q6_K, or Q8_0 where the preset is Q8_0 or its blocks don't divide the row (llama-quantize)"),
             Source::Rule(r) => {
                 let presets: Vec<&str> = r.presets.iter().map(|p| p.name()).collect();
-                write!(f, "{}: {} in {} get {} (llama-quantize)", presets.join("/"), r.class, r.layers, r.ty)
+                let when = if r.with_imatrix { " when an imatrix is given" } else { "" };
+                write!(f, "{}: {} in {} get {}{when} (llama-quantize)", presets.join("/"), r.class, r.layers, r.ty)
             }
             Source::PleType => f.write_str("the PLE table's own type (--ple-type; by default Q8_0 for presets below 8 bits)"),
             Source::Override(pattern) => write!(f, "--tensor-type {pattern}"),
@@ -236,11 +244,13 @@ pub struct Policy {
     pub overrides: Vec<(Regex, GgmlType)>,
     /// Whether the output projection is the token embedding (no `output.weight`).
     pub tied_embeddings: bool,
+    /// Whether an importance matrix is given (some of llama-quantize's rules depend on it).
+    pub has_imatrix: bool,
 }
 
 impl Policy {
     pub fn new(preset: Preset) -> Self {
-        Policy { preset, ple_type: preset.default_ple_type(), overrides: Vec::new(), tied_embeddings: false }
+        Policy { preset, ple_type: preset.default_ple_type(), overrides: Vec::new(), tied_embeddings: false, has_imatrix: false }
     }
 
     /// Adds a `REGEX=TYPE` override.
@@ -261,10 +271,19 @@ impl Policy {
             *m.entry(*c).or_insert(0usize) += 1;
             m
         });
+        // llama-quantize places a tensor by its rank among those of its class, but an FFN
+        // tensor of a mixture of experts (where expert and dense FFN tensors share a layer) by
+        // its block number among the model's layers.
+        let n_layers = tensors.iter().filter_map(|t| block_index(&t.name)).max().map_or(0, |b| b + 1);
+        let has_experts = tensors.iter().any(|t| is_per_expert(&t.name));
         let mut out = Vec::with_capacity(tensors.len());
         for (t, &class) in tensors.iter().zip(&classes) {
             let rank = seen.entry(class).or_insert(0usize);
-            let (i, n) = (*rank, counts[&class]);
+            let ffn = matches!(class, TensorClass::FfnDown | TensorClass::FfnGate | TensorClass::FfnUp);
+            let (i, n) = match block_index(&t.name) {
+                Some(block) if ffn && has_experts => (block, n_layers),
+                _ => (*rank, counts[&class]),
+            };
             *rank += 1;
             let (mut ty, mut source) = self.class_type(t, class, i, n);
             if class == TensorClass::PerLayerTokenEmbedding {
@@ -308,7 +327,8 @@ impl Policy {
             let ty = if t.shape[0] % base.block_size() as u64 != 0 || base == GgmlType::Q8_0 { GgmlType::Q8_0 } else { GgmlType::Q6_K };
             return (ty, Source::Output);
         }
-        match RULES.iter().find(|r| r.class == class && r.presets.contains(&self.preset) && r.layers.applies(i, n)) {
+        let applies = |r: &Rule| r.class == class && r.presets.contains(&self.preset) && r.layers.applies(i, n) && (self.has_imatrix || !r.with_imatrix);
+        match RULES.iter().find(|r| applies(r)) {
             Some(rule) => (rule.ty, Source::Rule(rule)),
             None => (base, Source::Preset(self.preset)),
         }
@@ -334,7 +354,8 @@ pub fn fallback(ty: GgmlType, row_width: u64) -> GgmlType {
         return ty;
     }
     let next = match ty {
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
+        GgmlType::Q4_K => GgmlType::Q5_0,
         GgmlType::Q5_K => GgmlType::Q5_1,
         GgmlType::Q6_K => GgmlType::Q8_0,
         other => other,

@@ -68,7 +68,7 @@ fn shape_from_config_matches_the_converters_tensors() {
         let dir = entry.unwrap().path();
         let predicted: BTreeMap<String, (Vec<u64>, TensorClass)> =
             for_config(read_config(&dir)).unwrap().shape(None).unwrap().tensors.into_iter().map(|t| (t.name, (t.shape, t.class))).collect();
-        let plan = plan(&dir, &Options { preset: Preset::F32, ple_type: None, tensor_types: Vec::new() }).unwrap();
+        let plan = plan(&dir, &Options { preset: Preset::F32, ple_type: None, tensor_types: Vec::new(), imatrix: None }).unwrap();
         let converted: BTreeMap<String, (Vec<u64>, TensorClass)> = plan.tensors.iter().map(|t| (t.info.name.clone(), (t.info.shape.clone(), t.choice.class))).collect();
         assert_eq!(predicted, converted, "{}", dir.display());
     }

@@ -76,3 +76,35 @@ fn default_ple_type_is_q8_0_below_8_bits() {
         assert_eq!(Policy::new(p).ple_type, expected, "{p}");
     }
 }
+
+/// llama-quantize's imatrix-only rule: with an importance matrix, q4_0 and q5_0 give the first
+/// eighth of ffn_down Q4_1 and Q5_1; without one the file stays as it always was.
+#[test]
+fn q4_0_and_q5_0_guard_the_first_ffn_down_only_with_an_imatrix() {
+    let specs: Vec<TensorSpec> = (0..16).map(|i| TensorSpec::named(format!("blk.{i}.ffn_down.weight"), vec![256, 64])).collect();
+    for (preset, guarded) in [(Preset::Q4_0, GgmlType::Q4_1), (Preset::Q5_0, GgmlType::Q5_1)] {
+        let mut policy = Policy::new(preset);
+        let types = |p: &Policy| p.assign(&specs).unwrap().iter().map(|c| c.ty).collect::<Vec<_>>();
+        assert!(types(&policy).iter().all(|&t| t == preset.base_type()), "{preset} without an imatrix");
+        policy.has_imatrix = true;
+        let expected: Vec<GgmlType> = (0..16).map(|i| if i < 2 { guarded } else { preset.base_type() }).collect();
+        assert_eq!(types(&policy), expected, "{preset} with an imatrix");
+    }
+}
+
+/// In a mixture of experts llama-quantize places FFN tensors by their block, not by their rank
+/// among tensors of their class: the dense ffn_down and the experts' of one layer share a place.
+#[test]
+fn expert_and_dense_ffn_down_of_a_layer_get_one_type() {
+    let specs: Vec<TensorSpec> = (0..8)
+        .flat_map(|i| [TensorSpec::named(format!("blk.{i}.ffn_down.weight"), vec![256, 64]), TensorSpec::named(format!("blk.{i}.ffn_down_exps.weight"), vec![256, 64, 4])])
+        .collect();
+    let choices = Policy::new(Preset::Q4_K_M).assign(&specs).unwrap();
+    for layer in choices.chunks(2) {
+        assert_eq!(layer[0].ty, layer[1].ty);
+    }
+    // use_more_bits over 8 layers: 0, 3, 6 and 7 get Q6_K.
+    let per_layer: Vec<GgmlType> = choices.iter().step_by(2).map(|c| c.ty).collect();
+    let (k6, k4) = (GgmlType::Q6_K, GgmlType::Q4_K);
+    assert_eq!(per_layer, [k6, k4, k4, k6, k4, k4, k6, k6]);
+}

@@ -26,7 +26,7 @@ use strata_quantize::GgmlType;
 pub use imatrix::{Imatrix, ImatrixEntry, ImatrixFormat};
 pub use read::{parse, parse_keeping, GgufError};
 pub use shape::{LayerShape, ModelShape, TensorSpec};
-pub use tensor_class::{is_per_expert, TensorClass};
+pub use tensor_class::{block_index, is_per_expert, TensorClass};
 pub use verify::{verify, Verified};
 pub use value::{Value, ValueType};
 pub use write::{encode_header, layout, Header, remove_partial_files, write_gguf, PendingFile, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER};

@@ -154,6 +154,11 @@ impl TensorClass {
     }
 }
 
+/// The block (layer) a tensor belongs to: `blk.12.attn_q.weight` -> 12.
+pub fn block_index(name: &str) -> Option<usize> {
+    name.strip_prefix("blk.")?.split_once('.')?.0.parse().ok()
+}
+
 /// `blk.12.attn_q.weight` -> `attn_q`; `token_embd.weight` -> `token_embd`.
 fn base_name(name: &str) -> &str {
     let name = name.strip_suffix(".weight").or_else(|| name.strip_suffix(".bias")).unwrap_or(name);

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 use strata_convert::convert::{plan, Options};
+use strata_convert::importance::{ImatrixInput, Importance};
 use strata_convert::policy::{quantizable_type, Preset};
 use strata_quantize::GgmlType;
 
@@ -32,6 +33,10 @@ pub struct Args {
     /// REGEX=TYPE: give matching tensors (GGUF names) this type (repeatable; first match wins).
     #[arg(long = "tensor-type", value_name = "REGEX=TYPE")]
     pub tensor_type: Vec<String>,
+    /// Weight the quantizers with this importance matrix (`strata imatrix` or llama-imatrix;
+    /// GGUF or legacy .dat), as llama-quantize --imatrix does.
+    #[arg(long, value_name = "FILE")]
+    pub imatrix: Option<PathBuf>,
     /// Threads for quantizing (default: all cores).
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
@@ -74,7 +79,8 @@ fn choose_types(args: &Args) -> Result<(Preset, Option<GgmlType>)> {
 
 pub fn run(args: &Args) -> Result<()> {
     let (preset, ple_type) = choose_types(args)?;
-    let opts = Options { preset, ple_type, tensor_types: args.tensor_type.clone() };
+    let imatrix = args.imatrix.as_ref().map(|path| Ok::<_, anyhow::Error>(ImatrixInput { path: path.clone(), imatrix: strata_gguf::Imatrix::read(path)? })).transpose()?;
+    let opts = Options { preset, ple_type, tensor_types: args.tensor_type.clone(), imatrix };
     let plan = plan(&args.model, &opts)?;
 
     // The table: class -> type -> count, bytes.
@@ -108,8 +114,14 @@ pub fn run(args: &Args) -> Result<()> {
             let width = plan.tensors.iter().map(|t| t.info.name.len()).max().unwrap_or(0);
             text += &format!("  {:width$}  {:22} {:8} why\n", "tensor", "class", "type");
             for t in &plan.tensors {
-                text += &format!("  {:width$}  {:22} {:8} {}\n", t.info.name, t.choice.class.name(), t.info.ty.name(), t.choice.reason(t.info.shape[0]));
+                // Float tensors are never weighted; saying so on each line would be noise.
+                let silent = t.importance == Importance::NotGiven || t.info.ty.block_size() == 1;
+                let importance = if silent { String::new() } else { format!("; {}", t.importance) };
+                text += &format!("  {:width$}  {:22} {:8} {}{importance}\n", t.info.name, t.choice.class.name(), t.info.ty.name(), t.choice.reason(t.info.shape[0]));
             }
+        }
+        if let Some(imatrix) = &opts.imatrix {
+            text += &importance_summary(&imatrix.path, &plan.tensors);
         }
         if let Some(first) = plan.skipped.first() {
             text += &format!("  skipped {} checkpoint tensors llama.cpp does not use (first: {first})\n", plan.skipped.len());
@@ -120,7 +132,7 @@ pub fn run(args: &Args) -> Result<()> {
     let tensors: Vec<_> = plan
         .tensors
         .iter()
-        .map(|t| json!({"name": t.info.name, "class": t.choice.class.name(), "type": t.info.ty.name(), "reason": t.choice.reason(t.info.shape[0])}))
+        .map(|t| json!({"name": t.info.name, "class": t.choice.class.name(), "type": t.info.ty.name(), "reason": t.choice.reason(t.info.shape[0]), "imatrix": t.importance.name()}))
         .collect();
     let report = |output: Option<&PathBuf>| {
         json!({"output": output, "preset": opts.preset.name(), "plan": rows, "tensors": tensors, "fallbacks": fallbacks, "skipped": plan.skipped, "total_bytes": total})
@@ -147,4 +159,21 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         super::print(&format!("wrote {}", out.display()))
     }
+}
+
+/// What the imatrix does in this conversion: how many tensors it weights, which quantized ones
+/// it has no entry for, and that the get_rows tables take their types from the policy alone.
+fn importance_summary(path: &std::path::Path, tensors: &[strata_convert::convert::Planned]) -> String {
+    let named = |want: fn(&Importance) -> bool| -> Vec<&str> { tensors.iter().filter(|t| want(&t.importance)).map(|t| t.info.name.as_str()).collect() };
+    let weighted = named(|i| matches!(i, Importance::Weighted(_)));
+    let missing = named(|i| *i == Importance::NoEntry);
+    let get_rows = named(|i| *i == Importance::GetRows);
+    let mut text = format!("  imatrix {}: weights {} tensors\n", path.display(), weighted.len());
+    if !missing.is_empty() {
+        text += &format!("    no entry, quantized without weights: {}\n", missing.join(", "));
+    }
+    if !get_rows.is_empty() {
+        text += &format!("    read with get_rows, never multiplied by an activation, so no imatrix covers them (their types are the policy's alone): {}\n", get_rows.join(", "));
+    }
+    text
 }

@@ -100,3 +100,27 @@ pub fn ask_capital_of_france(model: &Path) -> serde_json::Value {
     ]);
     serde_json::from_str(&out).expect("generate --json prints one JSON object")
 }
+
+/// Runs one of llama.cpp's own tools built by scripts/build_llama_tools.sh (`imatrix`,
+/// `quantize`); returns its output (stdout and stderr), failing the test with it if it failed.
+pub fn llama_tool(tool: &str, args: &[&str]) -> String {
+    let path = repo().join(".llama-tools/bin").join(format!("llama-{tool}"));
+    assert!(path.is_file(), "{} is missing: run scripts/build_llama_tools.sh", path.display());
+    let out = Command::new(&path).args(args).env("OMP_WAIT_POLICY", "PASSIVE").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "llama-{tool} {args:?} failed: {text}");
+    text
+}
+
+/// Each tensor of a GGUF file: name, shape, type name and data bytes, in file order.
+pub fn tensor_data(path: &Path) -> Vec<(String, Vec<u64>, String, Vec<u8>)> {
+    let g = strata_gguf::GgufFile::open(path).unwrap();
+    let data = std::fs::read(path).unwrap();
+    g.tensors
+        .iter()
+        .map(|t| {
+            let start = (g.data_offset + t.offset) as usize;
+            (t.name.clone(), t.shape.clone(), t.ty.name().to_string(), data[start..start + t.n_bytes() as usize].to_vec())
+        })
+        .collect()
+}
