@@ -4,7 +4,7 @@
 //! exactly the bytes ggml's quantizers produce (`ggml_quantize_chunk`, without an importance
 //! matrix or with one: [`quantize_rows_weighted`]), so a GGUF written with this crate is the GGUF
 //! llama.cpp would write.
-//! Formats: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+//! Formats: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS.
 //!
 //! What it is not: a file reader or writer, or an inference kernel. It knows blocks and bytes only.
 //!
@@ -13,6 +13,7 @@
 
 mod block;
 mod float;
+mod iquants;
 mod kquants;
 mod legacy;
 mod rounding;
@@ -23,6 +24,7 @@ use std::fmt;
 use rayon::prelude::*;
 
 pub use block::BlockFormat;
+pub use iquants::{BlockIq4Nl, BlockIq4Xs};
 pub use kquants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K};
 pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 pub use types::GgmlType;
@@ -96,6 +98,8 @@ fn kernels(ty: GgmlType) -> Result<(QuantizeFn, DequantizeFn, WeightedFn), Quant
         GgmlType::Q4_K => (q::<BlockQ4K>, dq::<BlockQ4K>, w::<BlockQ4K>),
         GgmlType::Q5_K => (q::<BlockQ5K>, dq::<BlockQ5K>, w::<BlockQ5K>),
         GgmlType::Q6_K => (q::<BlockQ6K>, dq::<BlockQ6K>, w::<BlockQ6K>),
+        GgmlType::IQ4_NL => (q::<BlockIq4Nl>, dq::<BlockIq4Nl>, w::<BlockIq4Nl>),
+        GgmlType::IQ4_XS => (q::<BlockIq4Xs>, dq::<BlockIq4Xs>, w::<BlockIq4Xs>),
         other => return Err(QuantizeError::Unsupported(other)),
     })
 }

@@ -99,6 +99,8 @@ impl GgmlType {
         GgmlType::Q4_K,
         GgmlType::Q5_K,
         GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
     ];
 
     /// Whether [`crate::quantize_rows`] and [`crate::dequantize_row`] handle this type.

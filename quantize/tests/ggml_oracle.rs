@@ -177,6 +177,8 @@ byte_identity_tests! {
     q4_k_matches_ggml => Q4_K,
     q5_k_matches_ggml => Q5_K,
     q6_k_matches_ggml => Q6_K,
+    iq4_nl_matches_ggml => IQ4_NL,
+    iq4_xs_matches_ggml => IQ4_XS,
 }
 
 #[test]
