@@ -23,10 +23,13 @@ for line in sys.stdin:
 mkdir -p .llama-tools/bin
 libs=(common/libllama-common.a common/libllama-common-base.a src/libllama.a ggml/src/libggml.a ggml/src/libggml-cpu.a
       ggml/src/libggml-base.a vendor/cpp-httplib/libcpp-httplib.a vendor/hash/libvendor-hash.a)
+# Each tool also links scripts/llama_tools/flush_log_at_exit.cpp, so its last log lines survive exit.
+flush=scripts/llama_tools/flush_log_at_exit.cpp
 for tool in imatrix quantize; do
   srcs=(.llama-tools/src/$tool/*.cpp) bin=.llama-tools/bin/llama-$tool
   [ -f "${srcs[0]}" ] || die ".llama-tools/src/$tool is missing: run scripts/setup.sh"
-  if [ ! -x "$bin" ] || [ "$out/build/src/libllama.a" -nt "$bin" ] || [ "${srcs[0]}" -nt "$bin" ]; then
+  srcs+=("$flush")
+  if [ ! -x "$bin" ] || [ "$out/build/src/libllama.a" -nt "$bin" ] || [ "${srcs[0]}" -nt "$bin" ] || [ "$flush" -nt "$bin" ]; then
     g++ -O2 -std=c++17 -I"$tree/include" -I"$tree/common" -I"$tree/ggml/include" -I"$tree/vendor" "${srcs[@]}" -o "$bin.tmp" \
       "${libs[@]/#/$out/build/}" -fopenmp -lpthread -ldl -lssl -lcrypto
     mv "$bin.tmp" "$bin"
