@@ -1,8 +1,8 @@
-//! `strata convert --imatrix` against llama.cpp's llama-quantize --imatrix (built by
-//! scripts/build_llama_tools.sh against the very llama.cpp strata links): from the same weights
-//! and the same importance matrix, every preset gives the same tensor types and the same bytes,
-//! and the same `quantize.imatrix.*` record. llama-quantize reads strata's own F32 conversion,
-//! so both quantize the same values (the checkpoints are F16 or BF16, exact in F32).
+//! `strata convert` against llama.cpp's llama-quantize (built by scripts/build_llama_tools.sh
+//! against the very llama.cpp strata links): from the same weights, with the same importance
+//! matrix or without one, every preset gives the same tensor types and the same bytes, and the
+//! same `quantize.imatrix.*` record. llama-quantize reads strata's own F32 conversion, so both
+//! quantize the same values (the checkpoints are F16 or BF16, exact in F32).
 //!
 //! The importance matrices come from `strata imatrix` (tests/imatrix.rs checks it against
 //! llama-imatrix) over tests/fixtures/imatrix/calibration.txt.
@@ -32,15 +32,17 @@ fn imatrix_record(path: &Path) -> Vec<(String, strata_gguf::Value)> {
 
 /// For each preset (with its extra flags, which are also llama-quantize's): strata's conversion
 /// of `model` and llama-quantize's of `f32` (strata's F32 conversion of it), both weighted by
-/// `imatrix`, hold the same tensors, types and bytes, and record the imatrix alike.
-fn same_as_llama_quantize(model: &Path, f32: &Path, imatrix: &Path, dir: &Path, cases: &[(&str, &[&str])]) {
+/// `imatrix` or both without one, hold the same tensors, types and bytes, and record the
+/// imatrix alike.
+fn same_as_llama_quantize(model: &Path, f32: &Path, imatrix: Option<&Path>, dir: &Path, cases: &[(&str, &[&str])]) {
     let name = model.file_name().unwrap().to_str().unwrap();
+    let with: Vec<&str> = imatrix.map_or(vec![], |i| vec!["--imatrix", i.to_str().unwrap()]);
     for (preset, extra) in cases {
-        let label = format!("{name} {preset} {extra:?}");
-        let ours = dir.join(format!("ours-{preset}-{}.gguf", extra.len()));
-        let theirs = dir.join(format!("theirs-{preset}-{}.gguf", extra.len()));
-        convert(model, &ours, &[&["--type", preset, "--imatrix", imatrix.to_str().unwrap()], *extra].concat());
-        llama_tool("quantize", &[*extra, &["--imatrix", imatrix.to_str().unwrap(), f32.to_str().unwrap(), theirs.to_str().unwrap(), preset, "2"]].concat());
+        let label = format!("{name} {preset} {extra:?} {with:?}");
+        let ours = dir.join(format!("ours-{preset}-{}-{}.gguf", extra.len(), with.len()));
+        let theirs = dir.join(format!("theirs-{preset}-{}-{}.gguf", extra.len(), with.len()));
+        convert(model, &ours, &[&["--type", preset], *extra, &with].concat());
+        llama_tool("quantize", &[*extra, &with, &[f32.to_str().unwrap(), theirs.to_str().unwrap(), preset, "2"]].concat());
         // By name: llama-quantize writes the tensors in its loader's order.
         let sorted = |p: &Path| {
             let mut v = tensor_data(p);
@@ -54,34 +56,43 @@ fn same_as_llama_quantize(model: &Path, f32: &Path, imatrix: &Path, dir: &Path, 
             assert!(bytes == tbytes, "{label}: {n} ({ty}) holds other bytes than llama-quantize's");
         }
         let record = imatrix_record(&ours);
-        assert_eq!(record.len(), 4, "{label}: {record:?}");
+        assert_eq!(record.len(), 2 * with.len(), "{label}: {record:?}");
         assert_eq!(record, imatrix_record(&theirs), "{label}: the quantize.imatrix record");
     }
 }
 
-#[test]
-fn smollm2_every_preset_matches_llama_quantize_with_an_imatrix() {
-    let dir = scratch_dir("convert-imatrix-smollm2");
+/// Every quantized preset, llama-quantize's names.
+const PRESETS: &[&str] = &["q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"];
+
+/// SmolLM2's F16 checkpoint folder, its F32 conversion for llama-quantize, and strata's imatrix
+/// of the published GGUF, in `dir`.
+fn smollm2(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let hf = repo().join(".models/SmolLM2-135M-Instruct-hf");
     let imatrix = dir.join("smollm2.imatrix");
     imatrix_of(&model(SMOLLM2), 3, &imatrix);
     let f32 = dir.join("f32.gguf");
     convert(&hf, &f32, &["--type", "f32"]);
+    (hf, f32, imatrix)
+}
+
+#[test]
+fn smollm2_every_preset_matches_llama_quantize_without_an_imatrix() {
+    let dir = scratch_dir("convert-smollm2-plain");
+    let (hf, f32, _) = smollm2(&dir);
+    let cases: Vec<(&str, &[&str])> = PRESETS.iter().map(|p| (*p, &[][..])).collect();
+    same_as_llama_quantize(&hf, &f32, None, &dir, &cases);
+}
+
+#[test]
+fn smollm2_every_preset_matches_llama_quantize_with_an_imatrix() {
+    let dir = scratch_dir("convert-imatrix-smollm2");
+    let (hf, f32, imatrix) = smollm2(&dir);
     // The rows are 576 wide (K-quants fall back to 32-blocks) except ffn_down's 1536: the
     // overrides give it the 2- and 3-bit K-quants, the attention their fallback.
     let low_bits: &[&str] = &["--tensor-type", "ffn_down=q2_k", "--tensor-type", "attn_[qk]=q3_k", "--tensor-type", "ffn_up=q3_k"];
-    let cases: &[(&str, &[&str])] = &[
-        ("q4_0", &[]),
-        ("q4_1", &[]),
-        ("q5_0", &[]),
-        ("q5_1", &[]),
-        ("q4_k_s", &[]),
-        ("q4_k_m", &[]),
-        ("q5_k_m", &[]),
-        ("q6_k", &[]),
-        ("q4_k_m", low_bits),
-    ];
-    same_as_llama_quantize(&hf, &f32, &imatrix, &dir, cases);
+    let mut cases: Vec<(&str, &[&str])> = PRESETS.iter().map(|p| (*p, &[][..])).collect();
+    cases.extend([("q2_k_s", &[][..]), ("q4_k_m", low_bits)]);
+    same_as_llama_quantize(&hf, &f32, Some(&imatrix), &dir, &cases);
 
     // The weights matter: without them, the weighted tensors' bytes differ, the others' do not.
     let plain = dir.join("plain.gguf");
@@ -93,21 +104,23 @@ fn smollm2_every_preset_matches_llama_quantize_with_an_imatrix() {
     let q8_0 = tensors.iter().filter(|t| t["type"] == "Q8_0" && t["class"] == "attn_v").count();
     assert!(q8_0 > 0 && tensors.iter().filter(|t| t["type"] == "Q8_0").all(|t| t["imatrix"] == "type takes no weights"), "{report}");
     assert_eq!(weighted.len(), 30 * 7 - q8_0, "{report}");
-    let with = dir.join("ours-q4_k_m-0.gguf");
+    let with = dir.join("ours-q4_k_m-0-2.gguf");
     for ((n, _, ty, a), (_, _, _, b)) in tensor_data(&plain).iter().zip(&tensor_data(&with)) {
         assert_eq!(a != b, weighted.contains(&n.as_str()), "{n} ({ty}): bytes changed by the imatrix");
     }
 }
 
 #[test]
-fn gemma3_matches_llama_quantize_with_an_imatrix() {
+fn gemma3_matches_llama_quantize() {
     let dir = scratch_dir("convert-imatrix-gemma3");
     let hf = repo().join(".models/gemma-3-270m-hf");
     let imatrix = dir.join("gemma3.imatrix");
     imatrix_of(&model(GEMMA3), 2, &imatrix);
     let f32 = dir.join("f32.gguf");
     convert(&hf, &f32, &["--type", "f32"]);
-    same_as_llama_quantize(&hf, &f32, &imatrix, &dir, &[("q4_0", &[]), ("q4_k_m", &[])]);
+    // Its 4 query heads share one KV head: the rules for grouped attention apply (q2_k, iq4_*).
+    same_as_llama_quantize(&hf, &f32, Some(&imatrix), &dir, &[("q4_0", &[]), ("q4_k_m", &[]), ("q2_k", &[]), ("iq4_xs", &[])]);
+    same_as_llama_quantize(&hf, &f32, None, &dir, &[("iq4_nl", &[]), ("q3_k_m", &[])]);
 }
 
 #[test]
@@ -121,7 +134,7 @@ fn experts_are_weighted_each_by_their_own_entry_as_llama_quantize_does() {
     // 3-D expert tensors: one row of weights per expert; its ffn_down rules place experts by layer.
     let entry = strata_gguf::Imatrix::read(&imatrix).unwrap();
     assert_eq!(entry.weights("blk.0.ffn_down_exps.weight").unwrap().len(), 32 * 4, "one row of 32 per expert, 4 experts");
-    same_as_llama_quantize(&fixture, &f32, &imatrix, &dir, &[("q4_0", &[]), ("q5_1", &[]), ("q4_k_m", &[])]);
+    same_as_llama_quantize(&fixture, &f32, Some(&imatrix), &dir, &[("q4_0", &[]), ("q5_1", &[]), ("q4_k_m", &[]), ("q3_k_m", &[])]);
 }
 
 #[test]
@@ -167,4 +180,30 @@ fn a_wrong_or_broken_imatrix_is_one_clear_error_and_no_file() {
     assert_clean_failure(&run(&missing), &[missing.to_str().unwrap()]);
     assert!(!out.exists(), "no output after an error");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2, "no partial files beside the inputs");
+}
+
+#[test]
+fn q2_k_s_is_refused_without_importance_weights_as_llama_quantize_refuses_it() {
+    let dir = scratch_dir("convert-q2_k_s");
+    let (hf, f32, imatrix) = smollm2(&dir);
+    let out = dir.join("out.gguf");
+    let run = |extra: &[&str]| strata(&[&["convert", hf.to_str().unwrap(), "--type", "q2_k_s", "-o", out.to_str().unwrap()], extra].concat());
+    assert_clean_failure(&run(&[]), &[hf.to_str().unwrap(), "q2_k_s needs an importance matrix (--imatrix)", "blk.3.ffn_down.weight first"]);
+    let llama_quantize_fails = |extra: &[&str], needle: &str| {
+        let out = common::llama_tool_output("quantize", &[extra, &[f32.to_str().unwrap(), dir.join("theirs.gguf").to_str().unwrap(), "q2_k_s", "2"]].concat());
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success() && said.contains(needle), "llama-quantize {extra:?} did not fail with {needle:?}: {said}");
+    };
+    llama_quantize_fails(&[], "this quantization requires an imatrix");
+
+    // An imatrix without the entry of a Q2_K tensor (576-wide rows fall back to Q4_0; ffn_down
+    // is 1536 wide, Q4_K in the first eighth of the layers).
+    let mut partial = strata_gguf::Imatrix::read(&imatrix).unwrap();
+    partial.entries.remove("blk.5.ffn_down.weight").unwrap();
+    let partial_path = dir.join("partial.imatrix");
+    partial.write(&partial_path, strata_gguf::ImatrixFormat::Gguf).unwrap();
+    let p = partial_path.to_str().unwrap();
+    assert_clean_failure(&run(&["--imatrix", p]), &[p, "no entry for blk.5.ffn_down.weight, which q2_k_s makes Q2_K"]);
+    llama_quantize_fails(&["--imatrix", p], "Missing importance matrix for tensor blk.5.ffn_down.weight");
+    assert!(!out.exists(), "no output after an error");
 }

@@ -54,24 +54,6 @@ pub struct Plan {
     checkpoint: Checkpoint,
 }
 
-/// llama.cpp's `general.file_type` for a preset.
-fn file_type(p: Preset) -> u32 {
-    match p {
-        Preset::F32 => 0,
-        Preset::F16 => 1,
-        Preset::Q4_0 => 2,
-        Preset::Q4_1 => 3,
-        Preset::Q8_0 => 7,
-        Preset::Q5_0 => 8,
-        Preset::Q5_1 => 9,
-        Preset::Q4_K_S => 14,
-        Preset::Q4_K_M => 15,
-        Preset::Q5_K_M => 17,
-        Preset::Q6_K => 18,
-        Preset::BF16 => 32,
-    }
-}
-
 /// Reads the folder's config, tokenizer and tensor headers, and decides every tensor's name,
 /// shape and type. The architecture's shape (from config.json) is the authority: every
 /// checkpoint tensor it maps must have the shape the config gives it, and every tensor the
@@ -142,6 +124,7 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
         policy.add_override(spec)?;
     }
     policy.has_imatrix = opts.imatrix.is_some();
+    policy.n_gqa = shape.layers.first().map_or(0, |l| l.n_head.checked_div(l.n_head_kv).unwrap_or(0));
     let choices = policy.assign(&specs)?;
     let (infos, _) = layout(specs.iter().zip(&choices).map(|(t, c)| (t.name.clone(), c.ty, t.shape.clone())), DEFAULT_ALIGNMENT)?;
 
@@ -153,7 +136,7 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     metadata.push(("general.size_label".to_string(), Value::String(size_label(&specs))));
     metadata.extend(sampling_defaults(dir)?);
     metadata.extend(arch.metadata().with_context(|| config_path.display().to_string())?);
-    metadata.push(("general.file_type".into(), Value::U32(file_type(opts.preset))));
+    metadata.push(("general.file_type".into(), Value::U32(opts.preset.file_type())));
     metadata.extend(vocab.metadata());
     metadata.push(("general.quantization_version".into(), Value::U32(2)));
     metadata.push(("strata.ple_type".into(), Value::String(policy.ple_type.name().into())));
@@ -166,12 +149,21 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
         Some(imatrix) => imatrix.importance(info, choice.class),
         None => Ok(Importance::NotGiven),
     };
-    let tensors = tensors
+    let tensors: Vec<Planned> = tensors
         .into_iter()
         .zip(infos)
         .zip(choices)
         .map(|(((source, _), info), choice)| Ok(Planned { source, importance: importance(&info, &choice)?, info, choice }))
         .collect::<Result<_>>()?;
+    // llama-quantize's refusal of very low-bit tensors without importance weights.
+    let unweighted = |t: &&Planned| opts.preset.requires_imatrix(&t.info.name, t.info.ty) && !matches!(t.importance, Importance::Weighted(_));
+    if let Some(t) = tensors.iter().find(unweighted) {
+        let (p, name, ty) = (opts.preset, &t.info.name, t.info.ty);
+        match &opts.imatrix {
+            None => bail!("{}: {p} needs an importance matrix (--imatrix): without one its {ty} tensors ({name} first) would be garbage, and llama-quantize refuses it", dir.display()),
+            Some(imatrix) => bail!("{}: no entry for {name}, which {p} makes {ty}: without importance weights it would be garbage, and llama-quantize refuses it", imatrix.path.display()),
+        }
+    }
     Ok(Plan { dir: dir.to_path_buf(), metadata, tensors, skipped, checkpoint })
 }
 

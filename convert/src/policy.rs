@@ -2,7 +2,7 @@
 //!
 //! Two steps, as llama.cpp's llama-quant.cpp does them, but as data: every tensor is first put in
 //! a [`TensorClass`]; then a preset's base type applies, adjusted by the rules in [`RULES`]
-//! (llama-quantize's choices, some only with an importance matrix), then `--ple-type`
+//! (llama-quantize's choices, some depending on the imatrix or on the model's head grouping), then `--ple-type`
 //! for the per-layer embedding table, then `--tensor-type REGEX=TYPE` overrides. Last, a type
 //! whose block does not divide a tensor's row width falls back to one that does, as
 //! llama-quantize falls back, and the fallback is reported.
@@ -15,58 +15,59 @@ use strata_quantize::GgmlType;
 
 use strata_gguf::{block_index, is_per_expert, TensorClass, TensorSpec};
 
-/// A named mix: the base type and, for K mixes, the rules that give some tensors more bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[allow(non_camel_case_types)]
-pub enum Preset {
-    F32,
-    F16,
-    BF16,
-    Q8_0,
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q5_1,
-    Q4_K_S,
-    Q4_K_M,
-    Q5_K_M,
-    Q6_K,
+macro_rules! presets {
+    ($($variant:ident = $name:literal, $base:ident, $file_type:literal;)*) => {
+        /// A named mix, llama-quantize's: the base type and the rules in [`RULES`] that give
+        /// some tensors other types.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[allow(non_camel_case_types)]
+        pub enum Preset { $($variant),* }
+
+        impl Preset {
+            pub const ALL: &'static [Preset] = &[$(Preset::$variant),*];
+
+            /// The lower-case name used on the command line: "q4_k_m".
+            pub fn name(self) -> &'static str {
+                match self { $(Preset::$variant => $name),* }
+            }
+
+            /// The type most matrices get.
+            pub fn base_type(self) -> GgmlType {
+                match self { $(Preset::$variant => GgmlType::$base),* }
+            }
+
+            /// llama.cpp's `general.file_type` (`llama_ftype`).
+            pub fn file_type(self) -> u32 {
+                match self { $(Preset::$variant => $file_type),* }
+            }
+        }
+    };
+}
+
+presets! {
+    F32 = "f32", F32, 0;
+    F16 = "f16", F16, 1;
+    BF16 = "bf16", BF16, 32;
+    Q8_0 = "q8_0", Q8_0, 7;
+    Q4_0 = "q4_0", Q4_0, 2;
+    Q4_1 = "q4_1", Q4_1, 3;
+    Q5_0 = "q5_0", Q5_0, 8;
+    Q5_1 = "q5_1", Q5_1, 9;
+    Q2_K = "q2_k", Q2_K, 10;
+    Q2_K_S = "q2_k_s", Q2_K, 21;
+    Q3_K_S = "q3_k_s", Q3_K, 11;
+    Q3_K_M = "q3_k_m", Q3_K, 12;
+    Q3_K_L = "q3_k_l", Q3_K, 13;
+    Q4_K_S = "q4_k_s", Q4_K, 14;
+    Q4_K_M = "q4_k_m", Q4_K, 15;
+    Q5_K_S = "q5_k_s", Q5_K, 16;
+    Q5_K_M = "q5_k_m", Q5_K, 17;
+    Q6_K = "q6_k", Q6_K, 18;
+    IQ4_NL = "iq4_nl", IQ4_NL, 25;
+    IQ4_XS = "iq4_xs", IQ4_XS, 30;
 }
 
 impl Preset {
-    pub const ALL: &'static [Preset] = &[
-        Preset::F32,
-        Preset::F16,
-        Preset::BF16,
-        Preset::Q8_0,
-        Preset::Q4_0,
-        Preset::Q4_1,
-        Preset::Q5_0,
-        Preset::Q5_1,
-        Preset::Q4_K_S,
-        Preset::Q4_K_M,
-        Preset::Q5_K_M,
-        Preset::Q6_K,
-    ];
-
-    /// The lower-case name used on the command line: "q4_k_m".
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::F32 => "f32",
-            Preset::F16 => "f16",
-            Preset::BF16 => "bf16",
-            Preset::Q8_0 => "q8_0",
-            Preset::Q4_0 => "q4_0",
-            Preset::Q4_1 => "q4_1",
-            Preset::Q5_0 => "q5_0",
-            Preset::Q5_1 => "q5_1",
-            Preset::Q4_K_S => "q4_k_s",
-            Preset::Q4_K_M => "q4_k_m",
-            Preset::Q5_K_M => "q5_k_m",
-            Preset::Q6_K => "q6_k",
-        }
-    }
-
     pub fn from_name(name: &str) -> Result<Preset> {
         Preset::ALL.iter().copied().find(|p| p.name().eq_ignore_ascii_case(name)).ok_or_else(|| {
             let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
@@ -74,21 +75,12 @@ impl Preset {
         })
     }
 
-    /// The type most matrices get.
-    pub fn base_type(self) -> GgmlType {
-        match self {
-            Preset::F32 => GgmlType::F32,
-            Preset::F16 => GgmlType::F16,
-            Preset::BF16 => GgmlType::BF16,
-            Preset::Q8_0 => GgmlType::Q8_0,
-            Preset::Q4_0 => GgmlType::Q4_0,
-            Preset::Q4_1 => GgmlType::Q4_1,
-            Preset::Q5_0 => GgmlType::Q5_0,
-            Preset::Q5_1 => GgmlType::Q5_1,
-            Preset::Q4_K_S | Preset::Q4_K_M => GgmlType::Q4_K,
-            Preset::Q5_K_M => GgmlType::Q5_K,
-            Preset::Q6_K => GgmlType::Q6_K,
-        }
+    /// Whether llama-quantize refuses this preset's type for tensor `name` without an imatrix:
+    /// Q2_K tensors of a q2_k_s file, but for the token embedding, the PLE table and the output
+    /// (`tensor_requires_imatrix` in llama-quant.cpp: "the result will be garbage").
+    pub fn requires_imatrix(self, name: &str, ty: GgmlType) -> bool {
+        let exempt = matches!(name, "token_embd.weight" | "per_layer_token_embd.weight" | "output.weight");
+        self == Preset::Q2_K_S && ty == GgmlType::Q2_K && !exempt
     }
 
     /// Whether the preset quantizes (llama-quantize leaves float presets' tensors alone).
@@ -127,6 +119,8 @@ pub enum Layers {
     First(usize),
     /// The first eighth.
     FirstEighth,
+    /// The first sixteenth.
+    FirstSixteenth,
 }
 
 impl fmt::Display for Layers {
@@ -136,6 +130,7 @@ impl fmt::Display for Layers {
             Layers::MoreBits => f.write_str("the first and last eighth of the layers and every third between (use_more_bits)"),
             Layers::First(k) => write!(f, "the first {k} layers"),
             Layers::FirstEighth => f.write_str("the first eighth of the layers"),
+            Layers::FirstSixteenth => f.write_str("the first sixteenth of the layers"),
         }
     }
 }
@@ -147,35 +142,86 @@ impl Layers {
             Layers::MoreBits => i < n / 8 || i >= 7 * n / 8 || (i as i64 - (n / 8) as i64).rem_euclid(3) == 2,
             Layers::First(k) => i < k,
             Layers::FirstEighth => i < n / 8,
+            Layers::FirstSixteenth => i < n / 16,
         }
     }
 }
 
-/// One adjustment of a preset: tensors of `class` in `layers` get `ty` (`with_imatrix`: only
-/// when an importance matrix is given).
+/// A condition on the model or the conversion under which a [`Rule`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// An importance matrix is given.
+    WithImatrix,
+    /// No importance matrix is given.
+    WithoutImatrix,
+    /// Four or more query heads share each KV head (llama.cpp's `n_gqa() >= 4`, of layer 0).
+    Gqa4,
+}
+
+impl fmt::Display for When {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            When::Always => "",
+            When::WithImatrix => " when an imatrix is given",
+            When::WithoutImatrix => " when no imatrix is given",
+            When::Gqa4 => " where 4 or more query heads share a KV head",
+        })
+    }
+}
+
+/// One adjustment of a preset: tensors of `class` in `layers` get `ty`, `when` that holds.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rule {
     pub presets: &'static [Preset],
     pub class: TensorClass,
     pub layers: Layers,
     pub ty: GgmlType,
-    pub with_imatrix: bool,
+    pub when: When,
 }
 
-/// llama-quantize's adjustments (llama-quant.cpp, dense models).
-pub const RULES: &[Rule] = &[
-    Rule { presets: &[Preset::Q4_K_M, Preset::Q5_K_M], class: TensorClass::AttentionV, layers: Layers::MoreBits, ty: GgmlType::Q6_K, with_imatrix: false },
-    Rule { presets: &[Preset::Q4_K_S], class: TensorClass::AttentionV, layers: Layers::First(4), ty: GgmlType::Q5_K, with_imatrix: false },
-    Rule { presets: &[Preset::Q4_K_M, Preset::Q5_K_M], class: TensorClass::FfnDown, layers: Layers::MoreBits, ty: GgmlType::Q6_K, with_imatrix: false },
-    Rule { presets: &[Preset::Q4_K_S], class: TensorClass::FfnDown, layers: Layers::FirstEighth, ty: GgmlType::Q5_K, with_imatrix: false },
-    // "Guard against craziness in the first few ffn_down layers that can happen even with
-    // imatrix for Q4_0/Q5_0" (llama-quant.cpp): only with an imatrix, so that a file quantized
-    // without one stays what it always was.
-    Rule { presets: &[Preset::Q4_0], class: TensorClass::FfnDown, layers: Layers::FirstEighth, ty: GgmlType::Q4_1, with_imatrix: true },
-    Rule { presets: &[Preset::Q5_0], class: TensorClass::FfnDown, layers: Layers::FirstEighth, ty: GgmlType::Q5_1, with_imatrix: true },
-    Rule { presets: &[Preset::Q4_K_M], class: TensorClass::AttentionQkv, layers: Layers::All, ty: GgmlType::Q5_K, with_imatrix: false },
-    Rule { presets: &[Preset::Q5_K_M], class: TensorClass::AttentionQkv, layers: Layers::All, ty: GgmlType::Q6_K, with_imatrix: false },
-];
+const fn rule(presets: &'static [Preset], class: TensorClass, layers: Layers, ty: GgmlType, when: When) -> Rule {
+    Rule { presets, class, layers, ty, when }
+}
+
+/// llama-quantize's adjustments (`llama_tensor_get_type_impl` in llama-quant.cpp), for models
+/// other than 8-expert ones and Falcon; per class the first rule that applies wins. Not
+/// carried over: Llama 2 70B's attn_v bump (a model type strata does not tell apart).
+pub const RULES: &[Rule] = {
+    use GgmlType::{Q3_K, Q4_1, Q4_K, Q5_1, Q5_K, Q6_K};
+    use Layers::{All, First, FirstEighth, FirstSixteenth, MoreBits};
+    use TensorClass::{AttentionOutput, AttentionQkv, AttentionV, FfnDown};
+    use When::{Always, Gqa4, WithImatrix, WithoutImatrix};
+    &[
+        rule(&[Preset::Q2_K, Preset::Q2_K_S], AttentionV, All, Q4_K, Gqa4),
+        rule(&[Preset::Q2_K], AttentionV, All, Q3_K, Always),
+        rule(&[Preset::Q3_K_M], AttentionV, First(2), Q5_K, Always),
+        rule(&[Preset::Q3_K_M], AttentionV, All, Q4_K, Always),
+        rule(&[Preset::Q3_K_L], AttentionV, All, Q5_K, Always),
+        rule(&[Preset::IQ4_NL, Preset::IQ4_XS], AttentionV, All, Q5_K, Gqa4),
+        rule(&[Preset::Q4_K_M, Preset::Q5_K_M], AttentionV, MoreBits, Q6_K, Always),
+        rule(&[Preset::Q4_K_S], AttentionV, First(4), Q5_K, Always),
+        rule(&[Preset::Q2_K], FfnDown, All, Q3_K, Always),
+        rule(&[Preset::Q2_K_S], FfnDown, FirstEighth, Q4_K, Always),
+        rule(&[Preset::Q3_K_M], FfnDown, FirstSixteenth, Q5_K, Always),
+        rule(&[Preset::Q3_K_M], FfnDown, All, Q4_K, Always),
+        rule(&[Preset::Q3_K_L], FfnDown, All, Q5_K, Always),
+        rule(&[Preset::Q4_K_M, Preset::Q5_K_M], FfnDown, MoreBits, Q6_K, Always),
+        rule(&[Preset::IQ4_NL, Preset::IQ4_XS], FfnDown, FirstEighth, Q5_K, WithoutImatrix),
+        rule(&[Preset::Q4_K_S], FfnDown, FirstEighth, Q5_K, Always),
+        // "Guard against craziness in the first few ffn_down layers that can happen even with
+        // imatrix for Q4_0/Q5_0" (llama-quant.cpp): only with an imatrix, so that a file quantized
+        // without one stays what it always was.
+        rule(&[Preset::Q4_0], FfnDown, FirstEighth, Q4_1, WithImatrix),
+        rule(&[Preset::Q5_0], FfnDown, FirstEighth, Q5_1, WithImatrix),
+        rule(&[Preset::Q2_K], AttentionOutput, All, Q3_K, Always),
+        rule(&[Preset::Q3_K_M], AttentionOutput, All, Q4_K, Always),
+        rule(&[Preset::Q3_K_L], AttentionOutput, All, Q5_K, Always),
+        rule(&[Preset::Q3_K_M, Preset::Q3_K_L], AttentionQkv, All, Q4_K, Always),
+        rule(&[Preset::Q4_K_M], AttentionQkv, All, Q5_K, Always),
+        rule(&[Preset::Q5_K_M], AttentionQkv, All, Q6_K, Always),
+    ]
+};
 
 /// Where a tensor's type came from: the rule that chose it, as `convert --explain` prints it.
 #[derive(Clone, Debug, PartialEq)]
@@ -208,8 +254,7 @@ impl fmt::Display for Source {
             Source::Output => f.write_str("the output projection (or the token embedding it is tied to): Q6_K, or Q8_0 where the preset is Q8_0 or its blocks don't divide the row (llama-quantize)"),
             Source::Rule(r) => {
                 let presets: Vec<&str> = r.presets.iter().map(|p| p.name()).collect();
-                let when = if r.with_imatrix { " when an imatrix is given" } else { "" };
-                write!(f, "{}: {} in {} get {}{when} (llama-quantize)", presets.join("/"), r.class, r.layers, r.ty)
+                write!(f, "{}: {} in {} get {}{} (llama-quantize)", presets.join("/"), r.class, r.layers, r.ty, r.when)
             }
             Source::PleType => f.write_str("the PLE table's own type (--ple-type; by default Q8_0 for presets below 8 bits)"),
             Source::Override(pattern) => write!(f, "--tensor-type {pattern}"),
@@ -246,11 +291,13 @@ pub struct Policy {
     pub tied_embeddings: bool,
     /// Whether an importance matrix is given (some of llama-quantize's rules depend on it).
     pub has_imatrix: bool,
+    /// Query heads per KV head in layer 0 (llama.cpp's `n_gqa()`; some rules depend on it).
+    pub n_gqa: u64,
 }
 
 impl Policy {
     pub fn new(preset: Preset) -> Self {
-        Policy { preset, ple_type: preset.default_ple_type(), overrides: Vec::new(), tied_embeddings: false, has_imatrix: false }
+        Policy { preset, ple_type: preset.default_ple_type(), overrides: Vec::new(), tied_embeddings: false, has_imatrix: false, n_gqa: 0 }
     }
 
     /// Adds a `REGEX=TYPE` override.
@@ -327,7 +374,13 @@ impl Policy {
             let ty = if t.shape[0] % base.block_size() as u64 != 0 || base == GgmlType::Q8_0 { GgmlType::Q8_0 } else { GgmlType::Q6_K };
             return (ty, Source::Output);
         }
-        let applies = |r: &Rule| r.class == class && r.presets.contains(&self.preset) && r.layers.applies(i, n) && (self.has_imatrix || !r.with_imatrix);
+        let holds = |when: When| match when {
+            When::Always => true,
+            When::WithImatrix => self.has_imatrix,
+            When::WithoutImatrix => !self.has_imatrix,
+            When::Gqa4 => self.n_gqa >= 4,
+        };
+        let applies = |r: &Rule| r.class == class && r.presets.contains(&self.preset) && r.layers.applies(i, n) && holds(r.when);
         match RULES.iter().find(|r| applies(r)) {
             Some(rule) => (rule.ty, Source::Rule(rule)),
             None => (base, Source::Preset(self.preset)),
@@ -354,6 +407,7 @@ pub fn fallback(ty: GgmlType, row_width: u64) -> GgmlType {
         return ty;
     }
     let next = match ty {
+        GgmlType::IQ4_XS => GgmlType::IQ4_NL,
         GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
         GgmlType::Q4_K => GgmlType::Q5_0,
         GgmlType::Q5_K => GgmlType::Q5_1,

@@ -23,7 +23,7 @@ pub struct Args {
     /// The GGUF file to write.
     #[arg(short = 'o', long = "outfile", value_name = "OUT.gguf", required_unless_present = "dry_run")]
     pub out: Option<PathBuf>,
-    /// The mix: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_m, q6_k
+    /// The mix: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q2_k_s, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_nl, iq4_xs
     /// (default: q8_0, or what `strata plan` recommends for --device).
     #[arg(long = "type")]
     pub preset: Option<String>,

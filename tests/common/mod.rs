@@ -104,12 +104,17 @@ pub fn ask_capital_of_france(model: &Path) -> serde_json::Value {
 /// Runs one of llama.cpp's own tools built by scripts/build_llama_tools.sh (`imatrix`,
 /// `quantize`); returns its output (stdout and stderr), failing the test with it if it failed.
 pub fn llama_tool(tool: &str, args: &[&str]) -> String {
-    let path = repo().join(".llama-tools/bin").join(format!("llama-{tool}"));
-    assert!(path.is_file(), "{} is missing: run scripts/build_llama_tools.sh", path.display());
-    let out = Command::new(&path).args(args).env("OMP_WAIT_POLICY", "PASSIVE").output().unwrap();
+    let out = llama_tool_output(tool, args);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "llama-{tool} {args:?} failed: {text}");
     text
+}
+
+/// Runs one of llama.cpp's own tools (see [`llama_tool`]), whatever its exit status.
+pub fn llama_tool_output(tool: &str, args: &[&str]) -> Output {
+    let path = repo().join(".llama-tools/bin").join(format!("llama-{tool}"));
+    assert!(path.is_file(), "{} is missing: run scripts/build_llama_tools.sh", path.display());
+    Command::new(&path).args(args).env("OMP_WAIT_POLICY", "PASSIVE").output().unwrap()
 }
 
 /// Each tensor of a GGUF file: name, shape, type name and data bytes, in file order.
