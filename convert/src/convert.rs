@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 use strata_quantize::{quantize_rows, quantize_rows_weighted, GgmlType};
 
-use strata_gguf::{is_per_expert, layout, write_gguf, ModelShape, TensorClass, TensorInfo, TensorSpec, Value, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER, DEFAULT_ALIGNMENT};
+use strata_gguf::{is_per_expert, layout, write_gguf, ModelShape, TensorInfo, TensorSpec, Value, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER, DEFAULT_ALIGNMENT};
 
 use crate::arch::{self, Architecture, Mapped, Rows, Transform};
 use crate::importance::{ImatrixInput, Importance};
@@ -115,8 +115,7 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     }
 
     let specs: Vec<TensorSpec> = tensors.iter().map(|(_, spec)| spec.clone()).collect();
-    let mut policy = Policy::new(opts.preset);
-    policy.tied_embeddings = !specs.iter().any(|t| t.class == TensorClass::Output);
+    let mut policy = Policy::for_model(opts.preset, &specs, &shape.layers);
     if let Some(ty) = opts.ple_type {
         policy.ple_type = ty;
     }
@@ -124,7 +123,6 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
         policy.add_override(spec)?;
     }
     policy.has_imatrix = opts.imatrix.is_some();
-    policy.n_gqa = shape.layers.first().map_or(0, |l| l.n_head.checked_div(l.n_head_kv).unwrap_or(0));
     let choices = policy.assign(&specs)?;
     let (infos, _) = layout(specs.iter().zip(&choices).map(|(t, c)| (t.name.clone(), c.ty, t.shape.clone())), DEFAULT_ALIGNMENT)?;
 

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Result};
 use regex::Regex;
 use strata_quantize::GgmlType;
 
-use strata_gguf::{block_index, is_per_expert, TensorClass, TensorSpec};
+use strata_gguf::{block_index, is_per_expert, LayerShape, TensorClass, TensorSpec};
 
 macro_rules! presets {
     ($($variant:ident = $name:literal, $base:ident, $file_type:literal;)*) => {
@@ -298,6 +298,15 @@ pub struct Policy {
 impl Policy {
     pub fn new(preset: Preset) -> Self {
         Policy { preset, ple_type: preset.default_ple_type(), overrides: Vec::new(), tied_embeddings: false, has_imatrix: false, n_gqa: 0 }
+    }
+
+    /// The preset's policy for a model of these tensors and layers: whether its output is the
+    /// token embedding, and its query heads per KV head (layer 0, as llama.cpp's `n_gqa()`).
+    pub fn for_model(preset: Preset, tensors: &[TensorSpec], layers: &[LayerShape]) -> Self {
+        let mut policy = Policy::new(preset);
+        policy.tied_embeddings = !tensors.iter().any(|t| t.class == TensorClass::Output);
+        policy.n_gqa = layers.first().map_or(0, |l| l.n_head.checked_div(l.n_head_kv).unwrap_or(0));
+        policy
     }
 
     /// Adds a `REGEX=TYPE` override.

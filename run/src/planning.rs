@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 use strata_convert::policy::{Policy, Preset};
-use strata_gguf::{GgufFile, ModelShape, TensorClass, TensorSpec};
+use strata_gguf::{GgufFile, ModelShape, TensorClass};
 use strata_quantize::GgmlType;
 
 use crate::catalog::{Catalog, DeviceProfile};
@@ -134,8 +134,9 @@ impl Budget {
 /// Kept free in each memory for the OS, the driver and the runtime.
 pub const RESERVE_BYTES: u64 = 1 << 30;
 
-/// Body presets a plan considers, best quality first.
-pub const BODY_PRESETS: &[Preset] = &[Preset::F16, Preset::Q8_0, Preset::Q6_K, Preset::Q5_K_M, Preset::Q4_K_M, Preset::Q4_0];
+/// Body presets a plan considers, best quality first (the 3- and 2-bit mixes last, for models
+/// that fit no 4-bit one).
+pub const BODY_PRESETS: &[Preset] = &[Preset::F16, Preset::Q8_0, Preset::Q6_K, Preset::Q5_K_M, Preset::Q4_K_M, Preset::Q4_0, Preset::Q3_K_M, Preset::Q2_K];
 /// Types the per-layer embedding table is tried at.
 pub const PLE_TYPES: &[GgmlType] = &[GgmlType::F16, GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q4_K, GgmlType::Q4_0];
 
@@ -229,9 +230,9 @@ fn type_name<S: serde::Serializer>(t: &Option<GgmlType>, s: S) -> Result<S::Ok, 
 }
 
 /// Each tensor's class and bytes under a policy.
-fn tensor_bytes(tensors: &[TensorSpec], body: Preset, ple: Option<GgmlType>) -> Result<Vec<(TensorClass, u64)>> {
-    let mut policy = Policy::new(body);
-    policy.tied_embeddings = !tensors.iter().any(|t| t.class == TensorClass::Output);
+fn tensor_bytes(shape: &ModelShape, body: Preset, ple: Option<GgmlType>) -> Result<Vec<(TensorClass, u64)>> {
+    let tensors = &shape.tensors;
+    let mut policy = Policy::for_model(body, tensors, &shape.layers);
     if let Some(ty) = ple {
         policy.ple_type = ty;
     }
@@ -292,7 +293,7 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
     let mut out = Vec::new();
     for &body in BODY_PRESETS {
         for &ple in &ples {
-            let bytes = tensor_bytes(&shape.tensors, body, ple)?;
+            let bytes = tensor_bytes(shape, body, ple)?;
             let class_bytes = |class: TensorClass| -> u64 { bytes.iter().filter(|(c, _)| *c == class).map(|(_, b)| b).sum() };
             let file_bytes: u64 = bytes.iter().map(|(_, b)| b).sum();
             let ple_bytes = class_bytes(TensorClass::PerLayerTokenEmbedding);
