@@ -134,7 +134,7 @@ impl BlockFormat for BlockQ2K {
 
     fn quantize(x: &[f32]) -> Self {
         const Q4SCALE: f32 = 15.0;
-        let search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: true };
+        let search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: true, clamp_before_rounding: false };
         let x: &[f32; QK_K] = x.try_into().expect("one block");
         let mut l = [0u8; QK_K];
         let mut weights = [0f32; 16];
@@ -409,7 +409,7 @@ impl BlockFormat for BlockQ4K {
     const TYPE: GgmlType = GgmlType::Q4_K;
 
     fn quantize(x: &[f32]) -> Self {
-        let search = Qkx2Search { rmin: -1.0, rdelta: 0.1, nstep: 20, use_mad: false };
+        let search = Qkx2Search { rmin: -1.0, rdelta: 0.1, nstep: 20, use_mad: false, clamp_before_rounding: false };
         BlockQ4K::from_parts(quantize_k4_family(x, 15, &search))
     }
 
@@ -432,7 +432,7 @@ impl BlockFormat for BlockQ5K {
     const TYPE: GgmlType = GgmlType::Q5_K;
 
     fn quantize(x: &[f32]) -> Self {
-        let search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: false };
+        let search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: false, clamp_before_rounding: false };
         BlockQ5K::from_parts(quantize_k4_family(x, 31, &search))
     }
 

@@ -163,6 +163,8 @@ pub(crate) struct Qkx2Search {
     pub rdelta: f32,
     pub nstep: i32,
     pub use_mad: bool,
+    /// Trial quants clamp to `0..=nmax` before rounding (`make_qkx3_quants`), not after.
+    pub clamp_before_rounding: bool,
 }
 
 /// ggml's `make_qkx2_quants`: an asymmetric scale and minimum for `x` on `0..=nmax`, chosen by
@@ -215,7 +217,12 @@ pub(crate) fn make_qkx2_quants<const N: usize>(
         let mut sum_l2 = 0.0f32;
         let mut sum_xl = 0.0f32;
         for i in 0..n {
-            let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            let v = iscale * (x[i] - min);
+            let q = match search.clamp_before_rounding {
+                true if v > 0.0 => nearest_int(v.min(nmaxf)),
+                true => 0,
+                false => nearest_int(v).clamp(0, nmax),
+            };
             laux[i] = q as u8;
             let w = weights[i];
             let qf = q as f32;
@@ -248,75 +255,10 @@ pub(crate) fn make_qkx2_quants<const N: usize>(
 }
 
 /// ggml's `make_qkx3_quants` with importance weights (`use_mad` false): as
-/// [`make_qkx2_quants`], but a trial scale's quants are clamped before rounding and the search
-/// keeps only a strictly better error. Returns `(scale, -min)`.
+/// [`make_qkx2_quants`], but a trial scale's quants are clamped before rounding. Returns
+/// `(scale, -min)`.
 pub(crate) fn make_qkx3_quants<const N: usize>(nmax: i32, x: &[f32; N], weights: &[f32; N], l: &mut [u8; N], rmin: f32, rdelta: f32, nstep: i32) -> (f32, f32) {
-    let mut min = x[0];
-    let mut max = x[0];
-    let mut sum_w = weights[0];
-    let mut sum_x = sum_w * x[0];
-    for i in 1..N {
-        if x[i] < min {
-            min = x[i];
-        }
-        if x[i] > max {
-            max = x[i];
-        }
-        sum_w += weights[i];
-        sum_x += weights[i] * x[i];
-    }
-    if min > 0.0 {
-        min = 0.0;
-    }
-    if max <= min {
-        l.fill(0);
-        return (0.0, -min);
-    }
-    let nmaxf = nmax as f32;
-    let mut iscale = nmaxf / (max - min);
-    let mut scale = 1.0 / iscale;
-    let mut best_mad = 0.0f32;
-    for i in 0..N {
-        let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax) as u8;
-        l[i] = q;
-        let diff = scale * q as f32 + min - x[i];
-        best_mad += weights[i] * (diff * diff);
-    }
-    let mut laux = [0u8; N];
-    for is in 0..=nstep {
-        iscale = (rmin + rdelta * is as f32 + nmaxf) / (max - min);
-        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
-        for i in 0..N {
-            let v = iscale * (x[i] - min);
-            let q = if v > 0.0 { nearest_int(v.min(nmaxf)) } else { 0 };
-            laux[i] = q as u8;
-            let (w, qf) = (weights[i], q as f32);
-            sum_l += w * qf;
-            sum_l2 += w * qf * qf;
-            sum_xl += w * qf * x[i];
-        }
-        let d = sum_w * sum_l2 - sum_l * sum_l;
-        if d > 0.0 {
-            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
-            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
-            if this_min > 0.0 {
-                this_min = 0.0;
-                this_scale = sum_xl / sum_l2;
-            }
-            let mut mad = 0.0f32;
-            for i in 0..N {
-                let diff = this_scale * laux[i] as f32 + this_min - x[i];
-                mad += weights[i] * (diff * diff);
-            }
-            if mad < best_mad {
-                *l = laux;
-                best_mad = mad;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    (scale, -min)
+    make_qkx2_quants(nmax, x, weights, l, &Qkx2Search { rmin, rdelta, nstep, use_mad: false, clamp_before_rounding: true })
 }
 
 /// ggml's `make_qp_quants`: a scale for non-negative `x` (sub-block scales or mins) on
