@@ -9,10 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 die() { echo "scripts/build_llama_bench.sh: $*" >&2; exit 1; }
-version=$(sed -n 's/^llama-cpp-2 = .*"=\([0-9.]*\)".*/\1/p' Cargo.toml)
-[ -n "$version" ] || die "cannot read the llama-cpp-2 version from Cargo.toml"
-src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/llama-cpp-sys-2-"$version"/llama.cpp 2>/dev/null | head -1)
-[ -n "$src" ] || die "llama-cpp-sys-2 $version is not in the cargo registry: run cargo build first"
+src=$(bash scripts/llama_cpp_tree.sh)
+version=${src%/llama.cpp} version=${version##*llama-cpp-sys-2-}
 ref=.reference/llama.cpp/tools/llama-bench
 [ -f "$ref/llama-bench.cpp" ] || die "$ref/llama-bench.cpp is missing: run ../shared/tools/reference-kit.sh .reference"
 out=.reference/llama-bench-sys-$version

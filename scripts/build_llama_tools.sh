@@ -9,10 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 die() { echo "scripts/build_llama_tools.sh: $*" >&2; exit 1; }
-version=$(sed -n 's/^llama-cpp-2 = .*"=\([0-9.]*\)".*/\1/p' Cargo.toml)
-[ -n "$version" ] || die "cannot read the llama-cpp-2 version from Cargo.toml"
-tree=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/llama-cpp-sys-2-"$version"/llama.cpp 2>/dev/null | head -1)
-[ -n "$tree" ] || die "llama-cpp-sys-2 $version is not in the cargo registry: run cargo build --release first"
+tree=$(bash scripts/llama_cpp_tree.sh)
 out=$(cargo build --release --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
