@@ -7,7 +7,7 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use crate::block::BlockFormat;
-use crate::rounding::{from_f16, nearest_int, to_f16, GROUP_MAX_EPS};
+use crate::rounding::{from_f16, nearest_int, signed_max, to_f16, GROUP_MAX_EPS};
 use crate::GgmlType;
 
 const QK_K: usize = 256;
@@ -94,13 +94,7 @@ fn sums(x: &[f32], w: &[f32; BLOCK], id: f32) -> (f32, f32) {
 /// The best scale for one block of 32 (0 for an all-but-zero block): the least-squares scale at
 /// ggml's first guess, then at each of `2·NTRY + 1` inverse scales, kept where it fits better.
 fn block_scale(x: &[f32], w: &[f32; BLOCK]) -> f32 {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let (max, amax) = signed_max(x);
     if amax < GROUP_MAX_EPS {
         return 0.0;
     }
@@ -164,15 +158,11 @@ impl BlockIq4Xs {
     fn quantize_with(x: &[f32], qw: Option<&[f32]>) -> Self {
         let sigma2 = sigma2(x);
         let mut scales = [0.0f32; QK_K / BLOCK];
-        let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
         for (ib, xb) in x.chunks_exact(BLOCK).enumerate() {
             let w = block_weights(xb, qw.map(|qw| &qw[ib * BLOCK..(ib + 1) * BLOCK]), sigma2);
             scales[ib] = block_scale(xb, &w);
-            if scales[ib].abs() > amax_scale {
-                amax_scale = scales[ib].abs();
-                max_scale = scales[ib];
-            }
         }
+        let (max_scale, _) = signed_max(&scales);
         let d = -max_scale / 32.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut b = BlockIq4Xs { d: to_f16(d), scales_h: 0, scales_l: [0; QK_K / 64], qs: [0; QK_K / 2] };

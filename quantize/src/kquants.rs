@@ -5,13 +5,21 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use crate::block::BlockFormat;
+use crate::lanes::{make_q3_quants_rmse_each, make_qkx2_quants_each, make_qx_quants_each};
 use crate::rounding::{
-    from_f16, get_scale_min_k4, make_q3_quants_rmse, make_qkx2_quants, make_qkx3_quants, make_qp_quants, make_qx_quants,
-    nearest_int, pack_k4_scales, pack_scale_min_k4, squares, to_f16, Qkx2Search, GROUP_MAX_EPS,
+    from_f16, get_scale_min_k4, make_qp_quants, make_qx_quants, nearest_int, pack_k4_scales, pack_scale_min_k4, signed_max,
+    to_f16, Qkx2Search, GROUP_MAX_EPS, QKX3_SEARCH,
 };
 use crate::GgmlType;
 
 const QK_K: usize = 256;
+
+/// How `quantize_row_q2_K_ref` searches each sub-block's scale and min.
+pub(crate) const Q2_K_SEARCH: Qkx2Search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: true, clamp_before_rounding: false };
+/// How `quantize_row_q4_K_ref` searches.
+pub(crate) const Q4_K_SEARCH: Qkx2Search = Qkx2Search { rmin: -1.0, rdelta: 0.1, nstep: 20, use_mad: false, clamp_before_rounding: false };
+/// How `quantize_row_q5_K_ref` searches.
+pub(crate) const Q5_K_SEARCH: Qkx2Search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: false, clamp_before_rounding: false };
 
 /// Q2_K: 16 sub-blocks of 16, 2-bit quants, 4-bit scales and mins; `x = d*sc*q - dmin*m`.
 #[repr(C)]
@@ -69,18 +77,6 @@ pub struct BlockQ6K {
     pub d: f16,
 }
 
-/// Sub-block `j` of `N` elements.
-#[inline(always)]
-fn sub_block<const N: usize>(x: &[f32; QK_K], j: usize) -> &[f32; N] {
-    x[N * j..N * (j + 1)].try_into().expect("in range")
-}
-
-/// Sub-block `j` of `N` quants, mutably.
-#[inline(always)]
-fn sub_block_mut<const N: usize, T>(l: &mut [T; QK_K], j: usize) -> &mut [T; N] {
-    (&mut l[N * j..N * (j + 1)]).try_into().expect("in range")
-}
-
 /// Packs 2-bit values the way Q2_K and Q3_K store `qs`.
 fn pack_2bit(l: &[u8; QK_K]) -> [u8; QK_K / 4] {
     let mut qs = [0u8; QK_K / 4];
@@ -112,16 +108,17 @@ fn weighted_block<'a>(x: &'a [f32], qw: &'a [f32], factor: f32) -> (&'a [f32; QK
     (x, qw, factor * sum_x2 / QK_K as f32)
 }
 
-/// Sub-block `j`'s weights `qw[i]·√(σ² + x[i]²)`, and their sum.
+/// The weights `qw[i]·√(σ² + x[i]²)`, and the sum of each sub-block of `N`'s into `sums`.
 #[inline(always)]
-fn sub_block_weights<const N: usize>(x: &[f32; QK_K], qw: &[f32; QK_K], sigma2: f32, j: usize) -> ([f32; N], f32) {
-    let (xs, ws) = (sub_block::<N>(x, j), sub_block::<N>(qw, j));
-    let weights: [f32; N] = std::array::from_fn(|l| ws[l] * (sigma2 + xs[l] * xs[l]).sqrt());
-    let mut sum = 0.0f32;
-    for &w in &weights {
-        sum += w;
+fn search_weights<const N: usize>(x: &[f32; QK_K], qw: &[f32; QK_K], sigma2: f32, sums: &mut [f32]) -> [f32; QK_K] {
+    let weights: [f32; QK_K] = std::array::from_fn(|i| qw[i] * (sigma2 + x[i] * x[i]).sqrt());
+    for (sum, ws) in sums.iter_mut().zip(weights.chunks_exact(N)) {
+        *sum = 0.0;
+        for &w in ws {
+            *sum += w;
+        }
     }
-    (weights, sum)
+    weights
 }
 
 /// The largest of `v`, or 0 (ggml's running `max_scale` / `max_min`).
@@ -134,19 +131,11 @@ impl BlockFormat for BlockQ2K {
 
     fn quantize(x: &[f32]) -> Self {
         const Q4SCALE: f32 = 15.0;
-        let search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: true, clamp_before_rounding: false };
         let x: &[f32; QK_K] = x.try_into().expect("one block");
         let mut l = [0u8; QK_K];
-        let mut weights = [0f32; 16];
         let mut scales = [0f32; QK_K / 16];
         let mut mins = [0f32; QK_K / 16];
-        for j in 0..QK_K / 16 {
-            let xs = sub_block::<16>(x, j);
-            for (w, &v) in weights.iter_mut().zip(xs) {
-                *w = v.abs();
-            }
-            (scales[j], mins[j]) = make_qkx2_quants(3, xs, &weights, sub_block_mut::<16, _>(&mut l, j), &search);
-        }
+        make_qkx2_quants_each::<16>(3, x, &x.map(f32::abs), &mut l, &Q2_K_SEARCH, &mut scales, &mut mins);
         let max_scale = positive_max(&scales);
         let max_min = positive_max(&mins);
 
@@ -183,11 +172,8 @@ impl BlockFormat for BlockQ2K {
         let (x, qw, sigma2) = weighted_block(x, qw, 1.0);
         let mut l = [0u8; QK_K];
         let (mut scales, mut mins, mut sw) = ([0f32; QK_K / 16], [0f32; QK_K / 16], [0f32; QK_K / 16]);
-        for j in 0..QK_K / 16 {
-            let (weights, sum) = sub_block_weights::<16>(x, qw, sigma2, j);
-            sw[j] = sum;
-            (scales[j], mins[j]) = make_qkx3_quants(3, sub_block::<16>(x, j), &weights, sub_block_mut::<16, _>(&mut l, j), -0.9, 0.05, 36);
-        }
+        let weights = search_weights::<16>(x, qw, sigma2, &mut sw);
+        make_qkx2_quants_each::<16>(3, x, &weights, &mut l, &QKX3_SEARCH, &mut scales, &mut mins);
         let (mut ls, mut lm) = ([0u8; QK_K / 16], [0u8; QK_K / 16]);
         let dm = make_qp_quants(15, &scales, &mut ls, &sw);
         let mm = make_qp_quants(15, &mins, &mut lm, &sw);
@@ -240,16 +226,8 @@ impl BlockFormat for BlockQ3K {
         let x: &[f32; QK_K] = x.try_into().expect("one block");
         let mut l = [0i8; QK_K];
         let mut scales = [0f32; QK_K / 16];
-        let mut max_scale = 0.0f32;
-        let mut amax = 0.0f32;
-        for j in 0..QK_K / 16 {
-            scales[j] = make_q3_quants_rmse(4, sub_block::<16>(x, j), sub_block_mut::<16, _>(&mut l, j));
-            let scale = scales[j].abs();
-            if scale > amax {
-                amax = scale;
-                max_scale = scales[j];
-            }
-        }
+        make_q3_quants_rmse_each::<16>(4, x, &mut l, &mut scales);
+        let (max_scale, _) = signed_max(&scales);
 
         let mut b = BlockQ3K::zeroed();
         if max_scale != 0.0 {
@@ -264,11 +242,8 @@ impl BlockFormat for BlockQ3K {
         let (x, qw, sigma2) = weighted_block(x, qw, 2.0);
         let mut l = [0i8; QK_K];
         let (mut scales, mut sw) = ([0f32; QK_K / 16], [0f32; QK_K / 16]);
-        for j in 0..QK_K / 16 {
-            let (weights, sum) = sub_block_weights::<16>(x, qw, sigma2, j);
-            sw[j] = sum;
-            scales[j] = make_qx_quants(4, sub_block::<16>(x, j), sub_block_mut::<16, _>(&mut l, j), &weights);
-        }
+        let weights = search_weights::<16>(x, qw, sigma2, &mut sw);
+        make_qx_quants_each::<16>(4, x, &mut l, &weights, &mut scales);
         let mut ls = [0i8; QK_K / 16];
         let d_block = make_qx_quants(32, &scales, &mut ls, &sw);
         let mut b = BlockQ3K::zeroed();
@@ -313,14 +288,13 @@ impl BlockQ3K {
                 l[16 * j + ii] = (nearest_int(x[16 * j + ii] / d).clamp(-4, 3) + 4) as i8;
             }
         }
+        // The high bit of element `32·g + m` is bit `g` of `hmask[m]` (branch-free, so it vectorizes).
         let mut low = [0u8; QK_K];
-        for (j, (&q, lo)) in l.iter().zip(low.iter_mut()).enumerate() {
-            let (m, hm) = (j % (QK_K / 8), 1u8 << (j / (QK_K / 8)));
-            if q > 3 {
-                self.hmask[m] |= hm;
-                *lo = (q - 4) as u8;
-            } else {
-                *lo = q as u8;
+        for (g, (ls, lows)) in l.chunks_exact(QK_K / 8).zip(low.chunks_exact_mut(QK_K / 8)).enumerate() {
+            for ((&q, lo), hm) in ls.iter().zip(lows).zip(self.hmask.iter_mut()) {
+                let high = (q > 3) as u8;
+                *hm |= high << g;
+                *lo = q as u8 - (high << 2);
             }
         }
         self.qs = pack_2bit(&low);
@@ -332,21 +306,20 @@ impl BlockQ3K {
 fn quantize_k4_family(x: &[f32], nmax: i32, search: &Qkx2Search) -> (f16, f16, [u8; 12], [u8; QK_K]) {
     let x: &[f32; QK_K] = x.try_into().expect("one block");
     let mut l = [0u8; QK_K];
-    let mut weights = [0f32; 32];
-    let mut scales = [0f32; 8];
-    let mut mins = [0f32; 8];
-    for j in 0..QK_K / 32 {
-        let xs = sub_block::<32>(x, j);
+    let mut weights = [0f32; QK_K];
+    for (ws, xs) in weights.chunks_exact_mut(32).zip(x.chunks_exact(32)) {
         let mut sum_x2 = 0.0f32;
         for &v in xs {
             sum_x2 += v * v;
         }
         let av_x = (sum_x2 / 32.0).sqrt();
-        for (w, &v) in weights.iter_mut().zip(xs) {
+        for (w, &v) in ws.iter_mut().zip(xs) {
             *w = av_x + v.abs();
         }
-        (scales[j], mins[j]) = make_qkx2_quants(nmax, xs, &weights, sub_block_mut::<32, _>(&mut l, j), search);
     }
+    let mut scales = [0f32; 8];
+    let mut mins = [0f32; 8];
+    make_qkx2_quants_each::<32>(nmax, x, &weights, &mut l, search, &mut scales, &mut mins);
     let max_scale = positive_max(&scales);
     let max_min = positive_max(&mins);
     let packed = pack_scale_min_k4(&scales, &mins, max_scale, max_min);
@@ -361,11 +334,8 @@ fn quantize_k4_family_weighted(x: &[f32], qw: &[f32], nmax: i32, clamp_63: bool)
     let (x, qw, sigma2) = weighted_block(x, qw, 2.0);
     let mut l = [0u8; QK_K];
     let (mut scales, mut mins, mut sw) = ([0f32; 8], [0f32; 8], [0f32; 8]);
-    for j in 0..QK_K / 32 {
-        let (weights, sum) = sub_block_weights::<32>(x, qw, sigma2, j);
-        sw[j] = sum;
-        (scales[j], mins[j]) = make_qkx3_quants(nmax, sub_block::<32>(x, j), &weights, sub_block_mut::<32, _>(&mut l, j), -0.9, 0.05, 36);
-    }
+    let weights = search_weights::<32>(x, qw, sigma2, &mut sw);
+    make_qkx2_quants_each::<32>(nmax, x, &weights, &mut l, &QKX3_SEARCH, &mut scales, &mut mins);
     let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
     let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
     let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
@@ -409,8 +379,7 @@ impl BlockFormat for BlockQ4K {
     const TYPE: GgmlType = GgmlType::Q4_K;
 
     fn quantize(x: &[f32]) -> Self {
-        let search = Qkx2Search { rmin: -1.0, rdelta: 0.1, nstep: 20, use_mad: false, clamp_before_rounding: false };
-        BlockQ4K::from_parts(quantize_k4_family(x, 15, &search))
+        BlockQ4K::from_parts(quantize_k4_family(x, 15, &Q4_K_SEARCH))
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32) -> Self {
@@ -432,8 +401,7 @@ impl BlockFormat for BlockQ5K {
     const TYPE: GgmlType = GgmlType::Q5_K;
 
     fn quantize(x: &[f32]) -> Self {
-        let search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: false, clamp_before_rounding: false };
-        BlockQ5K::from_parts(quantize_k4_family(x, 31, &search))
+        BlockQ5K::from_parts(quantize_k4_family(x, 31, &Q5_K_SEARCH))
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32) -> Self {
@@ -484,13 +452,12 @@ impl BlockFormat for BlockQ6K {
 
     fn quantize(x: &[f32]) -> Self {
         let x: &[f32; QK_K] = x.try_into().expect("one block");
-        BlockQ6K::quantize_with(x, |ib| squares(sub_block::<16>(x, ib)))
+        BlockQ6K::quantize_with(x, &x.map(|v| v * v))
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32) -> Self {
         let x: &[f32; QK_K] = x.try_into().expect("one block");
-        let qw: &[f32; QK_K] = qw.try_into().expect("one block of weights");
-        BlockQ6K::quantize_with(x, |ib| *sub_block::<16>(qw, ib))
+        BlockQ6K::quantize_with(x, qw.try_into().expect("one block of weights"))
     }
 
     fn dequantize(&self, y: &mut [f32]) {
@@ -509,21 +476,13 @@ impl BlockFormat for BlockQ6K {
 }
 
 impl BlockQ6K {
-    /// ggml's Q6_K search with each sub-block's error weighted by `weights(ib)` (`x²`, or the
-    /// importance matrix's values as they come: ggml's `quantize_row_q6_K_impl` does not scale them).
-    fn quantize_with(x: &[f32; QK_K], weights: impl Fn(usize) -> [f32; 16]) -> Self {
+    /// ggml's Q6_K search with the error weighted by `weights` (`x²`, or the importance
+    /// matrix's values as they come: ggml's `quantize_row_q6_K_impl` does not scale them).
+    fn quantize_with(x: &[f32; QK_K], weights: &[f32; QK_K]) -> Self {
         let mut l = [0i8; QK_K];
         let mut scales = [0f32; QK_K / 16];
-        let mut max_scale = 0.0f32;
-        let mut max_abs_scale = 0.0f32;
-        for ib in 0..QK_K / 16 {
-            let scale = make_qx_quants(32, sub_block::<16>(x, ib), sub_block_mut::<16, _>(&mut l, ib), &weights(ib));
-            scales[ib] = scale;
-            if scale.abs() > max_abs_scale {
-                max_abs_scale = scale.abs();
-                max_scale = scale;
-            }
-        }
+        make_qx_quants_each::<16>(32, x, &mut l, weights, &mut scales);
+        let (max_scale, max_abs_scale) = signed_max(&scales);
         let mut b = BlockQ6K::zeroed();
         if max_abs_scale < GROUP_MAX_EPS {
             return b;

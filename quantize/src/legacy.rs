@@ -6,7 +6,7 @@ use half::f16;
 use crate::block::BlockFormat;
 #[cfg(not(target_arch = "x86_64"))]
 use crate::rounding::c_trunc;
-use crate::rounding::{from_f16, make_qkx3_quants, make_qx_quants, to_f16};
+use crate::rounding::{from_f16, make_qkx2_quants, make_qx_quants, to_f16, QKX3_SEARCH};
 use crate::GgmlType;
 
 const QK: usize = 32;
@@ -173,7 +173,7 @@ fn weighted_symmetric(x: &[f32], qw: &[f32], row_sigma2: f32, nmax: i32) -> (f16
 fn weighted_asymmetric(x: &[f32], qw: &[f32], row_sigma2: f32, nmax: i32) -> (f16, f16, [u8; QK]) {
     let (x, weights) = legacy_weights(x, qw, row_sigma2);
     let mut l = [0u8; QK];
-    let (d, neg_min) = make_qkx3_quants(nmax, x, &weights, &mut l, -0.9, 0.05, 36);
+    let (d, neg_min) = make_qkx2_quants(nmax, x, &weights, &mut l, &QKX3_SEARCH);
     (to_f16(d), to_f16(-neg_min), l)
 }
 

@@ -15,6 +15,7 @@ mod block;
 mod float;
 mod iquants;
 mod kquants;
+mod lanes;
 mod legacy;
 mod rounding;
 mod types;

@@ -42,10 +42,9 @@ pub(crate) fn from_f16(h: f16) -> f32 {
     h.to_f32()
 }
 
-/// The value of largest magnitude (the first on ties), or `None` when the group is all zero
-/// (below `GROUP_MAX_EPS`), as `make_qx_quants` and `make_q3_quants` begin.
+/// The value of largest magnitude (the first on ties) and that magnitude; `(0, 0)` for none.
 #[inline(always)]
-fn signed_max_or_zero(x: &[f32]) -> Option<f32> {
+pub(crate) fn signed_max(x: &[f32]) -> (f32, f32) {
     let mut max = 0.0f32;
     let mut amax = 0.0f32;
     for &v in x {
@@ -55,6 +54,14 @@ fn signed_max_or_zero(x: &[f32]) -> Option<f32> {
             max = v;
         }
     }
+    (max, amax)
+}
+
+/// The value of largest magnitude (the first on ties), or `None` when the group is all zero
+/// (below `GROUP_MAX_EPS`), as `make_qx_quants` and `make_q3_quants` begin.
+#[inline(always)]
+fn signed_max_or_zero(x: &[f32]) -> Option<f32> {
+    let (max, amax) = signed_max(x);
     (amax >= GROUP_MAX_EPS).then_some(max)
 }
 
@@ -97,12 +104,6 @@ pub(crate) fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], l: &mut [i
         }
     }
     scale
-}
-
-/// `x[i]²`: the weights ggml's searches use where no importance matrix is given.
-#[inline(always)]
-pub(crate) fn squares<const N: usize>(x: &[f32; N]) -> [f32; N] {
-    x.map(|v| v * v)
 }
 
 /// ggml's `make_q3_quants` with `do_rmse`: a symmetric scale on `-nmax..nmax-1`, then up to five
@@ -254,12 +255,9 @@ pub(crate) fn make_qkx2_quants<const N: usize>(
     (scale, -min)
 }
 
-/// ggml's `make_qkx3_quants` with importance weights (`use_mad` false): as
-/// [`make_qkx2_quants`], but a trial scale's quants are clamped before rounding. Returns
-/// `(scale, -min)`.
-pub(crate) fn make_qkx3_quants<const N: usize>(nmax: i32, x: &[f32; N], weights: &[f32; N], l: &mut [u8; N], rmin: f32, rdelta: f32, nstep: i32) -> (f32, f32) {
-    make_qkx2_quants(nmax, x, weights, l, &Qkx2Search { rmin, rdelta, nstep, use_mad: false, clamp_before_rounding: true })
-}
+/// ggml's `make_qkx3_quants` as its callers call it (importance weights, `use_mad` false): the
+/// [`make_qkx2_quants`] search over 37 trial scales with quants clamped before rounding.
+pub(crate) const QKX3_SEARCH: Qkx2Search = Qkx2Search { rmin: -0.9, rdelta: 0.05, nstep: 36, use_mad: false, clamp_before_rounding: true };
 
 /// ggml's `make_qp_quants`: a scale for non-negative `x` (sub-block scales or mins) on
 /// `0..=nmax`, the best of nine trial scales by the error weighted with `w`, then up to five
