@@ -23,17 +23,27 @@ pub trait BlockFormat: Pod {
         Self::quantize(x)
     }
 
+    /// Encodes whole blocks, `x` into `out` (exactly their bytes), as [`Self::quantize`] does
+    /// one at a time; a format that searches several blocks at once overrides it.
+    fn quantize_run(x: &[f32], out: &mut [u8]) {
+        for (x, o) in x.chunks_exact(Self::ELEMENTS).zip(out.chunks_exact_mut(std::mem::size_of::<Self>())) {
+            o.copy_from_slice(bytemuck::bytes_of(&Self::quantize(x)));
+        }
+    }
+
+    /// As [`Self::quantize_run`] with importance weights `qw` (as many as `x`), as
+    /// [`Self::quantize_weighted`] does one block at a time.
+    fn quantize_run_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
+        let size = std::mem::size_of::<Self>();
+        for ((x, w), o) in x.chunks_exact(Self::ELEMENTS).zip(qw.chunks_exact(Self::ELEMENTS)).zip(out.chunks_exact_mut(size)) {
+            o.copy_from_slice(bytemuck::bytes_of(&Self::quantize_weighted(x, w, row_sigma2)));
+        }
+    }
+
     /// Decodes into the first [`Self::ELEMENTS`] values of `y`, as ggml's `dequantize_row_*` does.
     fn dequantize(&self, y: &mut [f32]);
 }
 
-/// Quantizes `src` (a whole number of blocks) into `dst` (exactly as many blocks' bytes).
-pub(crate) fn quantize_blocks<B: BlockFormat>(src: &[f32], dst: &mut [u8]) {
-    let size = std::mem::size_of::<B>();
-    for (x, out) in src.chunks_exact(B::ELEMENTS).zip(dst.chunks_exact_mut(size)) {
-        out.copy_from_slice(bytemuck::bytes_of(&B::quantize(x)));
-    }
-}
 
 /// Quantizes one row `src` with importance weights `qw` (as many) into `dst`: ggml's
 /// `quantize_*` with `quant_weights`, whose 32-element formats weight by the row's mean square.
@@ -42,11 +52,7 @@ pub(crate) fn quantize_row_weighted<B: BlockFormat>(src: &[f32], qw: &[f32], dst
     for &v in src {
         sum_x2 += v * v;
     }
-    let sigma2 = sum_x2 / src.len() as f32;
-    let size = std::mem::size_of::<B>();
-    for ((x, w), out) in src.chunks_exact(B::ELEMENTS).zip(qw.chunks_exact(B::ELEMENTS)).zip(dst.chunks_exact_mut(size)) {
-        out.copy_from_slice(bytemuck::bytes_of(&B::quantize_weighted(x, w, sigma2)));
-    }
+    B::quantize_run_weighted(src, qw, sum_x2 / src.len() as f32, dst);
 }
 
 /// Dequantizes `src` (whole blocks) into `dst` (as many elements).

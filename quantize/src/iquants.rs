@@ -7,16 +7,17 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use crate::block::BlockFormat;
+use crate::lanes::iq4_block_scale_each;
 use crate::rounding::{from_f16, nearest_int, signed_max, to_f16, GROUP_MAX_EPS};
 use crate::GgmlType;
 
 const QK_K: usize = 256;
-const BLOCK: usize = 32;
+pub(crate) const BLOCK: usize = 32;
 /// The scales tried on either side of the first guess (ggml's `ntry`).
-const NTRY: i32 = 7;
+pub(crate) const NTRY: i32 = 7;
 
 /// ggml's `kvalues_iq4nl`: the 16 levels a quant indexes.
-const LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+pub(crate) const LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 /// IQ4_NL: 32 4-bit indices into [`LEVELS`] with one scale; `x = d * LEVELS[q]`.
 #[repr(C)]
@@ -93,7 +94,7 @@ fn sums(x: &[f32], w: &[f32; BLOCK], id: f32) -> (f32, f32) {
 
 /// The best scale for one block of 32 (0 for an all-but-zero block): the least-squares scale at
 /// ggml's first guess, then at each of `2·NTRY + 1` inverse scales, kept where it fits better.
-fn block_scale(x: &[f32], w: &[f32; BLOCK]) -> f32 {
+pub(crate) fn block_scale(x: &[f32], w: &[f32; BLOCK]) -> f32 {
     let (max, amax) = signed_max(x);
     if amax < GROUP_MAX_EPS {
         return 0.0;
@@ -129,10 +130,33 @@ fn decode(d: f32, qs: &[u8], y: &mut [f32]) {
 
 impl BlockIq4Nl {
     fn quantize_with(x: &[f32], qw: Option<&[f32]>) -> Self {
-        let d = block_scale(x, &block_weights(x, qw, sigma2(x)));
+        Self::from_scale(x, block_scale(x, &block_weights(x, qw, sigma2(x))))
+    }
+
+    /// The block with its scale found: each element's nearest level.
+    fn from_scale(x: &[f32], d: f32) -> Self {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let l: [u8; BLOCK] = std::array::from_fn(|j| best_index(id * x[j]));
         BlockIq4Nl { d: to_f16(d), qs: pack(&l) }
+    }
+
+    /// Whole blocks, eight searched at once ([`iq4_block_scale_each`]): `x` (weights `qw`, as
+    /// many) into `out`.
+    fn run_with(x: &[f32], qw: Option<&[f32]>, out: &mut [u8]) {
+        const GROUP: usize = 8 * BLOCK;
+        let size = std::mem::size_of::<Self>();
+        for (g, (xg, og)) in x.chunks(GROUP).zip(out.chunks_mut(8 * size)).enumerate() {
+            let mut w = [0.0f32; GROUP];
+            for (b, (ws, xb)) in w.chunks_exact_mut(BLOCK).zip(xg.chunks_exact(BLOCK)).enumerate() {
+                let qb = qw.map(|qw| &qw[g * GROUP + b * BLOCK..g * GROUP + (b + 1) * BLOCK]);
+                ws.copy_from_slice(&block_weights(xb, qb, sigma2(xb)));
+            }
+            let mut d = [0.0f32; 8];
+            iq4_block_scale_each(xg, &w[..xg.len()], &mut d);
+            for ((xb, ob), &d) in xg.chunks_exact(BLOCK).zip(og.chunks_exact_mut(size)).zip(&d) {
+                ob.copy_from_slice(bytemuck::bytes_of(&Self::from_scale(xb, d)));
+            }
+        }
     }
 }
 
@@ -149,6 +173,14 @@ impl BlockFormat for BlockIq4Nl {
         Self::quantize_with(x, Some(qw))
     }
 
+    fn quantize_run(x: &[f32], out: &mut [u8]) {
+        Self::run_with(x, None, out);
+    }
+
+    fn quantize_run_weighted(x: &[f32], qw: &[f32], _row_sigma2: f32, out: &mut [u8]) {
+        Self::run_with(x, Some(qw), out);
+    }
+
     fn dequantize(&self, y: &mut [f32]) {
         decode(from_f16(self.d), &self.qs, y);
     }
@@ -157,11 +189,12 @@ impl BlockFormat for BlockIq4Nl {
 impl BlockIq4Xs {
     fn quantize_with(x: &[f32], qw: Option<&[f32]>) -> Self {
         let sigma2 = sigma2(x);
-        let mut scales = [0.0f32; QK_K / BLOCK];
-        for (ib, xb) in x.chunks_exact(BLOCK).enumerate() {
-            let w = block_weights(xb, qw.map(|qw| &qw[ib * BLOCK..(ib + 1) * BLOCK]), sigma2);
-            scales[ib] = block_scale(xb, &w);
+        let mut w = [0.0f32; QK_K];
+        for (ib, (ws, xb)) in w.chunks_exact_mut(BLOCK).zip(x.chunks_exact(BLOCK)).enumerate() {
+            ws.copy_from_slice(&block_weights(xb, qw.map(|qw| &qw[ib * BLOCK..(ib + 1) * BLOCK]), sigma2));
         }
+        let mut scales = [0.0f32; QK_K / BLOCK];
+        iq4_block_scale_each(x, &w, &mut scales);
         let (max_scale, _) = signed_max(&scales);
         let d = -max_scale / 32.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };

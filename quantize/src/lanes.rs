@@ -14,6 +14,7 @@ mod avx2;
 
 use std::ops::Range;
 
+use crate::iquants::{block_scale, BLOCK as IQ4_BLOCK, LEVELS, NTRY};
 use crate::rounding::{make_q3_quants_rmse, make_qkx2_quants, make_qx_quants, Qkx2Search};
 
 /// Sub-blocks searched at once.
@@ -26,53 +27,79 @@ fn groups<const N: usize>(len: usize) -> impl Iterator<Item = (Range<usize>, Ran
     (0..len / (LANES * N)).map(|g| (g * LANES * N..(g + 1) * LANES * N, g * LANES..(g + 1) * LANES))
 }
 
-/// [`make_qkx2_quants`] on each sub-block of `N` in `x` (weights `w`, quants into `l`; a
-/// multiple of [`LANES`] sub-blocks): each one's scale into `scales` and `-min` into `mins`.
+/// [`make_qkx2_quants`] on each sub-block of `N` in `x` (weights `w`, quants into `l`): each
+/// one's scale into `scales` and `-min` into `mins`. Groups of [`LANES`] run in lanes; a
+/// remainder, one by one.
 pub(crate) fn make_qkx2_quants_each<const N: usize>(nmax: i32, x: &[f32], w: &[f32], l: &mut [u8], search: &Qkx2Search, scales: &mut [f32], mins: &mut [f32]) {
+    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         for (e, s) in groups::<N>(x.len()) {
             // SAFETY: the CPU has AVX2.
             let (sc, mn) = unsafe { avx2::make_qkx2_quants::<N>(nmax, &x[e.clone()], &w[e.clone()], &mut l[e], search) };
             scales[s.clone()].copy_from_slice(&sc);
-            mins[s].copy_from_slice(&mn);
+            mins[s.clone()].copy_from_slice(&mn);
+            done = s.end;
         }
-        return;
     }
-    for (k, ((xs, ws), ls)) in x.chunks_exact(N).zip(w.chunks_exact(N)).zip(l.chunks_exact_mut(N)).enumerate() {
-        (scales[k], mins[k]) = make_qkx2_quants::<N>(nmax, xs.try_into().unwrap(), ws.try_into().unwrap(), ls.try_into().unwrap(), search);
+    for k in done..x.len() / N {
+        let r = N * k..N * (k + 1);
+        (scales[k], mins[k]) = make_qkx2_quants::<N>(nmax, x[r.clone()].try_into().unwrap(), w[r.clone()].try_into().unwrap(), (&mut l[r]).try_into().unwrap(), search);
     }
 }
 
-/// [`make_qx_quants`] on each sub-block of `N` in `x` (weights `w`, quants into `l`; a
-/// multiple of [`LANES`] sub-blocks): each one's scale into `scales`.
+/// [`make_qx_quants`] on each sub-block of `N` in `x` (weights `w`, quants into `l`): each
+/// one's scale into `scales`. Groups of [`LANES`] run in lanes; a remainder, one by one.
 pub(crate) fn make_qx_quants_each<const N: usize>(nmax: i32, x: &[f32], l: &mut [i8], w: &[f32], scales: &mut [f32]) {
+    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         for (e, s) in groups::<N>(x.len()) {
             // SAFETY: the CPU has AVX2.
-            scales[s].copy_from_slice(&unsafe { avx2::make_qx_quants::<N>(nmax, &x[e.clone()], &mut l[e.clone()], &w[e]) });
+            scales[s.clone()].copy_from_slice(&unsafe { avx2::make_qx_quants::<N>(nmax, &x[e.clone()], &mut l[e.clone()], &w[e]) });
+            done = s.end;
         }
-        return;
     }
-    for (k, ((xs, ws), ls)) in x.chunks_exact(N).zip(w.chunks_exact(N)).zip(l.chunks_exact_mut(N)).enumerate() {
-        scales[k] = make_qx_quants::<N>(nmax, xs.try_into().unwrap(), ls.try_into().unwrap(), ws.try_into().unwrap());
+    for k in done..x.len() / N {
+        let r = N * k..N * (k + 1);
+        scales[k] = make_qx_quants::<N>(nmax, x[r.clone()].try_into().unwrap(), (&mut l[r.clone()]).try_into().unwrap(), w[r].try_into().unwrap());
     }
 }
 
-/// [`make_q3_quants_rmse`] on each sub-block of `N` in `x` (quants into `l`; a multiple of
-/// [`LANES`] sub-blocks): each one's scale into `scales`.
+/// [`make_q3_quants_rmse`] on each sub-block of `N` in `x` (quants into `l`): each one's scale
+/// into `scales`. Groups of [`LANES`] run in lanes; a remainder, one by one.
 pub(crate) fn make_q3_quants_rmse_each<const N: usize>(nmax: i32, x: &[f32], l: &mut [i8], scales: &mut [f32]) {
+    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         for (e, s) in groups::<N>(x.len()) {
             // SAFETY: the CPU has AVX2.
-            scales[s].copy_from_slice(&unsafe { avx2::make_q3_quants_rmse::<N>(nmax, &x[e.clone()], &mut l[e]) });
+            scales[s.clone()].copy_from_slice(&unsafe { avx2::make_q3_quants_rmse::<N>(nmax, &x[e.clone()], &mut l[e]) });
+            done = s.end;
         }
-        return;
     }
-    for (k, (xs, ls)) in x.chunks_exact(N).zip(l.chunks_exact_mut(N)).enumerate() {
-        scales[k] = make_q3_quants_rmse::<N>(nmax, xs.try_into().unwrap(), ls.try_into().unwrap());
+    for k in done..x.len() / N {
+        let r = N * k..N * (k + 1);
+        scales[k] = make_q3_quants_rmse::<N>(nmax, x[r.clone()].try_into().unwrap(), (&mut l[r]).try_into().unwrap());
+    }
+}
+
+/// iquants.rs's [`block_scale`] on each block of 32 in `x` (weights `w`): each one's scale into
+/// `scales`. Groups of [`LANES`] blocks run in lanes; a remainder, one by one.
+pub(crate) fn iq4_block_scale_each(x: &[f32], w: &[f32], scales: &mut [f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        let levels = LEVELS.map(|l| l as f32);
+        for (e, s) in groups::<IQ4_BLOCK>(x.len()) {
+            // SAFETY: the CPU has AVX2.
+            scales[s.clone()].copy_from_slice(&unsafe { avx2::iq4_block_scale(&x[e.clone()], &w[e], &levels, NTRY) });
+            done = s.end;
+        }
+    }
+    for k in done..x.len() / IQ4_BLOCK {
+        let r = IQ4_BLOCK * k..IQ4_BLOCK * (k + 1);
+        scales[k] = block_scale(&x[r.clone()], w[r].try_into().unwrap());
     }
 }
 
@@ -143,6 +170,10 @@ mod tests {
         }
     }
 
+    fn squares(x: &[f32], _: u64) -> Vec<f32> {
+        x.iter().map(|v| v * v).collect()
+    }
+
     fn abs(x: &[f32], _: u64) -> Vec<f32> {
         x.iter().map(|v| v.abs()).collect()
     }
@@ -180,13 +211,20 @@ mod tests {
 
     #[test]
     fn qx_lanes_equal_the_scalar_search() {
-        let squares = |x: &[f32], _| x.iter().map(|v| v * v).collect();
-        for (name, nmax, weights) in [("Q6_K", 32, &squares as &dyn Fn(&[f32], u64) -> Vec<f32>), ("Q6_K weighted", 32, &importance), ("Q3_K weighted", 4, &importance)] {
+        for (name, nmax, weights) in [("Q6_K", 32, squares as fn(&[f32], u64) -> Vec<f32>), ("Q6_K weighted", 32, importance), ("Q3_K weighted", 4, importance)] {
             check::<16, i8>(
                 name,
                 weights,
                 // SAFETY: `check` asserted AVX2.
                 |x, w, l| [unsafe { avx2::make_qx_quants::<16>(nmax, x, l, w) }, [0.0; LANES]],
+                |x, w, l| [make_qx_quants(nmax, x, l, w), 0.0],
+            );
+        }        for (name, nmax) in [("Q4_0 weighted", 8), ("Q5_0 weighted", 16)] {
+            check::<32, i8>(
+                name,
+                importance,
+                // SAFETY: `check` asserted AVX2.
+                |x, w, l| [unsafe { avx2::make_qx_quants::<32>(nmax, x, l, w) }, [0.0; LANES]],
                 |x, w, l| [make_qx_quants(nmax, x, l, w), 0.0],
             );
         }
@@ -201,5 +239,19 @@ mod tests {
             |x, _, l| [unsafe { avx2::make_q3_quants_rmse::<16>(4, x, l) }, [0.0; LANES]],
             |x, _, l| [make_q3_quants_rmse(4, x, l), 0.0],
         );
+    }
+
+    #[test]
+    fn iq4_lanes_equal_the_scalar_search() {
+        let levels = LEVELS.map(|l| l as f32);
+        for (name, weights) in [("IQ4", squares as fn(&[f32], u64) -> Vec<f32>), ("IQ4 weighted", importance)] {
+            check::<32, u8>(
+                name,
+                weights,
+                // SAFETY: `check` asserted AVX2.
+                |x, w, _| [unsafe { avx2::iq4_block_scale(x, w, &levels, NTRY) }, [0.0; LANES]],
+                |x, w, _| [block_scale(x, w), 0.0],
+            );
+        }
     }
 }

@@ -6,7 +6,8 @@ use half::f16;
 use crate::block::BlockFormat;
 #[cfg(not(target_arch = "x86_64"))]
 use crate::rounding::c_trunc;
-use crate::rounding::{from_f16, make_qkx2_quants, make_qx_quants, to_f16, QKX3_SEARCH};
+use crate::lanes::{make_qkx2_quants_each, make_qx_quants_each};
+use crate::rounding::{from_f16, to_f16, QKX3_SEARCH};
 use crate::GgmlType;
 
 const QK: usize = 32;
@@ -152,29 +153,48 @@ fn unpack_q5(qh: [u8; 4], qs: &[u8; QK / 2], j: usize) -> i32 {
     (nibble as u32 | high) as i32
 }
 
-/// The importance of each element given an imatrix: `qw[j]·√(σ² + x[j]²)` with σ² the row's
-/// mean square (ggml's `quantize_row_q4_0_impl` and its siblings).
-#[inline(always)]
-fn legacy_weights<'a>(x: &'a [f32], qw: &[f32], row_sigma2: f32) -> (&'a [f32; QK], [f32; QK]) {
-    let x: &[f32; QK] = x.try_into().expect("one block");
-    let qw: &[f32; QK] = qw.try_into().expect("one block of weights");
-    (x, std::array::from_fn(|j| qw[j] * (row_sigma2 + x[j] * x[j]).sqrt()))
+/// The grid a weighted search fits: symmetric on `-nmax..nmax-1` (stored `+ nmax`, no minimum)
+/// or asymmetric on `0..=nmax` with a minimum.
+#[derive(Clone, Copy)]
+enum Grid {
+    Symmetric(i32),
+    Asymmetric(i32),
 }
 
-/// Weighted symmetric quants on `-nmax..nmax-1` (stored `+ nmax`) and their scale.
-fn weighted_symmetric(x: &[f32], qw: &[f32], row_sigma2: f32, nmax: i32) -> (f16, [u8; QK]) {
-    let (x, weights) = legacy_weights(x, qw, row_sigma2);
-    let mut l = [0i8; QK];
-    let d = make_qx_quants(nmax, x, &mut l, &weights);
-    (to_f16(d), l.map(|q| q as u8))
+/// ggml's weighted search (`quantize_row_q4_0_impl` and its siblings: importance
+/// `qw[j]·√(σ² + x[j]²)` with σ² the row's mean square) on a run of blocks, eight searched at
+/// once ([`crate::lanes`]); `block` builds each block from its quants, scale and minimum.
+fn weighted_run<B: BlockFormat>(x: &[f32], qw: &[f32], row_sigma2: f32, grid: Grid, out: &mut [u8], block: impl Fn(&[u8; QK], f16, f16) -> B) {
+    const GROUP: usize = 8 * QK;
+    let size = std::mem::size_of::<B>();
+    for ((xg, qg), og) in x.chunks(GROUP).zip(qw.chunks(GROUP)).zip(out.chunks_mut(8 * size)) {
+        let n = xg.len();
+        let mut w = [0.0f32; GROUP];
+        for ((w, &x), &q) in w.iter_mut().zip(xg).zip(qg) {
+            *w = q * (row_sigma2 + x * x).sqrt();
+        }
+        let (mut d, mut neg_min) = ([0.0f32; 8], [0.0f32; 8]);
+        let mut l = [0u8; GROUP];
+        match grid {
+            Grid::Symmetric(nmax) => {
+                let mut signed = [0i8; GROUP];
+                make_qx_quants_each::<QK>(nmax, xg, &mut signed[..n], &w[..n], &mut d);
+                l = signed.map(|q| q as u8);
+            }
+            Grid::Asymmetric(nmax) => make_qkx2_quants_each::<QK>(nmax, xg, &w[..n], &mut l[..n], &QKX3_SEARCH, &mut d, &mut neg_min),
+        }
+        for (b, ob) in og.chunks_exact_mut(size).enumerate() {
+            let lb = l[b * QK..(b + 1) * QK].try_into().expect("one block");
+            ob.copy_from_slice(bytemuck::bytes_of(&block(lb, to_f16(d[b]), to_f16(-neg_min[b]))));
+        }
+    }
 }
 
-/// Weighted asymmetric quants on `0..=nmax`, their scale and minimum.
-fn weighted_asymmetric(x: &[f32], qw: &[f32], row_sigma2: f32, nmax: i32) -> (f16, f16, [u8; QK]) {
-    let (x, weights) = legacy_weights(x, qw, row_sigma2);
-    let mut l = [0u8; QK];
-    let (d, neg_min) = make_qkx2_quants(nmax, x, &weights, &mut l, &QKX3_SEARCH);
-    (to_f16(d), to_f16(-neg_min), l)
+/// One block through its format's [`BlockFormat::quantize_run_weighted`].
+fn weighted_block<B: BlockFormat>(x: &[f32], qw: &[f32], row_sigma2: f32) -> B {
+    let mut b = B::zeroed();
+    B::quantize_run_weighted(x, qw, row_sigma2, bytemuck::bytes_of_mut(&mut b));
+    b
 }
 
 /// Two 4-bit quants per byte: element `j` low, element `j + 16` high.
@@ -196,8 +216,11 @@ impl BlockFormat for BlockQ4_0 {
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
-        let (d, l) = weighted_symmetric(x, qw, row_sigma2, 8);
-        BlockQ4_0 { d, qs: pack_q4(&l) }
+        weighted_block(x, qw, row_sigma2)
+    }
+
+    fn quantize_run_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
+        weighted_run(x, qw, row_sigma2, Grid::Symmetric(8), out, |l, d, _| BlockQ4_0 { d, qs: pack_q4(l) });
     }
 
     fn dequantize(&self, y: &mut [f32]) {
@@ -223,8 +246,11 @@ impl BlockFormat for BlockQ4_1 {
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
-        let (d, m, l) = weighted_asymmetric(x, qw, row_sigma2, 15);
-        BlockQ4_1 { d, m, qs: pack_q4(&l) }
+        weighted_block(x, qw, row_sigma2)
+    }
+
+    fn quantize_run_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
+        weighted_run(x, qw, row_sigma2, Grid::Asymmetric(15), out, |l, d, m| BlockQ4_1 { d, m, qs: pack_q4(l) });
     }
 
     fn dequantize(&self, y: &mut [f32]) {
@@ -249,9 +275,14 @@ impl BlockFormat for BlockQ5_0 {
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
-        let (d, l) = weighted_symmetric(x, qw, row_sigma2, 16);
-        let (qh, qs) = pack_q5(|j| l[j]);
-        BlockQ5_0 { d, qh, qs }
+        weighted_block(x, qw, row_sigma2)
+    }
+
+    fn quantize_run_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
+        weighted_run(x, qw, row_sigma2, Grid::Symmetric(16), out, |l, d, _| {
+            let (qh, qs) = pack_q5(|j| l[j]);
+            BlockQ5_0 { d, qh, qs }
+        });
     }
 
     fn dequantize(&self, y: &mut [f32]) {
@@ -276,9 +307,14 @@ impl BlockFormat for BlockQ5_1 {
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
-        let (d, m, l) = weighted_asymmetric(x, qw, row_sigma2, 31);
-        let (qh, qs) = pack_q5(|j| l[j]);
-        BlockQ5_1 { d, m, qh, qs }
+        weighted_block(x, qw, row_sigma2)
+    }
+
+    fn quantize_run_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
+        weighted_run(x, qw, row_sigma2, Grid::Asymmetric(31), out, |l, d, m| {
+            let (qh, qs) = pack_q5(|j| l[j]);
+            BlockQ5_1 { d, m, qh, qs }
+        });
     }
 
     fn dequantize(&self, y: &mut [f32]) {

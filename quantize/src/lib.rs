@@ -84,7 +84,10 @@ type WeightedFn = fn(&[f32], &[f32], &mut [u8]);
 /// A type's quantizer, dequantizer and weighted row quantizer (the float types ignore weights,
 /// as ggml does).
 fn kernels(ty: GgmlType) -> Result<(QuantizeFn, DequantizeFn, WeightedFn), QuantizeError> {
-    use block::{dequantize_blocks as dq, quantize_blocks as q, quantize_row_weighted as w};
+    use block::{dequantize_blocks as dq, quantize_row_weighted as w};
+    fn q<B: BlockFormat>(src: &[f32], dst: &mut [u8]) {
+        B::quantize_run(src, dst)
+    }
     Ok(match ty {
         GgmlType::F32 => (float::quantize_f32, float::dequantize_f32, |x, _, out| float::quantize_f32(x, out)),
         GgmlType::F16 => (float::quantize_f16, float::dequantize_f16, |x, _, out| float::quantize_f16(x, out)),

@@ -361,3 +361,54 @@ pub(super) fn make_q3_quants_rmse<const N: usize>(nmax: i32, x: &[f32], l: &mut 
     store(&q, l, empty.not(), nmax, |q| q as i8);
     empty.not().and(suml2.gt(zero)).f(sumlx.div(suml2), zero).to_array()
 }
+
+/// The IQ4 level nearest each lane of `x` and its index (iquants.rs's `best_index`: ties go
+/// up). The binary search's answer is the first level above `x`, which is one plus the number
+/// of inner levels at or below it.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn iq4_nearest(x: F, levels: &[f32; 16]) -> (I, F) {
+    // SAFETY: `levels` holds sixteen f32.
+    let (low, high) = unsafe { (_mm256_loadu_ps(levels.as_ptr()), _mm256_loadu_ps(levels.as_ptr().add(8))) };
+    let level = |i: I| F(_mm256_blendv_ps(_mm256_permutevar8x32_ps(low, i.0), _mm256_permutevar8x32_ps(high, i.0), _mm256_castsi256_ps(_mm256_cmpgt_epi32(i.0, _mm256_set1_epi32(7)))));
+    let mut below = _mm256_setzero_si256();
+    for &l in &levels[1..15] {
+        below = _mm256_sub_epi32(below, _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(_mm256_set1_ps(l), x.0)));
+    }
+    let (lo, hi) = (I(below), I(_mm256_add_epi32(below, _mm256_set1_epi32(1))));
+    let (l_lo, l_hi) = (level(lo), level(hi));
+    let nearer_lo = x.sub(l_lo).lt(l_hi.sub(x));
+    let (mut i, mut v) = (nearer_lo.i(lo, hi), nearer_lo.f(l_lo, l_hi));
+    let first = M(_mm256_cmp_ps::<_CMP_LE_OQ>(x.0, _mm256_set1_ps(levels[0])));
+    (i, v) = (first.i(I::splat(0), i), first.f(F::splat(levels[0]), v));
+    let last = M(_mm256_cmp_ps::<_CMP_GE_OQ>(x.0, _mm256_set1_ps(levels[15])));
+    (last.i(I::splat(15), i), last.f(F::splat(levels[15]), v))
+}
+
+/// iquants.rs's `block_scale` on eight consecutive blocks of 32 (weights `w`): the scale of each.
+#[target_feature(enable = "avx2")]
+pub(super) fn iq4_block_scale(x: &[f32], w: &[f32], levels: &[f32; 16], ntry: i32) -> [f32; LANES] {
+    const N: usize = 32;
+    let (x, w) = (transpose::<N>(x), transpose::<N>(w));
+    let zero = F::splat(0.0);
+    let (max, empty) = signed_max(&x);
+    let sums = |id: F| {
+        let (mut sumqx, mut sumq2) = (zero, zero);
+        for i in 0..N {
+            let (_, q) = iq4_nearest(id.mul(x[i]), levels);
+            sumqx = sumqx.add(w[i].mul(q).mul(x[i]));
+            sumq2 = sumq2.add(w[i].mul(q).mul(q));
+        }
+        (sumqx, sumq2)
+    };
+    let (sumqx, sumq2) = sums(F::splat(1.0).div(max.neg().div(F::splat(levels[0]))));
+    let mut d = sumq2.gt(zero).f(sumqx.div(sumq2), zero);
+    let mut best = d.mul(sumqx);
+    for itry in -ntry..=ntry {
+        let (sumqx, sumq2) = sums(F::splat((itry + levels[0] as i32) as f32).div(max));
+        let better = sumq2.gt(zero).and(sumqx.mul(sumqx).gt(best.mul(sumq2)));
+        d = better.f(sumqx.div(sumq2), d);
+        best = better.f(d.mul(sumqx), best);
+    }
+    empty.not().f(d, zero).to_array()
+}
