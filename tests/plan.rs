@@ -189,6 +189,20 @@ fn recommendation_follows_the_device() {
 }
 
 #[test]
+fn plan_shows_the_quality_measured_with_or_without_an_imatrix() {
+    let kl = |plan: &Value, body: &str| {
+        let m = plan["mixes"].as_array().unwrap().iter().find(|m| m["body"] == body).unwrap_or_else(|| panic!("no {body} in {plan}"));
+        m["kl_mean"].as_f64().unwrap_or_else(|| panic!("no KL for {body}: {m}"))
+    };
+    // models.toml's [quality.smollm2-135m] and its .imatrix table, as measure_quality.sh wrote them.
+    let plain = plan_json(&["smollm2-135m", "--device", "laptop-cpu-8gb"]);
+    let weighted = plan_json(&["smollm2-135m", "--device", "laptop-cpu-8gb", "--imatrix"]);
+    assert_eq!((kl(&plain, "q4_0"), kl(&weighted, "q4_0")), (0.259371, 0.153209));
+    assert!(weighted["quality_source"].as_str().unwrap().contains("with an imatrix"), "{weighted}");
+    assert!(plain["quality_source"].as_str().unwrap().contains("without an imatrix"), "{plain}");
+}
+
+#[test]
 fn convert_device_takes_the_recommendation() {
     let dir = repo().join("tests/fixtures/models/gemma4");
     let out = strata(&["convert", dir.to_str().unwrap(), "--dry-run", "--json", "--device", "laptop-cpu-8gb"]);

@@ -52,6 +52,9 @@ pub struct Quality {
     pub base: MixKey,
     pub kl_mean: BTreeMap<MixKey, f64>,
     pub top1: BTreeMap<MixKey, f64>,
+    /// The same mixes converted with an importance matrix (`convert --imatrix`), against the
+    /// same base.
+    pub with_imatrix: Option<Box<Quality>>,
 }
 
 /// A `[quality.NAME]` entry as written: mixes by name ("q4_k_m", "q8_0+ple_q4_0").
@@ -62,6 +65,18 @@ struct QualityEntry {
     base: String,
     kl_mean: BTreeMap<String, f64>,
     top1: BTreeMap<String, f64>,
+    /// `[quality.NAME.imatrix]`: the mixes measured again, converted with an importance matrix.
+    #[serde(default)]
+    imatrix: Option<ImatrixQualityEntry>,
+}
+
+/// A `[quality.NAME.imatrix]` table: as its parent, against the parent's base.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImatrixQualityEntry {
+    source: String,
+    kl_mean: BTreeMap<String, f64>,
+    top1: BTreeMap<String, f64>,
 }
 
 impl QualityEntry {
@@ -69,11 +84,19 @@ impl QualityEntry {
         let keyed = |field: &str, values: BTreeMap<String, f64>| -> Result<BTreeMap<MixKey, f64>> {
             values.into_iter().map(|(k, v)| Ok((MixKey::parse(&k).map_err(|e| anyhow!("{what}.{field}.{k}: {e}"))?, v))).collect()
         };
+        let with_imatrix = match self.imatrix {
+            Some(m) => {
+                let entry = QualityEntry { source: m.source, base: self.base.clone(), kl_mean: m.kl_mean, top1: m.top1, imatrix: None };
+                Some(Box::new(entry.parse(&format!("{what}.imatrix"))?))
+            }
+            None => None,
+        };
         Ok(Quality {
             base: MixKey::parse(&self.base).map_err(|e| anyhow!("{what}.base: {e}"))?,
             kl_mean: keyed("kl_mean", self.kl_mean)?,
             top1: keyed("top1", self.top1)?,
             source: self.source,
+            with_imatrix,
         })
     }
 }
@@ -206,6 +229,9 @@ mod tests {
         assert!(err("[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = {}\ntop1 = {}\n").contains("quality.q: no model.q"));
         let bad_mix = "[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = { \"q8_0+ple_q9_9\" = 0.1 }\ntop1 = {}\n";
         assert!(err(bad_mix).starts_with("quality.q.kl_mean.q8_0+ple_q9_9: unknown or unsupported type \"q9_9\""), "{}", err(bad_mix));
+        let bad_imatrix = "[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = {}\ntop1 = {}\n[quality.q.imatrix]\nsource = \"t\"\nkl_mean = { q9_9 = 0.1 }\ntop1 = {}\n";
+        assert!(err(bad_imatrix).starts_with("quality.q.imatrix.kl_mean.q9_9: "), "{}", err(bad_imatrix));
+        assert!(err(&bad_imatrix.replace("[quality.q.imatrix]\n", "[quality.q.imatrix]\nbase = \"q8_0\"\n")).contains("quality.q: unknown field `base`"));
         assert!(Catalog::parse(DEVICE).unwrap().device("e").unwrap_err().to_string().contains("known: d"));
     }
 }

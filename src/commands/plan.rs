@@ -29,6 +29,10 @@ pub struct Args {
     /// default), auto, off; lazily read, it costs disk, not RAM.
     #[arg(long = "lazy-mode", value_name = "on|auto|off", default_value = "on")]
     pub lazy_mode: LazyMode,
+    /// The mixes will be converted with an importance matrix (`convert --imatrix`): show the
+    /// quality measured that way (models.toml's `[quality.NAME.imatrix]`).
+    #[arg(long)]
+    pub imatrix: bool,
     /// Read device profiles and models from this file instead of the built-in models.toml.
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<std::path::PathBuf>,
@@ -49,7 +53,9 @@ pub fn run(args: &Args) -> Result<()> {
     let known = catalog.models.get(&args.model).filter(|_| !Path::new(&args.model).exists());
     let budget = device_budget(&args.device, &catalog)?;
     let mut mixes = planning::mixes(&shape, &budget, args.ctx_size, args.batch_size, args.lazy_mode)?;
-    if let Some(q) = catalog.quality.get(&args.model).filter(|_| known.is_some()) {
+    let quality = catalog.quality.get(&args.model).filter(|_| known.is_some());
+    let quality = if args.imatrix { quality.and_then(|q| q.with_imatrix.as_deref()) } else { quality };
+    if let Some(q) = quality {
         for m in &mut mixes {
             let base = m.key() == q.base;
             m.kl_mean = q.kl_mean.get(&m.key()).copied().or(base.then_some(0.0));
@@ -64,7 +70,8 @@ pub fn run(args: &Args) -> Result<()> {
             "repo": known.map(|m| &m.repo),
             "config_source": known.map(|m| &m.source),
             "gguf_package": known.and_then(|m| m.gguf_package.as_ref()),
-            "quality_source": catalog.quality.get(&args.model).filter(|_| known.is_some()).map(|q| &q.source),
+            "quality_source": quality.map(|q| &q.source),
+            "imatrix": args.imatrix,
             "device": budget,
             "ctx_size": args.ctx_size,
             "mixes": mixes,
@@ -77,8 +84,10 @@ pub fn run(args: &Args) -> Result<()> {
         if let Some(m) = known {
             text += &format!("\n  model: {} ({}); sizes from its config.json: {} (sources in full: --json)", args.model, m.repo, abridged(&m.source));
         }
-        if let Some(q) = catalog.quality.get(&args.model).filter(|_| known.is_some()) {
-            text += &format!("\n  KL: mean KL divergence from {}, measured: {}", q.base, abridged(&q.source));
+        match quality {
+            Some(q) => text += &format!("\n  KL: mean KL divergence from {}, measured: {}", q.base, abridged(&q.source)),
+            None if args.imatrix && known.is_some() => text += "\n  KL: not measured with an importance matrix for this model",
+            None => {}
         }
         text += &format!("\n  device: {}", budget.description);
         super::print(&text)?;
