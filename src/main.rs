@@ -47,6 +47,8 @@ enum Command {
     Plan(commands::plan::Args),
     /// Serve a model over an OpenAI-compatible HTTP API.
     Serve(commands::serve::Args),
+    /// Serve this machine's CPU (or a GPU) to other machines' `--rpc`, as llama.cpp's rpc-server.
+    RpcServer(commands::rpc_server::Args),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => commands::tokenize::run(&args),
         Command::Perplexity(args) => commands::perplexity::run(&args),
         Command::Devices(args) => commands::devices::run(&args),
+        Command::RpcServer(args) => commands::rpc_server::run(&args),
         Command::Plan(args) => commands::plan::run(&args),
         Command::Serve(args) => commands::serve::run(&args),
     };

@@ -1,5 +1,6 @@
-//! `strata devices [--json]`: what this machine offers a model: llama.cpp's compute devices
-//! with their free and total memory, system RAM, and what the linked ggml was compiled with.
+//! `strata devices [--rpc HOST:PORT,...] [--json]`: what this machine offers a model: llama.cpp's
+//! compute devices (and RPC servers') with their free and total memory, system RAM, and what the
+//! linked ggml was compiled with.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -14,6 +15,9 @@ pub struct Args {
     /// "ggml": {"system_info", "backends": [{"name", "features": {"AVX2": "1", ...}}]}}.
     #[arg(long)]
     pub json: bool,
+    /// RPC servers (`strata rpc-server` or llama.cpp's) whose devices to list too.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub rpc: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -24,7 +28,7 @@ struct Report {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let report = Report { devices: llama::devices()?, ram: Ram::read()?, ggml: llama::build_info() };
+    let report = Report { devices: llama::devices(&args.rpc)?, ram: Ram::read()?, ggml: llama::build_info() };
     if args.json {
         return super::print(&serde_json::to_string_pretty(&report)?);
     }

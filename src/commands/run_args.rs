@@ -57,6 +57,15 @@ pub struct ModelArgs {
     /// Lock the weights in RAM.
     #[arg(long)]
     pub mlock: bool,
+    /// Keep weights in the file's layout instead of repacking them for the CPU's kernels (what a
+    /// remote CPU backend runs: compare RPC runs against this).
+    #[arg(long = "no-repack")]
+    pub no_repack: bool,
+    /// RPC servers (`strata rpc-server` or llama.cpp's rpc-server) whose devices take layers
+    /// like local GPUs (-ngl). The protocol is unauthenticated: loopback, a private network or
+    /// an SSH tunnel only.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub rpc: Vec<String>,
     /// Show llama.cpp's own log and full timings.
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -75,7 +84,16 @@ impl ModelArgs {
             Some(n) => GpuLayers::Count(n.parse().map_err(|_| anyhow!("--n-gpu-layers {n:?}: expected a number or \"auto\""))?),
         };
         let context = self.context(swa_full)?;
-        let opts = LoadOptions { gpu_layers, lazy: self.lazy_mode, context: context.clone(), use_mmap: !self.no_mmap, use_mlock: self.mlock, verbose: self.verbose };
+        let opts = LoadOptions {
+            gpu_layers,
+            lazy: self.lazy_mode,
+            context: context.clone(),
+            use_mmap: !self.no_mmap,
+            use_mlock: self.mlock,
+            repack: !self.no_repack,
+            rpc: self.rpc.clone(),
+            verbose: self.verbose,
+        };
         let model = Model::load(&self.path(), &opts)?;
         if self.verbose || std::io::stderr().is_terminal() {
             eprintln!("{}", load_report(&model));

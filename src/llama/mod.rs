@@ -4,6 +4,7 @@
 //! and ggml's eval callback, which collects importance matrices ([`imatrix`]).
 
 pub mod imatrix;
+pub mod rpc;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::num::NonZeroU32;
@@ -59,6 +60,14 @@ fn take_last_error() -> Option<String> {
     (!last.is_empty()).then(|| std::mem::take(&mut *last))
 }
 
+/// Whether llama.cpp has a device to offload layers to: a GPU, or an RPC server's device.
+/// (llama.cpp's own `llama_supports_gpu_offload` says yes whenever the RPC backend is built in.)
+fn has_offload_device() -> bool {
+    use llama_cpp_sys_2::{ggml_backend_dev_by_type, GGML_BACKEND_DEVICE_TYPE_GPU as GPU, GGML_BACKEND_DEVICE_TYPE_IGPU as IGPU};
+    // SAFETY: plain registry lookups; ggml returns null where there is none.
+    unsafe { !ggml_backend_dev_by_type(GPU).is_null() || !ggml_backend_dev_by_type(IGPU).is_null() }
+}
+
 /// An error that says what we tried, and what llama.cpp said about it.
 fn llama_error(what: String) -> anyhow::Error {
     match take_last_error() {
@@ -105,12 +114,14 @@ impl std::fmt::Display for DeviceKind {
     }
 }
 
-/// The devices this build of llama.cpp sees (the CPU, and GPUs on a `cuda` build).
-pub fn devices() -> Result<Vec<Device>> {
+/// The devices this build of llama.cpp sees (the CPU, GPUs on a `cuda` build, and the devices
+/// of the RPC servers `rpc` names).
+pub fn devices(rpc: &[String]) -> Result<Vec<Device>> {
     use llama_cpp_2::LlamaBackendDeviceType as Type;
-    let _backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
+    let backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
     // SAFETY: `log_callback` is a plain function for the program's lifetime and takes no user data.
     unsafe { llama_cpp_sys_2::llama_log_set(Some(log_callback), std::ptr::null_mut()) };
+    rpc::add_servers(&backend, rpc)?;
     Ok(llama_cpp_2::list_llama_ggml_backend_devices()
         .into_iter()
         .map(|d| Device {
@@ -278,6 +289,11 @@ pub struct LoadOptions {
     pub context: ContextOptions,
     pub use_mmap: bool,
     pub use_mlock: bool,
+    /// Let the CPU backend repack weights into its own layouts (llama.cpp's default; off is
+    /// `--no-repack`, which is what a remote CPU backend runs).
+    pub repack: bool,
+    /// RPC servers (`HOST:PORT`) whose devices join the local ones.
+    pub rpc: Vec<String>,
     /// Show llama.cpp's own log on stderr.
     pub verbose: bool,
 }
@@ -343,7 +359,8 @@ impl Model {
         if !path.is_file() {
             bail!("{}: no such file", path.display());
         }
-        let gpu = backend.supports_gpu_offload();
+        rpc::add_servers(&backend, &opts.rpc)?;
+        let gpu = has_offload_device();
         if let GpuLayers::Count(n @ 1..) = opts.gpu_layers {
             if !gpu && cfg!(feature = "cuda") {
                 bail!("--n-gpu-layers {n}: llama.cpp finds no CUDA device (see strata devices)");
@@ -354,7 +371,11 @@ impl Model {
         }
         let bar = progress_bar(path);
         let bar_in_callback = bar.clone();
-        let mut params = LlamaModelParams::default().with_use_mmap(opts.use_mmap).with_use_mlock(opts.use_mlock).with_lazy_mode(lazy_mode(opts.lazy));
+        let mut params = LlamaModelParams::default()
+            .with_use_mmap(opts.use_mmap)
+            .with_use_mlock(opts.use_mlock)
+            .with_lazy_mode(lazy_mode(opts.lazy))
+            .with_use_extra_bufts(opts.repack);
         match opts.gpu_layers {
             GpuLayers::Count(n) => params = params.with_n_gpu_layers(n),
             GpuLayers::Auto if !gpu => params = params.with_n_gpu_layers(0),
@@ -610,7 +631,8 @@ impl Placement {
         let mut placement = Placement { offloaded, ..Placement::default() };
         for line in lines {
             if let Some((name, size)) = line.split_once(PLACEMENT_LINES[0]) {
-                let name = name.rsplit(':').next().unwrap_or(name).trim().to_string();
+                // "load_tensors: RPC0[127.0.0.1:50052] model buffer size": the name after the prefix.
+                let name = name.split_once(": ").map_or(name, |(_, n)| n).trim().to_string();
                 if let Ok(mib) = size.trim().trim_end_matches("MiB").trim().parse() {
                     placement.buffers.push((name, mib));
                 }
@@ -823,13 +845,15 @@ mod tests {
             "load_tensors: enabling prefetch for 'per_layer_token_embd.weight'",
             "load_tensors:   CPU_Mapped model buffer size =  2378.52 MiB",
             "load_tensors:        CUDA0 model buffer size =  1520.25 MiB",
+            "load_tensors: RPC0[127.0.0.1:50052] model buffer size =    33.82 MiB",
         ]
         .map(String::from)
         .to_vec();
         let p = Placement::from_log(&log, Some((36, 36)));
-        assert_eq!(p.buffers, vec![("CPU_Mapped".to_string(), 2378.52), ("CUDA0".to_string(), 1520.25)]);
+        let rpc = ("RPC0[127.0.0.1:50052]".to_string(), 33.82);
+        assert_eq!(p.buffers, vec![("CPU_Mapped".to_string(), 2378.52), ("CUDA0".to_string(), 1520.25), rpc]);
         assert_eq!(p.offloaded, Some((36, 36)));
         assert_eq!(p.lazy, vec!["per_layer_token_embd.weight".to_string()]);
-        assert_eq!(p.to_string(), "CPU_Mapped 2378.5 MiB, CUDA0 1520.2 MiB; 36/36 layers on the GPU");
+        assert_eq!(p.to_string(), "CPU_Mapped 2378.5 MiB, CUDA0 1520.2 MiB, RPC0[127.0.0.1:50052] 33.8 MiB; 36/36 layers on the GPU");
     }
 }

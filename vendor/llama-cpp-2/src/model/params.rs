@@ -540,6 +540,14 @@ impl LlamaModelParams {
         self
     }
 
+    /// sets `use_extra_bufts`: whether the CPU backend may repack weights into its own buffer
+    /// types (llama.cpp's `--no-repack` clears it) (strata patch).
+    #[must_use]
+    pub fn with_use_extra_bufts(mut self, use_extra_bufts: bool) -> Self {
+        self.params.use_extra_bufts = use_extra_bufts;
+        self
+    }
+
     /// sets `vocab_only`
     #[must_use]
     pub fn with_vocab_only(mut self, vocab_only: bool) -> Self {

@@ -1,0 +1,115 @@
+//! ggml's RPC backend (built in with `GGML_RPC=ON`, .cargo/config.toml): serving this machine's
+//! device to other machines (`strata rpc-server`), and adding remote servers' devices to those
+//! llama.cpp places layers on (`--rpc`). llama-cpp-sys-2's bindings leave out ggml-rpc.h, so its
+//! two entry points are declared here; everything else is ggml-backend.h, which they include.
+//!
+//! The protocol has no authentication and no encryption: a server must listen on loopback or a
+//! private network (or behind an SSH tunnel). ggml's client blocks without a timeout on each
+//! reply and aborts the process when a server goes away; [`add_servers`] bounds the connect,
+//! and turns that abort into a one-line error and exit status 1.
+
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_sys_2 as sys;
+
+use super::{llama_error, log_callback, take_last_error};
+
+extern "C" {
+    fn ggml_backend_rpc_add_server(endpoint: *const c_char) -> sys::ggml_backend_reg_t;
+    fn ggml_backend_rpc_start_server(endpoint: *const c_char, cache_dir: *const c_char, n_threads: usize, n_devices: usize, devices: *mut sys::ggml_backend_dev_t);
+    fn _exit(status: c_int) -> !;
+}
+
+/// The RPC protocol this build speaks (ggml-rpc.h's `RPC_PROTO_*_VERSION`): servers and clients
+/// interoperate when the major versions are equal and the server's minor is not newer.
+pub const PROTOCOL_VERSION: &str = "7.0.0";
+
+/// How long a connect to a server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `HOST:PORT`, resolved.
+fn endpoint_address(endpoint: &str) -> Result<SocketAddr> {
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(|| anyhow!("--rpc {endpoint:?}: expected HOST:PORT"))?;
+    port.parse::<u16>().map_err(|_| anyhow!("--rpc {endpoint:?}: {port:?} is not a port number"))?;
+    (host, port.parse::<u16>()?)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| anyhow!("--rpc {endpoint:?}: cannot resolve {host:?}"))
+}
+
+/// ggml's abort, when it comes from a remote backend: the message as our one-line error, exit 1.
+unsafe extern "C" fn on_abort(message: *const c_char) {
+    // SAFETY: ggml passes its formatted, NUL-terminated message.
+    let message = if message.is_null() { "ggml aborted".into() } else { unsafe { CStr::from_ptr(message) }.to_string_lossy() };
+    let message = message.split_once(": ").map_or(&*message, |(_, m)| m).trim();
+    eprintln!("error: {message} (an RPC server went away or broke the protocol)");
+    // SAFETY: _exit ends the process at once; ggml would abort() next, and other threads are
+    // still inside llama.cpp, so nothing may run destructors now.
+    unsafe { _exit(1) }
+}
+
+/// Adds each `HOST:PORT` server's devices to llama.cpp's device list, so that loading a model
+/// places layers on them as on local GPUs. A server that cannot be reached within
+/// [`CONNECT_TIMEOUT`], or speaks another protocol version, is an error naming it.
+pub fn add_servers(_backend: &LlamaBackend, endpoints: &[String]) -> Result<()> {
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: a plain function for the program's lifetime.
+    unsafe { sys::ggml_set_abort_callback(Some(on_abort)) };
+    for endpoint in endpoints {
+        let address = endpoint_address(endpoint)?;
+        TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).with_context(|| format!("RPC server {endpoint}: cannot connect"))?;
+        take_last_error();
+        let c = CString::new(endpoint.as_str()).map_err(|_| anyhow!("--rpc {endpoint:?}: contains NUL"))?;
+        // SAFETY: `c` is a valid C string; ggml copies it.
+        let reg = unsafe { ggml_backend_rpc_add_server(c.as_ptr()) };
+        if reg.is_null() {
+            let said = take_last_error().map(|e| format!(": llama.cpp says: {e}")).unwrap_or_default();
+            bail!("RPC server {endpoint}: no devices{said} (this build speaks RPC protocol {PROTOCOL_VERSION})");
+        }
+        // SAFETY: `reg` is the registry ggml just returned; its devices live as long as it does,
+        // which is the program's lifetime.
+        unsafe {
+            for i in 0..sys::ggml_backend_reg_dev_count(reg) {
+                sys::ggml_backend_device_register(sys::ggml_backend_reg_dev_get(reg, i));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serves `device` (a ggml device name; the CPU when `None`) to RPC clients on `endpoint`
+/// (`HOST:PORT`) with `threads` threads, caching received tensors in `cache_dir` if given.
+/// Runs until the process is stopped.
+pub fn serve(endpoint: &str, device: Option<&str>, threads: usize, cache_dir: Option<&str>, verbose: bool) -> Result<()> {
+    super::VERBOSE.store(verbose, std::sync::atomic::Ordering::Relaxed);
+    let _backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
+    // SAFETY: `log_callback` is a plain function for the program's lifetime and takes no user data.
+    unsafe { sys::llama_log_set(Some(log_callback), std::ptr::null_mut()) };
+    let mut dev = match device {
+        Some(name) => {
+            let c = CString::new(name).map_err(|_| anyhow!("--device {name:?}: contains NUL"))?;
+            // SAFETY: a valid C string; ggml returns null for an unknown name.
+            unsafe { sys::ggml_backend_dev_by_name(c.as_ptr()) }
+        }
+        // SAFETY: plain registry lookup.
+        None => unsafe { sys::ggml_backend_dev_by_type(sys::GGML_BACKEND_DEVICE_TYPE_CPU) },
+    };
+    if dev.is_null() {
+        bail!("--device {:?}: no such device (see strata devices)", device.unwrap_or("CPU"));
+    }
+    let endpoint_c = CString::new(endpoint)?;
+    let cache_c = cache_dir.map(CString::new).transpose()?;
+    // SAFETY: valid C strings and one device pointer, all alive for the call, which serves
+    // until the process ends.
+    unsafe {
+        ggml_backend_rpc_start_server(endpoint_c.as_ptr(), cache_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()), threads, 1, &mut dev);
+    }
+    Err(llama_error(format!("RPC server on {endpoint}: ggml stopped serving")))
+}

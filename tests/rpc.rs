@@ -1,0 +1,165 @@
+//! ggml's RPC backend on loopback: `strata rpc-server` processes serving a client that offloads
+//! every layer to them (`--rpc`, `-ngl 99`), against the same model run locally.
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_clean_failure, model, repo, strata, strata_command, strata_ok, GEMMA3, SMOLLM2};
+
+/// A `strata rpc-server` on a free loopback port, killed when dropped.
+struct Server {
+    child: Child,
+    endpoint: String,
+}
+
+/// A loopback port nothing listens on (just now).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// `strata rpc-server` with one thread.
+    fn start() -> Server {
+        Server::spawn(strata_command(), &["rpc-server", "-t", "1", "--port"])
+    }
+
+    /// llama.cpp's own rpc-server (scripts/build_llama_tools.sh), with one thread.
+    fn llama_cpp() -> Server {
+        let path = repo().join(".llama-tools/bin/llama-rpc-server");
+        assert!(path.is_file(), "{} is missing: run scripts/build_llama_tools.sh", path.display());
+        Server::spawn(Command::new(path), &["-t", "1", "-p"])
+    }
+
+    /// Runs `command` with `args` and a free port after them; returns once it listens.
+    fn spawn(mut command: Command, args: &[&str]) -> Server {
+        let port = free_port();
+        let child = command.args(args).arg(port.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start an RPC server");
+        let endpoint = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(&endpoint).is_err() {
+            assert!(Instant::now() < deadline, "the RPC server on {endpoint} did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child, endpoint }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PROMPT: &str = "The capital of France is";
+
+/// Greedy text of `model` for [`PROMPT`], with `extra` flags.
+fn greedy(model_name: &str, extra: &[&str]) -> String {
+    let path = model(model_name);
+    let args = [&["generate", path.to_str().unwrap(), "-p", PROMPT, "--temp", "0", "-n", "32", "-t", "1", "--json"][..], extra].concat();
+    let out: serde_json::Value = serde_json::from_str(&strata_ok(&args)).expect("generate --json prints one JSON object");
+    out["text"].as_str().expect("text").to_string()
+}
+
+#[test]
+fn two_rpc_servers_give_the_local_output_without_repacking() {
+    for name in [SMOLLM2, GEMMA3] {
+        let (a, b) = (Server::start(), Server::start());
+        let local = greedy(name, &["--no-repack"]);
+        let remote = greedy(name, &["--rpc", &format!("{},{}", a.endpoint, b.endpoint), "-ngl", "99"]);
+        assert!(!local.trim().is_empty(), "{name}: empty output");
+        assert_eq!(remote, local, "{name}: RPC output differs from the local --no-repack run");
+    }
+}
+
+#[test]
+fn logits_over_rpc_equal_the_local_ones() {
+    let (a, b) = (Server::start(), Server::start());
+    let path = model(SMOLLM2);
+    let text = common::scratch_file("rpc-text.txt", include_str!("fixtures/imatrix/calibration.txt")[..1500].as_bytes());
+    let base = common::scratch_dir("rpc-logits").join("base.logits");
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let args = [&["perplexity", path.to_str().unwrap(), "-c", "512", "-t", "1", "--json"][..], extra].concat();
+        serde_json::from_str(&strata_ok(&args)).unwrap()
+    };
+    run(&["-f", text.to_str().unwrap(), "--no-repack", "--save-logits", base.to_str().unwrap()]);
+    let remote = run(&["--kl-base", base.to_str().unwrap(), "--rpc", &format!("{},{}", a.endpoint, b.endpoint), "-ngl", "99"]);
+    assert!(remote["tokens"].as_u64().unwrap() > 100, "{remote}");
+    assert!(remote["relative_max_diff"].as_f64().unwrap() <= 1e-3 && remote["top1_agreement"] == 1.0, "{remote}");
+}
+
+/// The same protocol version on both sides (llama.cpp's tools here are built from the llama.cpp
+/// strata links): strata's client on llama.cpp's server, and llama.cpp's client on strata's.
+#[test]
+fn llama_cpp_rpc_server_and_client_interoperate_with_strata() {
+    let local = greedy(GEMMA3, &["--no-repack"]);
+    let theirs = Server::llama_cpp();
+    assert_eq!(greedy(GEMMA3, &["--rpc", &theirs.endpoint, "-ngl", "99"]), local, "strata's client on llama.cpp's rpc-server");
+    let ours = Server::start();
+    let path = model(GEMMA3);
+    let completion = |extra: &[&str]| {
+        let args = [&["-m", path.to_str().unwrap(), "-p", PROMPT, "--temp", "0", "-n", "32", "-t", "1", "-no-cnv", "--no-warmup"][..], extra].concat();
+        let out = common::llama_tool_output("completion", &args);
+        assert!(out.status.success(), "llama-completion {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let remote = completion(&["--rpc", &ours.endpoint, "-ngl", "99"]);
+    assert_eq!(remote, completion(&["--no-repack"]), "llama.cpp's client on strata's rpc-server");
+    assert_eq!(remote.trim_end(), format!("{PROMPT}{local}"), "llama-completion prints the prompt, then what strata generates");
+}
+
+#[test]
+fn devices_lists_an_rpc_servers_device() {
+    let server = Server::start();
+    let out: serde_json::Value = serde_json::from_str(&strata_ok(&["devices", "--rpc", &server.endpoint, "--json"])).unwrap();
+    let rpc = out["devices"].as_array().unwrap().iter().find(|d| d["description"] == server.endpoint.as_str());
+    let rpc = rpc.unwrap_or_else(|| panic!("no device for {} in {out}", server.endpoint));
+    assert!(rpc["name"].as_str().unwrap().starts_with("RPC") && rpc["memory_total"].as_u64().unwrap() > 0, "{rpc}");
+}
+
+#[test]
+fn a_server_that_is_down_is_a_clean_error() {
+    let endpoint = format!("127.0.0.1:{}", free_port());
+    let path = model(SMOLLM2);
+    let out = strata(&["generate", path.to_str().unwrap(), "-p", "Hi", "-n", "4", "--rpc", &endpoint, "-ngl", "99"]);
+    assert_clean_failure(&out, &[&format!("RPC server {endpoint}: cannot connect")]);
+    assert_clean_failure(&strata(&["devices", "--rpc", "localhost"]), &["expected HOST:PORT"]);
+}
+
+#[test]
+fn a_server_that_dies_mid_generation_ends_the_client_cleanly() {
+    let mut server = Server::start();
+    let path = model(SMOLLM2);
+    let mut client = strata_command()
+        .args(["generate", path.to_str().unwrap(), "-p", "Count to one thousand:", "--temp", "0", "-n", "4000", "--ignore-eos", "-t", "1", "--rpc", &server.endpoint, "-ngl", "99"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Some text first, so that the server dies while the client is generating.
+    let mut first = [0u8; 16];
+    client.stdout.as_mut().unwrap().read_exact(&mut first).expect("the client generates");
+    server.child.kill().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the client still runs 30 s after its RPC server died");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    client.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() == 1 && lines[0].starts_with("error: ") && lines[0].contains("RPC server"), "{stderr}");
+}
+
+#[test]
+fn rpc_server_refuses_a_public_address_without_allow_remote() {
+    assert_clean_failure(&strata(&["rpc-server", "--host", "0.0.0.0", "--port", "1"]), &["--host 0.0.0.0", "no authentication", "--allow-remote"]);
+}
