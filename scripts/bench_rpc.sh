@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# What splitting a model over RPC costs, on loopback: `strata bench` with every layer local
+# (--no-repack, what a remote CPU backend runs), on one `strata rpc-server` and on two, beside
+# llama.cpp's own llama-bench (--repack 0) with llama.cpp's own rpc-server the same ways (reference
+# kit); then the bytes loopback carries per generated token (from /sys/class/net/lo, the
+# difference between a 160- and a 32-token run, so that loading the weights cancels out).
+# THREADS (1) threads for the client and each server; pp512 and tg128, 3 repetitions.
+#   bash scripts/bench_rpc.sh [MODEL.gguf]     (default: Gemma 3 270M from scripts/setup.sh)
+# Run on an idle machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+T=${THREADS:-1}
+M=${1:-.models/gemma-3-270m-q4_k_m.gguf}
+LB=.reference/llama.cpp/build/bin
+[ -x $LB/llama-bench ] && [ -x $LB/ggml-rpc-server ] || { echo "missing $LB/llama-bench or ggml-rpc-server: run ../shared/tools/reference-kit.sh .reference" >&2; exit 1; }
+cargo build --release -q
+S=./target/release/strata
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+serve() { # serve PORT COMMAND...: start an RPC server and wait until it listens
+  local port=$1; shift
+  "$@" > /dev/null 2>&1 & pids+=($!)
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return; sleep 0.1; done
+  echo "no server on port $port" >&2; exit 1
+}
+serve 50152 $S rpc-server -t "$T" --port 50152
+serve 50153 $S rpc-server -t "$T" --port 50153
+serve 50154 $LB/ggml-rpc-server -t "$T" -p 50154
+serve 50155 $LB/ggml-rpc-server -t "$T" -p 50155
+ours=("" "127.0.0.1:50152" "127.0.0.1:50152,127.0.0.1:50153")
+theirs=("" "127.0.0.1:50154" "127.0.0.1:50154,127.0.0.1:50155")
+strata_tps() { # strata_tps RPC: "pp512 tg128" tokens/s
+  local rpc=(--no-repack)
+  [ -n "$1" ] && rpc=(--rpc "$1" -ngl 99)
+  $S bench "$M" -t "$T" -p 512 -n 128 -r 3 "${rpc[@]}" --json 2> /dev/null \
+    | python3 -c "import json, sys; t = {x['test']: x['tokens_per_second'] for x in json.load(sys.stdin)['tests']}; print(f\"{t['pp512']:.1f} {t['tg128']:.1f}\")"
+}
+llama_tps() {
+  local rpc=(--repack 0)
+  [ -n "$1" ] && rpc=(--repack 0 --rpc "$1" -ngl 99)
+  $LB/llama-bench -m "$M" -t "$T" -p 512 -n 128 -r 3 "${rpc[@]}" -o json 2> /dev/null \
+    | python3 -c "import json, sys; t = {x['n_prompt'] > 0: x['avg_ts'] for x in json.load(sys.stdin)}; print(f\"{t[True]:.1f} {t[False]:.1f}\")"
+}
+lo_bytes() { cat /sys/class/net/lo/statistics/tx_bytes; }
+per_token() { # per_token RPC: loopback bytes per generated token
+  local a b c
+  a=$(lo_bytes); $S bench "$M" -t "$T" -p 0 -n 32 -r 1 --rpc "$1" -ngl 99 > /dev/null 2>&1
+  b=$(lo_bytes); $S bench "$M" -t "$T" -p 0 -n 160 -r 1 --rpc "$1" -ngl 99 > /dev/null 2>&1
+  c=$(lo_bytes)
+  echo $(( ((c - b) - (b - a)) / 128 ))
+}
+echo "$(basename "$M"), $T thread(s), loopback"
+echo "| RPC servers | strata pp512 | llama-bench pp512 | strata tg128 | llama-bench tg128 | loopback bytes per token |"
+echo "|---:|---:|---:|---:|---:|---:|"
+for n in 0 1 2; do
+  bytes=-
+  [ "$n" -gt 0 ] && bytes=$(per_token "${ours[$n]}")
+  read -r sp st <<< "$(strata_tps "${ours[$n]}")"
+  read -r lp lt <<< "$(llama_tps "${theirs[$n]}")"
+  echo "| $n | $sp | $lp | $st | $lt | $bytes |"
+done
