@@ -144,19 +144,53 @@ fn a_server_that_dies_mid_generation_ends_the_client_cleanly() {
     let mut first = [0u8; 16];
     client.stdout.as_mut().unwrap().read_exact(&mut first).expect("the client generates");
     server.child.kill().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = client.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the client still runs 30 s after its RPC server died");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_at_most(&mut client, Duration::from_secs(30));
     let mut stderr = String::new();
     client.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert_eq!(status.code(), Some(1), "stderr: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert!(lines.len() == 1 && lines[0].starts_with("error: ") && lines[0].contains("RPC server"), "{stderr}");
+}
+
+#[test]
+fn a_server_that_stops_answering_times_out() {
+    // A listener that accepts and never answers: the handshake waits on it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || listener.incoming().collect::<Vec<_>>());
+    let start = Instant::now();
+    assert_clean_failure(&strata(&["devices", "--rpc", &endpoint, "--rpc-timeout", "2"]), &["no reply from the RPC servers for 2 s"]);
+    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+
+    // A server frozen mid-generation (SIGSTOP): the decode waiting on it.
+    let server = Server::start();
+    let path = model(SMOLLM2);
+    let mut client = strata_command()
+        .args(["generate", path.to_str().unwrap(), "-p", "Count:", "-n", "4000", "--ignore-eos", "-t", "1", "--rpc", &server.endpoint, "-ngl", "99", "--rpc-timeout", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    client.stdout.as_mut().unwrap().read_exact(&mut first).expect("the client generates");
+    assert!(Command::new("kill").args(["-STOP", &server.child.id().to_string()]).status().unwrap().success());
+    let status = wait_at_most(&mut client, Duration::from_secs(30));
+    let mut stderr = String::new();
+    client.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.lines().count() == 1 && stderr.contains("no reply from the RPC servers for 3 s"), "{stderr}");
+}
+
+/// The child's exit status, failing the test if it runs longer than `limit`.
+fn wait_at_most(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the client still runs {limit:?} after its RPC server failed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -18,6 +18,9 @@ pub struct Args {
     /// RPC servers (`strata rpc-server` or llama.cpp's) whose devices to list too.
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     pub rpc: Vec<String>,
+    /// Seconds to wait for the RPC servers' answers.
+    #[arg(long = "rpc-timeout", value_name = "SECONDS", default_value_t = 120)]
+    pub rpc_timeout: u64,
 }
 
 #[derive(Serialize)]
@@ -28,7 +31,7 @@ struct Report {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let report = Report { devices: llama::devices(&args.rpc)?, ram: Ram::read()?, ggml: llama::build_info() };
+    let report = Report { devices: llama::devices(&args.rpc, std::time::Duration::from_secs(args.rpc_timeout))?, ram: Ram::read()?, ggml: llama::build_info() };
     if args.json {
         return super::print(&serde_json::to_string_pretty(&report)?);
     }

@@ -66,6 +66,10 @@ pub struct ModelArgs {
     /// an SSH tunnel only.
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     pub rpc: Vec<String>,
+    /// Seconds a call may wait on the RPC servers without progress before strata gives up
+    /// (ggml's client has no timeout of its own).
+    #[arg(long = "rpc-timeout", value_name = "SECONDS", default_value_t = 120)]
+    pub rpc_timeout: u64,
     /// Show llama.cpp's own log and full timings.
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -92,6 +96,7 @@ impl ModelArgs {
             use_mlock: self.mlock,
             repack: !self.no_repack,
             rpc: self.rpc.clone(),
+            rpc_timeout: std::time::Duration::from_secs(self.rpc_timeout),
             verbose: self.verbose,
         };
         let model = Model::load(&self.path(), &opts)?;

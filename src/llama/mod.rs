@@ -116,12 +116,12 @@ impl std::fmt::Display for DeviceKind {
 
 /// The devices this build of llama.cpp sees (the CPU, GPUs on a `cuda` build, and the devices
 /// of the RPC servers `rpc` names).
-pub fn devices(rpc: &[String]) -> Result<Vec<Device>> {
+pub fn devices(rpc: &[String], rpc_timeout: std::time::Duration) -> Result<Vec<Device>> {
     use llama_cpp_2::LlamaBackendDeviceType as Type;
     let backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
     // SAFETY: `log_callback` is a plain function for the program's lifetime and takes no user data.
     unsafe { llama_cpp_sys_2::llama_log_set(Some(log_callback), std::ptr::null_mut()) };
-    rpc::add_servers(&backend, rpc)?;
+    rpc::add_servers(&backend, rpc, rpc_timeout)?;
     Ok(llama_cpp_2::list_llama_ggml_backend_devices()
         .into_iter()
         .map(|d| Device {
@@ -294,6 +294,8 @@ pub struct LoadOptions {
     pub repack: bool,
     /// RPC servers (`HOST:PORT`) whose devices join the local ones.
     pub rpc: Vec<String>,
+    /// How long a call may wait on them without progress.
+    pub rpc_timeout: std::time::Duration,
     /// Show llama.cpp's own log on stderr.
     pub verbose: bool,
 }
@@ -359,7 +361,7 @@ impl Model {
         if !path.is_file() {
             bail!("{}: no such file", path.display());
         }
-        rpc::add_servers(&backend, &opts.rpc)?;
+        rpc::add_servers(&backend, &opts.rpc, opts.rpc_timeout)?;
         let gpu = has_offload_device();
         if let GpuLayers::Count(n @ 1..) = opts.gpu_layers {
             if !gpu && cfg!(feature = "cuda") {
@@ -383,6 +385,7 @@ impl Model {
         }
         let mut params = Box::pin(params.with_progress_callback(move |p| {
             bar_in_callback.set_position((p * 100.0) as u64);
+            rpc::progressed();
             true
         }));
         if gpu && opts.gpu_layers == GpuLayers::Auto {
@@ -394,7 +397,7 @@ impl Model {
         if opts.use_mmap && std::env::var_os("STRATA_NO_RELEASE").is_none() {
             arm_releaser(path)?;
         }
-        let loaded = LlamaModel::load_from_file(&backend, path, &params);
+        let loaded = rpc::watched(|| LlamaModel::load_from_file(&backend, path, &params));
         let released = disarm_releaser();
         bar.finish_and_clear();
         let model = loaded.map_err(|_| llama_error(format!("{}: llama.cpp could not load the model", path.display())))?;
@@ -494,9 +497,7 @@ impl Model {
         let n_ctx = if opts.n_ctx == 0 { self.n_ctx_train() } else { opts.n_ctx };
         let params = extra(opts.params(n_ctx));
         take_last_error();
-        let ctx = self
-            .model
-            .new_context(&self.backend, params)
+        let ctx = rpc::watched(|| self.model.new_context(&self.backend, params))
             .map_err(|_| llama_error(format!("{}: cannot create a context of {n_ctx} tokens", self.path.display())))?;
         let n_batch = ctx.n_batch() as usize;
         Ok(Session { model: self, ctx, cached: Vec::new(), batch: LlamaBatch::new(n_batch, 1), n_batch, evaluated: 0 })
@@ -508,9 +509,7 @@ impl Model {
         let n_ctx = if opts.n_ctx == 0 { self.n_ctx_train() } else { opts.n_ctx };
         let params = opts.params(n_ctx).with_n_seq_max(n_seq).with_kv_unified(false);
         take_last_error();
-        let ctx = self
-            .model
-            .new_context(&self.backend, params)
+        let ctx = rpc::watched(|| self.model.new_context(&self.backend, params))
             .map_err(|_| llama_error(format!("{}: cannot create a context of {n_ctx} tokens for {n_seq} sequences", self.path.display())))?;
         let n_batch = ctx.n_batch() as usize;
         Ok(MultiSession { model: self, n_ctx_seq: ctx.n_ctx() as usize / n_seq.max(1) as usize, ctx, batch: LlamaBatch::new(n_batch, 1), n_batch })
@@ -564,12 +563,13 @@ impl MultiSession<'_> {
             self.batch.add(LlamaToken(t.token), t.pos as i32, &[t.seq], t.logits).context("batch is full")?;
         }
         take_last_error();
-        self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))
+        rpc::watched(|| self.ctx.decode(&mut self.batch)).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))
     }
 
     /// The logits after the `i`-th token of the last [`MultiSession::decode`] (which asked for them).
     pub fn logits(&self, i: usize) -> &[f32] {
-        self.ctx.get_logits_ith(i as i32)
+        // llama.cpp waits here for the backends to finish the batch: a watched wait.
+        rpc::watched(|| self.ctx.get_logits_ith(i as i32))
     }
 }
 
@@ -721,7 +721,7 @@ impl Session<'_> {
     /// only after the last one; returns them.
     fn append(&mut self, tokens: &[i32]) -> Result<&[f32]> {
         self.decode(tokens, false, |_, _| {})?;
-        Ok(self.ctx.get_logits_ith(self.batch.n_tokens() - 1))
+        Ok(rpc::watched(|| self.ctx.get_logits_ith(self.batch.n_tokens() - 1)))
     }
 
     /// Evaluates `tokens` from an empty cache and returns the logits after every one of them
@@ -741,7 +741,7 @@ impl Session<'_> {
         self.clear();
         let mut done = 0;
         self.decode(tokens, true, |ctx, n| {
-            (0..n).for_each(|i| each(done + i, ctx.get_logits_ith(i as i32)));
+            (0..n).for_each(|i| each(done + i, rpc::watched(|| ctx.get_logits_ith(i as i32))));
             done += n;
         })
     }
@@ -759,7 +759,7 @@ impl Session<'_> {
                 self.batch.add(LlamaToken(t), (self.cached.len() + i) as i32, &[0], logits).context("batch is full")?;
             }
             take_last_error();
-            self.ctx.decode(&mut self.batch).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))?;
+            rpc::watched(|| self.ctx.decode(&mut self.batch)).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))?;
             each_batch(&self.ctx, chunk.len());
             self.cached.extend_from_slice(chunk);
         }

@@ -6,11 +6,15 @@
 //! The protocol has no authentication and no encryption: a server must listen on loopback or a
 //! private network (or behind an SSH tunnel). ggml's client blocks without a timeout on each
 //! reply and aborts the process when a server goes away; [`add_servers`] bounds the connect,
-//! and turns that abort into a one-line error and exit status 1.
+//! turns that abort into a one-line error and exit status 1, and starts a watchdog that ends the
+//! process the same way when a call into llama.cpp ([`watched`]) makes no progress for the
+//! reply timeout (a server that stays connected but stops answering).
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -42,6 +46,51 @@ fn endpoint_address(endpoint: &str) -> Result<SocketAddr> {
         .ok_or_else(|| anyhow!("--rpc {endpoint:?}: cannot resolve {host:?}"))
 }
 
+/// When the call being watched last made progress, in milliseconds since [`epoch`] plus one;
+/// 0 while no call is watched.
+static LAST_PROGRESS: AtomicU64 = AtomicU64::new(0);
+
+/// The clock [`LAST_PROGRESS`] counts on.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
+}
+
+/// Runs `f`, a call into llama.cpp that may wait on RPC servers, under the watchdog.
+pub(super) fn watched<T>(f: impl FnOnce() -> T) -> T {
+    LAST_PROGRESS.store(now_ms(), Ordering::Relaxed);
+    let result = f();
+    LAST_PROGRESS.store(0, Ordering::Relaxed);
+    result
+}
+
+/// The watched call made progress (a loading step): its timeout starts again.
+pub(super) fn progressed() {
+    if LAST_PROGRESS.load(Ordering::Relaxed) != 0 {
+        LAST_PROGRESS.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// Ends the process with a one-line error when a watched call makes no progress for `timeout`.
+fn start_watchdog(timeout: Duration) {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let last = LAST_PROGRESS.load(Ordering::Relaxed);
+            if last != 0 && now_ms().saturating_sub(last) > timeout.as_millis() as u64 {
+                eprintln!("error: no reply from the RPC servers for {} s (--rpc-timeout): a server stopped answering", timeout.as_secs());
+                // SAFETY: as in `on_abort`: the other threads are blocked inside llama.cpp.
+                unsafe { _exit(1) }
+            }
+        });
+    });
+}
+
 /// ggml's abort, when it comes from a remote backend: the message as our one-line error, exit 1.
 unsafe extern "C" fn on_abort(message: *const c_char) {
     // SAFETY: ggml passes its formatted, NUL-terminated message.
@@ -55,20 +104,25 @@ unsafe extern "C" fn on_abort(message: *const c_char) {
 
 /// Adds each `HOST:PORT` server's devices to llama.cpp's device list, so that loading a model
 /// places layers on them as on local GPUs. A server that cannot be reached within
-/// [`CONNECT_TIMEOUT`], or speaks another protocol version, is an error naming it.
-pub fn add_servers(_backend: &LlamaBackend, endpoints: &[String]) -> Result<()> {
+/// [`CONNECT_TIMEOUT`], or speaks another protocol version, is an error naming it; from here on,
+/// a [`watched`] call that waits on the servers longer than `reply_timeout` ends the process.
+pub fn add_servers(_backend: &LlamaBackend, endpoints: &[String], reply_timeout: Duration) -> Result<()> {
     if endpoints.is_empty() {
         return Ok(());
     }
+    if reply_timeout.is_zero() {
+        bail!("--rpc-timeout must be at least 1 second");
+    }
     // SAFETY: a plain function for the program's lifetime.
     unsafe { sys::ggml_set_abort_callback(Some(on_abort)) };
+    start_watchdog(reply_timeout);
     for endpoint in endpoints {
         let address = endpoint_address(endpoint)?;
         TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).with_context(|| format!("RPC server {endpoint}: cannot connect"))?;
         take_last_error();
         let c = CString::new(endpoint.as_str()).map_err(|_| anyhow!("--rpc {endpoint:?}: contains NUL"))?;
         // SAFETY: `c` is a valid C string; ggml copies it.
-        let reg = unsafe { ggml_backend_rpc_add_server(c.as_ptr()) };
+        let reg = watched(|| unsafe { ggml_backend_rpc_add_server(c.as_ptr()) });
         if reg.is_null() {
             let said = take_last_error().map(|e| format!(": llama.cpp says: {e}")).unwrap_or_default();
             bail!("RPC server {endpoint}: no devices{said} (this build speaks RPC protocol {PROTOCOL_VERSION})");
