@@ -189,6 +189,24 @@ fn recommendation_follows_the_device() {
 }
 
 #[test]
+fn machines_lending_memory_over_rpc_raise_the_mix() {
+    let body = |plan: &Value| {
+        let rec = &plan["mixes"][plan["recommended"].as_u64().unwrap() as usize];
+        (rec["body"].as_str().unwrap().to_string(), rec["offload"].clone())
+    };
+    // Gemma 4 31B on one 16 GB laptop only fits at 2 bits; a second lending its RAM over RPC
+    // takes a share of the layers, and a 6-bit body fits across the two.
+    let alone = plan_json(&["gemma-4-31b", "--device", "laptop-cpu-16gb"]);
+    assert_eq!(body(&alone).0, "q2_k", "{}", alone["reason"]);
+    let two = plan_json(&["gemma-4-31b", "--device", "laptop-cpu-16gb", "--device", "rpc:laptop-cpu-16gb"]);
+    let (best, offload) = body(&two);
+    assert!(["q8_0", "q6_k", "q5_k_m", "q4_k_m"].contains(&best.as_str()) && offload["partial"].as_u64().unwrap() > 0, "{best} {offload}: {}", two["reason"]);
+    assert!(two["reason"].as_str().unwrap().contains("offloaded over RPC") && two["device"]["name"] == "laptop-cpu-16gb + rpc:laptop-cpu-16gb", "{two}");
+    assert_clean_failure(&strata(&["plan", "gemma-4-31b", "--device", "rpc:laptop-cpu-16gb"]), &["the first --device is the machine that runs the model"]);
+    assert_clean_failure(&strata(&["plan", "gemma-4-31b", "--device", "laptop-cpu-16gb", "--device", "laptop-cpu-8gb"]), &["each --device is rpc:PROFILE"]);
+}
+
+#[test]
 fn plan_shows_the_quality_measured_with_or_without_an_imatrix() {
     let kl = |plan: &Value, body: &str| {
         let m = plan["mixes"].as_array().unwrap().iter().find(|m| m["body"] == body).unwrap_or_else(|| panic!("no {body} in {plan}"));

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use strata_convert::policy::{Policy, Preset};
 use strata_gguf::{GgufFile, ModelShape, TensorClass};
@@ -70,6 +70,8 @@ pub struct Budget {
     pub ram_bandwidth_gb_s: Option<f64>,
     /// GPU and CPU share `ram_bytes`.
     pub shared: bool,
+    /// Machines lending memory over RPC, counted in `gpu_bytes` ([`Budget::with_remotes`]).
+    pub rpc_machines: usize,
 }
 
 /// The model's shape, from whichever form it comes in: a Hugging Face folder (the tensors
@@ -109,6 +111,7 @@ impl Budget {
             ram_bytes: (d.ram_gib * GIB) as u64,
             ram_bandwidth_gb_s: Some(d.ram_bandwidth_gb_s),
             shared: d.shared_memory,
+            rpc_machines: 0,
         }
     }
 
@@ -127,7 +130,54 @@ impl Budget {
             ram_bytes: ram.available + RESERVE_BYTES,
             ram_bandwidth_gb_s: None,
             shared: false,
+            rpc_machines: 0,
         }
+    }
+}
+
+impl Budget {
+    /// This machine's budget with `remotes` lending their memory over RPC (`--rpc`): layers go to
+    /// their devices as to a GPU, so what each serves (its GPU's memory where it has one, as
+    /// `rpc-server --device` serves it, else its RAM), less its own reserve, joins the memory
+    /// layers are offloaded to, and a token reads that memory at the slowest of the bandwidths.
+    /// The network's cost per token is not in the bound.
+    pub fn with_remotes(self, remotes: &[Budget]) -> Result<Budget> {
+        if remotes.is_empty() {
+            return Ok(self);
+        }
+        if self.shared {
+            bail!("{}: its GPU shares the system memory; a plan across machines needs a device with its own (or no) GPU memory", self.name);
+        }
+        // What a remote serves: its own GPU memory, else its RAM (a shared GPU's is its RAM).
+        let served = |r: &Budget| match r.gpu_bytes > 0 && !r.shared {
+            true => (r.gpu_bytes, r.gpu_bandwidth_gb_s),
+            false => (r.ram_bytes, r.ram_bandwidth_gb_s),
+        };
+        let lent: u64 = remotes.iter().map(|r| served(r).0.saturating_sub(RESERVE_BYTES)).sum();
+        let slowest = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut bandwidth = remotes.iter().map(|r| served(r).1).reduce(slowest).flatten();
+        if self.gpu_bytes > 0 {
+            bandwidth = slowest(bandwidth, self.gpu_bandwidth_gb_s);
+        }
+        let names: Vec<&str> = remotes.iter().map(|r| r.name.as_str()).collect();
+        Ok(Budget {
+            name: format!("{} + rpc:{}", self.name, names.join(" + rpc:")),
+            description: format!(
+                "{}; over RPC: {} (their memory takes offloaded layers; the network's time per token is not in the bound)",
+                self.description,
+                remotes.iter().map(|r| r.description.as_str()).collect::<Vec<_>>().join("; ")
+            ),
+            sources: self.sources.iter().chain(remotes.iter().flat_map(|r| &r.sources)).cloned().collect(),
+            // (`fits` keeps one reserve off the offload memory: without a local GPU, the remotes'
+            // own reserves already are.)
+            gpu_bytes: if self.gpu_bytes == 0 { lent + RESERVE_BYTES } else { self.gpu_bytes + lent },
+            gpu_bandwidth_gb_s: bandwidth,
+            rpc_machines: remotes.len(),
+            ..self
+        })
     }
 }
 
@@ -379,7 +429,9 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
 /// few rows per token, so it costs memory, not speed. `None` when nothing fits.
 pub fn recommend(mixes: &[Mix], budget: &Budget) -> Option<(usize, String)> {
     let candidate = |m: &Mix| m.fits && m.body != Preset::F16 && m.ple != Some(GgmlType::F16);
-    if let Some(i) = mixes.iter().position(|m| candidate(m) && m.offload == Offload::Full) {
+    // A GPU is faster than the CPU: the best body it holds whole wins. Memory lent over RPC is
+    // not (it is another machine's RAM, behind a network): there the best body that fits does.
+    if let Some(i) = mixes.iter().position(|m| candidate(m) && m.offload == Offload::Full && budget.rpc_machines == 0) {
         let m = &mixes[i];
         let whole = if budget.shared { "runs on the GPU within the shared memory" } else { "fits the GPU whole" };
         return Some((i, format!("the best-quality body ({}) that {whole}{}", m.body, ple_reason(m))));
@@ -389,9 +441,12 @@ pub fn recommend(mixes: &[Mix], budget: &Budget) -> Option<(usize, String)> {
         return Some((i, format!("the best-quality body ({}) that fits in memory{}", mixes[i].body, ple_reason(&mixes[i]))));
     }
     let m = &mixes[i];
-    let place = match m.offload {
-        Offload::Partial(n) => format!("with {n} layers on the GPU"),
-        _ => "on the CPU".to_string(),
+    let place = match (m.offload, budget.rpc_machines > 0) {
+        (Offload::Full, true) => "with every layer offloaded over RPC".to_string(),
+        (Offload::Full, false) => "on the GPU".to_string(),
+        (Offload::Partial(n), true) => format!("with {n} layers offloaded over RPC"),
+        (Offload::Partial(n), false) => format!("with {n} layers on the GPU"),
+        (Offload::Cpu, _) => "on the CPU".to_string(),
     };
     Some((i, format!("the best-quality body ({}) that fits, {place}{}", m.body, ple_reason(m))))
 }

@@ -1,6 +1,7 @@
-//! `strata plan MODEL [--device NAME|auto] [--ctx N] [--json]`: the quantization mixes of a model
-//! (a models.toml name, a Hugging Face folder or a GGUF file) on a device, what each needs in
-//! GPU memory and RAM, and which to use.
+//! `strata plan MODEL [--device NAME|auto] [--device rpc:NAME]... [--ctx N] [--json]`: the
+//! quantization mixes of a model (a models.toml name, a Hugging Face folder or a GGUF file) on a
+//! device, or on one with others lending memory over RPC, what each needs in GPU (or lent)
+//! memory and RAM, and which to use.
 
 use std::path::Path;
 
@@ -16,9 +17,10 @@ use super::{device_budget, human_bytes};
 pub struct Args {
     /// A models.toml name (gemma-4-e2b), a Hugging Face model folder, or a GGUF file.
     pub model: String,
-    /// A models.toml device profile, or "auto" for this machine's free memory.
+    /// A models.toml device profile, or "auto" for this machine's free memory; again as
+    /// `rpc:PROFILE` for each machine that lends its memory over RPC (`--rpc`).
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Vec<String>,
     /// Context size in tokens the KV cache must hold.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
     pub ctx_size: u64,
@@ -51,7 +53,18 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let shape = planning::model_shape(&args.model, &catalog)?;
     let known = catalog.models.get(&args.model).filter(|_| !Path::new(&args.model).exists());
-    let budget = device_budget(&args.device, &catalog)?;
+    let (local, remotes) = args.device.split_first().expect("clap gives the default");
+    if local.starts_with("rpc:") {
+        bail!("--device {local}: the first --device is the machine that runs the model; machines lending memory over RPC come after it");
+    }
+    let remotes = remotes
+        .iter()
+        .map(|d| match d.strip_prefix("rpc:") {
+            Some(name) if name != "auto" => Ok(Budget::profile(name, catalog.device(name)?)),
+            _ => bail!("--device {d}: after the first, each --device is rpc:PROFILE (a models.toml device profile)"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let budget = device_budget(local, &catalog)?.with_remotes(&remotes)?;
     let mut mixes = planning::mixes(&shape, &budget, args.ctx_size, args.batch_size, args.lazy_mode)?;
     let quality = catalog.quality.get(&args.model).filter(|_| known.is_some());
     let quality = if args.imatrix { quality.and_then(|q| q.with_imatrix.as_deref()) } else { quality };
@@ -108,11 +121,12 @@ pub fn run(args: &Args) -> Result<()> {
 fn table(args: &Args, shape: &ModelShape, budget: &Budget, mixes: &[Mix], recommended: Option<usize>) -> String {
     let gib = |b: u64| human_bytes(b);
     let mut out = format!(
-        "{} ({}, {} layers) on {}: GPU {}, RAM {}{}, context {}\n",
+        "{} ({}, {} layers) on {}: {} {}, RAM {}{}, context {}\n",
         args.model,
         shape.arch,
         shape.layers.len(),
         budget.name,
+        if budget.rpc_machines > 0 { "GPU and lent over RPC" } else { "GPU" },
         gib(budget.gpu_bytes),
         gib(budget.ram_bytes),
         if budget.shared { " (shared)" } else { "" },
