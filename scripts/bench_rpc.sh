@@ -4,12 +4,13 @@
 # llama.cpp's own llama-bench (--repack 0) with llama.cpp's own rpc-server the same ways (reference
 # kit); then the bytes loopback carries per generated token (from /sys/class/net/lo, the
 # difference between a 160- and a 32-token run, so that loading the weights cancels out).
-# THREADS (1) threads for the client and each server; pp512 and tg128, 3 repetitions.
+# THREADS (1) threads for the client and each server; PP (512) prompt and TG (128) generated
+# tokens, REPS (3) repetitions.
 #   bash scripts/bench_rpc.sh [MODEL.gguf]     (default: Gemma 3 270M from scripts/setup.sh)
 # Run on an idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-T=${THREADS:-1}
+T=${THREADS:-1} PP=${PP:-512} TG=${TG:-128} R=${REPS:-3}
 M=${1:-.models/gemma-3-270m-q4_k_m.gguf}
 LB=.reference/llama.cpp/build/bin
 [ -x $LB/llama-bench ] && [ -x $LB/ggml-rpc-server ] || { echo "missing $LB/llama-bench or ggml-rpc-server: run ../shared/tools/reference-kit.sh .reference" >&2; exit 1; }
@@ -29,16 +30,16 @@ serve 50154 $LB/ggml-rpc-server -t "$T" -p 50154
 serve 50155 $LB/ggml-rpc-server -t "$T" -p 50155
 ours=("" "127.0.0.1:50152" "127.0.0.1:50152,127.0.0.1:50153")
 theirs=("" "127.0.0.1:50154" "127.0.0.1:50154,127.0.0.1:50155")
-strata_tps() { # strata_tps RPC: "pp512 tg128" tokens/s
+strata_tps() { # strata_tps RPC: "pp tg" tokens/s
   local rpc=(--no-repack)
   [ -n "$1" ] && rpc=(--rpc "$1" -ngl 99)
-  $S bench "$M" -t "$T" -p 512 -n 128 -r 3 "${rpc[@]}" --json 2> /dev/null \
-    | python3 -c "import json, sys; t = {x['test']: x['tokens_per_second'] for x in json.load(sys.stdin)['tests']}; print(f\"{t['pp512']:.1f} {t['tg128']:.1f}\")"
+  $S bench "$M" -t "$T" -p "$PP" -n "$TG" -r "$R" "${rpc[@]}" --json 2> /dev/null \
+    | python3 -c "import json, sys; t = {x['test']: x['tokens_per_second'] for x in json.load(sys.stdin)['tests']}; print(f\"{t['pp$PP']:.1f} {t['tg$TG']:.1f}\")"
 }
 llama_tps() {
   local rpc=(--repack 0)
   [ -n "$1" ] && rpc=(--repack 0 --rpc "$1" -ngl 99)
-  $LB/llama-bench -m "$M" -t "$T" -p 512 -n 128 -r 3 "${rpc[@]}" -o json 2> /dev/null \
+  $LB/llama-bench -m "$M" -t "$T" -p "$PP" -n "$TG" -r "$R" "${rpc[@]}" -o json 2> /dev/null \
     | python3 -c "import json, sys; t = {x['n_prompt'] > 0: x['avg_ts'] for x in json.load(sys.stdin)}; print(f\"{t[True]:.1f} {t[False]:.1f}\")"
 }
 lo_bytes() { cat /sys/class/net/lo/statistics/tx_bytes; }
@@ -49,8 +50,8 @@ per_token() { # per_token RPC: loopback bytes per generated token
   c=$(lo_bytes)
   echo $(( ((c - b) - (b - a)) / 128 ))
 }
-echo "$(basename "$M"), $T thread(s), loopback"
-echo "| RPC servers | strata pp512 | llama-bench pp512 | strata tg128 | llama-bench tg128 | loopback bytes per token |"
+echo "$(basename "$M"), $T thread(s), loopback, $R repetition(s)"
+echo "| RPC servers | strata pp$PP | llama-bench pp$PP | strata tg$TG | llama-bench tg$TG | loopback bytes per token |"
 echo "|---:|---:|---:|---:|---:|---:|"
 for n in 0 1 2; do
   bytes=-

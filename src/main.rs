@@ -62,6 +62,7 @@ fn main() -> ExitCode {
         Some("-ctk") => "--cache-type-k".into(),
         Some("-ctv") => "--cache-type-v".into(),
         Some("-np") => "--parallel".into(),
+        Some("-ts") => "--tensor-split".into(),
         _ => a,
     });
     let cli = match Cli::try_parse_from(argv) {

@@ -113,6 +113,22 @@ fn llama_cpp_rpc_server_and_client_interoperate_with_strata() {
 }
 
 #[test]
+fn tensor_split_places_the_layers() {
+    let (a, b) = (Server::start(), Server::start());
+    let path = model(SMOLLM2);
+    let rpc = format!("{},{}", a.endpoint, b.endpoint);
+    let run = |extra: &[&str]| strata(&[&["generate", path.to_str().unwrap(), "-p", "Hi", "-n", "2", "-t", "1", "--rpc", &rpc][..], extra].concat());
+    let out = run(&["-ngl", "99", "-ts", "1,0", "-v"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let loaded = stderr.lines().find(|l| l.starts_with("[loaded ")).unwrap_or_else(|| panic!("no load line: {stderr}"));
+    assert!(loaded.contains(&format!("RPC0[{}]", a.endpoint)) && !loaded.contains(&b.endpoint), "{loaded}");
+    assert_clean_failure(&run(&["-ngl", "99", "-ts", "1,0,1"]), &["3 shares for 2 devices"]);
+    assert_clean_failure(&run(&["-ts", "1,1"]), &["--tensor-split needs -ngl N"]);
+    assert_clean_failure(&run(&["-ngl", "99", "-ts", "0,0"]), &["not all zero"]);
+}
+
+#[test]
 fn devices_lists_an_rpc_servers_device() {
     let server = Server::start();
     let out: serde_json::Value = serde_json::from_str(&strata_ok(&["devices", "--rpc", &server.endpoint, "--json"])).unwrap();

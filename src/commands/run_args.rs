@@ -66,6 +66,11 @@ pub struct ModelArgs {
     /// an SSH tunnel only.
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     pub rpc: Vec<String>,
+    /// Each device's share of the offloaded layers (-ts 3,1), in `strata devices` order after
+    /// the CPU: GPUs, then the --rpc servers' devices. Needs -ngl N (with auto, llama.cpp
+    /// fits the split itself).
+    #[arg(long = "tensor-split", value_name = "N,N,...", value_delimiter = ',')]
+    pub tensor_split: Vec<f32>,
     /// Seconds a call may wait on the RPC servers without progress before strata gives up
     /// (ggml's client has no timeout of its own).
     #[arg(long = "rpc-timeout", value_name = "SECONDS", default_value_t = 120)]
@@ -96,6 +101,7 @@ impl ModelArgs {
             use_mlock: self.mlock,
             repack: !self.no_repack,
             rpc: self.rpc.clone(),
+            tensor_split: self.tensor_split.clone(),
             rpc_timeout: std::time::Duration::from_secs(self.rpc_timeout),
             verbose: self.verbose,
         };

@@ -63,9 +63,15 @@ fn take_last_error() -> Option<String> {
 /// Whether llama.cpp has a device to offload layers to: a GPU, or an RPC server's device.
 /// (llama.cpp's own `llama_supports_gpu_offload` says yes whenever the RPC backend is built in.)
 fn has_offload_device() -> bool {
-    use llama_cpp_sys_2::{ggml_backend_dev_by_type, GGML_BACKEND_DEVICE_TYPE_GPU as GPU, GGML_BACKEND_DEVICE_TYPE_IGPU as IGPU};
-    // SAFETY: plain registry lookups; ggml returns null where there is none.
-    unsafe { !ggml_backend_dev_by_type(GPU).is_null() || !ggml_backend_dev_by_type(IGPU).is_null() }
+    offload_device_count() > 0
+}
+
+/// The devices llama.cpp offloads layers to (GPUs, integrated GPUs, RPC servers' devices), in
+/// the order `tensor_split` gives their shares.
+fn offload_device_count() -> usize {
+    use llama_cpp_sys_2::{ggml_backend_dev_count, ggml_backend_dev_get, ggml_backend_dev_type, GGML_BACKEND_DEVICE_TYPE_GPU as GPU, GGML_BACKEND_DEVICE_TYPE_IGPU as IGPU};
+    // SAFETY: plain registry reads of the devices ggml registered.
+    unsafe { (0..ggml_backend_dev_count()).filter(|&i| matches!(ggml_backend_dev_type(ggml_backend_dev_get(i)), GPU | IGPU)).count() }
 }
 
 /// An error that says what we tried, and what llama.cpp said about it.
@@ -296,6 +302,9 @@ pub struct LoadOptions {
     pub rpc: Vec<String>,
     /// How long a call may wait on them without progress.
     pub rpc_timeout: std::time::Duration,
+    /// Each offload device's share of the offloaded layers (empty: llama.cpp's default, by
+    /// free memory).
+    pub tensor_split: Vec<f32>,
     /// Show llama.cpp's own log on stderr.
     pub verbose: bool,
 }
@@ -371,6 +380,18 @@ impl Model {
                 bail!("--n-gpu-layers {n}: this build of strata has no GPU backend (build with --features cuda)");
             }
         }
+        if !opts.tensor_split.is_empty() {
+            let devices = offload_device_count();
+            if opts.gpu_layers == GpuLayers::Auto {
+                bail!("--tensor-split needs -ngl N: with -ngl auto, llama.cpp fits the split itself");
+            }
+            if opts.tensor_split.iter().any(|s| !s.is_finite() || *s < 0.0) || opts.tensor_split.iter().all(|s| *s == 0.0) {
+                bail!("--tensor-split {:?}: shares must be non-negative numbers, not all zero", opts.tensor_split);
+            }
+            if opts.tensor_split.len() > devices {
+                bail!("--tensor-split {:?}: {} shares for {devices} devices to offload to (see strata devices)", opts.tensor_split, opts.tensor_split.len());
+            }
+        }
         let bar = progress_bar(path);
         let bar_in_callback = bar.clone();
         let mut params = LlamaModelParams::default()
@@ -378,6 +399,9 @@ impl Model {
             .with_use_mlock(opts.use_mlock)
             .with_lazy_mode(lazy_mode(opts.lazy))
             .with_use_extra_bufts(opts.repack);
+        if !opts.tensor_split.is_empty() {
+            params = params.with_tensor_split(&opts.tensor_split);
+        }
         match opts.gpu_layers {
             GpuLayers::Count(n) => params = params.with_n_gpu_layers(n),
             GpuLayers::Auto if !gpu => params = params.with_n_gpu_layers(0),

@@ -540,6 +540,18 @@ impl LlamaModelParams {
         self
     }
 
+    /// sets `tensor_split`: each device's share of the offloaded layers, in llama.cpp's device
+    /// order; devices past the slice get none (strata patch).
+    #[must_use]
+    pub fn with_tensor_split(mut self, split: &[f32]) -> Self {
+        let max_devices = unsafe { llama_cpp_sys_2::llama_max_devices() };
+        self.tensor_split.clear();
+        self.tensor_split.extend_from_slice(&split[..split.len().min(max_devices)]);
+        self.tensor_split.resize(max_devices, 0.0);
+        self.params.tensor_split = self.tensor_split.as_ptr();
+        self
+    }
+
     /// sets `use_extra_bufts`: whether the CPU backend may repack weights into its own buffer
     /// types (llama.cpp's `--no-repack` clears it) (strata patch).
     #[must_use]
