@@ -80,7 +80,7 @@ fn two_rpc_servers_give_the_local_output_without_repacking() {
 fn logits_over_rpc_equal_the_local_ones() {
     let (a, b) = (Server::start(), Server::start());
     let path = model(SMOLLM2);
-    let text = common::scratch_file("rpc-text.txt", include_str!("fixtures/imatrix/calibration.txt")[..1500].as_bytes());
+    let text = common::scratch_file("rpc-text.txt", &include_bytes!("fixtures/imatrix/calibration.txt")[..1500]);
     let base = common::scratch_dir("rpc-logits").join("base.logits");
     let run = |extra: &[&str]| -> serde_json::Value {
         let args = [&["perplexity", path.to_str().unwrap(), "-c", "512", "-t", "1", "--json"][..], extra].concat();
@@ -149,23 +149,30 @@ fn a_server_that_is_down_is_a_clean_error() {
 #[test]
 fn a_server_that_dies_mid_generation_ends_the_client_cleanly() {
     let mut server = Server::start();
+    let mut client = generating_on(&server, &[]);
+    server.child.kill().unwrap();
+    let stderr = failed_within_30_s(&mut client);
+    assert!(stderr.starts_with("error: ") && stderr.contains("RPC server"), "{stderr}");
+}
+
+/// A client generating a long text on `server`, once its first text has come (so that what
+/// happens to the server next happens mid-generation).
+fn generating_on(server: &Server, extra: &[&str]) -> Child {
     let path = model(SMOLLM2);
-    let mut client = strata_command()
-        .args(["generate", path.to_str().unwrap(), "-p", "Count to one thousand:", "--temp", "0", "-n", "4000", "--ignore-eos", "-t", "1", "--rpc", &server.endpoint, "-ngl", "99"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Some text first, so that the server dies while the client is generating.
+    let args = [&["generate", path.to_str().unwrap(), "-p", "Count:", "-n", "4000", "--ignore-eos", "-t", "1", "--rpc", &server.endpoint, "-ngl", "99"][..], extra].concat();
+    let mut client = strata_command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut first = [0u8; 16];
     client.stdout.as_mut().unwrap().read_exact(&mut first).expect("the client generates");
-    server.child.kill().unwrap();
-    let status = wait_at_most(&mut client, Duration::from_secs(30));
+    client
+}
+
+/// Waits at most 30 s for `client` to fail with exit status 1 and one line on stderr; returns it.
+fn failed_within_30_s(client: &mut Child) -> String {
+    let status = wait_at_most(client, Duration::from_secs(30));
     let mut stderr = String::new();
     client.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert!(lines.len() == 1 && lines[0].starts_with("error: ") && lines[0].contains("RPC server"), "{stderr}");
+    assert!(status.code() == Some(1) && stderr.lines().count() == 1, "{status:?}, stderr: {stderr}");
+    stderr
 }
 
 #[test]
@@ -180,21 +187,10 @@ fn a_server_that_stops_answering_times_out() {
 
     // A server frozen mid-generation (SIGSTOP): the decode waiting on it.
     let server = Server::start();
-    let path = model(SMOLLM2);
-    let mut client = strata_command()
-        .args(["generate", path.to_str().unwrap(), "-p", "Count:", "-n", "4000", "--ignore-eos", "-t", "1", "--rpc", &server.endpoint, "-ngl", "99", "--rpc-timeout", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 16];
-    client.stdout.as_mut().unwrap().read_exact(&mut first).expect("the client generates");
+    let mut client = generating_on(&server, &["--rpc-timeout", "3"]);
     assert!(Command::new("kill").args(["-STOP", &server.child.id().to_string()]).status().unwrap().success());
-    let status = wait_at_most(&mut client, Duration::from_secs(30));
-    let mut stderr = String::new();
-    client.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
-    assert!(stderr.lines().count() == 1 && stderr.contains("no reply from the RPC servers for 3 s"), "{stderr}");
+    let stderr = failed_within_30_s(&mut client);
+    assert!(stderr.contains("no reply from the RPC servers for 3 s"), "{stderr}");
 }
 
 /// The child's exit status, failing the test if it runs longer than `limit`.
