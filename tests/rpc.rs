@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -203,6 +203,31 @@ fn wait_at_most(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
         assert!(Instant::now() < deadline, "the client still runs {limit:?} after its RPC server failed");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_server_of_another_protocol_version_is_named() {
+    // A server that answers the hello (| cmd | size: u64 | caps |) as protocol 6.0.0 would.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut head = [0u8; 9];
+                if stream.read_exact(&mut head).is_err() {
+                    return; // strata's connect probe
+                }
+                let mut caps = vec![0u8; u64::from_le_bytes(head[1..9].try_into().unwrap()) as usize];
+                stream.read_exact(&mut caps).unwrap();
+                let mut reply = (4 + caps.len() as u64).to_le_bytes().to_vec();
+                reply.extend([6, 0, 0, 0]);
+                reply.extend(&caps);
+                stream.write_all(&reply).unwrap();
+                let _ = stream.read(&mut head); // held open until the client goes
+            });
+        }
+    });
+    assert_clean_failure(&strata(&["devices", "--rpc", &endpoint]), &["version mismatch: 6.0.0", "speaks RPC protocol 7.0.0", &endpoint]);
 }
 
 #[test]

@@ -96,7 +96,11 @@ unsafe extern "C" fn on_abort(message: *const c_char) {
     // SAFETY: ggml passes its formatted, NUL-terminated message.
     let message = if message.is_null() { "ggml aborted".into() } else { unsafe { CStr::from_ptr(message) }.to_string_lossy() };
     let message = message.split_once(": ").map_or(&*message, |(_, m)| m).trim();
-    eprintln!("error: {message} (an RPC server went away or broke the protocol)");
+    // What llama.cpp logged just before (a version mismatch names the server's version there).
+    // try_lock: the log callback may hold the lock on the thread that aborts.
+    let said = super::LAST_ERROR.try_lock().ok().map(|mut l| std::mem::take(&mut *l)).filter(|s| !s.is_empty());
+    let said = said.map(|s| format!(": llama.cpp says: {s}")).unwrap_or_default();
+    eprintln!("error: {message}{said} (an RPC server went away or broke the protocol; this build speaks RPC protocol {PROTOCOL_VERSION})");
     // SAFETY: _exit ends the process at once; ggml would abort() next, and other threads are
     // still inside llama.cpp, so nothing may run destructors now.
     unsafe { _exit(1) }
