@@ -38,8 +38,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `HOST:PORT`, resolved.
 fn endpoint_address(endpoint: &str) -> Result<SocketAddr> {
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(|| anyhow!("--rpc {endpoint:?}: expected HOST:PORT"))?;
-    port.parse::<u16>().map_err(|_| anyhow!("--rpc {endpoint:?}: {port:?} is not a port number"))?;
-    (host, port.parse::<u16>()?)
+    let port: u16 = port.parse().map_err(|_| anyhow!("--rpc {endpoint:?}: {port:?} is not a port number"))?;
+    // "[::1]:50052": the brackets are the endpoint's, not the address's.
+    (host.trim_start_matches('[').trim_end_matches(']'), port)
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
