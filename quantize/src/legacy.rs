@@ -191,7 +191,7 @@ fn weighted_run<B: BlockFormat>(x: &[f32], qw: &[f32], row_sigma2: f32, grid: Gr
 }
 
 /// One block through its format's [`BlockFormat::quantize_run_weighted`].
-fn weighted_block<B: BlockFormat>(x: &[f32], qw: &[f32], row_sigma2: f32) -> B {
+fn one_block_via_run<B: BlockFormat>(x: &[f32], qw: &[f32], row_sigma2: f32) -> B {
     let mut b = B::zeroed();
     B::quantize_run_weighted(x, qw, row_sigma2, bytemuck::bytes_of_mut(&mut b));
     b
@@ -216,7 +216,7 @@ impl BlockFormat for BlockQ4_0 {
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
-        weighted_block(x, qw, row_sigma2)
+        one_block_via_run(x, qw, row_sigma2)
     }
 
     fn quantize_run_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
@@ -246,7 +246,7 @@ impl BlockFormat for BlockQ4_1 {
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
-        weighted_block(x, qw, row_sigma2)
+        one_block_via_run(x, qw, row_sigma2)
     }
 
     fn quantize_run_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
@@ -275,7 +275,7 @@ impl BlockFormat for BlockQ5_0 {
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
-        weighted_block(x, qw, row_sigma2)
+        one_block_via_run(x, qw, row_sigma2)
     }
 
     fn quantize_run_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
@@ -307,7 +307,7 @@ impl BlockFormat for BlockQ5_1 {
     }
 
     fn quantize_weighted(x: &[f32], qw: &[f32], row_sigma2: f32) -> Self {
-        weighted_block(x, qw, row_sigma2)
+        one_block_via_run(x, qw, row_sigma2)
     }
 
     fn quantize_run_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {

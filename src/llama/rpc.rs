@@ -111,6 +111,7 @@ unsafe extern "C" fn on_abort(message: *const c_char) {
 /// places layers on them as on local GPUs. A server that cannot be reached within
 /// [`CONNECT_TIMEOUT`], or speaks another protocol version, is an error naming it; from here on,
 /// a [`watched`] call that waits on the servers longer than `reply_timeout` ends the process.
+/// Taking the backend makes the caller initialise ggml's device registry first.
 pub fn add_servers(_backend: &LlamaBackend, endpoints: &[String], reply_timeout: Duration) -> Result<()> {
     if endpoints.is_empty() {
         return Ok(());
