@@ -8,6 +8,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
+use common::serve::Server as Serve;
 use common::{assert_clean_failure, model, repo, strata, strata_command, strata_ok, GEMMA3, SMOLLM2};
 
 /// A `strata rpc-server` on a free loopback port, killed when dropped.
@@ -34,9 +37,17 @@ impl Server {
         Server::spawn(Command::new(path), &["-t", "1", "-p"])
     }
 
+    /// `strata rpc-server` with one thread on `port`.
+    fn start_on(port: u16) -> Server {
+        Server::spawn_on(strata_command(), &["rpc-server", "-t", "1", "--port"], port)
+    }
+
     /// Runs `command` with `args` and a free port after them; returns once it listens.
-    fn spawn(mut command: Command, args: &[&str]) -> Server {
-        let port = free_port();
+    fn spawn(command: Command, args: &[&str]) -> Server {
+        Server::spawn_on(command, args, free_port())
+    }
+
+    fn spawn_on(mut command: Command, args: &[&str], port: u16) -> Server {
         let child = command.args(args).arg(port.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start an RPC server");
         let endpoint = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -153,6 +164,50 @@ fn a_server_that_dies_mid_generation_ends_the_client_cleanly() {
     server.child.kill().unwrap();
     let stderr = failed_within_30_s(&mut client);
     assert!(stderr.starts_with("error: ") && stderr.contains("RPC server"), "{stderr}");
+}
+
+/// `serve` outlives an RPC server that dies: the requests in flight get a 503 that names it,
+/// `/health` says why, and once a server listens on that port again the model is back.
+#[test]
+fn serve_answers_503_while_its_rpc_server_is_lost_and_recovers() {
+    let rpc = Server::start();
+    let endpoint = rpc.endpoint.clone();
+    let path = model(SMOLLM2);
+    let serve = Serve::start(path.to_str().unwrap(), &["--rpc", &endpoint, "-ngl", "99", "--parallel", "2"]);
+    let long = |stream: bool| json!({"prompt": "Count:", "max_tokens": 4000, "ignore_eos": true, "stream": stream}).to_string();
+    // A streamed completion, read until its first token has come, and a whole one beside it.
+    let body = long(true);
+    let mut streamed = TcpStream::connect(&serve.addr).unwrap();
+    streamed.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(streamed, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("data: ") {
+        let mut buf = [0u8; 4096];
+        let n = streamed.read(&mut buf).expect("the streamed completion starts");
+        assert!(n > 0, "the stream ended before its first token: {}", String::from_utf8_lossy(&seen));
+        seen.extend(&buf[..n]);
+    }
+    let (status, whole) = std::thread::scope(|scope| {
+        let whole = scope.spawn(|| serve.post_raw("/v1/completions", "", long(false).as_bytes()));
+        std::thread::sleep(Duration::from_secs(1));
+        drop(rpc);
+        whole.join().unwrap()
+    });
+    assert!(status == 503 && whole.contains("RPC server") && whole.contains(&endpoint), "{status}: {whole}");
+    streamed.read_to_end(&mut seen).expect("the stream ends within 30 s");
+    let events = String::from_utf8_lossy(&seen);
+    let last = events.lines().filter(|l| l.starts_with("data: ")).last().unwrap();
+    assert!(last.contains("\"code\":503") && last.contains("RPC server"), "{events}");
+    let (status, health) = serve.try_get("/health").unwrap();
+    assert!(status == 503 && health.contains("RPC server"), "{status}: {health}");
+    let _rpc = Server::start_on(endpoint.rsplit_once(':').unwrap().1.parse().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while serve.try_get("/health").unwrap().0 != 200 {
+        assert!(Instant::now() < deadline, "the model did not come back within 90 s of its RPC server");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, answer) = serve.post("/v1/completions", &json!({"prompt": "Hi", "max_tokens": 4}));
+    assert_eq!(status, 200, "{answer}");
 }
 
 /// A client generating a long text on `server`, once its first text has come (so that what

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs};
 use crate::server::engine::Engine;
+use crate::server::supervisor::{self, Supervisor};
 use crate::server::{self, AppState, Ready, ReasoningOut};
 
 #[derive(clap::Args)]
@@ -38,6 +39,10 @@ pub struct Args {
     /// The model's name in responses and /v1/models (default: the file name).
     #[arg(long)]
     pub alias: Option<String>,
+    /// Run as the model's process under a supervising `strata serve`: listen on a loopback port
+    /// of the OS's choosing, and end when standard input closes.
+    #[arg(long, hide = true)]
+    pub supervised: bool,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -48,23 +53,54 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--api-key is empty");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let (listener, addr) = server::bind(&args.host, args.port).await?;
-        if !addr.ip().is_loopback() {
-            eprintln!("warning: listening on {addr}, reachable from other machines{}", if args.api_key.is_none() { ", without an API key" } else { "" });
+    if args.supervised {
+        runtime.block_on(serve_model(args))
+    } else {
+        runtime.block_on(supervise(args))
+    }
+}
+
+/// Listens on `--host`/`--port` and forwards to a child `strata serve --supervised` with the
+/// same arguments, started again whenever it ends after having loaded the model.
+async fn supervise(args: &Args) -> Result<()> {
+    let (listener, addr) = server::bind(&args.host, args.port).await?;
+    if !addr.ip().is_loopback() {
+        eprintln!("warning: listening on {addr}, reachable from other machines{}", if args.api_key.is_none() { ", without an API key" } else { "" });
+    }
+    eprintln!("listening on http://{addr}");
+    let supervisor = Supervisor::new();
+    let program = std::env::current_exe().context("cannot find strata's own executable")?;
+    let child_args: Vec<_> = std::env::args_os().skip(1).chain(["--supervised".into()]).collect();
+    let runner = supervisor.clone();
+    std::thread::spawn(move || {
+        if let Err(e) = runner.run_children(program, child_args) {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::exit(1);
         }
-        eprintln!("listening on http://{addr}");
-        let state = AppState::new(args.api_key.clone());
-        let loading = state.clone();
-        let args_for_load = (args.model.clone(), args.sampling.clone(), args.template.clone(), args.parallel, args.max_queue, args.n_predict, args.alias.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = load(loading, args_for_load) {
-                eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-                std::process::exit(1);
-            }
-        });
-        server::serve(listener, state).await
-    })
+    });
+    server::serve(listener, supervisor::router(supervisor)).await
+}
+
+/// The model's process: loads the model and serves it on a loopback port; the server answers
+/// 503 until the model is loaded.
+async fn serve_model(args: &Args) -> Result<()> {
+    let (listener, addr) = server::bind("127.0.0.1", 0).await?;
+    eprintln!("listening on http://{addr}");
+    // The supervisor holds the other end of standard input: when it ends, so does this process.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    let state = AppState::new(args.api_key.clone());
+    let loading = state.clone();
+    let args_for_load = (args.model.clone(), args.sampling.clone(), args.template.clone(), args.parallel, args.max_queue, args.n_predict, args.alias.clone());
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = load(loading, args_for_load) {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::exit(1);
+        }
+    });
+    server::serve(listener, server::router(state)).await
 }
 
 type LoadArgs = (ModelArgs, SamplingArgs, TemplateArgs, u32, usize, i64, Option<String>);

@@ -34,6 +34,13 @@ pub const PROTOCOL_VERSION: &str = "7.0.0";
 
 /// How long a connect to a server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server may take to accept a connection when ggml has lost one to it.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often to probe the servers before saying that none of them is gone.
+const PROBES: usize = 3;
+
+/// The servers added, with their addresses.
+static SERVERS: std::sync::OnceLock<Vec<(String, SocketAddr)>> = std::sync::OnceLock::new();
 
 /// `HOST:PORT`, resolved.
 fn endpoint_address(endpoint: &str) -> Result<SocketAddr> {
@@ -101,7 +108,21 @@ unsafe extern "C" fn on_abort(message: *const c_char) {
     // try_lock: the log callback may hold the lock on the thread that aborts.
     let said = super::LAST_ERROR.try_lock().ok().map(|mut l| std::mem::take(&mut *l)).filter(|s| !s.is_empty());
     let said = said.map(|s| format!(": llama.cpp says: {s}")).unwrap_or_default();
-    eprintln!("error: {message}{said} (an RPC server went away or broke the protocol; this build speaks RPC protocol {PROTOCOL_VERSION})");
+    // ggml does not say which server failed: the ones that no longer take a connection did (a
+    // server still dying may take one for a moment).
+    let mut gone = Vec::new();
+    for _ in 0..PROBES {
+        gone = SERVERS.get().into_iter().flatten().filter(|(_, a)| TcpStream::connect_timeout(a, PROBE_TIMEOUT).is_err()).map(|(e, _)| e.as_str()).collect();
+        if !gone.is_empty() {
+            break;
+        }
+        std::thread::sleep(PROBE_TIMEOUT / 5);
+    }
+    if gone.is_empty() {
+        eprintln!("error: {message}{said} (an RPC server went away or broke the protocol; this build speaks RPC protocol {PROTOCOL_VERSION})");
+    } else {
+        eprintln!("error: RPC server {} went away{said}", gone.join(", "));
+    }
     // SAFETY: _exit ends the process at once; ggml would abort() next, and other threads are
     // still inside llama.cpp, so nothing may run destructors now.
     unsafe { _exit(1) }
@@ -122,9 +143,9 @@ pub fn add_servers(_backend: &LlamaBackend, endpoints: &[String], reply_timeout:
     // SAFETY: a plain function for the program's lifetime.
     unsafe { sys::ggml_set_abort_callback(Some(on_abort)) };
     start_watchdog(reply_timeout);
-    for endpoint in endpoints {
-        let address = endpoint_address(endpoint)?;
-        TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).with_context(|| format!("RPC server {endpoint}: cannot connect"))?;
+    let servers = endpoints.iter().map(|e| Ok((e.clone(), endpoint_address(e)?))).collect::<Result<Vec<_>>>()?;
+    for (endpoint, address) in SERVERS.get_or_init(|| servers) {
+        TcpStream::connect_timeout(address, CONNECT_TIMEOUT).with_context(|| format!("RPC server {endpoint}: cannot connect"))?;
         take_last_error();
         let c = CString::new(endpoint.as_str()).map_err(|_| anyhow!("--rpc {endpoint:?}: contains NUL"))?;
         // SAFETY: `c` is a valid C string; ggml copies it.

@@ -1,9 +1,11 @@
 //! `strata serve`: an OpenAI-compatible HTTP server over the slots of [`engine`]. Requests are
 //! read and checked in [`openai`]; llama.cpp runs on the engine's own thread, never on the async
 //! runtime. The server listens before the model loads: `/health` answers 503 until it is ready.
+//! It runs in a child process of [`supervisor`], which faces the clients.
 
 pub mod engine;
 pub mod openai;
+pub mod supervisor;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -122,10 +124,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until the process ends: one task per connection, headers due
+/// Serves `app` on `listener` until the process ends: one task per connection, headers due
 /// within [`HEADER_TIMEOUT`].
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> Result<()> {
-    let app = router(state);
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> Result<()> {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(conn) => conn,
@@ -392,7 +393,7 @@ fn stream(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>, include_usag
                     done = true;
                 }
                 Some(Event::Failed(message)) => {
-                    out.push(data(json!({"error": {"message": message, "type": "server_error", "code": 500}})));
+                    out.push(data(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).body()));
                     done = true;
                 }
                 None => done = true,

@@ -34,12 +34,16 @@ impl ApiError {
             _ => "invalid_request_error",
         }
     }
+
+    /// The error object, as responses and server-sent events carry it.
+    pub fn body(&self) -> Value {
+        json!({"error": {"message": self.message, "type": self.kind(), "code": self.status.as_u16()}})
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"message": self.message, "type": self.kind(), "code": self.status.as_u16()}});
-        (self.status, axum::Json(body)).into_response()
+        (self.status, axum::Json(self.body())).into_response()
     }
 }
 

@@ -1,0 +1,179 @@
+//! The supervisor: `strata serve` runs the model in a child process (the same binary, `serve
+//! --supervised`, on a loopback port of the OS's choosing) and forwards every request to it, as
+//! Ollama's server does with its runners. A model lost mid-request — ggml aborts the process when
+//! an RPC server dies — then costs the requests in flight a 503, not the server: `/health` says
+//! why the model is down, and the child is started again, with backoff, until it loads.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures_util::StreamExt;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use tokio::sync::watch;
+
+use super::openai::ApiError;
+use super::read_body;
+
+/// Where the model is.
+#[derive(Clone, Debug, PartialEq)]
+enum Status {
+    /// The first child is loading it.
+    Loading,
+    /// A child serves it on this address.
+    Ready(SocketAddr),
+    /// The child ended, for this reason; another is loading the model.
+    Down(String),
+}
+
+/// The shared state of the supervisor's routes and of the thread that runs the children.
+pub struct Supervisor {
+    status: watch::Sender<Status>,
+    client: Client<HttpConnector, Body>,
+}
+
+/// The longest wait between two starts of the child.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a request that lost its child waits to learn why.
+const REASON_WAIT: Duration = Duration::from_secs(5);
+
+impl Supervisor {
+    pub fn new() -> Arc<Supervisor> {
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Arc::new(Supervisor { status: watch::Sender::new(Status::Loading), client })
+    }
+
+    /// Runs `program args` until the process ends, relaying its stderr (less its listening
+    /// line), and starts it again whenever it ends after having loaded the model once. A child
+    /// that fails its first load ends the supervisor with its exit status: its error line has
+    /// been relayed, as if the supervisor had failed itself.
+    pub fn run_children(&self, program: PathBuf, args: Vec<OsString>) -> Result<()> {
+        let mut loaded_once = false;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let mut child = Command::new(&program)
+                .args(&args)
+                // The child ends when this pipe closes, that is when the supervisor does.
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("cannot start {}", program.display()))?;
+            let (mut addr, mut error) = (None, None);
+            for line in BufReader::new(child.stderr.take().context("no stderr")?).lines() {
+                let Ok(line) = line else { break };
+                if let Some(a) = line.strip_prefix("listening on http://") {
+                    addr = a.parse().ok();
+                    continue;
+                }
+                if let (true, Some(a)) = (line.starts_with("model loaded:"), addr) {
+                    self.status.send_replace(Status::Ready(a));
+                    loaded_once = true;
+                    backoff = Duration::from_secs(1);
+                }
+                if let Some(e) = line.strip_prefix("error: ") {
+                    error = Some(e.to_string());
+                }
+                eprintln!("{line}");
+            }
+            let status = child.wait().context("cannot wait for the model's process")?;
+            if !loaded_once {
+                std::process::exit(status.code().unwrap_or(1));
+            }
+            let reason = error.unwrap_or_else(|| format!("the model's process ended ({status})"));
+            eprintln!("warning: the model is down: {reason}; loading it again in {} s", backoff.as_secs());
+            self.status.send_replace(Status::Down(reason));
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Why the child at `addr` stopped answering, once the thread that runs it knows (a
+    /// request may notice first).
+    async fn reason_lost(&self, addr: SocketAddr) -> String {
+        let mut status = self.status.subscribe();
+        let _ = tokio::time::timeout(REASON_WAIT, status.wait_for(|s| *s != Status::Ready(addr))).await;
+        let reason = match &*status.borrow() {
+            Status::Down(reason) => reason.clone(),
+            _ => "the model's process stopped answering".into(),
+        };
+        reason
+    }
+}
+
+/// A 503 for a model that is down, with the reason.
+fn unavailable(reason: &str) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the model is unavailable: {reason}; strata serve is loading it again"))
+}
+
+/// Every route: forwarded to the child.
+pub fn router(supervisor: Arc<Supervisor>) -> Router {
+    Router::new().fallback(forward).with_state(supervisor)
+}
+
+/// Headers that belong to one connection, not to the message.
+const HOP_BY_HOP: &[header::HeaderName] = &[header::CONNECTION, header::TRANSFER_ENCODING, header::TE, header::TRAILER, header::UPGRADE, header::PROXY_AUTHORIZATION, header::PROXY_AUTHENTICATE];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+}
+
+/// Forwards one request to the child, the body read whole first (within the server's limits),
+/// the answer streamed back. A child lost before it answers is a 503; one lost in the middle of
+/// server-sent events ends them with an error event.
+async fn forward(State(s): State<Arc<Supervisor>>, request: Request) -> Response {
+    let addr = match s.status.borrow().clone() {
+        Status::Ready(addr) => addr,
+        Status::Loading => return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Loading model").into_response(),
+        Status::Down(reason) => return unavailable(&reason).into_response(),
+    };
+    let (mut parts, body) = request.into_parts();
+    let bytes = match read_body(body).await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = match format!("http://{addr}{path}").parse::<Uri>() {
+        Ok(uri) => uri,
+        Err(_) => return ApiError::bad("cannot forward this request's path").into_response(),
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let answer = match s.client.request(Request::from_parts(parts, Body::from(bytes))).await {
+        Ok(answer) => answer,
+        Err(_) => return unavailable(&s.reason_lost(addr).await).into_response(),
+    };
+    let (mut parts, body) = answer.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let events = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/event-stream"));
+    if !events {
+        return Response::from_parts(parts, Body::new(body));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let chunks = Body::new(body).into_data_stream();
+    let stream = futures_util::stream::unfold((chunks, Some(s)), move |(mut chunks, s)| async move {
+        let s = s?;
+        match chunks.next().await {
+            Some(Ok(chunk)) => Some((Ok::<Bytes, std::convert::Infallible>(chunk), (chunks, Some(s)))),
+            None => None,
+            Some(Err(_)) => {
+                let error = unavailable(&s.reason_lost(addr).await);
+                Some((Ok(Bytes::from(format!("data: {}\n\n", error.body()))), (chunks, None)))
+            }
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
