@@ -139,6 +139,33 @@ fn tensor_split_places_the_layers() {
     assert_clean_failure(&run(&["-ngl", "99", "-ts", "0,0"]), &["not all zero"]);
 }
 
+/// Gemma 4's last layers read the KV cache of the two layers before them. Split over two servers
+/// by free memory, llama.cpp would put layers 0-3 on the first and 4-5 on the second, and copy
+/// the cache across for every token; strata keeps layers 2-5 on one server, and the output stays
+/// the local one.
+#[test]
+fn layers_sharing_a_kv_cache_stay_on_one_server() {
+    let (a, b) = (Server::start(), Server::start());
+    // The tiny Gemma 4 fixture as llama.cpp's converter writes it: 6 layers, the last 2 shared.
+    let path = repo().join("tests/fixtures/models/gemma4/llamacpp-f32.gguf");
+    let run = |extra: &[&str]| strata(&[&["generate", path.to_str().unwrap(), "-p", PROMPT, "--temp", "0", "-n", "8", "-t", "1"][..], extra].concat());
+    let out = run(&["--rpc", &format!("{},{}", a.endpoint, b.endpoint), "-ngl", "99", "-v"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[layers 2-5 share a KV cache: keeping them on one device, as -ts 2,5 would]"), "{stderr}");
+    // llama.cpp's own log of where each layer went: "layer   2 assigned to device RPC1, ...".
+    let device = |layer: usize| {
+        let needle = format!("layer {layer:>3} assigned to device ");
+        let line = stderr.lines().find(|l| l.contains(&needle)).unwrap_or_else(|| panic!("no placement of layer {layer}: {stderr}"));
+        line.split_once(&needle).unwrap().1.split(',').next().unwrap().to_string()
+    };
+    let devices: Vec<String> = (0..=6).map(device).collect();
+    assert_eq!(devices, ["RPC0", "RPC0", "RPC1", "RPC1", "RPC1", "RPC1", "RPC1"], "layers 0-5 and the output");
+    let local = run(&["--no-repack"]);
+    assert!(local.status.success() && !local.stdout.is_empty(), "{}", String::from_utf8_lossy(&local.stderr));
+    assert_eq!(out.stdout, local.stdout, "the split run's text differs from the local --no-repack run");
+}
+
 #[test]
 fn devices_lists_an_rpc_servers_device() {
     let server = Server::start();
@@ -196,7 +223,7 @@ fn serve_answers_503_while_its_rpc_server_is_lost_and_recovers() {
     assert!(status == 503 && whole.contains("RPC server") && whole.contains(&endpoint), "{status}: {whole}");
     streamed.read_to_end(&mut seen).expect("the stream ends within 30 s");
     let events = String::from_utf8_lossy(&seen);
-    let last = events.lines().filter(|l| l.starts_with("data: ")).last().unwrap();
+    let last = events.lines().rfind(|l| l.starts_with("data: ")).unwrap();
     assert!(last.contains("\"code\":503") && last.contains("RPC server"), "{events}");
     let (status, health) = serve.try_get("/health").unwrap();
     assert!(status == 503 && health.contains("RPC server"), "{status}: {health}");

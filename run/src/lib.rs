@@ -1,6 +1,6 @@
 //! What running a model needs that is not llama.cpp: chat templates and the reasoning filter,
 //! sampling on logits, the text a generation hands out (stop strings, whole UTF-8), saved logits
-//! and KL divergence, the models.toml catalog, planning (which quantization mix fits a device),
+//! and KL divergence, the models.toml catalog, which device each layer goes to, planning (which quantization mix fits a device),
 //! and the memory budget that keeps template rendering bounded.
 //!
 //! What it is not: a binding. Nothing here links llama.cpp, so the CLI, the server and the fuzz
@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod chat;
 pub mod generation;
+pub mod layer_split;
 pub mod logits_file;
 pub mod memory_budget;
 pub mod planning;

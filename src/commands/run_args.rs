@@ -68,7 +68,8 @@ pub struct ModelArgs {
     pub rpc: Vec<String>,
     /// Each device's share of the offloaded layers (-ts 3,1), in `strata devices` order after
     /// the CPU: GPUs, then the --rpc servers' devices. Needs -ngl N (with auto, llama.cpp
-    /// fits the split itself).
+    /// fits the split itself). Default: by free memory, as llama.cpp splits, but with the
+    /// layers that share a KV cache (Gemma 3n, Gemma 4) kept on one device.
     #[arg(long = "tensor-split", value_name = "N,N,...", value_delimiter = ',')]
     pub tensor_split: Vec<f32>,
     /// Seconds a call may wait on the RPC servers without progress before strata gives up

@@ -74,6 +74,48 @@ fn offload_device_count() -> usize {
     unsafe { (0..ggml_backend_dev_count()).filter(|&i| matches!(ggml_backend_dev_type(ggml_backend_dev_get(i)), GPU | IGPU)).count() }
 }
 
+/// The offload devices' free memory, by which llama.cpp splits layers when no `tensor_split` is
+/// given (a device that reports no memory counts the host's, as llama.cpp does).
+fn offload_device_free() -> Vec<f32> {
+    use llama_cpp_sys_2::{ggml_backend_dev_by_type, ggml_backend_dev_count, ggml_backend_dev_get, ggml_backend_dev_memory, ggml_backend_dev_type, GGML_BACKEND_DEVICE_TYPE_CPU as CPU, GGML_BACKEND_DEVICE_TYPE_GPU as GPU, GGML_BACKEND_DEVICE_TYPE_IGPU as IGPU};
+    let memory = |dev| {
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: `dev` is a registered device; ggml writes the two sizes.
+        unsafe { ggml_backend_dev_memory(dev, &mut free, &mut total) };
+        (free, total)
+    };
+    // SAFETY: plain registry reads of the devices ggml registered.
+    unsafe {
+        (0..ggml_backend_dev_count())
+            .map(|i| ggml_backend_dev_get(i))
+            .filter(|&d| matches!(ggml_backend_dev_type(d), GPU | IGPU))
+            .map(|d| match memory(d) {
+                (0, 0) => memory(ggml_backend_dev_by_type(CPU)).0 as f32,
+                (free, _) => free as f32,
+            })
+            .collect()
+    }
+}
+
+/// For a model whose last layers share a KV cache (Gemma 3n, Gemma 4), offloaded with `-ngl
+/// n_gpu_layers` over several devices and no `-ts`: the split that keeps that block on one
+/// device, where llama.cpp's default split by free memory would cut it
+/// ([`strata_run::layer_split`]), with the block's first and last layer.
+fn shared_kv_split(path: &Path, n_gpu_layers: u32) -> Option<(Vec<f32>, usize, usize)> {
+    let free = offload_device_free();
+    if free.len() < 2 {
+        return None;
+    }
+    // A file strata cannot read is left to llama.cpp, which says what is wrong with it.
+    let file = strata_gguf::GgufFile::open_keeping(path, |k| k == "general.architecture" || k.ends_with(".block_count") || k.ends_with(".attention.shared_kv_layers")).ok()?;
+    let arch = file.architecture()?;
+    let key = |k: &str| file.get(&format!("{arch}.{k}")).and_then(strata_gguf::Value::as_u64).and_then(|v| usize::try_from(v).ok());
+    let n_layer = key("block_count")?;
+    let first = strata_run::layer_split::shared_kv_block(n_layer, key("attention.shared_kv_layers")?)?;
+    let split = strata_run::layer_split::keep_block_together(n_layer, n_gpu_layers as usize, &free, first)?;
+    Some((split, first, n_layer - 1))
+}
+
 /// An error that says what we tried, and what llama.cpp said about it.
 fn llama_error(what: String) -> anyhow::Error {
     match take_last_error() {
@@ -303,7 +345,7 @@ pub struct LoadOptions {
     /// How long a call may wait on them without progress.
     pub rpc_timeout: std::time::Duration,
     /// Each offload device's share of the offloaded layers (empty: llama.cpp's default, by
-    /// free memory).
+    /// free memory, with the layers that share a KV cache kept on one device).
     pub tensor_split: Vec<f32>,
     /// Show llama.cpp's own log on stderr.
     pub verbose: bool,
@@ -401,6 +443,13 @@ impl Model {
             .with_use_extra_bufts(opts.repack);
         if !opts.tensor_split.is_empty() {
             params = params.with_tensor_split(&opts.tensor_split);
+        } else if let GpuLayers::Count(n) = opts.gpu_layers {
+            if let Some((split, first, last)) = shared_kv_split(path, n) {
+                if opts.verbose {
+                    eprintln!("[layers {first}-{last} share a KV cache: keeping them on one device, as -ts {} would]", split.iter().map(f32::to_string).collect::<Vec<_>>().join(","));
+                }
+                params = params.with_tensor_split(&split);
+            }
         }
         match opts.gpu_layers {
             GpuLayers::Count(n) => params = params.with_n_gpu_layers(n),
