@@ -5,7 +5,7 @@
 # kit); then the bytes loopback carries per generated token (from /sys/class/net/lo, the
 # difference between a 160- and a 32-token run, so that loading the weights cancels out).
 # THREADS (1) threads for the client and each server; PP (512) prompt and TG (128) generated
-# tokens, REPS (3) repetitions.
+# tokens, REPS (3) repetitions; TS (none) the two-server rows' tensor split, e.g. TS=25,47.
 #   bash scripts/bench_rpc.sh [MODEL.gguf]     (default: Gemma 3 270M from scripts/setup.sh)
 # Run on an idle machine.
 set -euo pipefail
@@ -30,33 +30,42 @@ serve 50154 $LB/ggml-rpc-server -t "$T" -p 50154
 serve 50155 $LB/ggml-rpc-server -t "$T" -p 50155
 ours=("" "127.0.0.1:50152" "127.0.0.1:50152,127.0.0.1:50153")
 theirs=("" "127.0.0.1:50154" "127.0.0.1:50154,127.0.0.1:50155")
+split() { # split RPC SEPARATOR: "-ts TS" (TS's commas as SEPARATOR) for two servers, if TS is set
+  [[ -n "${TS:-}" && "$1" == *,* ]] && echo "-ts ${TS//,/$2}"
+  return 0
+}
 strata_tps() { # strata_tps RPC: "pp tg" tokens/s
   local rpc=(--no-repack)
-  [ -n "$1" ] && rpc=(--rpc "$1" -ngl 99)
+  [ -n "$1" ] && rpc=(--rpc "$1" -ngl 99 $(split "$1" ,))
   $S bench "$M" -t "$T" -p "$PP" -n "$TG" -r "$R" "${rpc[@]}" --json 2> /dev/null \
     | python3 -c "import json, sys; t = {x['test']: x['tokens_per_second'] for x in json.load(sys.stdin)['tests']}; print(f\"{t['pp$PP']:.1f} {t['tg$TG']:.1f}\")"
 }
 llama_tps() {
   local rpc=(--repack 0)
-  [ -n "$1" ] && rpc=(--repack 0 --rpc "$1" -ngl 99)
+  [ -n "$1" ] && rpc=(--repack 0 --rpc "$1" -ngl 99 $(split "$1" /))
   $LB/llama-bench -m "$M" -t "$T" -p "$PP" -n "$TG" -r "$R" "${rpc[@]}" -o json 2> /dev/null \
     | python3 -c "import json, sys; t = {x['n_prompt'] > 0: x['avg_ts'] for x in json.load(sys.stdin)}; print(f\"{t[True]:.1f} {t[False]:.1f}\")"
 }
 lo_bytes() { cat /sys/class/net/lo/statistics/tx_bytes; }
-per_token() { # per_token RPC: loopback bytes per generated token
-  local a b c
-  a=$(lo_bytes); $S bench "$M" -t "$T" -p 0 -n 32 -r 1 --rpc "$1" -ngl 99 > /dev/null 2>&1
-  b=$(lo_bytes); $S bench "$M" -t "$T" -p 0 -n 160 -r 1 --rpc "$1" -ngl 99 > /dev/null 2>&1
+per_token() { # per_token DECODES CMD...: loopback bytes per generated token, from CMD -n 32 and
+  # CMD -n 160; DECODES: how often CMD decodes its n tokens (strata bench's warm-up repeats the
+  # test: 2; llama-bench's warm-up decodes one token: 1)
+  local d=$1 a b c; shift
+  a=$(lo_bytes); "$@" -n 32 > /dev/null 2>&1
+  b=$(lo_bytes); "$@" -n 160 > /dev/null 2>&1
   c=$(lo_bytes)
-  echo $(( ((c - b) - (b - a)) / 128 ))
+  echo $(( ((c - b) - (b - a)) / (128 * d) ))
 }
-echo "$(basename "$M"), $T thread(s), loopback, $R repetition(s)"
-echo "| RPC servers | strata pp$PP | llama-bench pp$PP | strata tg$TG | llama-bench tg$TG | loopback bytes per token |"
-echo "|---:|---:|---:|---:|---:|---:|"
+echo "$(basename "$M"), $T thread(s), loopback, $R repetition(s)${TS:+, two servers split $TS}"
+echo "| RPC servers | strata pp$PP | llama-bench pp$PP | strata tg$TG | llama-bench tg$TG | strata bytes per token | llama-bench bytes per token |"
+echo "|---:|---:|---:|---:|---:|---:|---:|"
 for n in 0 1 2; do
-  bytes=-
-  [ "$n" -gt 0 ] && bytes=$(per_token "${ours[$n]}")
+  bytes=- lbytes=-
+  if [ "$n" -gt 0 ]; then
+    bytes=$(per_token 2 $S bench "$M" -t "$T" -p 0 -r 1 --rpc "${ours[$n]}" -ngl 99 $(split "${ours[$n]}" ,))
+    lbytes=$(per_token 1 $LB/llama-bench -m "$M" -t "$T" -p 0 -r 1 --repack 0 --rpc "${theirs[$n]}" -ngl 99 $(split "${theirs[$n]}" /))
+  fi
   read -r sp st <<< "$(strata_tps "${ours[$n]}")"
   read -r lp lt <<< "$(llama_tps "${theirs[$n]}")"
-  echo "| $n | $sp | $lp | $st | $lt | $bytes |"
+  echo "| $n | $sp | $lp | $st | $lt | $bytes | $lbytes |"
 done
