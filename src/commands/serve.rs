@@ -124,7 +124,9 @@ fn load(state: Arc<AppState>, (model_args, sampling, template, parallel, queue, 
         model,
         engine,
     };
-    eprintln!("model loaded: {} slots of {} tokens", parallel, ready.engine.n_ctx_slot);
+    let slot = ready.engine.n_ctx_slot;
     let _ = state.ready.set(ready);
+    // The supervisor forwards requests from this line on.
+    eprintln!("model loaded: {parallel} slots of {slot} tokens");
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! why the model is down, and the child is started again, with backoff, until it loads.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -84,14 +84,17 @@ impl Supervisor {
                 if let Some(e) = line.strip_prefix("error: ") {
                     error = Some(e.to_string());
                 }
-                eprintln!("{line}");
+                say(&line);
             }
             let status = child.wait().context("cannot wait for the model's process")?;
+            let reason = error.unwrap_or_else(|| format!("the model's process ended ({status})"));
             if !loaded_once {
+                if status.code().is_none() {
+                    say(&format!("error: {reason}"));
+                }
                 std::process::exit(status.code().unwrap_or(1));
             }
-            let reason = error.unwrap_or_else(|| format!("the model's process ended ({status})"));
-            eprintln!("warning: the model is down: {reason}; loading it again in {} s", backoff.as_secs());
+            say(&format!("warning: the model is down: {reason}; loading it again in {} s", backoff.as_secs()));
             self.status.send_replace(Status::Down(reason));
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -109,6 +112,11 @@ impl Supervisor {
         };
         reason
     }
+}
+
+/// A line on stderr; one that cannot be written (stderr closed) is not worth stopping for.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// A 503 for a model that is down, with the reason.
