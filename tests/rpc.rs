@@ -200,13 +200,14 @@ fn serve_answers_503_while_its_rpc_server_is_lost_and_recovers() {
     let rpc = Server::start();
     let endpoint = rpc.endpoint.clone();
     let path = model(SMOLLM2);
-    let serve = Serve::start(path.to_str().unwrap(), &["--rpc", &endpoint, "-ngl", "99", "--parallel", "2"]);
+    let serve = Serve::start(path.to_str().unwrap(), &["--rpc", &endpoint, "-ngl", "99", "--parallel", "2", "--api-key", "k"]);
+    let key = "Authorization: Bearer k\r\n";
     let long = |stream: bool| json!({"prompt": "Count:", "max_tokens": 4000, "ignore_eos": true, "stream": stream}).to_string();
     // A streamed completion, read until its first token has come, and a whole one beside it.
     let body = long(true);
     let mut streamed = TcpStream::connect(&serve.addr).unwrap();
     streamed.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(streamed, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    write!(streamed, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{key}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
     let mut seen = Vec::new();
     while !String::from_utf8_lossy(&seen).contains("data: ") {
         let mut buf = [0u8; 4096];
@@ -215,7 +216,7 @@ fn serve_answers_503_while_its_rpc_server_is_lost_and_recovers() {
         seen.extend(&buf[..n]);
     }
     let (status, whole) = std::thread::scope(|scope| {
-        let whole = scope.spawn(|| serve.post_raw("/v1/completions", "", long(false).as_bytes()));
+        let whole = scope.spawn(|| serve.post_raw("/v1/completions", key, long(false).as_bytes()));
         std::thread::sleep(Duration::from_secs(1));
         drop(rpc);
         whole.join().unwrap()
@@ -227,13 +228,16 @@ fn serve_answers_503_while_its_rpc_server_is_lost_and_recovers() {
     assert!(last.contains("\"code\":503") && last.contains("RPC server"), "{events}");
     let (status, health) = serve.try_get("/health").unwrap();
     assert!(status == 503 && health.contains("RPC server"), "{status}: {health}");
+    // Without the key, a request learns nothing more than /health says.
+    let (status, refused) = serve.post_raw("/v1/completions", "", b"{}");
+    assert!(status == 401 && !refused.contains("RPC server"), "{status}: {refused}");
     let _rpc = Server::start_on(endpoint.rsplit_once(':').unwrap().1.parse().unwrap());
     let deadline = Instant::now() + Duration::from_secs(90);
     while serve.try_get("/health").unwrap().0 != 200 {
         assert!(Instant::now() < deadline, "the model did not come back within 90 s of its RPC server");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (status, answer) = serve.post("/v1/completions", &json!({"prompt": "Hi", "max_tokens": 4}));
+    let (status, answer) = serve.post_raw("/v1/completions", key, json!({"prompt": "Hi", "max_tokens": 4}).to_string().as_bytes());
     assert_eq!(status, 200, "{answer}");
 }
 

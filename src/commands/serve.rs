@@ -68,7 +68,7 @@ async fn supervise(args: &Args) -> Result<()> {
         eprintln!("warning: listening on {addr}, reachable from other machines{}", if args.api_key.is_none() { ", without an API key" } else { "" });
     }
     eprintln!("listening on http://{addr}");
-    let supervisor = Supervisor::new();
+    let supervisor = Supervisor::new(args.api_key.clone());
     let program = std::env::current_exe().context("cannot find strata's own executable")?;
     let child_args: Vec<_> = std::env::args_os().skip(1).chain(["--supervised".into()]).collect();
     let runner = supervisor.clone();

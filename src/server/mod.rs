@@ -79,20 +79,24 @@ impl AppState {
         self.ready.get().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Loading model"))
     }
 
-    /// Checks `Authorization: Bearer KEY` in constant time, when the server has a key.
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(key) = &self.api_key else { return Ok(()) };
-        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-        if constant_time_eq(given.as_bytes(), key.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or missing API key (Authorization: Bearer KEY)"))
-        }
+        authorize(self.api_key.as_deref(), headers)
     }
 
     fn next_id(&self, prefix: &str) -> String {
         let n = self.ids.fetch_add(1, Ordering::Relaxed);
         format!("{prefix}-{:x}{n:06x}", now())
+    }
+}
+
+/// Checks `Authorization: Bearer KEY` in constant time, when the server has a key.
+fn authorize(api_key: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(key) = api_key else { return Ok(()) };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    if constant_time_eq(given.as_bytes(), key.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or missing API key (Authorization: Bearer KEY)"))
     }
 }
 

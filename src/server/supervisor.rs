@@ -40,6 +40,9 @@ enum Status {
 pub struct Supervisor {
     status: watch::Sender<Status>,
     client: Client<HttpConnector, Body>,
+    /// The server's key: checked here too, so that a client without it learns nothing of the
+    /// model's state but from `/health`, as when the model is up.
+    api_key: Option<String>,
 }
 
 /// The longest wait between two starts of the child.
@@ -48,9 +51,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const REASON_WAIT: Duration = Duration::from_secs(5);
 
 impl Supervisor {
-    pub fn new() -> Arc<Supervisor> {
+    pub fn new(api_key: Option<String>) -> Arc<Supervisor> {
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        Arc::new(Supervisor { status: watch::Sender::new(Status::Loading), client })
+        Arc::new(Supervisor { status: watch::Sender::new(Status::Loading), client, api_key })
     }
 
     /// Runs `program args` until the process ends, relaying its stderr (less its listening
@@ -143,6 +146,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// the answer streamed back. A child lost before it answers is a 503; one lost in the middle of
 /// server-sent events ends them with an error event.
 async fn forward(State(s): State<Arc<Supervisor>>, request: Request) -> Response {
+    if !matches!(request.uri().path(), "/health" | "/v1/health") {
+        if let Err(e) = super::authorize(s.api_key.as_deref(), request.headers()) {
+            return e.into_response();
+        }
+    }
     let addr = match s.status.borrow().clone() {
         Status::Ready(addr) => addr,
         Status::Loading => return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Loading model").into_response(),
