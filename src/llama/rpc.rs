@@ -133,6 +133,7 @@ unsafe extern "C" fn on_abort(message: *const c_char) {
 /// [`CONNECT_TIMEOUT`], or speaks another protocol version, is an error naming it; from here on,
 /// a [`watched`] call that waits on the servers longer than `reply_timeout` ends the process.
 /// Taking the backend makes the caller initialise ggml's device registry first.
+/// Called once per process: [`SERVERS`] keeps the first call's servers, which a second call would add again.
 pub fn add_servers(_backend: &LlamaBackend, endpoints: &[String], reply_timeout: Duration) -> Result<()> {
     if endpoints.is_empty() {
         return Ok(());
