@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use common::serve::Server as Serve;
+use common::serve::{post_request, Server as Serve};
 use common::{assert_clean_failure, model, repo, strata, strata_command, strata_ok, GEMMA3, SMOLLM2};
 
 /// A `strata rpc-server` on a free loopback port, killed when dropped.
@@ -204,10 +204,9 @@ fn serve_answers_503_while_its_rpc_server_is_lost_and_recovers() {
     let key = "Authorization: Bearer k\r\n";
     let long = |stream: bool| json!({"prompt": "Count:", "max_tokens": 4000, "ignore_eos": true, "stream": stream}).to_string();
     // A streamed completion, read until its first token has come, and a whole one beside it.
-    let body = long(true);
     let mut streamed = TcpStream::connect(&serve.addr).unwrap();
     streamed.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(streamed, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{key}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    streamed.write_all(&post_request("/v1/completions", key, long(true).as_bytes())).unwrap();
     let mut seen = Vec::new();
     while !String::from_utf8_lossy(&seen).contains("data: ") {
         let mut buf = [0u8; 4096];

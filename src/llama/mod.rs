@@ -68,33 +68,34 @@ fn has_offload_device() -> bool {
 
 /// The devices llama.cpp offloads layers to (GPUs, integrated GPUs, RPC servers' devices), in
 /// the order `tensor_split` gives their shares.
-fn offload_device_count() -> usize {
+fn offload_devices() -> Vec<llama_cpp_sys_2::ggml_backend_dev_t> {
     use llama_cpp_sys_2::{ggml_backend_dev_count, ggml_backend_dev_get, ggml_backend_dev_type, GGML_BACKEND_DEVICE_TYPE_GPU as GPU, GGML_BACKEND_DEVICE_TYPE_IGPU as IGPU};
     // SAFETY: plain registry reads of the devices ggml registered.
-    unsafe { (0..ggml_backend_dev_count()).filter(|&i| matches!(ggml_backend_dev_type(ggml_backend_dev_get(i)), GPU | IGPU)).count() }
+    unsafe { (0..ggml_backend_dev_count()).map(|i| ggml_backend_dev_get(i)).filter(|&d| matches!(ggml_backend_dev_type(d), GPU | IGPU)).collect() }
+}
+
+fn offload_device_count() -> usize {
+    offload_devices().len()
 }
 
 /// The offload devices' free memory, by which llama.cpp splits layers when no `tensor_split` is
 /// given (a device that reports no memory counts the host's, as llama.cpp does).
 fn offload_device_free() -> Vec<f32> {
-    use llama_cpp_sys_2::{ggml_backend_dev_by_type, ggml_backend_dev_count, ggml_backend_dev_get, ggml_backend_dev_memory, ggml_backend_dev_type, GGML_BACKEND_DEVICE_TYPE_CPU as CPU, GGML_BACKEND_DEVICE_TYPE_GPU as GPU, GGML_BACKEND_DEVICE_TYPE_IGPU as IGPU};
+    use llama_cpp_sys_2::{ggml_backend_dev_by_type, ggml_backend_dev_memory, GGML_BACKEND_DEVICE_TYPE_CPU as CPU};
     let memory = |dev| {
         let (mut free, mut total) = (0usize, 0usize);
         // SAFETY: `dev` is a registered device; ggml writes the two sizes.
         unsafe { ggml_backend_dev_memory(dev, &mut free, &mut total) };
         (free, total)
     };
-    // SAFETY: plain registry reads of the devices ggml registered.
-    unsafe {
-        (0..ggml_backend_dev_count())
-            .map(|i| ggml_backend_dev_get(i))
-            .filter(|&d| matches!(ggml_backend_dev_type(d), GPU | IGPU))
-            .map(|d| match memory(d) {
-                (0, 0) => memory(ggml_backend_dev_by_type(CPU)).0 as f32,
-                (free, _) => free as f32,
-            })
-            .collect()
-    }
+    offload_devices()
+        .into_iter()
+        .map(|d| match memory(d) {
+            // SAFETY: plain registry lookup; a build of llama.cpp always has its CPU device.
+            (0, 0) => memory(unsafe { ggml_backend_dev_by_type(CPU) }).0 as f32,
+            (free, _) => free as f32,
+        })
+        .collect()
 }
 
 /// For a model whose last layers share a KV cache (Gemma 3n, Gemma 4), offloaded with `-ngl

@@ -53,9 +53,7 @@ impl Server {
 
     /// POSTs `body` (raw bytes) with `headers`; returns the status and the body.
     pub fn post_raw(&self, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
-        let mut req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n", body.len()).into_bytes();
-        req.extend_from_slice(body);
-        http(&self.addr, &req).expect("request")
+        http(&self.addr, &post_request(path, headers, body)).expect("request")
     }
 
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -75,6 +73,14 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A JSON POST of `body` to `path` with extra `headers` ("Name: value\r\n" each), on a
+/// connection the server closes after answering.
+pub fn post_request(path: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n", body.len()).into_bytes();
+    req.extend_from_slice(body);
+    req
 }
 
 /// One HTTP/1.1 exchange on a fresh connection: the status and the (de-chunked) body.
