@@ -40,14 +40,14 @@ fn against_transformers(name: &str, gguf: &Path) -> serde_json::Value {
 /// `strata perplexity --kl-base` of a GGUF against one of the fixture's logits files.
 fn against(name: &str, reference: &str, gguf: &Path) -> serde_json::Value {
     let base = fixture(name).join(reference);
-    let out = strata_ok(&["perplexity", gguf.to_str().unwrap(), "--kl-base", base.to_str().unwrap(), "--json", "-t", "2"]);
+    let out =
+        strata_ok(&["perplexity", gguf.to_str().unwrap(), "--kl-base", base.to_str().unwrap(), "--json", "-t", "2"]);
     serde_json::from_str(&out).expect("perplexity --json")
 }
 
 fn f(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"))
 }
-
 
 fn sorted_metadata(path: &Path) -> Vec<(String, Value)> {
     let mut m: Vec<(String, Value)> = GgufFile::open(path)
@@ -132,7 +132,11 @@ struct Bounds {
 const F32_BOUNDS: Bounds = Bounds { relative: 5e-3, top1: 1.0, kl_max: 1e-4 };
 
 fn assert_within(what: &str, r: &serde_json::Value, b: &Bounds) {
-    assert!(f(r, "relative_max_diff") <= b.relative, "{what}: logits differ by {} (relative)", f(r, "relative_max_diff"));
+    assert!(
+        f(r, "relative_max_diff") <= b.relative,
+        "{what}: logits differ by {} (relative)",
+        f(r, "relative_max_diff")
+    );
     assert!(f(r, "top1_agreement") >= b.top1, "{what}: top-1 agreement {}", f(r, "top1_agreement"));
     assert!(f(r, "kl_max") <= b.kl_max, "{what}: max KL {}", f(r, "kl_max"));
 }
@@ -180,12 +184,28 @@ fn q8_0_is_no_further_from_transformers_than_llama_cpp_two_steps() {
     for (name, extra, reference) in cases {
         let ours_path = convert(name, "q8_0", extra);
         let theirs_path = fixture(name).join(reference);
-        let types = |p: &Path| tensor_data(p).into_iter().map(|(n, s, t, _)| (n, s, t)).collect::<std::collections::BTreeSet<_>>();
-        assert_eq!(types(&ours_path), types(&theirs_path), "{name} {extra:?}: tensor types differ from llama-quantize's");
+        let types = |p: &Path| {
+            tensor_data(p).into_iter().map(|(n, s, t, _)| (n, s, t)).collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(
+            types(&ours_path),
+            types(&theirs_path),
+            "{name} {extra:?}: tensor types differ from llama-quantize's"
+        );
         let (ours, theirs) = (against_transformers(name, &ours_path), against_transformers(name, &theirs_path));
         eprintln!("{name} q8_0 {extra:?}: ours {ours}\n  llama.cpp {theirs}");
-        assert!(f(&ours, "kl_max") <= 1.5 * f(&theirs, "kl_max"), "{name} {extra:?}: max KL {} vs llama.cpp's {}", f(&ours, "kl_max"), f(&theirs, "kl_max"));
-        assert!(f(&ours, "kl_mean") <= 1.5 * f(&theirs, "kl_mean"), "{name} {extra:?}: mean KL {} vs llama.cpp's {}", f(&ours, "kl_mean"), f(&theirs, "kl_mean"));
+        assert!(
+            f(&ours, "kl_max") <= 1.5 * f(&theirs, "kl_max"),
+            "{name} {extra:?}: max KL {} vs llama.cpp's {}",
+            f(&ours, "kl_max"),
+            f(&theirs, "kl_max")
+        );
+        assert!(
+            f(&ours, "kl_mean") <= 1.5 * f(&theirs, "kl_mean"),
+            "{name} {extra:?}: mean KL {} vs llama.cpp's {}",
+            f(&ours, "kl_mean"),
+            f(&theirs, "kl_mean")
+        );
     }
 }
 
@@ -200,7 +220,8 @@ fn converted_tokenizer_gives_transformers_ids() {
     for name in ["gemma4", "gemma3n", "gemma4-cg", "gemma4-moe", "gemma3"] {
         let logits = std::fs::read(fixture(name).join("reference.logits")).unwrap();
         let n = u32::from_le_bytes(logits[12..16].try_into().unwrap()) as usize;
-        let expected: Vec<i64> = (0..n).map(|i| u32::from_le_bytes(logits[16 + 4 * i..20 + 4 * i].try_into().unwrap()) as i64).collect();
+        let expected: Vec<i64> =
+            (0..n).map(|i| u32::from_le_bytes(logits[16 + 4 * i..20 + 4 * i].try_into().unwrap()) as i64).collect();
         let gguf = convert(name, "f32", &[]);
         let out = strata_ok(&["tokenize", gguf.to_str().unwrap(), "--add-special", "--json", "-p", PROMPT]);
         let ids: Vec<i64> = serde_json::from_str(out.trim()).unwrap();

@@ -15,7 +15,13 @@ fn hf_folder() -> PathBuf {
 }
 
 fn convert(out: &Path, extra: &[&str]) -> Value {
-    let mut args = vec!["convert", hf_folder().to_str().unwrap().to_string().leak() as &str, "-o", out.to_str().unwrap(), "--json"];
+    let mut args = vec![
+        "convert",
+        hf_folder().to_str().unwrap().to_string().leak() as &str,
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ];
     args.extend_from_slice(extra);
     serde_json::from_str(&common::strata_ok(&args)).unwrap()
 }
@@ -29,7 +35,14 @@ fn token_ids(model: &Path) -> String {
             {"role":"user","content":"  Several   spaces\n\n\nand newlines\tand tabs <|im_end|> inside"}]"#,
     )
     .unwrap();
-    let out = common::strata_ok(&["template", model.to_str().unwrap(), "--messages", messages.to_str().unwrap(), "--add-generation-prompt", "--tokens"]);
+    let out = common::strata_ok(&[
+        "template",
+        model.to_str().unwrap(),
+        "--messages",
+        messages.to_str().unwrap(),
+        "--add-generation-prompt",
+        "--tokens",
+    ]);
     out.lines().last().unwrap().to_string()
 }
 
@@ -44,8 +57,22 @@ fn q8_0_answers_paris_and_tokenizes_like_the_original() {
     assert_eq!(token_ids(&out), token_ids(&common::model(common::SMOLLM2)), "llama.cpp tokenizes both files alike");
     // The tokenizer metadata llama.cpp reads is the original's.
     let ours: Value = serde_json::from_str(&common::strata_ok(&["inspect", "--json", out.to_str().unwrap()])).unwrap();
-    let orig: Value = serde_json::from_str(&common::strata_ok(&["inspect", "--json", common::model(common::SMOLLM2).to_str().unwrap()])).unwrap();
-    for key in ["tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.chat_template", "llama.rope.dimension_count", "llama.attention.head_count_kv"] {
+    let orig: Value = serde_json::from_str(&common::strata_ok(&[
+        "inspect",
+        "--json",
+        common::model(common::SMOLLM2).to_str().unwrap(),
+    ]))
+    .unwrap();
+    for key in [
+        "tokenizer.ggml.model",
+        "tokenizer.ggml.pre",
+        "tokenizer.ggml.bos_token_id",
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.add_bos_token",
+        "tokenizer.chat_template",
+        "llama.rope.dimension_count",
+        "llama.attention.head_count_kv",
+    ] {
         assert_eq!(ours["metadata"][key], orig["metadata"][key], "{key}");
     }
 }
@@ -57,10 +84,15 @@ fn same_input_same_bytes_and_mixes() {
     let b = dir.join("b.gguf");
     convert(&a, &["--type", "q4_k_m"]);
     convert(&b, &["--type", "q4_k_m", "--threads", "1"]);
-    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "identical inputs and options give identical bytes");
+    assert!(
+        std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+        "identical inputs and options give identical bytes"
+    );
     let report = convert(&dir.join("c.gguf"), &["--type", "q4_k_m", "--tensor-type", r"ffn_up=Q8_0"]);
     let plan = report["plan"].as_array().unwrap();
-    let row = |class: &str, ty: &str| plan.iter().find(|r| r["class"] == class && r["type"] == ty).map(|r| r["count"].as_u64().unwrap());
+    let row = |class: &str, ty: &str| {
+        plan.iter().find(|r| r["class"] == class && r["type"] == ty).map(|r| r["count"].as_u64().unwrap())
+    };
     assert_eq!(row("ffn_up", "Q8_0"), Some(30));
     // SmolLM2's rows are 576 wide: not a multiple of 256, so Q4_K falls back to Q5_0 and says so.
     assert_eq!(row("attn_q", "Q5_0"), Some(30));
@@ -116,7 +148,10 @@ fn a_full_disk_fails_cleanly_and_leaves_nothing() {
     let stderr = String::from_utf8_lossy(&r.stderr);
     let last = stderr.lines().last().unwrap_or("");
     assert_eq!(r.status.code(), Some(1), "{stderr}");
-    assert!(last.starts_with("error: ") && last.contains(out.to_str().unwrap()) && last.contains("File too large"), "{stderr}");
+    assert!(
+        last.starts_with("error: ") && last.contains(out.to_str().unwrap()) && last.contains("File too large"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing is left behind");
 }
@@ -154,7 +189,11 @@ fn generation_config_becomes_the_default_sampling() {
     for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
         std::os::unix::fs::symlink(src.join(f), dir.join(f)).unwrap();
     }
-    std::fs::write(dir.join("generation_config.json"), r#"{"temperature": 0.0, "top_k": 20, "top_p": 0.9, "repetition_penalty": 1.1}"#).unwrap();
+    std::fs::write(
+        dir.join("generation_config.json"),
+        r#"{"temperature": 0.0, "top_k": 20, "top_p": 0.9, "repetition_penalty": 1.1}"#,
+    )
+    .unwrap();
     let out = common::scratch_dir("genconfig-out").join("m.gguf");
     common::strata_ok(&["convert", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     let meta: Value = serde_json::from_str(&common::strata_ok(&["inspect", "--json", out.to_str().unwrap()])).unwrap();
@@ -164,7 +203,19 @@ fn generation_config_becomes_the_default_sampling() {
     assert!((m["general.sampling.top_p"].as_f64().unwrap() - 0.9).abs() < 1e-6);
     assert!((m["general.sampling.penalty_repeat"].as_f64().unwrap() - 1.1).abs() < 1e-6);
     // The runner takes them as defaults: temperature 0 is greedy, so seeds do not matter.
-    let run = |seed: &str| common::strata_ok(&["generate", out.to_str().unwrap(), "-p", "Once upon a time", "-n", "12", "--seed", seed, "--json"]);
+    let run = |seed: &str| {
+        common::strata_ok(&[
+            "generate",
+            out.to_str().unwrap(),
+            "-p",
+            "Once upon a time",
+            "-n",
+            "12",
+            "--seed",
+            seed,
+            "--json",
+        ])
+    };
     let (a, b): (Value, Value) = (serde_json::from_str(&run("1")).unwrap(), serde_json::from_str(&run("2")).unwrap());
     assert_eq!(a["text"], b["text"]);
 
@@ -173,14 +224,18 @@ fn generation_config_becomes_the_default_sampling() {
     for bad in ["4294967336", "40.5", "\"40\""] {
         std::fs::write(dir.join("generation_config.json"), format!(r#"{{"top_k": {bad}}}"#)).unwrap();
         let failed = common::strata(&["convert", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-        common::assert_clean_failure(&failed, &[&format!("generation_config.json: top_k {bad} is not a whole number in i32's range")]);
+        common::assert_clean_failure(
+            &failed,
+            &[&format!("generation_config.json: top_k {bad} is not a whole number in i32's range")],
+        );
         assert!(!out.exists());
     }
 }
 
 #[test]
 fn token_ids_match_hugging_face_tokenizers() {
-    let text = "Hello world! Numbers 1234567 and 3.14159; unicode: héllo wörld — 日本語 🦙🦙\n\n\n   spaces   and\ttabs\n\
+    let text =
+        "Hello world! Numbers 1234567 and 3.14159; unicode: héllo wörld — 日本語 🦙🦙\n\n\n   spaces   and\ttabs\n\
                 fn main() { println!(\"{}\", x.len()); } // code\n<|im_start|>user\nHi<|im_end|>\n'''``` I've you're";
     let hf = tokenizers::Tokenizer::from_file(hf_folder().join("tokenizer.json")).unwrap();
     let expected: Vec<u32> = hf.encode(text, false).unwrap().get_ids().to_vec();
@@ -188,7 +243,9 @@ fn token_ids_match_hugging_face_tokenizers() {
     let out = dir.join("m.gguf");
     convert(&out, &["--type", "q8_0"]);
     for model in [out, common::model(common::SMOLLM2)] {
-        let ids: Vec<u32> = serde_json::from_str(&common::strata_ok(&["tokenize", model.to_str().unwrap(), "-p", text, "--json"])).unwrap();
+        let ids: Vec<u32> =
+            serde_json::from_str(&common::strata_ok(&["tokenize", model.to_str().unwrap(), "-p", text, "--json"]))
+                .unwrap();
         assert_eq!(ids, expected, "{}: llama.cpp's ids vs Hugging Face tokenizers'", model.display());
     }
 }
@@ -205,7 +262,12 @@ fn gemma3_270m_round_trip_matches_the_published_q4_k_m() {
     let original = common::model(common::GEMMA3);
     let types = |m: &Path| -> Vec<(String, String)> {
         let v: Value = serde_json::from_str(&common::strata_ok(&["inspect", "--json", m.to_str().unwrap()])).unwrap();
-        let mut t: Vec<(String, String)> = v["tensors"].as_array().unwrap().iter().map(|t| (t["name"].as_str().unwrap().into(), t["type"].as_str().unwrap().into())).collect();
+        let mut t: Vec<(String, String)> = v["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["name"].as_str().unwrap().into(), t["type"].as_str().unwrap().into()))
+            .collect();
         t.sort();
         t
     };
@@ -214,7 +276,17 @@ fn gemma3_270m_round_trip_matches_the_published_q4_k_m() {
     let ids = |m: &Path| common::strata_ok(&["tokenize", m.to_str().unwrap(), "-p", text, "--add-special", "--json"]);
     assert_eq!(ids(&out), ids(&original));
     let answer = |m: &Path| -> String {
-        let out = common::strata_ok(&["generate", m.to_str().unwrap(), "-p", "The Eiffel Tower is located in the city of", "-n", "8", "--temp", "0", "--json"]);
+        let out = common::strata_ok(&[
+            "generate",
+            m.to_str().unwrap(),
+            "-p",
+            "The Eiffel Tower is located in the city of",
+            "-n",
+            "8",
+            "--temp",
+            "0",
+            "--json",
+        ]);
         serde_json::from_str::<Value>(&out).unwrap()["text"].as_str().unwrap().to_string()
     };
     let ours = answer(&out);

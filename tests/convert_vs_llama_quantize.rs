@@ -11,14 +11,29 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_clean_failure, llama_tool, model, repo, scratch_dir, strata, strata_ok, tensor_data, GEMMA3, SMOLLM2};
+use common::{
+    assert_clean_failure, llama_tool, model, repo, scratch_dir, strata, strata_ok, tensor_data, GEMMA3, SMOLLM2,
+};
 use strata_gguf::GgufFile;
 
 const CALIBRATION: &str = "tests/fixtures/imatrix/calibration.txt";
 
 /// `strata imatrix` of a GGUF model over `chunks` chunks of 128 tokens.
 fn imatrix_of(gguf: &Path, chunks: u32, out: &Path) {
-    strata_ok(&["imatrix", gguf.to_str().unwrap(), "-f", CALIBRATION, "-c", "128", "--chunks", &chunks.to_string(), "-t", "2", "-o", out.to_str().unwrap()]);
+    strata_ok(&[
+        "imatrix",
+        gguf.to_str().unwrap(),
+        "-f",
+        CALIBRATION,
+        "-c",
+        "128",
+        "--chunks",
+        &chunks.to_string(),
+        "-t",
+        "2",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
 }
 
 fn convert(model: &Path, out: &Path, extra: &[&str]) {
@@ -42,7 +57,10 @@ fn same_as_llama_quantize(model: &Path, f32: &Path, imatrix: Option<&Path>, dir:
         let ours = dir.join(format!("ours-{preset}-{}-{}.gguf", extra.len(), with.len()));
         let theirs = dir.join(format!("theirs-{preset}-{}-{}.gguf", extra.len(), with.len()));
         convert(model, &ours, &[&["--type", preset], *extra, &with].concat());
-        llama_tool("quantize", &[*extra, &with, &[f32.to_str().unwrap(), theirs.to_str().unwrap(), preset, "2"]].concat());
+        llama_tool(
+            "quantize",
+            &[*extra, &with, &[f32.to_str().unwrap(), theirs.to_str().unwrap(), preset, "2"]].concat(),
+        );
         // By name: llama-quantize writes the tensors in its loader's order.
         let sorted = |p: &Path| {
             let mut v = tensor_data(p);
@@ -50,7 +68,11 @@ fn same_as_llama_quantize(model: &Path, f32: &Path, imatrix: Option<&Path>, dir:
             v
         };
         let (o, t) = (sorted(&ours), sorted(&theirs));
-        assert_eq!(o.iter().map(|x| &x.0).collect::<Vec<_>>(), t.iter().map(|x| &x.0).collect::<Vec<_>>(), "{label}: tensor names");
+        assert_eq!(
+            o.iter().map(|x| &x.0).collect::<Vec<_>>(),
+            t.iter().map(|x| &x.0).collect::<Vec<_>>(),
+            "{label}: tensor names"
+        );
         for ((n, shape, ty, bytes), (_, tshape, tty, tbytes)) in o.iter().zip(&t) {
             assert_eq!((shape, ty), (tshape, tty), "{label}: {n}'s shape and type");
             assert!(bytes == tbytes, "{label}: {n} ({ty}) holds other bytes than llama-quantize's");
@@ -65,7 +87,10 @@ fn same_as_llama_quantize(model: &Path, f32: &Path, imatrix: Option<&Path>, dir:
 }
 
 /// Every quantized preset, llama-quantize's names.
-const PRESETS: &[&str] = &["q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"];
+const PRESETS: &[&str] = &[
+    "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m",
+    "q6_k", "iq4_nl", "iq4_xs",
+];
 
 /// SmolLM2's F16 checkpoint folder, its F32 conversion for llama-quantize, and strata's imatrix
 /// of the published GGUF, in `dir`.
@@ -93,7 +118,8 @@ fn smollm2_every_preset_matches_llama_quantize_with_an_imatrix() {
     let (hf, f32, imatrix) = smollm2(&dir);
     // The rows are 576 wide (K-quants fall back to 32-blocks) except ffn_down's 1536: the
     // overrides give it the 2- and 3-bit K-quants, the attention their fallback.
-    let low_bits: &[&str] = &["--tensor-type", "ffn_down=q2_k", "--tensor-type", "attn_[qk]=q3_k", "--tensor-type", "ffn_up=q3_k"];
+    let low_bits: &[&str] =
+        &["--tensor-type", "ffn_down=q2_k", "--tensor-type", "attn_[qk]=q3_k", "--tensor-type", "ffn_up=q3_k"];
     let mut cases: Vec<(&str, &[&str])> = PRESETS.iter().map(|p| (*p, &[][..])).collect();
     cases.extend([("q2_k_s", &[][..]), ("q4_k_m", low_bits)]);
     same_as_llama_quantize(&hf, &f32, Some(&imatrix), &dir, &cases);
@@ -101,12 +127,26 @@ fn smollm2_every_preset_matches_llama_quantize_with_an_imatrix() {
     // The weights matter: without them, the weighted tensors' bytes differ, the others' do not.
     let plain = dir.join("plain.gguf");
     convert(&hf, &plain, &["--type", "q4_k_m"]);
-    let report: serde_json::Value = serde_json::from_str(&strata_ok(&["convert", hf.to_str().unwrap(), "--type", "q4_k_m", "--imatrix", imatrix.to_str().unwrap(), "--dry-run", "--json"])).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&strata_ok(&[
+        "convert",
+        hf.to_str().unwrap(),
+        "--type",
+        "q4_k_m",
+        "--imatrix",
+        imatrix.to_str().unwrap(),
+        "--dry-run",
+        "--json",
+    ]))
+    .unwrap();
     let tensors = report["tensors"].as_array().unwrap();
-    let weighted: Vec<&str> = tensors.iter().filter(|t| t["imatrix"] == "weighted").map(|t| t["name"].as_str().unwrap()).collect();
+    let weighted: Vec<&str> =
+        tensors.iter().filter(|t| t["imatrix"] == "weighted").map(|t| t["name"].as_str().unwrap()).collect();
     // Every matrix of the 30 blocks but the Q8_0 ones (attn_v's Q6_K falls back to Q8_0).
     let q8_0 = tensors.iter().filter(|t| t["type"] == "Q8_0" && t["class"] == "attn_v").count();
-    assert!(q8_0 > 0 && tensors.iter().filter(|t| t["type"] == "Q8_0").all(|t| t["imatrix"] == "type takes no weights"), "{report}");
+    assert!(
+        q8_0 > 0 && tensors.iter().filter(|t| t["type"] == "Q8_0").all(|t| t["imatrix"] == "type takes no weights"),
+        "{report}"
+    );
     assert_eq!(weighted.len(), 30 * 7 - q8_0, "{report}");
     let with = dir.join("weighted.gguf");
     convert(&hf, &with, &["--type", "q4_k_m", "--imatrix", imatrix.to_str().unwrap()]);
@@ -125,7 +165,13 @@ fn gemma3_matches_llama_quantize() {
     let f32 = dir.join("f32.gguf");
     convert(&hf, &f32, &["--type", "f32"]);
     // Its 4 query heads share one KV head: the rules for grouped attention apply (q2_k, iq4_*).
-    same_as_llama_quantize(&hf, &f32, Some(&imatrix), &dir, &[("q4_0", &[]), ("q4_k_m", &[]), ("q2_k", &[]), ("iq4_xs", &[])]);
+    same_as_llama_quantize(
+        &hf,
+        &f32,
+        Some(&imatrix),
+        &dir,
+        &[("q4_0", &[]), ("q4_k_m", &[]), ("q2_k", &[]), ("iq4_xs", &[])],
+    );
     same_as_llama_quantize(&hf, &f32, None, &dir, &[("iq4_nl", &[]), ("q3_k_m", &[])]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -140,8 +186,18 @@ fn experts_are_weighted_each_by_their_own_entry_as_llama_quantize_does() {
     imatrix_of(&f32, 2, &imatrix);
     // 3-D expert tensors: one row of weights per expert; its ffn_down rules place experts by layer.
     let entry = strata_gguf::Imatrix::read(&imatrix).unwrap();
-    assert_eq!(entry.weights("blk.0.ffn_down_exps.weight").unwrap().len(), 32 * 4, "one row of 32 per expert, 4 experts");
-    same_as_llama_quantize(&fixture, &f32, Some(&imatrix), &dir, &[("q4_0", &[]), ("q5_1", &[]), ("q4_k_m", &[]), ("q3_k_m", &[])]);
+    assert_eq!(
+        entry.weights("blk.0.ffn_down_exps.weight").unwrap().len(),
+        32 * 4,
+        "one row of 32 per expert, 4 experts"
+    );
+    same_as_llama_quantize(
+        &fixture,
+        &f32,
+        Some(&imatrix),
+        &dir,
+        &[("q4_0", &[]), ("q5_1", &[]), ("q4_k_m", &[]), ("q3_k_m", &[])],
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -153,16 +209,57 @@ fn explain_says_what_the_imatrix_weights() {
     let hf = repo().join(".models/SmolLM2-135M-Instruct-hf");
     // The tied embedding at Q4_0 (as the output projection it would be Q8_0, whose quantizer
     // takes no weights).
-    let text = strata_ok(&["convert", hf.to_str().unwrap(), "--type", "q4_0", "--tensor-type", "token_embd=q4_0", "--imatrix", imatrix.to_str().unwrap(), "--dry-run", "--explain"]);
+    let text = strata_ok(&[
+        "convert",
+        hf.to_str().unwrap(),
+        "--type",
+        "q4_0",
+        "--tensor-type",
+        "token_embd=q4_0",
+        "--imatrix",
+        imatrix.to_str().unwrap(),
+        "--dry-run",
+        "--explain",
+    ]);
     assert!(text.contains(&format!("imatrix {}: weights 210 tensors", imatrix.display())), "{text}");
     assert!(text.contains("read with get_rows, never multiplied by an activation, so no imatrix covers them (their types are the policy's alone): token_embd.weight"), "{text}");
-    let line = |name: &str| text.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_else(|| panic!("no {name} in {text}")).to_string();
-    assert!(line("blk.0.ffn_down.weight").contains("Q4_1") && line("blk.0.ffn_down.weight").contains("when an imatrix is given"), "{text}");
-    assert!(line("blk.4.ffn_down.weight").contains("Q4_0") && line("blk.4.ffn_down.weight").ends_with("weighted by the imatrix"), "{text}");
-    assert!(line("token_embd.weight").ends_with("read with get_rows, never multiplied by an activation: no imatrix covers it"), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    assert!(
+        line("blk.0.ffn_down.weight").contains("Q4_1")
+            && line("blk.0.ffn_down.weight").contains("when an imatrix is given"),
+        "{text}"
+    );
+    assert!(
+        line("blk.4.ffn_down.weight").contains("Q4_0")
+            && line("blk.4.ffn_down.weight").ends_with("weighted by the imatrix"),
+        "{text}"
+    );
+    assert!(
+        line("token_embd.weight")
+            .ends_with("read with get_rows, never multiplied by an activation: no imatrix covers it"),
+        "{text}"
+    );
     assert!(line("blk.0.attn_norm.weight").ends_with("a vector: always F32"), "{text}");
-    let q8 = strata_ok(&["convert", hf.to_str().unwrap(), "--type", "q8_0", "--imatrix", imatrix.to_str().unwrap(), "--dry-run", "--explain"]);
-    assert!(q8.lines().any(|l| l.trim_start().starts_with("blk.0.attn_q.weight") && l.ends_with("its type's quantizer takes no imatrix weights")), "{q8}");
+    let q8 = strata_ok(&[
+        "convert",
+        hf.to_str().unwrap(),
+        "--type",
+        "q8_0",
+        "--imatrix",
+        imatrix.to_str().unwrap(),
+        "--dry-run",
+        "--explain",
+    ]);
+    assert!(
+        q8.lines().any(|l| l.trim_start().starts_with("blk.0.attn_q.weight")
+            && l.ends_with("its type's quantizer takes no imatrix weights")),
+        "{q8}"
+    );
     assert!(q8.contains("weights 0 tensors"), "{q8}");
 }
 
@@ -171,13 +268,27 @@ fn a_wrong_or_broken_imatrix_is_one_clear_error_and_no_file() {
     let dir = scratch_dir("convert-imatrix-errors");
     let hf = repo().join(".models/SmolLM2-135M-Instruct-hf");
     let out = dir.join("out.gguf");
-    let run = |imatrix: &Path| strata(&["convert", hf.to_str().unwrap(), "--type", "q4_k_m", "--imatrix", imatrix.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let run = |imatrix: &Path| {
+        strata(&[
+            "convert",
+            hf.to_str().unwrap(),
+            "--type",
+            "q4_k_m",
+            "--imatrix",
+            imatrix.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
 
     // Gemma 3's matrix on SmolLM2: other widths.
     let gemma = dir.join("gemma3.imatrix");
     imatrix_of(&model(GEMMA3), 1, &gemma);
     let g = gemma.to_str().unwrap();
-    assert_clean_failure(&run(&gemma), &[g, "blk.0.attn_k.weight has 640 importance values, but the tensor's rows are 576 wide", "another model"]);
+    assert_clean_failure(
+        &run(&gemma),
+        &[g, "blk.0.attn_k.weight has 640 importance values, but the tensor's rows are 576 wide", "another model"],
+    );
 
     // Truncated, and missing.
     let bytes = std::fs::read(&gemma).unwrap();
@@ -195,12 +306,23 @@ fn q2_k_s_is_refused_without_importance_weights_as_llama_quantize_refuses_it() {
     let dir = scratch_dir("convert-q2_k_s");
     let (hf, f32, imatrix) = smollm2(&dir);
     let out = dir.join("out.gguf");
-    let run = |extra: &[&str]| strata(&[&["convert", hf.to_str().unwrap(), "--type", "q2_k_s", "-o", out.to_str().unwrap()], extra].concat());
-    assert_clean_failure(&run(&[]), &[hf.to_str().unwrap(), "q2_k_s needs an importance matrix (--imatrix)", "blk.3.ffn_down.weight first"]);
+    let run = |extra: &[&str]| {
+        strata(&[&["convert", hf.to_str().unwrap(), "--type", "q2_k_s", "-o", out.to_str().unwrap()], extra].concat())
+    };
+    assert_clean_failure(
+        &run(&[]),
+        &[hf.to_str().unwrap(), "q2_k_s needs an importance matrix (--imatrix)", "blk.3.ffn_down.weight first"],
+    );
     let llama_quantize_fails = |extra: &[&str], needle: &str| {
-        let out = common::llama_tool_output("quantize", &[extra, &[f32.to_str().unwrap(), dir.join("theirs.gguf").to_str().unwrap(), "q2_k_s", "2"]].concat());
+        let out = common::llama_tool_output(
+            "quantize",
+            &[extra, &[f32.to_str().unwrap(), dir.join("theirs.gguf").to_str().unwrap(), "q2_k_s", "2"]].concat(),
+        );
         let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(!out.status.success() && said.contains(needle), "llama-quantize {extra:?} did not fail with {needle:?}: {said}");
+        assert!(
+            !out.status.success() && said.contains(needle),
+            "llama-quantize {extra:?} did not fail with {needle:?}: {said}"
+        );
     };
     llama_quantize_fails(&[], "this quantization requires an imatrix");
 

@@ -65,9 +65,16 @@ fn same_as_llama_imatrix(model_path: &Path, chunks: u32, exchange: bool) -> Imat
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
 
     // The same file structure, read by gguf-py; the same counts; the same sums.
-    assert_eq!(gguf_py_structure(&at("ours.gguf")), gguf_py_structure(&at("theirs.gguf")), "{model_file}: the files' structure differs");
+    assert_eq!(
+        gguf_py_structure(&at("ours.gguf")),
+        gguf_py_structure(&at("theirs.gguf")),
+        "{model_file}: the files' structure differs"
+    );
     let (ours, theirs) = (Imatrix::read(&at("ours.gguf")).unwrap(), Imatrix::read(&at("theirs.gguf")).unwrap());
-    assert_eq!((ours.chunk_count.to_string(), ours.chunk_size, &ours.datasets), (chunks.clone(), 128, &vec![CALIBRATION.to_string()]));
+    assert_eq!(
+        (ours.chunk_count.to_string(), ours.chunk_size, &ours.datasets),
+        (chunks.clone(), 128, &vec![CALIBRATION.to_string()])
+    );
     assert_eq!(ours.entries.keys().collect::<Vec<_>>(), theirs.entries.keys().collect::<Vec<_>>());
     let mut worst = (0.0f64, String::new());
     for (tensor, t) in &theirs.entries {
@@ -83,10 +90,19 @@ fn same_as_llama_imatrix(model_path: &Path, chunks: u32, exchange: bool) -> Imat
     assert!(worst.0 <= 1e-4, "{model_file}: largest relative difference {:.2e} at {}", worst.0, worst.1);
 
     // The perplexity llama-imatrix printed, to its four decimals.
-    let printed = said.lines().find_map(|l| l.split_once("Final estimate: PPL = ")).map(|(_, r)| r.to_string()).expect("llama-imatrix prints its estimate");
+    let printed = said
+        .lines()
+        .find_map(|l| l.split_once("Final estimate: PPL = "))
+        .map(|(_, r)| r.to_string())
+        .expect("llama-imatrix prints its estimate");
     let (ppl, error) = printed.split_once(" +/- ").unwrap();
-    for (ours, printed, unit) in [(report["ppl"].as_f64().unwrap(), ppl, 1e-4), (report["ppl_error"].as_f64().unwrap(), error.trim(), 1e-5)] {
-        assert!((ours - printed.parse::<f64>().unwrap()).abs() <= 0.51 * unit, "{model_file}: strata's {ours}, llama-imatrix printed {printed}");
+    for (ours, printed, unit) in
+        [(report["ppl"].as_f64().unwrap(), ppl, 1e-4), (report["ppl_error"].as_f64().unwrap(), error.trim(), 1e-5)]
+    {
+        assert!(
+            (ours - printed.parse::<f64>().unwrap()).abs() <= 0.51 * unit,
+            "{model_file}: strata's {ours}, llama-imatrix printed {printed}"
+        );
     }
     if !exchange {
         return ours;
@@ -98,31 +114,50 @@ fn same_as_llama_imatrix(model_path: &Path, chunks: u32, exchange: bool) -> Imat
         let args = ["--in-file", &s(input), "-c", "128", "-o", &s(output)];
         match tool {
             "strata" => drop(strata_ok(&[&["imatrix", m], &args[..]].concat())),
-            _ => drop(llama_imatrix(&[&["-m", m, "--output-format", if s(output).ends_with(".dat") { "dat" } else { "gguf" }], &args[..]].concat())),
+            _ => drop(llama_imatrix(
+                &[&["-m", m, "--output-format", if s(output).ends_with(".dat") { "dat" } else { "gguf" }], &args[..]]
+                    .concat(),
+            )),
         }
     };
     combine("llama", &at("theirs.gguf"), &at("theirs.dat"));
     combine("strata", &at("theirs.gguf"), &at("strata-from-theirs.gguf"));
     combine("strata", &at("theirs.gguf"), &at("strata-from-theirs.dat"));
     combine("llama", &at("ours.gguf"), &at("llama-from-ours.gguf"));
-    assert!(bytes(&at("strata-from-theirs.gguf")) == bytes(&at("theirs.gguf")), "{model_file}: strata rewrote llama-imatrix's GGUF file differently");
-    assert!(bytes(&at("strata-from-theirs.dat")) == bytes(&at("theirs.dat")), "{model_file}: strata's legacy file differs from llama-imatrix's");
-    assert!(bytes(&at("llama-from-ours.gguf")) == bytes(&at("ours.gguf")), "{model_file}: llama-imatrix rewrote strata's GGUF file differently");
+    assert!(
+        bytes(&at("strata-from-theirs.gguf")) == bytes(&at("theirs.gguf")),
+        "{model_file}: strata rewrote llama-imatrix's GGUF file differently"
+    );
+    assert!(
+        bytes(&at("strata-from-theirs.dat")) == bytes(&at("theirs.dat")),
+        "{model_file}: strata's legacy file differs from llama-imatrix's"
+    );
+    assert!(
+        bytes(&at("llama-from-ours.gguf")) == bytes(&at("ours.gguf")),
+        "{model_file}: llama-imatrix rewrote strata's GGUF file differently"
+    );
     combine("strata", &at("theirs.dat"), &at("strata-from-dat.dat"));
     combine("llama", &at("theirs.dat"), &at("llama-from-dat.dat"));
-    assert!(bytes(&at("strata-from-dat.dat")) == bytes(&at("llama-from-dat.dat")), "{model_file}: the tools read the legacy file differently");
+    assert!(
+        bytes(&at("strata-from-dat.dat")) == bytes(&at("llama-from-dat.dat")),
+        "{model_file}: the tools read the legacy file differently"
+    );
 
     // A quantizer's weights are the same from either format.
     let dat = Imatrix::read(&at("theirs.dat")).unwrap();
     assert!(dat.legacy && dat.chunk_count == 6 && dat.datasets == theirs.datasets);
     for tensor in theirs.entries.keys() {
         let (a, b) = (theirs.weights(tensor).unwrap(), dat.weights(tensor).unwrap());
-        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-6 * x.abs().max(1e-30)), "{model_file}: {tensor}'s weights differ between the formats");
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-6 * x.abs().max(1e-30)),
+            "{model_file}: {tensor}'s weights differ between the formats"
+        );
     }
 
     // Two files combine as llama-imatrix combines them.
     let twice = |tool: &str, output: &PathBuf| {
-        let args = ["--in-file", &s(&at("theirs.gguf")), "--in-file", &s(&at("theirs.gguf")), "-c", "128", "-o", &s(output)];
+        let args =
+            ["--in-file", &s(&at("theirs.gguf")), "--in-file", &s(&at("theirs.gguf")), "-c", "128", "-o", &s(output)];
         match tool {
             "strata" => drop(strata_ok(&[&["imatrix", m], &args[..]].concat())),
             _ => drop(llama_imatrix(&[&["-m", m], &args[..]].concat())),
@@ -151,7 +186,8 @@ fn imatrix_is_llama_imatrix_on_gemma3() {
 fn imatrix_is_llama_imatrix_per_expert() {
     let fixture = common::repo().join("tests/fixtures/models/gemma4-moe/llamacpp-f32.gguf");
     let ours = same_as_llama_imatrix(&fixture, 4, false);
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture.with_file_name("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.with_file_name("config.json")).unwrap()).unwrap();
     let (n_experts, per_token) = (config["num_experts"].as_u64().unwrap(), config["top_k_experts"].as_u64().unwrap());
     let experts = &ours.entries["blk.0.ffn_down_exps.weight"];
     assert_eq!(experts.counts.len() as u64, n_experts);
@@ -162,7 +198,13 @@ fn imatrix_is_llama_imatrix_per_expert() {
 /// A one-entry matrix of `width` channels.
 fn tiny(width: usize) -> Imatrix {
     let entry = ImatrixEntry { sums: (0..width).map(|i| i as f32).collect(), counts: vec![128] };
-    Imatrix { entries: [("blk.0.attn_k.weight".to_string(), entry)].into(), datasets: vec!["t.txt".into()], chunk_count: 1, chunk_size: 128, legacy: false }
+    Imatrix {
+        entries: [("blk.0.attn_k.weight".to_string(), entry)].into(),
+        datasets: vec!["t.txt".into()],
+        chunk_count: 1,
+        chunk_size: 128,
+        legacy: false,
+    }
 }
 
 #[test]
@@ -178,14 +220,27 @@ fn imatrix_bad_input_fails_cleanly() {
     let dat = bytes(&legacy);
     let truncated = scratch_file("truncated.dat", &dat[..dat.len() / 2]);
     let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
-        (vec!["--in-file", truncated.to_str().unwrap()], vec![truncated.display().to_string(), "truncated at byte".into()]),
-        (vec!["--in-file", m], vec![m.to_string(), "not a valid imatrix file".into(), "it is a llama model, not an importance matrix".into()]),
+        (
+            vec!["--in-file", truncated.to_str().unwrap()],
+            vec![truncated.display().to_string(), "truncated at byte".into()],
+        ),
+        (
+            vec!["--in-file", m],
+            vec![
+                m.to_string(),
+                "not a valid imatrix file".into(),
+                "it is a llama model, not an importance matrix".into(),
+            ],
+        ),
         (
             vec!["--in-file", narrow.to_str().unwrap(), "--in-file", wide.to_str().unwrap()],
             vec![wide.display().to_string(), "blk.0.attn_k.weight has 640 values, the others have 576".into()],
         ),
         (vec!["-f", CALIBRATION, "-c", "4096"], vec![CALIBRATION.into(), "need at least 8192".into()]),
-        (vec!["-f", CALIBRATION, "-c", "128", "--chunk", "100"], vec![CALIBRATION.into(), "skipping 100 chunks".into()]),
+        (
+            vec!["-f", CALIBRATION, "-c", "128", "--chunk", "100"],
+            vec![CALIBRATION.into(), "skipping 100 chunks".into()],
+        ),
         (vec!["-f", "/nonexistent.txt"], vec!["/nonexistent.txt".into(), "cannot read".into()]),
     ];
     for (extra, needles) in cases {

@@ -15,7 +15,8 @@ fn missing_file_and_directory() {
 /// Where a GGUF file's tensor data starts, and how many tensors it has, as llama.cpp's own
 /// Python reader (gguf-py's GGUFReader) reads them.
 fn gguf_py_layout(path: &std::path::Path) -> (usize, usize) {
-    let script = "import sys; from gguf import GGUFReader; r = GGUFReader(sys.argv[1]); print(r.data_offset, len(r.tensors))";
+    let script =
+        "import sys; from gguf import GGUFReader; r = GGUFReader(sys.argv[1]); print(r.data_offset, len(r.tensors))";
     let out = std::process::Command::new(common::python()).args(["-c", script]).arg(path).output().expect("run python");
     assert!(out.status.success(), "GGUFReader: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -69,7 +70,11 @@ fn verify_checks_layout_and_the_data_checksum() {
     let theirs = fixture.join("llamacpp-q8_0.gguf");
     let (_, n_tensors) = gguf_py_layout(&theirs);
     assert_eq!(gguf_py_layout(&out).1, n_tensors);
-    assert!(ok.contains(&format!("ok: {n_tensors} tensors inside the file, none overlapping")) && ok.contains("data SHA-256 matches the header"), "{ok}");
+    assert!(
+        ok.contains(&format!("ok: {n_tensors} tensors inside the file, none overlapping"))
+            && ok.contains("data SHA-256 matches the header"),
+        "{ok}"
+    );
     // A file llama.cpp's converter wrote has no checksum: its layout is still checked.
     assert!(common::strata_ok(&["inspect", "--verify", theirs.to_str().unwrap()]).contains("not checksummed"));
     // One flipped bit in the tensor data.

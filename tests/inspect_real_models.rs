@@ -27,7 +27,9 @@ fn ours(path: &Path) -> Summary {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["type"].as_str().unwrap().to_string(), (t["count"].as_u64().unwrap(), t["bytes"].as_u64().unwrap())))
+        .map(|t| {
+            (t["type"].as_str().unwrap().to_string(), (t["count"].as_u64().unwrap(), t["bytes"].as_u64().unwrap()))
+        })
         .collect();
     let tensors = json["tensors"].as_array().unwrap();
     let class_bytes: u64 = json["classes"].as_array().unwrap().iter().map(|c| c["bytes"].as_u64().unwrap()).sum();

@@ -87,14 +87,20 @@ fn e2b_shaped_checkpoint() -> PathBuf {
 }
 
 fn write_e2b_shaped_checkpoint() -> PathBuf {
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("tests/fixtures/gemma-4-e2b.manifest.json")).unwrap()).unwrap();
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/fixtures/gemma-4-e2b.manifest.json")).unwrap(),
+    )
+    .unwrap();
     let dir = scratch_dir("e2b");
     std::fs::write(dir.join("config.json"), manifest["config"].to_string()).unwrap();
     let (mut header, mut offset) = (serde_json::Map::new(), 0u64);
     for t in manifest["tensors"].as_array().unwrap() {
         let shape: Vec<u64> = t[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
         let size = 2 * shape.iter().product::<u64>();
-        header.insert(t[0].as_str().unwrap().into(), json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + size]}));
+        header.insert(
+            t[0].as_str().unwrap().into(),
+            json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + size]}),
+        );
         offset += size;
     }
     let mut head = Value::Object(header).to_string().into_bytes();
@@ -108,7 +114,8 @@ fn write_e2b_shaped_checkpoint() -> PathBuf {
     for name in ["tokenizer_config.json", "chat_template.jinja"] {
         std::fs::copy(fixture.join(name), dir.join(name)).unwrap();
     }
-    let mut tok: Value = serde_json::from_str(&std::fs::read_to_string(fixture.join("tokenizer.json")).unwrap()).unwrap();
+    let mut tok: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("tokenizer.json")).unwrap()).unwrap();
     let vocab = tok["model"]["vocab"].as_object_mut().unwrap();
     let next = vocab.values().map(|v| v.as_u64().unwrap()).max().unwrap() + 1;
     for id in next..manifest["config"]["vocab_size"].as_u64().unwrap() {
@@ -124,7 +131,11 @@ fn plan_sizes_from_models_toml_match_convert_on_an_e2b_shaped_checkpoint() {
     let plan = plan_json(&["gemma-4-e2b", "--device", "rtx4060-8gb"]);
     for (body, ple) in [("q4_k_m", "q8_0"), ("q8_0", "q4_0"), ("q6_k", "q6_k")] {
         let predicted = mix_bytes(&plan, body, Some(&ple.to_uppercase()));
-        assert_within_1_percent(predicted, dry_run_bytes(&dir, &["--type", body, "--ple-type", ple]), &format!("E2B {body} + PLE {ple}"));
+        assert_within_1_percent(
+            predicted,
+            dry_run_bytes(&dir, &["--type", body, "--ple-type", ple]),
+            &format!("E2B {body} + PLE {ple}"),
+        );
     }
     // The PLE table is a third of the file at Q8_0: planned on its own, on disk and read lazily
     // (by default), or whole in host memory (--lazy-mode off).
@@ -160,7 +171,16 @@ fn converting_an_e2b_shaped_checkpoint_stays_in_flat_memory() {
     // unmapped once read, peak memory stays far below any one table.
     let dir = e2b_shaped_checkpoint();
     let out = scratch_dir("e2b-out").join("e2b.gguf");
-    strata_ok(&["convert", dir.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "q4_k_m", "--ple-type", "q8_0"]);
+    strata_ok(&[
+        "convert",
+        dir.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "q4_k_m",
+        "--ple-type",
+        "q8_0",
+    ]);
     let written = std::fs::metadata(&out).unwrap().len();
     std::fs::remove_file(&out).unwrap();
     assert!(written > 3 << 30, "{written} bytes written");
@@ -173,12 +193,21 @@ fn recommendation_follows_the_device() {
     // An 8 GB GPU holds E2B's body at Q8_0; the PLE table stays in host memory.
     let gpu = plan_json(&["gemma-4-e2b", "--device", "rtx4060-8gb"]);
     let rec = &gpu["mixes"][gpu["recommended"].as_u64().unwrap() as usize];
-    assert_eq!((rec["body"].as_str(), rec["ple"].as_str(), rec["offload"].as_str()), (Some("q8_0"), Some("Q8_0"), Some("full")), "{gpu}");
+    assert_eq!(
+        (rec["body"].as_str(), rec["ple"].as_str(), rec["offload"].as_str()),
+        (Some("q8_0"), Some("Q8_0"), Some("full")),
+        "{gpu}"
+    );
     // A 6 GB phone sharing its memory holds E4B at Q8_0 with a Q8_0 table read lazily from
     // flash; with the table in RAM (--lazy-mode off) both the body and the table must shrink.
     let phone = plan_json(&["gemma-4-e4b", "--device", "phone-6gb-lpddr5"]);
     let rec = &phone["mixes"][phone["recommended"].as_u64().unwrap() as usize];
-    assert_eq!((rec["body"].as_str(), rec["ple"].as_str(), rec["ple_lazy"].as_bool()), (Some("q8_0"), Some("Q8_0"), Some(true)), "{}", phone["reason"]);
+    assert_eq!(
+        (rec["body"].as_str(), rec["ple"].as_str(), rec["ple_lazy"].as_bool()),
+        (Some("q8_0"), Some("Q8_0"), Some(true)),
+        "{}",
+        phone["reason"]
+    );
     let phone = plan_json(&["gemma-4-e4b", "--device", "phone-6gb-lpddr5", "--lazy-mode", "off"]);
     let rec = &phone["mixes"][phone["recommended"].as_u64().unwrap() as usize];
     assert!(rec["fits"].as_bool().unwrap() && rec["ram_bytes"].as_u64().unwrap() > rec["ple_bytes"].as_u64().unwrap());
@@ -200,16 +229,35 @@ fn machines_lending_memory_over_rpc_raise_the_mix() {
     assert_eq!(body(&alone).0, "q2_k", "{}", alone["reason"]);
     let two = plan_json(&["gemma-4-31b", "--device", "laptop-cpu-16gb", "--device", "rpc:laptop-cpu-16gb"]);
     let (best, offload) = body(&two);
-    assert!(["q8_0", "q6_k", "q5_k_m", "q4_k_m"].contains(&best.as_str()) && offload["partial"].as_u64().unwrap() > 0, "{best} {offload}: {}", two["reason"]);
-    assert!(two["reason"].as_str().unwrap().contains("offloaded over RPC") && two["device"]["name"] == "laptop-cpu-16gb + rpc:laptop-cpu-16gb", "{two}");
-    assert_clean_failure(&strata(&["plan", "gemma-4-31b", "--device", "rpc:laptop-cpu-16gb"]), &["the first --device is the machine that runs the model"]);
-    assert_clean_failure(&strata(&["plan", "gemma-4-31b", "--device", "laptop-cpu-16gb", "--device", "laptop-cpu-8gb"]), &["each --device is rpc:PROFILE"]);
+    assert!(
+        ["q8_0", "q6_k", "q5_k_m", "q4_k_m"].contains(&best.as_str()) && offload["partial"].as_u64().unwrap() > 0,
+        "{best} {offload}: {}",
+        two["reason"]
+    );
+    assert!(
+        two["reason"].as_str().unwrap().contains("offloaded over RPC")
+            && two["device"]["name"] == "laptop-cpu-16gb + rpc:laptop-cpu-16gb",
+        "{two}"
+    );
+    assert_clean_failure(
+        &strata(&["plan", "gemma-4-31b", "--device", "rpc:laptop-cpu-16gb"]),
+        &["the first --device is the machine that runs the model"],
+    );
+    assert_clean_failure(
+        &strata(&["plan", "gemma-4-31b", "--device", "laptop-cpu-16gb", "--device", "laptop-cpu-8gb"]),
+        &["each --device is rpc:PROFILE"],
+    );
 }
 
 #[test]
 fn plan_shows_the_quality_measured_with_or_without_an_imatrix() {
     let kl = |plan: &Value, body: &str| {
-        let m = plan["mixes"].as_array().unwrap().iter().find(|m| m["body"] == body).unwrap_or_else(|| panic!("no {body} in {plan}"));
+        let m = plan["mixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["body"] == body)
+            .unwrap_or_else(|| panic!("no {body} in {plan}"));
         m["kl_mean"].as_f64().unwrap_or_else(|| panic!("no KL for {body}: {m}"))
     };
     // models.toml's [quality.smollm2-135m] and its .imatrix table, as measure_quality.sh wrote them.
@@ -229,7 +277,16 @@ fn convert_device_takes_the_recommendation() {
     assert_eq!(report["preset"], "q8_0");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--device laptop-cpu-8gb: --type q8_0 --ple-type q8_0"));
     // An explicit --type still wins.
-    let out = strata_ok(&["convert", dir.to_str().unwrap(), "--dry-run", "--json", "--device", "laptop-cpu-8gb", "--type", "q4_0"]);
+    let out = strata_ok(&[
+        "convert",
+        dir.to_str().unwrap(),
+        "--dry-run",
+        "--json",
+        "--device",
+        "laptop-cpu-8gb",
+        "--type",
+        "q4_0",
+    ]);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["preset"], "q4_0");
 }
 
@@ -248,7 +305,12 @@ fn devices_lists_the_cpu_and_ram() {
 fn linked_ggml_is_native_and_has_no_amx_kernels() {
     let out: Value = serde_json::from_str(&strata_ok(&["devices", "--json"])).unwrap();
     let info = &out["ggml"];
-    let cpu = info["backends"].as_array().unwrap().iter().find(|b| b["name"] == "CPU").unwrap_or_else(|| panic!("no CPU backend in {info}"));
+    let cpu = info["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "CPU")
+        .unwrap_or_else(|| panic!("no CPU backend in {info}"));
     let features = cpu["features"].as_object().unwrap();
     let amx: Vec<&String> = features.keys().filter(|k| k.starts_with("AMX")).collect();
     assert!(amx.is_empty(), "ggml was built with its AMX kernels {amx:?}: {}", info["system_info"]);
@@ -257,7 +319,11 @@ fn linked_ggml_is_native_and_has_no_amx_kernels() {
     let flags: Vec<&str> = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap().split_whitespace().collect();
     for (flag, feature) in [("avx2", "AVX2"), ("avx512f", "AVX512")] {
         if flags.contains(&flag) {
-            assert_eq!(features.get(feature).and_then(Value::as_str), Some("1"), "this CPU has {flag} but ggml was not built for it: {info}");
+            assert_eq!(
+                features.get(feature).and_then(Value::as_str),
+                Some("1"),
+                "this CPU has {flag} but ggml was not built for it: {info}"
+            );
         }
     }
     let text = strata_ok(&["devices"]);
@@ -266,12 +332,24 @@ fn linked_ggml_is_native_and_has_no_amx_kernels() {
 
 #[test]
 fn bad_plans_say_what_is_wrong() {
-    assert_clean_failure(&strata(&["plan", "gemma-9-huge"]), &["unknown model \"gemma-9-huge\"", "known: ", "gemma-4-e2b"]);
-    assert_clean_failure(&strata(&["plan", "gemma-4-e2b", "--device", "toaster"]), &["unknown device \"toaster\"", "rtx4060-8gb"]);
+    assert_clean_failure(
+        &strata(&["plan", "gemma-9-huge"]),
+        &["unknown model \"gemma-9-huge\"", "known: ", "gemma-4-e2b"],
+    );
+    assert_clean_failure(
+        &strata(&["plan", "gemma-4-e2b", "--device", "toaster"]),
+        &["unknown device \"toaster\"", "rtx4060-8gb"],
+    );
     // Nothing fits: say what the smallest option needs and by how much it misses.
-    assert_clean_failure(&strata(&["plan", "gemma-4-31b", "--device", "phone-6gb-lpddr5"]), &["nothing fits phone-6gb-lpddr5", "the smallest mix", "GiB more than"]);
+    assert_clean_failure(
+        &strata(&["plan", "gemma-4-31b", "--device", "phone-6gb-lpddr5"]),
+        &["nothing fits phone-6gb-lpddr5", "the smallest mix", "GiB more than"],
+    );
     let bad = scratch_file("bad-catalog.toml", b"[device.d]\ndescription = \"x\"\ngpu_memory_gib = 8.0\ngpu_bandwidth_gb_s = 1.0\nram_gib = 16.0\nram_bandwidth_gb_s = 51.2\nsources = []\n");
-    assert_clean_failure(&strata(&["plan", "x", "--catalog", bad.to_str().unwrap()]), &["bad-catalog.toml", "device.d", "missing field `shared_memory`"]);
+    assert_clean_failure(
+        &strata(&["plan", "x", "--catalog", bad.to_str().unwrap()]),
+        &["bad-catalog.toml", "device.d", "missing field `shared_memory`"],
+    );
     assert_clean_failure(&strata(&["plan", "smollm2-135m", "--ctx-size", "0"]), &["--ctx-size"]);
 }
 
@@ -280,7 +358,17 @@ fn bad_plans_say_what_is_wrong() {
 #[test]
 fn convert_explains_each_tensors_type() {
     let dir = repo().join("tests/fixtures/models/gemma4");
-    let args = ["convert", dir.to_str().unwrap(), "--dry-run", "--type", "q4_k_m", "--ple-type", "q8_0", "--tensor-type", r"^blk\.1\.ffn_up\.weight$=q6_k"];
+    let args = [
+        "convert",
+        dir.to_str().unwrap(),
+        "--dry-run",
+        "--type",
+        "q4_k_m",
+        "--ple-type",
+        "q8_0",
+        "--tensor-type",
+        r"^blk\.1\.ffn_up\.weight$=q6_k",
+    ];
     let report: Value = serde_json::from_str(&strata_ok(&[&args[..], &["--json"]].concat())).unwrap();
     let tensors = report["tensors"].as_array().unwrap();
     let counted: u64 = report["plan"].as_array().unwrap().iter().map(|r| r["count"].as_u64().unwrap()).sum();
@@ -289,17 +377,40 @@ fn convert_explains_each_tensors_type() {
         let t = tensors.iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("no {name}"));
         (t["type"].as_str().unwrap().to_string(), t["reason"].as_str().unwrap().to_string())
     };
-    assert_eq!(reason("per_layer_token_embd.weight"), ("Q8_0".to_string(), "the PLE table's own type (--ple-type; by default Q8_0 for presets below 8 bits)".to_string()));
-    assert_eq!(reason("blk.1.ffn_up.weight"), ("Q8_0".to_string(), r"--tensor-type ^blk\.1\.ffn_up\.weight$; Q6_K's blocks of 256 don't divide 64 columns, so Q8_0".to_string()));
+    assert_eq!(
+        reason("per_layer_token_embd.weight"),
+        (
+            "Q8_0".to_string(),
+            "the PLE table's own type (--ple-type; by default Q8_0 for presets below 8 bits)".to_string()
+        )
+    );
+    assert_eq!(
+        reason("blk.1.ffn_up.weight"),
+        (
+            "Q8_0".to_string(),
+            r"--tensor-type ^blk\.1\.ffn_up\.weight$; Q6_K's blocks of 256 don't divide 64 columns, so Q8_0"
+                .to_string()
+        )
+    );
     assert_eq!(reason("blk.0.attn_norm.weight").1, "a vector: always F32");
     // ffn_down of layer 2 (of 6): llama-quantize's use_more_bits rule, then the fallback.
     let (ty, why) = reason("blk.2.ffn_down.weight");
-    assert!(ty == "Q8_0" && why.starts_with("q4_k_m/q5_k_m: ffn_down in the first and last eighth") && why.contains("Q6_K's blocks of 256 don't divide 96 columns"), "{ty}: {why}");
+    assert!(
+        ty == "Q8_0"
+            && why.starts_with("q4_k_m/q5_k_m: ffn_down in the first and last eighth")
+            && why.contains("Q6_K's blocks of 256 don't divide 96 columns"),
+        "{ty}: {why}"
+    );
     let text = strata_ok(&[&args[..], &["--explain"]].concat());
     let lines: Vec<&str> = text.lines().skip_while(|l| !l.trim_start().starts_with("tensor ")).skip(1).collect();
     for t in tensors {
         let name = t["name"].as_str().unwrap();
-        assert!(lines.iter().any(|l| l.trim_start().starts_with(&format!("{name} ")) && l.ends_with(t["reason"].as_str().unwrap())), "no --explain line for {name}: {text}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.trim_start().starts_with(&format!("{name} ")) && l.ends_with(t["reason"].as_str().unwrap())),
+            "no --explain line for {name}: {text}"
+        );
     }
 }
 
@@ -309,8 +420,14 @@ fn convert_explains_each_tensors_type() {
 fn plan_counts_a_lazy_ple_table_on_disk() {
     let ram = |name: &str, lazy: &str| -> (u64, u64, u64, bool) {
         let v = plan_json(&[name, "--device", "laptop-cpu-8gb", "--lazy-mode", lazy, "-c", "4096"]);
-        let m = v["mixes"].as_array().unwrap().iter().find(|m| m["body"] == "q8_0" && m["ple"] == "Q8_0").unwrap().clone();
-        (m["ram_bytes"].as_u64().unwrap(), m["ple_bytes"].as_u64().unwrap(), m["ple_resident_bytes"].as_u64().unwrap(), m["ple_lazy"].as_bool().unwrap())
+        let m =
+            v["mixes"].as_array().unwrap().iter().find(|m| m["body"] == "q8_0" && m["ple"] == "Q8_0").unwrap().clone();
+        (
+            m["ram_bytes"].as_u64().unwrap(),
+            m["ple_bytes"].as_u64().unwrap(),
+            m["ple_resident_bytes"].as_u64().unwrap(),
+            m["ple_lazy"].as_bool().unwrap(),
+        )
     };
     let (on, ple, resident, lazy) = ram("gemma-4-e2b", "on");
     let (off, _, whole, not_lazy) = ram("gemma-4-e2b", "off");
@@ -371,12 +488,39 @@ fn plan_agrees_with_the_process() {
         (&g4, &g4_hf, "q8_0", "off"),
     ];
     for (file, planned, body, lazy) in cases {
-        let plan = plan_json(&[planned.to_str().unwrap(), "--device", "laptop-cpu-16gb", "-c", "4096", "--lazy-mode", lazy]);
-        let mix = plan["mixes"].as_array().unwrap().iter().find(|m| m["body"] == body && (m["ple"].is_null() || m["ple"] == "Q8_0")).unwrap();
+        let plan =
+            plan_json(&[planned.to_str().unwrap(), "--device", "laptop-cpu-16gb", "-c", "4096", "--lazy-mode", lazy]);
+        let mix = plan["mixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["body"] == body && (m["ple"].is_null() || m["ple"] == "Q8_0"))
+            .unwrap();
         let predicted = mix["ram_bytes"].as_u64().unwrap() as f64;
-        let run = strata_ok(&["generate", file.to_str().unwrap(), "-f", prompt.to_str().unwrap(), "-n", "16", "-c", "4096", "-t", "2", "--lazy-mode", lazy, "--json"]);
+        let run = strata_ok(&[
+            "generate",
+            file.to_str().unwrap(),
+            "-f",
+            prompt.to_str().unwrap(),
+            "-n",
+            "16",
+            "-c",
+            "4096",
+            "-t",
+            "2",
+            "--lazy-mode",
+            lazy,
+            "--json",
+        ]);
         let measured = serde_json::from_str::<Value>(&run).unwrap()["memory"]["peak_rss"].as_u64().unwrap() as f64;
         let off = predicted / measured - 1.0;
-        assert!(off.abs() <= 0.10, "{} ({body}, lazy {lazy}): plan {:.1} MiB, process peak {:.1} MiB ({:+.1}%)", file.display(), predicted / 1048576.0, measured / 1048576.0, off * 100.0);
+        assert!(
+            off.abs() <= 0.10,
+            "{} ({body}, lazy {lazy}): plan {:.1} MiB, process peak {:.1} MiB ({:+.1}%)",
+            file.display(),
+            predicted / 1048576.0,
+            measured / 1048576.0,
+            off * 100.0
+        );
     }
 }

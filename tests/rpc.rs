@@ -48,7 +48,13 @@ impl Server {
     }
 
     fn spawn_on(mut command: Command, args: &[&str], port: u16) -> Server {
-        let child = command.args(args).arg(port.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start an RPC server");
+        let child = command
+            .args(args)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start an RPC server");
         let endpoint = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(&endpoint).is_err() {
@@ -71,8 +77,13 @@ const PROMPT: &str = "The capital of France is";
 /// Greedy text of `model` for [`PROMPT`], with `extra` flags.
 fn greedy(model_name: &str, extra: &[&str]) -> String {
     let path = model(model_name);
-    let args = [&["generate", path.to_str().unwrap(), "-p", PROMPT, "--temp", "0", "-n", "32", "-t", "1", "--json"][..], extra].concat();
-    let out: serde_json::Value = serde_json::from_str(&strata_ok(&args)).expect("generate --json prints one JSON object");
+    let args = [
+        &["generate", path.to_str().unwrap(), "-p", PROMPT, "--temp", "0", "-n", "32", "-t", "1", "--json"][..],
+        extra,
+    ]
+    .concat();
+    let out: serde_json::Value =
+        serde_json::from_str(&strata_ok(&args)).expect("generate --json prints one JSON object");
     out["text"].as_str().expect("text").to_string()
 }
 
@@ -98,7 +109,8 @@ fn logits_over_rpc_equal_the_local_ones() {
         serde_json::from_str(&strata_ok(&args)).unwrap()
     };
     run(&["-f", text.to_str().unwrap(), "--no-repack", "--save-logits", base.to_str().unwrap()]);
-    let remote = run(&["--kl-base", base.to_str().unwrap(), "--rpc", &format!("{},{}", a.endpoint, b.endpoint), "-ngl", "99"]);
+    let remote =
+        run(&["--kl-base", base.to_str().unwrap(), "--rpc", &format!("{},{}", a.endpoint, b.endpoint), "-ngl", "99"]);
     assert!(remote["tokens"].as_u64().unwrap() > 100, "{remote}");
     assert!(remote["relative_max_diff"].as_f64().unwrap() <= 1e-3 && remote["top1_agreement"] == 1.0, "{remote}");
 }
@@ -109,18 +121,43 @@ fn logits_over_rpc_equal_the_local_ones() {
 fn llama_cpp_rpc_server_and_client_interoperate_with_strata() {
     let local = greedy(GEMMA3, &["--no-repack"]);
     let theirs = Server::llama_cpp();
-    assert_eq!(greedy(GEMMA3, &["--rpc", &theirs.endpoint, "-ngl", "99"]), local, "strata's client on llama.cpp's rpc-server");
+    assert_eq!(
+        greedy(GEMMA3, &["--rpc", &theirs.endpoint, "-ngl", "99"]),
+        local,
+        "strata's client on llama.cpp's rpc-server"
+    );
     let ours = Server::start();
     let path = model(GEMMA3);
     let completion = |extra: &[&str]| {
-        let args = [&["-m", path.to_str().unwrap(), "-p", PROMPT, "--temp", "0", "-n", "32", "-t", "1", "-no-cnv", "--no-warmup"][..], extra].concat();
+        let args = [
+            &[
+                "-m",
+                path.to_str().unwrap(),
+                "-p",
+                PROMPT,
+                "--temp",
+                "0",
+                "-n",
+                "32",
+                "-t",
+                "1",
+                "-no-cnv",
+                "--no-warmup",
+            ][..],
+            extra,
+        ]
+        .concat();
         let out = common::llama_tool_output("completion", &args);
         assert!(out.status.success(), "llama-completion {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
     let remote = completion(&["--rpc", &ours.endpoint, "-ngl", "99"]);
     assert_eq!(remote, completion(&["--no-repack"]), "llama.cpp's client on strata's rpc-server");
-    assert_eq!(remote.trim_end(), format!("{PROMPT}{local}"), "llama-completion prints the prompt, then what strata generates");
+    assert_eq!(
+        remote.trim_end(),
+        format!("{PROMPT}{local}"),
+        "llama-completion prints the prompt, then what strata generates"
+    );
 }
 
 #[test]
@@ -128,7 +165,12 @@ fn tensor_split_places_the_layers() {
     let (a, b) = (Server::start(), Server::start());
     let path = model(SMOLLM2);
     let rpc = format!("{},{}", a.endpoint, b.endpoint);
-    let run = |extra: &[&str]| strata(&[&["generate", path.to_str().unwrap(), "-p", "Hi", "-n", "2", "-t", "1", "--rpc", &rpc][..], extra].concat());
+    let run = |extra: &[&str]| {
+        strata(
+            &[&["generate", path.to_str().unwrap(), "-p", "Hi", "-n", "2", "-t", "1", "--rpc", &rpc][..], extra]
+                .concat(),
+        )
+    };
     let out = run(&["-ngl", "99", "-ts", "1,0", "-v"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -148,7 +190,12 @@ fn layers_sharing_a_kv_cache_stay_on_one_server() {
     let (a, b) = (Server::start(), Server::start());
     // The tiny Gemma 4 fixture as llama.cpp's converter writes it: 6 layers, the last 2 shared.
     let path = repo().join("tests/fixtures/models/gemma4/llamacpp-f32.gguf");
-    let run = |extra: &[&str]| strata(&[&["generate", path.to_str().unwrap(), "-p", PROMPT, "--temp", "0", "-n", "8", "-t", "1"][..], extra].concat());
+    let run = |extra: &[&str]| {
+        strata(
+            &[&["generate", path.to_str().unwrap(), "-p", PROMPT, "--temp", "0", "-n", "8", "-t", "1"][..], extra]
+                .concat(),
+        )
+    };
     let out = run(&["--rpc", &format!("{},{}", a.endpoint, b.endpoint), "-ngl", "99", "-v"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -156,7 +203,10 @@ fn layers_sharing_a_kv_cache_stay_on_one_server() {
     // llama.cpp's own log of where each layer went: "layer   2 assigned to device RPC1, ...".
     let device = |layer: usize| {
         let needle = format!("layer {layer:>3} assigned to device ");
-        let line = stderr.lines().find(|l| l.contains(&needle)).unwrap_or_else(|| panic!("no placement of layer {layer}: {stderr}"));
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("no placement of layer {layer}: {stderr}"));
         line.split_once(&needle).unwrap().1.split(',').next().unwrap().to_string()
     };
     let devices: Vec<String> = (0..=6).map(device).collect();
@@ -169,7 +219,8 @@ fn layers_sharing_a_kv_cache_stay_on_one_server() {
 #[test]
 fn devices_lists_an_rpc_servers_device() {
     let server = Server::start();
-    let out: serde_json::Value = serde_json::from_str(&strata_ok(&["devices", "--rpc", &server.endpoint, "--json"])).unwrap();
+    let out: serde_json::Value =
+        serde_json::from_str(&strata_ok(&["devices", "--rpc", &server.endpoint, "--json"])).unwrap();
     let rpc = out["devices"].as_array().unwrap().iter().find(|d| d["description"] == server.endpoint.as_str());
     let rpc = rpc.unwrap_or_else(|| panic!("no device for {} in {out}", server.endpoint));
     assert!(rpc["name"].as_str().unwrap().starts_with("RPC") && rpc["memory_total"].as_u64().unwrap() > 0, "{rpc}");
@@ -200,9 +251,12 @@ fn serve_answers_503_while_its_rpc_server_is_lost_and_recovers() {
     let rpc = Server::start();
     let endpoint = rpc.endpoint.clone();
     let path = model(SMOLLM2);
-    let serve = Serve::start(path.to_str().unwrap(), &["--rpc", &endpoint, "-ngl", "99", "--parallel", "2", "--api-key", "k"]);
+    let serve =
+        Serve::start(path.to_str().unwrap(), &["--rpc", &endpoint, "-ngl", "99", "--parallel", "2", "--api-key", "k"]);
     let key = "Authorization: Bearer k\r\n";
-    let long = |stream: bool| json!({"prompt": "Count:", "max_tokens": 4000, "ignore_eos": true, "stream": stream}).to_string();
+    let long = |stream: bool| {
+        json!({"prompt": "Count:", "max_tokens": 4000, "ignore_eos": true, "stream": stream}).to_string()
+    };
     // A streamed completion, read until its first token has come, and a whole one beside it.
     let mut streamed = TcpStream::connect(&serve.addr).unwrap();
     streamed.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -236,7 +290,8 @@ fn serve_answers_503_while_its_rpc_server_is_lost_and_recovers() {
         assert!(Instant::now() < deadline, "the model did not come back within 90 s of its RPC server");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (status, answer) = serve.post_raw("/v1/completions", key, json!({"prompt": "Hi", "max_tokens": 4}).to_string().as_bytes());
+    let (status, answer) =
+        serve.post_raw("/v1/completions", key, json!({"prompt": "Hi", "max_tokens": 4}).to_string().as_bytes());
     assert_eq!(status, 200, "{answer}");
 }
 
@@ -244,7 +299,25 @@ fn serve_answers_503_while_its_rpc_server_is_lost_and_recovers() {
 /// happens to the server next happens mid-generation).
 fn generating_on(server: &Server, extra: &[&str]) -> Child {
     let path = model(SMOLLM2);
-    let args = [&["generate", path.to_str().unwrap(), "-p", "Count:", "-n", "4000", "--ignore-eos", "-t", "1", "--rpc", &server.endpoint, "-ngl", "99"][..], extra].concat();
+    let args = [
+        &[
+            "generate",
+            path.to_str().unwrap(),
+            "-p",
+            "Count:",
+            "-n",
+            "4000",
+            "--ignore-eos",
+            "-t",
+            "1",
+            "--rpc",
+            &server.endpoint,
+            "-ngl",
+            "99",
+        ][..],
+        extra,
+    ]
+    .concat();
     let mut client = strata_command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut first = [0u8; 16];
     client.stdout.as_mut().unwrap().read_exact(&mut first).expect("the client generates");
@@ -267,7 +340,10 @@ fn a_server_that_stops_answering_times_out() {
     let endpoint = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || listener.incoming().collect::<Vec<_>>());
     let start = Instant::now();
-    assert_clean_failure(&strata(&["devices", "--rpc", &endpoint, "--rpc-timeout", "2"]), &["no reply from the RPC servers for 2 s"]);
+    assert_clean_failure(
+        &strata(&["devices", "--rpc", &endpoint, "--rpc-timeout", "2"]),
+        &["no reply from the RPC servers for 2 s"],
+    );
     assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
 
     // A server frozen mid-generation (SIGSTOP): the decode waiting on it.
@@ -312,10 +388,16 @@ fn a_server_of_another_protocol_version_is_named() {
             });
         }
     });
-    assert_clean_failure(&strata(&["devices", "--rpc", &endpoint]), &["version mismatch: 6.0.0", "speaks RPC protocol 7.0.0", &endpoint]);
+    assert_clean_failure(
+        &strata(&["devices", "--rpc", &endpoint]),
+        &["version mismatch: 6.0.0", "speaks RPC protocol 7.0.0", &endpoint],
+    );
 }
 
 #[test]
 fn rpc_server_refuses_a_public_address_without_allow_remote() {
-    assert_clean_failure(&strata(&["rpc-server", "--host", "0.0.0.0", "--port", "1"]), &["--host 0.0.0.0", "no authentication", "--allow-remote"]);
+    assert_clean_failure(
+        &strata(&["rpc-server", "--host", "0.0.0.0", "--port", "1"]),
+        &["--host 0.0.0.0", "no authentication", "--allow-remote"],
+    );
 }

@@ -10,7 +10,10 @@ fn missing_and_non_gguf_models() {
     let out = common::strata(&["generate", junk.to_str().unwrap(), "-p", "hi"]);
     common::assert_clean_failure(&out, &[junk.to_str().unwrap(), "not a valid GGUF file", "bad magic"]);
     // A well-formed GGUF that is no model: llama.cpp refuses it, and says why.
-    let empty = common::scratch_file("empty.gguf", &[&b"GGUF"[..], &3u32.to_le_bytes(), &0u64.to_le_bytes(), &0u64.to_le_bytes()].concat());
+    let empty = common::scratch_file(
+        "empty.gguf",
+        &[&b"GGUF"[..], &3u32.to_le_bytes(), &0u64.to_le_bytes(), &0u64.to_le_bytes()].concat(),
+    );
     let out = common::strata(&["generate", empty.to_str().unwrap(), "-p", "hi"]);
     common::assert_clean_failure(&out, &[empty.to_str().unwrap(), "could not load the model", "llama.cpp says"]);
 }
@@ -24,7 +27,11 @@ fn invalid_sampling_values() {
         ("--top-p", "0", "error: --top-p 0 is outside (0, 1]"),
         ("--top-p", "1.5", "error: --top-p 1.5 is outside (0, 1]"),
         ("--min-p", "2", "error: --min-p 2 is outside [0, 1]"),
-        ("--logit-bias", "99999999=1", "error: --logit-bias \"99999999=1\": expected TOKEN_ID=BIAS with a token below 49152"),
+        (
+            "--logit-bias",
+            "99999999=1",
+            "error: --logit-bias \"99999999=1\": expected TOKEN_ID=BIAS with a token below 49152",
+        ),
         ("--logit-bias", "5", "error: --logit-bias \"5\": expected TOKEN_ID=BIAS with a token below 49152"),
         ("--logit-bias", "5=x", "error: --logit-bias \"5=x\": expected TOKEN_ID=BIAS with a token below 49152"),
     ] {
@@ -45,11 +52,17 @@ fn gpu_layers_need_a_gpu() {
         (false, _) => {
             assert!(!has_gpu, "a CPU build lists a GPU: {devices}");
             let line = common::assert_clean_failure(&out, &[]);
-            assert_eq!(line.trim_end(), "error: --n-gpu-layers 10: this build of strata has no GPU backend (build with --features cuda)");
+            assert_eq!(
+                line.trim_end(),
+                "error: --n-gpu-layers 10: this build of strata has no GPU backend (build with --features cuda)"
+            );
         }
         (true, false) => {
             let line = common::assert_clean_failure(&out, &[]);
-            assert_eq!(line.trim_end(), "error: --n-gpu-layers 10: llama.cpp finds no CUDA device (see strata devices)");
+            assert_eq!(
+                line.trim_end(),
+                "error: --n-gpu-layers 10: llama.cpp finds no CUDA device (see strata devices)"
+            );
         }
         (true, true) => {
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -68,7 +81,9 @@ fn kv_cache_types() {
     common::assert_clean_failure(&out, &["--cache-type-k", "unknown KV cache type \"q9_9\""]);
     // A Q8_0 key cache, as llama.cpp's -ctk q8_0: greedy text close to the F16 cache's.
     let gen = |extra: &[&str]| -> String {
-        let out = common::strata_ok(&[&["generate", m, "-p", "The capital of France is", "-n", "6", "--temp", "0", "--json"], extra].concat());
+        let out = common::strata_ok(
+            &[&["generate", m, "-p", "The capital of France is", "-n", "6", "--temp", "0", "--json"], extra].concat(),
+        );
         serde_json::from_str::<serde_json::Value>(&out).unwrap()["text"].as_str().unwrap().to_string()
     };
     let q8 = gen(&["-ctk", "q8_0"]);
@@ -102,7 +117,15 @@ fn broken_templates_name_the_line() {
     let out = common::strata(&["generate", model.to_str().unwrap(), "--chat", "-p", "hi", "--chat-template", "nope"]);
     common::assert_clean_failure(&out, &["unknown built-in template \"nope\""]);
     let raising = common::scratch_file("raise.jinja", b"{{ raise_exception('System role not supported') }}");
-    let out = common::strata(&["generate", model.to_str().unwrap(), "--chat", "-p", "hi", "--chat-template-file", raising.to_str().unwrap()]);
+    let out = common::strata(&[
+        "generate",
+        model.to_str().unwrap(),
+        "--chat",
+        "-p",
+        "hi",
+        "--chat-template-file",
+        raising.to_str().unwrap(),
+    ]);
     common::assert_clean_failure(&out, &[raising.to_str().unwrap(), "System role not supported"]);
 }
 
@@ -117,9 +140,20 @@ fn templates_that_grow_strings_without_bound_fail_cleanly() {
         let file = common::scratch_file(&format!("grow-{name}.jinja"), source.as_bytes());
         let file = file.to_str().unwrap();
         let expected = [file, "chat template: rendering needs more than 1024 MiB of memory"];
-        common::assert_clean_failure(&common::strata(&["template", "--file", file, "--messages", messages.to_str().unwrap()]), &expected);
+        common::assert_clean_failure(
+            &common::strata(&["template", "--file", file, "--messages", messages.to_str().unwrap()]),
+            &expected,
+        );
         if name == "concat" {
-            let out = common::strata(&["generate", model.to_str().unwrap(), "--chat", "-p", "hi", "--chat-template-file", file]);
+            let out = common::strata(&[
+                "generate",
+                model.to_str().unwrap(),
+                "--chat",
+                "-p",
+                "hi",
+                "--chat-template-file",
+                file,
+            ]);
             common::assert_clean_failure(&out, &expected);
         }
     }

@@ -29,7 +29,9 @@ fn smollm2_answers_paris_through_its_chat_template() {
 #[test]
 fn gemma3_completes_paris_and_france() {
     let model = common::model(common::GEMMA3);
-    for (prompt, expected) in [("The Eiffel Tower is located in the city of", "Paris"), ("Paris is the capital of", "France")] {
+    for (prompt, expected) in
+        [("The Eiffel Tower is located in the city of", "Paris"), ("Paris is the capital of", "France")]
+    {
         let out = generate_json(&[model.to_str().unwrap(), "-p", prompt, "--temp", "0", "-n", "8"]);
         let text = out["text"].as_str().unwrap();
         assert!(text.contains(expected), "{prompt:?} -> {text:?}");
@@ -42,7 +44,8 @@ fn gemma3_completes_paris_and_france() {
 fn same_seed_same_text() {
     let model = common::model(common::SMOLLM2);
     let run = |seed: &str| {
-        generate_json(&[model.to_str().unwrap(), "-p", "Once upon a time", "--temp", "0.9", "--seed", seed, "-n", "24"])["text"]
+        generate_json(&[model.to_str().unwrap(), "-p", "Once upon a time", "--temp", "0.9", "--seed", seed, "-n", "24"])
+            ["text"]
             .as_str()
             .unwrap()
             .to_string()
@@ -54,7 +57,17 @@ fn same_seed_same_text() {
 #[test]
 fn stop_strings_end_the_text() {
     let model = common::model(common::GEMMA3);
-    let out = generate_json(&[model.to_str().unwrap(), "-p", "Paris is the capital of", "--temp", "0", "-n", "16", "--stop", "France"]);
+    let out = generate_json(&[
+        model.to_str().unwrap(),
+        "-p",
+        "Paris is the capital of",
+        "--temp",
+        "0",
+        "-n",
+        "16",
+        "--stop",
+        "France",
+    ]);
     assert_eq!(out["stop_reason"], "stop_string", "{out}");
     assert!(!out["text"].as_str().unwrap().contains("France"));
 }
@@ -97,7 +110,8 @@ fn turns(stderr: &str) -> Vec<(usize, usize, usize)> {
 fn chat_reuses_the_kv_cache_between_turns() {
     for name in [common::SMOLLM2, common::GEMMA3] {
         let model = common::model(name);
-        let (stdout, stderr) = chat(model.to_str().unwrap(), "What is the capital of France?\nAnd of Germany?\nThanks!\n", &[]);
+        let (stdout, stderr) =
+            chat(model.to_str().unwrap(), "What is the capital of France?\nAnd of Germany?\nThanks!\n", &[]);
         let t = turns(&stderr);
         assert_eq!(t.len(), 3, "{name}: {stderr}");
         assert_eq!(t[0].2, 0, "{name}: the first turn starts from an empty cache");
@@ -109,9 +123,23 @@ fn chat_reuses_the_kv_cache_between_turns() {
             assert!(evaluated < prompt / 2, "{name} turn {}: evaluated {evaluated} of {prompt}", i + 1);
         }
         // The first answer is the one a single turn gets: the cache does not change it.
-        let alone = common::strata_ok(&["generate", model.to_str().unwrap(), "--chat", "-p", "What is the capital of France?", "--temp", "0", "-n", "24", "--json"]);
+        let alone = common::strata_ok(&[
+            "generate",
+            model.to_str().unwrap(),
+            "--chat",
+            "-p",
+            "What is the capital of France?",
+            "--temp",
+            "0",
+            "-n",
+            "24",
+            "--json",
+        ]);
         let alone = serde_json::from_str::<serde_json::Value>(&alone).unwrap()["text"].as_str().unwrap().to_string();
-        assert!(!alone.trim().is_empty() && stdout.starts_with(&alone), "{name}: chat's first answer {stdout:?} is not generate's {alone:?}");
+        assert!(
+            !alone.trim().is_empty() && stdout.starts_with(&alone),
+            "{name}: chat's first answer {stdout:?} is not generate's {alone:?}"
+        );
     }
 }
 
@@ -190,7 +218,9 @@ impl LiveChat {
     /// Waits for turn `n`'s whole summary line; returns it.
     fn turn_summary(&self, n: usize) -> String {
         let prefix = format!("[turn {n}:");
-        let find = |c: &LiveChat| c.stderr().split_inclusive('\n').find(|l| l.starts_with(&prefix) && l.ends_with('\n')).map(str::to_string);
+        let find = |c: &LiveChat| {
+            c.stderr().split_inclusive('\n').find(|l| l.starts_with(&prefix) && l.ends_with('\n')).map(str::to_string)
+        };
         self.wait_for(&format!("turn {n} to end"), |c| find(c).is_some());
         find(self).unwrap()
     }
@@ -264,7 +294,8 @@ fn chat_ctrl_c_stops_the_answer_and_a_second_one_exits() {
 #[test]
 fn generation_stops_at_the_context() {
     let model = common::model(common::SMOLLM2);
-    let out = generate_json(&[model.to_str().unwrap(), "-p", "Once upon a time", "--temp", "0", "-c", "256", "--ignore-eos"]);
+    let out =
+        generate_json(&[model.to_str().unwrap(), "-p", "Once upon a time", "--temp", "0", "-c", "256", "--ignore-eos"]);
     assert_eq!(out["stop_reason"], "context", "{out}");
     // Every position holds a token; the last token is sampled from the last position's logits
     // and needs no room of its own.
@@ -284,7 +315,11 @@ fn chat_stops_or_drops_old_turns_when_the_context_fills() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("stop: context]") && stderr.contains("[the context of 256 tokens is full"), "{stderr}");
     let last = stderr.lines().last().unwrap();
-    assert!(last.starts_with("error: the conversation is ") && last.ends_with("the context is 256 (raise -c, or use --drop-old-turns)"), "{stderr}");
+    assert!(
+        last.starts_with("error: the conversation is ")
+            && last.ends_with("the context is 256 (raise -c, or use --drop-old-turns)"),
+        "{stderr}"
+    );
     // With --drop-old-turns and 80-token answers, every turn is answered within the context.
     let out = run(&["-n", "80", "--drop-old-turns"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -304,8 +339,14 @@ fn repacked_weights_file_pages_are_released() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = stderr.lines().find(|l| l.starts_with("[loaded ")).unwrap_or_else(|| panic!("no load line: {stderr}"));
-    let part = |needle: &str| line.split(['[', ';', ',', ']']).find(|p| p.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in {line}"));
-    let mib = |p: &str| -> f64 { p.split_whitespace().find_map(|w| w.parse().ok()).unwrap_or_else(|| panic!("no number in {p:?}")) };
+    let part = |needle: &str| {
+        line.split(['[', ';', ',', ']'])
+            .find(|p| p.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {line}"))
+    };
+    let mib = |p: &str| -> f64 {
+        p.split_whitespace().find_map(|w| w.parse().ok()).unwrap_or_else(|| panic!("no number in {p:?}"))
+    };
     let repack = mib(part("CPU_REPACK"));
     let released = mib(part("of repacked weights' file pages released"));
     let repacked = stderr.matches("repack: repack tensor ").count() as f64;

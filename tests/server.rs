@@ -52,7 +52,15 @@ fn curl_sees_server_sent_events() {
     let server = Server::start(model.to_str().unwrap(), &[]);
     let body = json!({"messages": [{"role": "user", "content": "Say hi"}], "temperature": 0, "max_tokens": 6, "stream": true, "stream_options": {"include_usage": true}});
     let out = Command::new("curl")
-        .args(["-sN", "-i", &format!("{}/v1/chat/completions", server.base()), "-H", "Content-Type: application/json", "-d", &body.to_string()])
+        .args([
+            "-sN",
+            "-i",
+            &format!("{}/v1/chat/completions", server.base()),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
         .output()
         .expect("curl");
     let text = String::from_utf8(out.stdout).unwrap();
@@ -62,7 +70,12 @@ fn curl_sees_server_sent_events() {
     let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
     assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let finish: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"].get(0)).map(|c| &c["finish_reason"]).filter(|f| !f.is_null()).collect();
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0))
+        .map(|c| &c["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
     assert_eq!(finish, [&json!("length")]);
     let usage = &chunks.last().unwrap()["usage"];
     assert_eq!(usage["completion_tokens"], 6, "{text}");
@@ -77,13 +90,20 @@ fn a_follow_up_turn_reuses_the_slots_cache() {
     let first = server.chat(&ask("What is the capital of France?", 16));
     let answer = content(&first);
     let mut follow = ask("What is the capital of France?", 16);
-    follow["messages"].as_array_mut().unwrap().extend([json!({"role": "assistant", "content": answer}), json!({"role": "user", "content": "And of Germany?"})]);
+    follow["messages"].as_array_mut().unwrap().extend([
+        json!({"role": "assistant", "content": answer}),
+        json!({"role": "user", "content": "And of Germany?"}),
+    ]);
     let second = server.chat(&follow);
     let (t1, t2) = (&first["timings"], &second["timings"]);
     let p1 = first["usage"]["prompt_tokens"].as_u64().unwrap();
     let p2 = second["usage"]["prompt_tokens"].as_u64().unwrap();
     assert_eq!(t2["slot"], t1["slot"], "the same slot");
-    assert!(t2["cache_n"].as_u64().unwrap() >= p1, "second turn reused {} tokens of the first's {p1}: {second}", t2["cache_n"]);
+    assert!(
+        t2["cache_n"].as_u64().unwrap() >= p1,
+        "second turn reused {} tokens of the first's {p1}: {second}",
+        t2["cache_n"]
+    );
     assert_eq!(t2["cache_n"].as_u64().unwrap() + t2["prompt_n"].as_u64().unwrap(), p2);
     assert!(t2["prompt_n"].as_u64().unwrap() < p2 / 2, "{second}");
     assert_eq!(second["usage"]["prompt_tokens_details"]["cached_tokens"], t2["cache_n"]);
@@ -94,7 +114,10 @@ fn a_follow_up_turn_reuses_the_slots_cache() {
 fn concurrent_requests_get_the_answers_they_get_alone() {
     let model = common::model(common::SMOLLM2);
     let server = Server::start(model.to_str().unwrap(), &["-np", "4", "-c", "4096"]);
-    let questions: Vec<String> = ["France", "Germany", "Italy", "Spain", "Japan", "Canada", "Egypt", "Peru"].iter().map(|c| format!("What is the capital of {c}?")).collect();
+    let questions: Vec<String> = ["France", "Germany", "Italy", "Spain", "Japan", "Canada", "Egypt", "Peru"]
+        .iter()
+        .map(|c| format!("What is the capital of {c}?"))
+        .collect();
     let alone: Vec<String> = questions.iter().map(|q| content(&server.chat(&ask(q, 24)))).collect();
     let together: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = questions.iter().map(|q| s.spawn(|| content(&server.chat(&ask(q, 24))))).collect();
@@ -112,7 +135,8 @@ fn a_client_that_hangs_up_frees_its_slot() {
     let model = common::model(common::SMOLLM2);
     let server = Server::start(model.to_str().unwrap(), &["-np", "1"]);
     // End-of-generation ignored, so the first request would run its whole 2000 tokens.
-    let long = json!({"prompt": "Once upon a time", "max_tokens": 2000, "temperature": 0, "stream": true, "ignore_eos": true});
+    let long =
+        json!({"prompt": "Once upon a time", "max_tokens": 2000, "temperature": 0, "stream": true, "ignore_eos": true});
     let mut stream = TcpStream::connect(&server.addr).unwrap();
     let body = long.to_string();
     write!(stream, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
@@ -137,7 +161,8 @@ fn bad_requests_get_clear_errors_and_do_not_disturb_others() {
     let model = common::model(common::SMOLLM2);
     let server = Server::start(model.to_str().unwrap(), &["-np", "2", "-c", "2048", "--api-key", "sekret"]);
     let auth = "Authorization: Bearer sekret\r\n";
-    let stream_body = json!({"prompt": "The first ten prime numbers are", "max_tokens": 48, "temperature": 0, "stream": true});
+    let stream_body =
+        json!({"prompt": "The first ten prime numbers are", "max_tokens": 48, "temperature": 0, "stream": true});
     let expected_stream = {
         let (status, text) = server.post_raw("/v1/completions", auth, stream_body.to_string().as_bytes());
         assert_eq!(status, 200, "{text}");
@@ -218,13 +243,21 @@ fn tokenize_detokenize_and_apply_template() {
     let model = common::model(common::SMOLLM2);
     let server = Server::start(model.to_str().unwrap(), &[]);
     let (_, tok) = server.post("/tokenize", &json!({"content": "Hello world"}));
-    let cli: Value = serde_json::from_str(&common::strata_ok(&["tokenize", model.to_str().unwrap(), "-p", "Hello world", "--json"])).unwrap();
+    let cli: Value =
+        serde_json::from_str(&common::strata_ok(&["tokenize", model.to_str().unwrap(), "-p", "Hello world", "--json"]))
+            .unwrap();
     assert_eq!(tok["tokens"], cli, "the server and strata tokenize");
     let (_, detok) = server.post("/detokenize", &json!({"tokens": tok["tokens"]}));
     assert_eq!(detok["content"], "Hello world");
     let messages = json!([{"role": "user", "content": "Hi"}]);
     let (_, applied) = server.post("/apply-template", &json!({"messages": messages}));
     let file = common::scratch_file("server-messages.json", messages.to_string().as_bytes());
-    let cli = common::strata_ok(&["template", model.to_str().unwrap(), "--messages", file.to_str().unwrap(), "--add-generation-prompt"]);
+    let cli = common::strata_ok(&[
+        "template",
+        model.to_str().unwrap(),
+        "--messages",
+        file.to_str().unwrap(),
+        "--add-generation-prompt",
+    ]);
     assert_eq!(applied["prompt"], cli);
 }

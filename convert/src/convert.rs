@@ -9,7 +9,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 use strata_quantize::{quantize_rows, quantize_rows_weighted, GgmlType};
 
-use strata_gguf::{is_per_expert, layout, write_gguf, ModelShape, TensorInfo, TensorSpec, Value, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER, DEFAULT_ALIGNMENT};
+use strata_gguf::{
+    is_per_expert, layout, write_gguf, ModelShape, TensorInfo, TensorSpec, Value, DATA_SHA256_KEY,
+    DATA_SHA256_PLACEHOLDER, DEFAULT_ALIGNMENT,
+};
 
 use crate::arch::{self, Architecture, Mapped, Rows, Transform};
 use crate::importance::{ImatrixInput, Importance};
@@ -67,7 +70,11 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     let expected: HashMap<&str, &TensorSpec> = shape.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let spec_of = |gguf_name: &str, hf_name: &str| -> Result<TensorSpec> {
         let spec = expected.get(gguf_name).ok_or_else(|| {
-            anyhow!("{}: tensor {hf_name} becomes {gguf_name}, which a {} model of this config.json does not have", dir.display(), arch.name())
+            anyhow!(
+                "{}: tensor {hf_name} becomes {gguf_name}, which a {} model of this config.json does not have",
+                dir.display(),
+                arch.name()
+            )
         })?;
         Ok((*spec).clone())
     };
@@ -87,7 +94,12 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
         let spec = spec_of(&gguf_name, &t.name)?;
         if let Transform::PermuteRows { n_head } = transform {
             if t.shape.len() != 2 || t.shape[0] % (2 * n_head) != 0 {
-                bail!("{}: tensor {} has shape {:?}, which does not split into {n_head} heads", dir.display(), t.name, t.shape);
+                bail!(
+                    "{}: tensor {} has shape {:?}, which does not split into {n_head} heads",
+                    dir.display(),
+                    t.name,
+                    t.shape
+                );
             }
         }
         let rows = checked_rows(dir, arch.rows(&gguf_name), t, &spec)?;
@@ -111,7 +123,12 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
         bail!("{}: two checkpoint tensors become {}", dir.display(), w[0].1.name);
     }
     if let Some(missing) = shape.tensors.iter().find(|e| !tensors.iter().any(|(_, t)| t.name == e.name)) {
-        bail!("{}: the checkpoint has no tensor for {} (a {} model of this config.json has it)", dir.display(), missing.name, arch.name());
+        bail!(
+            "{}: the checkpoint has no tensor for {} (a {} model of this config.json has it)",
+            dir.display(),
+            missing.name,
+            arch.name()
+        );
     }
 
     let specs: Vec<TensorSpec> = tensors.iter().map(|(_, spec)| spec.clone()).collect();
@@ -124,7 +141,8 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
     }
     policy.has_imatrix = opts.imatrix.is_some();
     let choices = policy.assign(&specs)?;
-    let (infos, _) = layout(specs.iter().zip(&choices).map(|(t, c)| (t.name.clone(), c.ty, t.shape.clone())), DEFAULT_ALIGNMENT)?;
+    let (infos, _) =
+        layout(specs.iter().zip(&choices).map(|(t, c)| (t.name.clone(), c.ty, t.shape.clone())), DEFAULT_ALIGNMENT)?;
 
     let mut metadata = vec![
         ("general.architecture".to_string(), Value::String(arch.name().into())),
@@ -151,10 +169,14 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
         .into_iter()
         .zip(infos)
         .zip(choices)
-        .map(|(((source, _), info), choice)| Ok(Planned { source, importance: importance(&info, &choice)?, info, choice }))
+        .map(|(((source, _), info), choice)| {
+            Ok(Planned { source, importance: importance(&info, &choice)?, info, choice })
+        })
         .collect::<Result<_>>()?;
     // llama-quantize's refusal of very low-bit tensors without importance weights.
-    let unweighted = |t: &&Planned| opts.preset.requires_imatrix(&t.info.name, t.info.ty) && !matches!(t.importance, Importance::Weighted(_));
+    let unweighted = |t: &&Planned| {
+        opts.preset.requires_imatrix(&t.info.name, t.info.ty) && !matches!(t.importance, Importance::Weighted(_))
+    };
     if let Some(t) = tensors.iter().find(unweighted) {
         let (p, name, ty) = (opts.preset, &t.info.name, t.info.ty);
         match &opts.imatrix {
@@ -179,8 +201,10 @@ pub fn architecture(dir: &Path) -> Result<Box<dyn Architecture>> {
     if !config_path.is_file() {
         bail!("{}: no config.json (is this a Hugging Face model folder?)", dir.display());
     }
-    let config: Json = serde_json::from_str(&std::fs::read_to_string(&config_path).with_context(|| format!("{}: cannot read", config_path.display()))?)
-        .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
+    let config: Json = serde_json::from_str(
+        &std::fs::read_to_string(&config_path).with_context(|| format!("{}: cannot read", config_path.display()))?,
+    )
+    .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
     arch::for_config(config).with_context(|| config_path.display().to_string())
 }
 
@@ -199,7 +223,14 @@ fn checked_rows(dir: &Path, rows: Rows, t: &TensorRef, spec: &TensorSpec) -> Res
             _ => false,
         };
     if !fits {
-        bail!("{}: tensor {} has shape {:?}, but config.json makes {} {:?} (ggml order)", dir.display(), t.name, shape, spec.name, spec.shape);
+        bail!(
+            "{}: tensor {} has shape {:?}, but config.json makes {} {:?} (ggml order)",
+            dir.display(),
+            t.name,
+            shape,
+            spec.name,
+            spec.shape
+        );
     }
     let width = spec.shape.first().copied().unwrap_or(1).max(1);
     Ok((spec.n_elements() / width) as usize)
@@ -207,20 +238,41 @@ fn checked_rows(dir: &Path, rows: Rows, t: &TensorRef, spec: &TensorSpec) -> Res
 
 /// Checkpoint tensors `parts` (by index) stacked into the GGUF tensor `spec`: one more
 /// dimension, outermost, counting the parts, which must be 0, 1, ... and of one shape.
-fn stacked(dir: &Path, spec: TensorSpec, transform: Transform, parts: BTreeMap<usize, TensorRef>) -> Result<(Source, TensorSpec)> {
+fn stacked(
+    dir: &Path,
+    spec: TensorSpec,
+    transform: Transform,
+    parts: BTreeMap<usize, TensorRef>,
+) -> Result<(Source, TensorSpec)> {
     let gguf_name = &spec.name;
     if let Some((missing, _)) = parts.keys().enumerate().find(|(i, k)| i != *k) {
-        bail!("{}: the checkpoint has no part {missing} of the tensors stacked into {gguf_name} (it has parts {:?})", dir.display(), parts.keys().collect::<Vec<_>>());
+        bail!(
+            "{}: the checkpoint has no part {missing} of the tensors stacked into {gguf_name} (it has parts {:?})",
+            dir.display(),
+            parts.keys().collect::<Vec<_>>()
+        );
     }
     let parts: Vec<TensorRef> = parts.into_values().collect();
     let first = &parts[0];
     if let Some((i, t)) = parts.iter().enumerate().find(|(_, t)| t.shape != first.shape) {
-        bail!("{}: tensor {} has shape {:?}, unlike {} ({:?}), with which it is stacked into {gguf_name} (part {i})", dir.display(), t.name, t.shape, first.name, first.shape);
+        bail!(
+            "{}: tensor {} has shape {:?}, unlike {} ({:?}), with which it is stacked into {gguf_name} (part {i})",
+            dir.display(),
+            t.name,
+            t.shape,
+            first.name,
+            first.shape
+        );
     }
     let mut shape: Vec<u64> = first.shape.iter().rev().map(|&d| d as u64).collect();
     shape.push(parts.len() as u64);
     if shape != spec.shape {
-        bail!("{}: the {} tensors stacked into {gguf_name} make {shape:?}, but config.json makes it {:?} (ggml order)", dir.display(), parts.len(), spec.shape);
+        bail!(
+            "{}: the {} tensors stacked into {gguf_name} make {shape:?}, but config.json makes it {:?} (ggml order)",
+            dir.display(),
+            parts.len(),
+            spec.shape
+        );
     }
     let rows = parts.len() * first.n_elements() / first.row_width().max(1);
     Ok((Source::Checkpoint { parts, transform, rows }, spec))
@@ -272,8 +324,10 @@ fn sampling_defaults(dir: &Path) -> Result<Vec<(String, Value)>> {
     if !path.is_file() {
         return Ok(Vec::new());
     }
-    let json: Json = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?)
-        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let json: Json = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?,
+    )
+    .with_context(|| format!("{}: not valid JSON", path.display()))?;
     let int = |k: &str| -> Result<Option<Value>> {
         match &json[k] {
             Json::Null => Ok(None),
@@ -337,19 +391,29 @@ impl Plan {
                 _ => None,
             };
             let n_mats = weights.map_or(1, |w| w.len() / width.max(1));
-            let quantize = |src: &[f32], first_row: usize, weights: Option<&[f32]>, bytes: &mut Vec<u8>| -> Result<()> {
-                bytes.resize(src.len() / width.max(1) * strata_quantize::row_size(t.info.ty, width).map_err(|e| anyhow!("tensor {}: {e}", t.info.name))?, 0);
-                let done = match weights {
-                    Some(w) => quantize_rows_weighted(t.info.ty, src, width, w, bytes),
-                    None => quantize_rows(t.info.ty, src, width, bytes),
+            let quantize =
+                |src: &[f32], first_row: usize, weights: Option<&[f32]>, bytes: &mut Vec<u8>| -> Result<()> {
+                    bytes.resize(
+                        src.len() / width.max(1)
+                            * strata_quantize::row_size(t.info.ty, width)
+                                .map_err(|e| anyhow!("tensor {}: {e}", t.info.name))?,
+                        0,
+                    );
+                    let done = match weights {
+                        Some(w) => quantize_rows_weighted(t.info.ty, src, width, w, bytes),
+                        None => quantize_rows(t.info.ty, src, width, bytes),
+                    };
+                    done.map_err(|e| match e {
+                        strata_quantize::QuantizeError::NotFinite { row, column, value } => {
+                            anyhow!(
+                                "{}: tensor {source_name} (row {}, column {column}) holds {value}",
+                                self.dir.display(),
+                                first_row + row
+                            )
+                        }
+                        e => anyhow!("tensor {}: {e}", t.info.name),
+                    })
                 };
-                done.map_err(|e| match e {
-                    strata_quantize::QuantizeError::NotFinite { row, column, value } => {
-                        anyhow!("{}: tensor {source_name} (row {}, column {column}) holds {value}", self.dir.display(), first_row + row)
-                    }
-                    e => anyhow!("tensor {}: {e}", t.info.name),
-                })
-            };
             let (parts, transform, n_rows) = match &t.source {
                 Source::Computed(values) => {
                     quantize(values, 0, weights, &mut bytes)?;
@@ -362,7 +426,8 @@ impl Plan {
             let chunk = (CHUNK_ELEMENTS / width.max(1)).max(1);
             // Chunks never cross from one matrix (expert) to the next, whose weights differ.
             let rows_per_mat = n_rows / n_mats;
-            let chunks = (0..n_mats).flat_map(|m| (m * rows_per_mat..(m + 1) * rows_per_mat).step_by(chunk).map(move |start| (m, start)));
+            let chunks = (0..n_mats)
+                .flat_map(|m| (m * rows_per_mat..(m + 1) * rows_per_mat).step_by(chunk).map(move |start| (m, start)));
             for (m, start) in chunks {
                 let end = (start + chunk).min((m + 1) * rows_per_mat);
                 let src: &mut Vec<f32> = match transform {
@@ -396,7 +461,14 @@ impl Plan {
 
     /// Rows `rows` of `parts` seen as one stack of rows `width` wide; rows past its end are
     /// zeros. `scratch` holds a part's rows where the range spans parts or padding.
-    fn read_rows(&self, parts: &[TensorRef], width: usize, rows: Range<usize>, out: &mut Vec<f32>, scratch: &mut Vec<f32>) {
+    fn read_rows(
+        &self,
+        parts: &[TensorRef],
+        width: usize,
+        rows: Range<usize>,
+        out: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
+    ) {
         let part_rows = parts[0].n_elements() / width.max(1);
         if rows.end <= part_rows {
             self.checkpoint.read_rows(&parts[0], rows, out);

@@ -49,7 +49,9 @@ impl fmt::Display for Importance {
             Importance::NotGiven => f.write_str("no imatrix given"),
             Importance::Weighted(_) => f.write_str("weighted by the imatrix"),
             Importance::TypeTakesNone => f.write_str("its type's quantizer takes no imatrix weights"),
-            Importance::GetRows => f.write_str("read with get_rows, never multiplied by an activation: no imatrix covers it"),
+            Importance::GetRows => {
+                f.write_str("read with get_rows, never multiplied by an activation: no imatrix covers it")
+            }
             Importance::NoEntry => f.write_str("the imatrix has no entry for it: quantized without weights"),
         }
     }

@@ -15,4 +15,3 @@ mod pre_tokenizers;
 pub mod safetensors;
 pub mod sentencepiece;
 pub mod tokenizer;
-

@@ -127,7 +127,9 @@ impl fmt::Display for Layers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Layers::All => f.write_str("every layer"),
-            Layers::MoreBits => f.write_str("the first and last eighth of the layers and every third between (use_more_bits)"),
+            Layers::MoreBits => {
+                f.write_str("the first and last eighth of the layers and every third between (use_more_bits)")
+            }
             Layers::First(k) => write!(f, "the first {k} layers"),
             Layers::FirstEighth => f.write_str("the first eighth of the layers"),
             Layers::FirstSixteenth => f.write_str("the first sixteenth of the layers"),
@@ -276,7 +278,12 @@ impl Choice {
     /// Why the tensor got its type, for a row `width` wide: the rule, and the fallback if any.
     pub fn reason(&self, width: u64) -> String {
         match self.fell_back_from {
-            Some(from) => format!("{}; {from}'s blocks of {} don't divide {width} columns, so {}", self.source, from.block_size(), self.ty),
+            Some(from) => format!(
+                "{}; {from}'s blocks of {} don't divide {width} columns, so {}",
+                self.source,
+                from.block_size(),
+                self.ty
+            ),
             None => self.source.to_string(),
         }
     }
@@ -297,7 +304,14 @@ pub struct Policy {
 
 impl Policy {
     pub fn new(preset: Preset) -> Self {
-        Policy { preset, ple_type: preset.default_ple_type(), overrides: Vec::new(), tied_embeddings: false, has_imatrix: false, n_gqa: 0 }
+        Policy {
+            preset,
+            ple_type: preset.default_ple_type(),
+            overrides: Vec::new(),
+            tied_embeddings: false,
+            has_imatrix: false,
+            n_gqa: 0,
+        }
     }
 
     /// The preset's policy for a model of these tensors and layers: whether its output is the
@@ -311,7 +325,8 @@ impl Policy {
 
     /// Adds a `REGEX=TYPE` override.
     pub fn add_override(&mut self, spec: &str) -> Result<()> {
-        let (pattern, ty) = spec.rsplit_once('=').ok_or_else(|| anyhow!("--tensor-type {spec:?}: expected REGEX=TYPE"))?;
+        let (pattern, ty) =
+            spec.rsplit_once('=').ok_or_else(|| anyhow!("--tensor-type {spec:?}: expected REGEX=TYPE"))?;
         let ty = quantizable_type(ty).map_err(|e| anyhow!("--tensor-type {spec:?}: {e}"))?;
         let re = Regex::new(pattern).map_err(|e| anyhow!("--tensor-type {spec:?}: bad pattern: {e}"))?;
         self.overrides.push((re, ty));
@@ -380,7 +395,11 @@ impl Policy {
         if is_output {
             // llama-quantize: the output (or the tied embedding) gets Q6_K, or Q8_0 where the
             // row does not divide into the preset's blocks.
-            let ty = if t.shape[0] % base.block_size() as u64 != 0 || base == GgmlType::Q8_0 { GgmlType::Q8_0 } else { GgmlType::Q6_K };
+            let ty = if t.shape[0] % base.block_size() as u64 != 0 || base == GgmlType::Q8_0 {
+                GgmlType::Q8_0
+            } else {
+                GgmlType::Q6_K
+            };
             return (ty, Source::Output);
         }
         let holds = |when: When| match when {
@@ -389,7 +408,8 @@ impl Policy {
             When::WithoutImatrix => !self.has_imatrix,
             When::Gqa4 => self.n_gqa >= 4,
         };
-        let applies = |r: &Rule| r.class == class && r.presets.contains(&self.preset) && r.layers.applies(i, n) && holds(r.when);
+        let applies =
+            |r: &Rule| r.class == class && r.presets.contains(&self.preset) && r.layers.applies(i, n) && holds(r.when);
         match RULES.iter().find(|r| applies(r)) {
             Some(rule) => (rule.ty, Source::Rule(rule)),
             None => (base, Source::Preset(self.preset)),

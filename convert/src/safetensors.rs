@@ -79,12 +79,17 @@ impl Checkpoint {
     pub fn open(dir: &Path) -> Result<Checkpoint> {
         let index = dir.join("model.safetensors.index.json");
         let (files, expected): (Vec<PathBuf>, Option<BTreeMap<String, String>>) = if index.is_file() {
-            let json: Value = serde_json::from_str(&std::fs::read_to_string(&index).with_context(|| format!("{}: cannot read", index.display()))?)
-                .with_context(|| format!("{}: not valid JSON", index.display()))?;
-            let map = json["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no weight_map object", index.display()))?;
+            let json: Value = serde_json::from_str(
+                &std::fs::read_to_string(&index).with_context(|| format!("{}: cannot read", index.display()))?,
+            )
+            .with_context(|| format!("{}: not valid JSON", index.display()))?;
+            let map =
+                json["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no weight_map object", index.display()))?;
             let mut expected = BTreeMap::new();
             for (name, file) in map {
-                let file = file.as_str().ok_or_else(|| anyhow!("{}: weight_map[{name:?}] is not a file name", index.display()))?;
+                let file = file
+                    .as_str()
+                    .ok_or_else(|| anyhow!("{}: weight_map[{name:?}] is not a file name", index.display()))?;
                 if file.contains('/') || file.contains("..") {
                     bail!("{}: weight_map[{name:?}] names {file:?}, outside the folder", index.display());
                 }
@@ -104,7 +109,8 @@ impl Checkpoint {
         for (i, path) in files.iter().enumerate() {
             let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
             // SAFETY: read-only map; the checkpoint is not expected to change while converting.
-            let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("{}: cannot map", path.display()))?;
+            let map =
+                unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("{}: cannot map", path.display()))?;
             for t in parse_header(&map, i).with_context(|| format!("{}: bad safetensors file", path.display()))? {
                 if let Some(prev) = tensors.insert(t.name.clone(), t) {
                     bail!("{}: tensor {:?} is also in {}", path.display(), prev.name, files[prev.shard].display());
@@ -116,7 +122,11 @@ impl Checkpoint {
             for (name, file) in &expected {
                 match tensors.get(name) {
                     Some(t) if shards[t.shard].path.file_name().is_some_and(|f| f.to_string_lossy() == *file) => {}
-                    Some(t) => bail!("{}: tensor {name:?} is in {}, the index says {file}", index.display(), shards[t.shard].path.display()),
+                    Some(t) => bail!(
+                        "{}: tensor {name:?} is in {}, the index says {file}",
+                        index.display(),
+                        shards[t.shard].path.display()
+                    ),
                     None => bail!("{}: tensor {name:?} is named in the index but missing from {file}", index.display()),
                 }
             }
@@ -189,7 +199,8 @@ fn parse_header(data: &[u8], shard: usize) -> Result<Vec<TensorRef>> {
         bail!("header claims {header_len} bytes; the file has {} after the length", data.len() - 8);
     }
     let header_end = 8 + header_len as usize;
-    let json: Value = serde_json::from_slice(&data[8..header_end]).map_err(|e| anyhow!("header is not valid JSON: {e}"))?;
+    let json: Value =
+        serde_json::from_slice(&data[8..header_end]).map_err(|e| anyhow!("header is not valid JSON: {e}"))?;
     let entries = json.as_object().ok_or_else(|| anyhow!("header is not a JSON object"))?;
     let data_len = data.len() - header_end;
     let mut out = Vec::new();
@@ -198,7 +209,8 @@ fn parse_header(data: &[u8], shard: usize) -> Result<Vec<TensorRef>> {
             continue;
         }
         let dtype_name = entry["dtype"].as_str().ok_or_else(|| anyhow!("tensor {name:?}: no dtype"))?;
-        let dtype = Dtype::parse(dtype_name).ok_or_else(|| anyhow!("tensor {name:?}: dtype {dtype_name} is not supported (F32, F16, BF16 are)"))?;
+        let dtype = Dtype::parse(dtype_name)
+            .ok_or_else(|| anyhow!("tensor {name:?}: dtype {dtype_name} is not supported (F32, F16, BF16 are)"))?;
         let shape: Vec<usize> = entry["shape"]
             .as_array()
             .and_then(|a| a.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect())
@@ -214,9 +226,20 @@ fn parse_header(data: &[u8], shard: usize) -> Result<Vec<TensorRef>> {
         }
         let bytes = shape.iter().try_fold(dtype.size(), |acc, &d| acc.checked_mul(d));
         if bytes != Some(end - begin) {
-            bail!("tensor {name:?}: {dtype_name} {shape:?} needs {} bytes, its range holds {}", bytes.map_or("too many".into(), |b| b.to_string()), end - begin);
+            bail!(
+                "tensor {name:?}: {dtype_name} {shape:?} needs {} bytes, its range holds {}",
+                bytes.map_or("too many".into(), |b| b.to_string()),
+                end - begin
+            );
         }
-        out.push(TensorRef { name: name.clone(), dtype, shape, shard, start: header_end + begin, end: header_end + end });
+        out.push(TensorRef {
+            name: name.clone(),
+            dtype,
+            shape,
+            shard,
+            start: header_end + begin,
+            end: header_end + end,
+        });
     }
     let mut by_start: Vec<&TensorRef> = out.iter().collect();
     by_start.sort_by_key(|t| t.start);

@@ -34,7 +34,9 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: u64) -> Result<&'a [u8]> {
         let end = usize::try_from(n).ok().and_then(|n| self.pos.checked_add(n)).filter(|&e| e <= self.data.len());
-        let end = end.ok_or_else(|| anyhow!("field of {n} bytes at byte {} runs past the end ({} bytes)", self.pos, self.data.len()))?;
+        let end = end.ok_or_else(|| {
+            anyhow!("field of {n} bytes at byte {} runs past the end ({} bytes)", self.pos, self.data.len())
+        })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -121,7 +123,13 @@ mod tests {
         data.extend([0x12, 0x02, 0x08, 0x01]); // trainer_spec { model_type: 1 }
         data.extend(piece("\u{2581}the", -3.5, 1));
         let p = parse(&data).unwrap();
-        assert_eq!(p, vec![Piece { piece: "<unk>".into(), score: 0.0, kind: 2 }, Piece { piece: "\u{2581}the".into(), score: -3.5, kind: 1 }]);
+        assert_eq!(
+            p,
+            vec![
+                Piece { piece: "<unk>".into(), score: 0.0, kind: 2 },
+                Piece { piece: "\u{2581}the".into(), score: -3.5, kind: 1 }
+            ]
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 
-use strata_gguf::{Value, ValueType};
 use crate::pre_tokenizers;
+use strata_gguf::{Value, ValueType};
 
 /// GGUF token types.
 const NORMAL: i32 = 1;
@@ -93,7 +93,9 @@ impl TokenizerJson {
 
     /// The base vocabulary by id.
     fn base_vocab(&self) -> Result<HashMap<u64, String>> {
-        let vocab = self.json["model"]["vocab"].as_object().ok_or_else(|| anyhow!("{}: model.vocab is not an object", self.path.display()))?;
+        let vocab = self.json["model"]["vocab"]
+            .as_object()
+            .ok_or_else(|| anyhow!("{}: model.vocab is not an object", self.path.display()))?;
         let mut by_id = HashMap::new();
         for (tok, id) in vocab {
             let id = id.as_u64().ok_or_else(|| anyhow!("{}: id of {tok:?} is not a number", self.path.display()))?;
@@ -121,7 +123,9 @@ impl TokenizerJson {
             .map(|m| match m {
                 Json::String(s) => Ok(s.clone()),
                 Json::Array(pair) if pair.len() == 2 => {
-                    let part = |p: &Json| p.as_str().map(|s| s.chars().map(|c| if c == ' ' { '\u{120}' } else { c }).collect::<String>());
+                    let part = |p: &Json| {
+                        p.as_str().map(|s| s.chars().map(|c| if c == ' ' { '\u{120}' } else { c }).collect::<String>())
+                    };
                     Ok(format!("{} {}", part(&pair[0]).unwrap_or_default(), part(&pair[1]).unwrap_or_default()))
                 }
                 _ => Err(anyhow!("{}: unknown merges format", self.path.display())),
@@ -212,7 +216,16 @@ impl Vocab {
         let tc = tokenizer_config(dir)?;
         let (add_bos, add_eos) = tj.post_processor_adds(&tc);
         let pre = Some(identify_pre_tokenizer(&tj.path)?);
-        let mut v = Vocab { model: "gpt2", pre, tokens, token_types, merges: tj.merges()?, add_bos, add_eos, ..Vocab::default() };
+        let mut v = Vocab {
+            model: "gpt2",
+            pre,
+            tokens,
+            token_types,
+            merges: tj.merges()?,
+            add_bos,
+            add_eos,
+            ..Vocab::default()
+        };
         v.read_specials(dir, &tc, config)?;
         Ok(v)
     }
@@ -225,7 +238,10 @@ impl Vocab {
         let tj = TokenizerJson::open(dir, "a byte-fallback BPE tokenizer.json is needed")?;
         let m = &tj.json["model"];
         if m["byte_fallback"].as_bool() != Some(true) || tj.json["decoder"]["type"].as_str() != Some("Sequence") {
-            bail!("{}: not a SentencePiece-style tokenizer (byte-fallback BPE with a Sequence decoder)", tj.path.display());
+            bail!(
+                "{}: not a SentencePiece-style tokenizer (byte-fallback BPE with a Sequence decoder)",
+                tj.path.display()
+            );
         }
         let base = tj.base_vocab()?;
         let n_base = base.len() as u64;
@@ -244,8 +260,13 @@ impl Vocab {
         let mut tokens = Vec::new();
         let mut token_types = Vec::new();
         for id in 0..n_base {
-            let t = base.get(&id).ok_or_else(|| anyhow!("{}: the vocabulary has no token with id {id}", tj.path.display()))?;
-            let is_byte = t.len() == 6 && t.starts_with("<0x") && t.ends_with('>') && t[3..5].chars().all(|c| c.is_ascii_hexdigit());
+            let t = base
+                .get(&id)
+                .ok_or_else(|| anyhow!("{}: the vocabulary has no token with id {id}", tj.path.display()))?;
+            let is_byte = t.len() == 6
+                && t.starts_with("<0x")
+                && t.ends_with('>')
+                && t[3..5].chars().all(|c| c.is_ascii_hexdigit());
             token_types.push(if visible.contains(&t.as_str()) {
                 USER_DEFINED
             } else if is_byte {
@@ -267,7 +288,8 @@ impl Vocab {
         }
         let (add_bos, add_eos) = tj.post_processor_adds(&tc);
         let scores = Some(vec![-1000.0; tokens.len()]);
-        let mut v = Vocab { model, scores, tokens, token_types, merges: tj.merges()?, add_bos, add_eos, ..Vocab::default() };
+        let mut v =
+            Vocab { model, scores, tokens, token_types, merges: tj.merges()?, add_bos, add_eos, ..Vocab::default() };
         v.read_specials(dir, &tc, &Json::Null)?;
         if model == "gemma4" {
             v.add_bos = Some(true);
@@ -298,7 +320,9 @@ impl Vocab {
         if added_path.is_file() {
             let added = read_json(&added_path)?;
             for (text, id) in added.as_object().into_iter().flatten() {
-                let id = id.as_u64().ok_or_else(|| anyhow!("{}: id of {text:?} is not a number", added_path.display()))? as usize;
+                let id =
+                    id.as_u64().ok_or_else(|| anyhow!("{}: id of {text:?} is not a number", added_path.display()))?
+                        as usize;
                 if id < n {
                     (tokens[id], scores[id], token_types[id]) = (text.clone(), -1000.0, USER_DEFINED);
                 }
@@ -307,7 +331,10 @@ impl Vocab {
         let tc = tokenizer_config(dir)?;
         for (id, data) in tc["added_tokens_decoder"].as_object().into_iter().flatten() {
             let (Ok(id), Some(text)) = (id.parse::<usize>(), data["content"].as_str()) else {
-                bail!("{}: added_tokens_decoder entry {id:?} is malformed", dir.join("tokenizer_config.json").display());
+                bail!(
+                    "{}: added_tokens_decoder entry {id:?} is malformed",
+                    dir.join("tokenizer_config.json").display()
+                );
             };
             if id >= n {
                 continue;
@@ -320,7 +347,16 @@ impl Vocab {
         let tj = TokenizerJson::open(dir, "").ok();
         let (add_bos, add_eos) = tj.as_ref().map_or((None, None), |tj| tj.post_processor_adds(&tc));
         let pre = Some("default".to_string());
-        let mut v = Vocab { model: "llama", pre, tokens, scores: Some(scores), token_types, add_bos, add_eos, ..Vocab::default() };
+        let mut v = Vocab {
+            model: "llama",
+            pre,
+            tokens,
+            scores: Some(scores),
+            token_types,
+            add_bos,
+            add_eos,
+            ..Vocab::default()
+        };
         v.read_specials(dir, &tc, config)?;
         Ok(v)
     }
@@ -329,7 +365,15 @@ impl Vocab {
     /// tokenizer_config.json add_bos/add_eos flags and the chat template.
     fn read_specials(&mut self, dir: &Path, tc: &Json, config: &Json) -> Result<()> {
         let n = self.tokens.len();
-        for (kind, key) in [("bos", "bos_token"), ("eos", "eos_token"), ("unk", "unk_token"), ("sep", "sep_token"), ("pad", "pad_token"), ("cls", "cls_token"), ("mask", "mask_token")] {
+        for (kind, key) in [
+            ("bos", "bos_token"),
+            ("eos", "eos_token"),
+            ("unk", "unk_token"),
+            ("sep", "sep_token"),
+            ("pad", "pad_token"),
+            ("cls", "cls_token"),
+            ("mask", "mask_token"),
+        ] {
             if let Some(text) = token_text(&tc[key]) {
                 if let Some(id) = self.tokens.iter().position(|t| t == text) {
                     self.special_ids.insert(kind, id as u32);
@@ -368,16 +412,36 @@ impl Vocab {
         if let Some(pre) = &self.pre {
             m.push(("tokenizer.ggml.pre".to_string(), Value::String(pre.clone())));
         }
-        m.push(("tokenizer.ggml.tokens".to_string(), Value::Array(ValueType::String, self.tokens.iter().map(|t| Value::String(t.clone())).collect())));
+        m.push((
+            "tokenizer.ggml.tokens".to_string(),
+            Value::Array(ValueType::String, self.tokens.iter().map(|t| Value::String(t.clone())).collect()),
+        ));
         if let Some(scores) = &self.scores {
-            m.push(("tokenizer.ggml.scores".to_string(), Value::Array(ValueType::F32, scores.iter().map(|&s| Value::F32(s)).collect())));
+            m.push((
+                "tokenizer.ggml.scores".to_string(),
+                Value::Array(ValueType::F32, scores.iter().map(|&s| Value::F32(s)).collect()),
+            ));
         }
-        m.push(("tokenizer.ggml.token_type".to_string(), Value::Array(ValueType::I32, self.token_types.iter().map(|&t| Value::I32(t)).collect())));
+        m.push((
+            "tokenizer.ggml.token_type".to_string(),
+            Value::Array(ValueType::I32, self.token_types.iter().map(|&t| Value::I32(t)).collect()),
+        ));
         if !self.merges.is_empty() {
-            m.push(("tokenizer.ggml.merges".into(), Value::Array(ValueType::String, self.merges.iter().map(|t| Value::String(t.clone())).collect())));
+            m.push((
+                "tokenizer.ggml.merges".into(),
+                Value::Array(ValueType::String, self.merges.iter().map(|t| Value::String(t.clone())).collect()),
+            ));
         }
         // gguf-py's key names (its spelling of "seperator" included).
-        for (kind, key) in [("bos", "bos"), ("eos", "eos"), ("unk", "unknown"), ("sep", "seperator"), ("pad", "padding"), ("cls", "cls"), ("mask", "mask")] {
+        for (kind, key) in [
+            ("bos", "bos"),
+            ("eos", "eos"),
+            ("unk", "unknown"),
+            ("sep", "seperator"),
+            ("pad", "padding"),
+            ("cls", "cls"),
+            ("mask", "mask"),
+        ] {
             if let Some(&id) = self.special_ids.get(kind) {
                 m.push((format!("tokenizer.ggml.{key}_token_id"), Value::U32(id)));
             }
@@ -402,12 +466,18 @@ impl Vocab {
 /// list) that Hugging Face's tokenizer gives for [`pre_tokenizers::CHECK_TEXT`], looked up.
 pub fn identify_pre_tokenizer(tokenizer_json: &Path) -> Result<String> {
     use sha2::Digest;
-    let tok = tokenizers::Tokenizer::from_file(tokenizer_json).map_err(|e| anyhow!("{}: {e}", tokenizer_json.display()))?;
-    let enc = tok.encode(pre_tokenizers::CHECK_TEXT, true).map_err(|e| anyhow!("{}: cannot tokenize: {e}", tokenizer_json.display()))?;
+    let tok =
+        tokenizers::Tokenizer::from_file(tokenizer_json).map_err(|e| anyhow!("{}: {e}", tokenizer_json.display()))?;
+    let enc = tok
+        .encode(pre_tokenizers::CHECK_TEXT, true)
+        .map_err(|e| anyhow!("{}: cannot tokenize: {e}", tokenizer_json.display()))?;
     let ids: Vec<String> = enc.get_ids().iter().map(u32::to_string).collect();
     let hash = format!("{:x}", sha2::Sha256::digest(format!("[{}]", ids.join(", ")).as_bytes()));
     pre_tokenizers::KNOWN.iter().find(|(h, _)| *h == hash).map(|(_, name)| name.to_string()).ok_or_else(|| {
-        anyhow!("{}: unknown BPE pre-tokenizer (hash {hash}); llama.cpp would not know how to split text for it", tokenizer_json.display())
+        anyhow!(
+            "{}: unknown BPE pre-tokenizer (hash {hash}); llama.cpp would not know how to split text for it",
+            tokenizer_json.display()
+        )
     })
 }
 

@@ -44,7 +44,10 @@ fn configs() -> Vec<(String, Json)> {
 fn every_registered_architecture_sizes_and_writes_each_key_once() {
     let configs = configs();
     for (class, _) in REGISTRY {
-        let (_, config) = configs.iter().find(|(c, _)| c == class).unwrap_or_else(|| panic!("no config for {class}: add a fixture or a renamed config here"));
+        let (_, config) = configs
+            .iter()
+            .find(|(c, _)| c == class)
+            .unwrap_or_else(|| panic!("no config for {class}: add a fixture or a renamed config here"));
         let arch = for_config(config.clone()).unwrap_or_else(|e| panic!("{class}: {e:#}"));
         let metadata = arch.metadata().unwrap();
         let mut keys = HashSet::new();
@@ -56,7 +59,12 @@ fn every_registered_architecture_sizes_and_writes_each_key_once() {
         let block_count = metadata.iter().find(|(k, _)| k.ends_with(".block_count")).unwrap().1.as_u64().unwrap();
         assert_eq!(shape.layers.len() as u64, block_count, "{class}");
         for t in &shape.tensors {
-            assert_ne!(t.class, TensorClass::OtherMatrix, "{class}: {} is not one of llama.cpp's names strata knows", t.name);
+            assert_ne!(
+                t.class,
+                TensorClass::OtherMatrix,
+                "{class}: {} is not one of llama.cpp's names strata knows",
+                t.name
+            );
             assert_eq!(t.class, TensorClass::of(&t.name, t.shape.len()), "{class}: {}", t.name);
         }
     }
@@ -66,10 +74,19 @@ fn every_registered_architecture_sizes_and_writes_each_key_once() {
 fn shape_from_config_matches_the_converters_tensors() {
     for entry in std::fs::read_dir(fixtures()).unwrap() {
         let dir = entry.unwrap().path();
-        let predicted: BTreeMap<String, (Vec<u64>, TensorClass)> =
-            for_config(read_config(&dir)).unwrap().shape(None).unwrap().tensors.into_iter().map(|t| (t.name, (t.shape, t.class))).collect();
-        let plan = plan(&dir, &Options { preset: Preset::F32, ple_type: None, tensor_types: Vec::new(), imatrix: None }).unwrap();
-        let converted: BTreeMap<String, (Vec<u64>, TensorClass)> = plan.tensors.iter().map(|t| (t.info.name.clone(), (t.info.shape.clone(), t.choice.class))).collect();
+        let predicted: BTreeMap<String, (Vec<u64>, TensorClass)> = for_config(read_config(&dir))
+            .unwrap()
+            .shape(None)
+            .unwrap()
+            .tensors
+            .into_iter()
+            .map(|t| (t.name, (t.shape, t.class)))
+            .collect();
+        let plan =
+            plan(&dir, &Options { preset: Preset::F32, ple_type: None, tensor_types: Vec::new(), imatrix: None })
+                .unwrap();
+        let converted: BTreeMap<String, (Vec<u64>, TensorClass)> =
+            plan.tensors.iter().map(|t| (t.info.name.clone(), (t.info.shape.clone(), t.choice.class))).collect();
         assert_eq!(predicted, converted, "{}", dir.display());
     }
 }

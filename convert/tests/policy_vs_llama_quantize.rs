@@ -81,7 +81,8 @@ fn default_ple_type_is_q8_0_below_8_bits() {
 /// eighth of ffn_down Q4_1 and Q5_1; without one the file stays as it always was.
 #[test]
 fn q4_0_and_q5_0_guard_the_first_ffn_down_only_with_an_imatrix() {
-    let specs: Vec<TensorSpec> = (0..16).map(|i| TensorSpec::named(format!("blk.{i}.ffn_down.weight"), vec![256, 64])).collect();
+    let specs: Vec<TensorSpec> =
+        (0..16).map(|i| TensorSpec::named(format!("blk.{i}.ffn_down.weight"), vec![256, 64])).collect();
     for (preset, guarded) in [(Preset::Q4_0, GgmlType::Q4_1), (Preset::Q5_0, GgmlType::Q5_1)] {
         let mut policy = Policy::new(preset);
         let types = |p: &Policy| p.assign(&specs).unwrap().iter().map(|c| c.ty).collect::<Vec<_>>();
@@ -97,7 +98,12 @@ fn q4_0_and_q5_0_guard_the_first_ffn_down_only_with_an_imatrix() {
 #[test]
 fn expert_and_dense_ffn_down_of_a_layer_get_one_type() {
     let specs: Vec<TensorSpec> = (0..8)
-        .flat_map(|i| [TensorSpec::named(format!("blk.{i}.ffn_down.weight"), vec![256, 64]), TensorSpec::named(format!("blk.{i}.ffn_down_exps.weight"), vec![256, 64, 4])])
+        .flat_map(|i| {
+            [
+                TensorSpec::named(format!("blk.{i}.ffn_down.weight"), vec![256, 64]),
+                TensorSpec::named(format!("blk.{i}.ffn_down_exps.weight"), vec![256, 64, 4]),
+            ]
+        })
         .collect();
     let choices = Policy::new(Preset::Q4_K_M).assign(&specs).unwrap();
     for layer in choices.chunks(2) {

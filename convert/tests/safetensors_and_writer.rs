@@ -55,8 +55,18 @@ fn reads_f32_f16_bf16_rows() {
 fn lying_headers_are_errors() {
     let cases: &[(&str, &str, usize, &str)] = &[
         ("past-end", r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, 8, "outside the 8 bytes"),
-        ("overlap", r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, 12, "overlap"),
-        ("dtype-size", r#"{"a":{"dtype":"F16","shape":[4],"data_offsets":[0,16]}}"#, 16, "needs 8 bytes, its range holds 16"),
+        (
+            "overlap",
+            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+            12,
+            "overlap",
+        ),
+        (
+            "dtype-size",
+            r#"{"a":{"dtype":"F16","shape":[4],"data_offsets":[0,16]}}"#,
+            16,
+            "needs 8 bytes, its range holds 16",
+        ),
         ("dtype", r#"{"a":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#, 16, "dtype I64 is not supported"),
         ("not-json", r#"{"a": nope"#, 0, "not valid JSON"),
         ("reversed", r#"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#, 8, "outside"),
@@ -84,10 +94,18 @@ fn sharded_index_must_match_the_shards() {
     let dir = scratch("sharded");
     write_st(&dir.join("s1.safetensors"), r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, &[0; 4]);
     write_st(&dir.join("s2.safetensors"), r#"{"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, &[0; 4]);
-    std::fs::write(dir.join("model.safetensors.index.json"), r#"{"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"}}"#).unwrap();
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        r#"{"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"}}"#,
+    )
+    .unwrap();
     let ck = Checkpoint::open(&dir).unwrap();
     assert_eq!(ck.tensors().count(), 2);
-    std::fs::write(dir.join("model.safetensors.index.json"), r#"{"weight_map":{"a":"s1.safetensors","b":"s2.safetensors","c":"s2.safetensors"}}"#).unwrap();
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        r#"{"weight_map":{"a":"s1.safetensors","b":"s2.safetensors","c":"s2.safetensors"}}"#,
+    )
+    .unwrap();
     assert!(open_err(&dir).contains("\"c\" is named in the index but missing"));
     std::fs::write(dir.join("model.safetensors.index.json"), r#"{"weight_map":{"a":"../x.safetensors"}}"#).unwrap();
     assert!(open_err(&dir).contains("outside the folder"));

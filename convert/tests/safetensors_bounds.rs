@@ -39,7 +39,12 @@ fn huge_claims_fail_before_allocating() {
         assert!(parse_err(&bytes).contains(&format!("header claims {n} bytes")));
     }
     // 2^40 and 2^60 elements in a small range, and shapes whose byte size overflows.
-    for shape in ["[1099511627776]", "[1152921504606846976]", "[1099511627776,1099511627776]", "[4294967296,4294967296,4294967296]"] {
+    for shape in [
+        "[1099511627776]",
+        "[1152921504606846976]",
+        "[1099511627776,1099511627776]",
+        "[4294967296,4294967296,4294967296]",
+    ] {
         let header = format!(r#"{{"a":{{"dtype":"F32","shape":{shape},"data_offsets":[0,16]}}}}"#);
         let msg = parse_err(&file(&header, 16));
         assert!(msg.contains("needs") && msg.contains("its range holds 16"), "{shape}: {msg}");

@@ -10,9 +10,9 @@
 #[path = "common.rs"]
 mod common;
 
+use libfuzzer_sys::fuzz_target;
 use strata_run::chat::template::{ChatTemplate, RenderOptions};
 use strata_run::chat::Message;
-use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let parts: Vec<String> = common::parts(data).into_iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
@@ -30,6 +30,11 @@ fuzz_target!(|data: &[u8]| {
         bos_token: String::from_utf8_lossy(opts_part.get(1..).unwrap_or_default()).into_owned(),
         eos_token: parts.get(2).cloned().unwrap_or_default(),
     };
-    let messages: Vec<Message> = parts.get(3..).unwrap_or_default().chunks(2).map(|c| Message::new(&c[0], c.get(1).map_or("", String::as_str))).collect();
+    let messages: Vec<Message> = parts
+        .get(3..)
+        .unwrap_or_default()
+        .chunks(2)
+        .map(|c| Message::new(&c[0], c.get(1).map_or("", String::as_str)))
+        .collect();
     let _ = template.render(&messages, &opts);
 });

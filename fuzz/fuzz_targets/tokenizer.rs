@@ -10,7 +10,8 @@ mod common;
 use libfuzzer_sys::fuzz_target;
 use strata_convert::tokenizer::Vocab;
 
-const FILES: [&str; 5] = ["tokenizer.json", "tokenizer_config.json", "tokenizer.model", "config.json", "added_tokens.json"];
+const FILES: [&str; 5] =
+    ["tokenizer.json", "tokenizer_config.json", "tokenizer.model", "config.json", "added_tokens.json"];
 const VISIBLE: &[&str] = &["<|channel>", "<channel|>"];
 
 fuzz_target!(|data: &[u8]| {

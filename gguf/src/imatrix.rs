@@ -94,7 +94,10 @@ impl Imatrix {
     fn write_gguf(&self, path: &Path) -> Result<()> {
         let metadata = vec![
             ("general.type".to_string(), Value::String("imatrix".into())),
-            (DATASETS_KEY.to_string(), Value::Array(ValueType::String, self.datasets.iter().map(|d| Value::String(d.clone())).collect())),
+            (
+                DATASETS_KEY.to_string(),
+                Value::Array(ValueType::String, self.datasets.iter().map(|d| Value::String(d.clone())).collect()),
+            ),
             (CHUNK_COUNT_KEY.to_string(), Value::U32(self.chunk_count)),
             (CHUNK_SIZE_KEY.to_string(), Value::U32(self.chunk_size)),
         ];
@@ -119,12 +122,17 @@ impl Imatrix {
     fn write_dat(&self, path: &Path) -> Result<()> {
         let chunk_size = u64::from(self.chunk_size.max(1));
         let mut out = Vec::new();
-        let stored: Vec<(&String, &ImatrixEntry)> = self.entries.iter().filter(|(_, e)| e.counts.iter().any(|&c| c > 0)).collect();
+        let stored: Vec<(&String, &ImatrixEntry)> =
+            self.entries.iter().filter(|(_, e)| e.counts.iter().any(|&c| c > 0)).collect();
         out.extend_from_slice(&(stored.len() as i32).to_le_bytes());
         for (name, e) in stored {
             out.extend_from_slice(&(name.len() as i32).to_le_bytes());
             out.extend_from_slice(name.as_bytes());
-            let ncall = if self.legacy { e.counts[0] } else { e.counts.iter().max().copied().unwrap_or(0).div_ceil(chunk_size) };
+            let ncall = if self.legacy {
+                e.counts[0]
+            } else {
+                e.counts.iter().max().copied().unwrap_or(0).div_ceil(chunk_size)
+            };
             out.extend_from_slice(&(ncall as i32).to_le_bytes());
             out.extend_from_slice(&(e.sums.len() as i32).to_le_bytes());
             let width = e.width();
@@ -157,11 +165,17 @@ impl Imatrix {
         let chunk_size = u64::from(self.chunk_size);
         for (name, entry) in &other.entries {
             let (sums, counts): (Vec<f32>, Vec<u64>) = if other.legacy {
-                (entry.sums.iter().map(|s| s * chunk_size as f32).collect(), vec![entry.counts[0].saturating_mul(chunk_size)])
+                (
+                    entry.sums.iter().map(|s| s * chunk_size as f32).collect(),
+                    vec![entry.counts[0].saturating_mul(chunk_size)],
+                )
             } else {
                 (entry.sums.clone(), entry.counts.clone())
             };
-            let e = self.entries.entry(name.clone()).or_insert_with(|| ImatrixEntry { sums: vec![0.0; sums.len()], counts: vec![0; counts.len()] });
+            let e = self
+                .entries
+                .entry(name.clone())
+                .or_insert_with(|| ImatrixEntry { sums: vec![0.0; sums.len()], counts: vec![0; counts.len()] });
             if e.sums.len() != sums.len() {
                 bail!("{}: {name} has {} values, the others have {}", source.display(), sums.len(), e.sums.len());
             }
@@ -228,7 +242,9 @@ fn from_gguf(bytes: &[u8]) -> Result<Imatrix> {
         v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| anyhow!("{key} is {}, not a u32", v.summary(4)))
     };
     let datasets = match file.get(DATASETS_KEY) {
-        Some(Value::Array(ValueType::String, items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Value::Array(ValueType::String, items)) => {
+            items.iter().filter_map(|v| v.as_str().map(String::from)).collect()
+        }
         Some(v) => bail!("{DATASETS_KEY} is {}, not an array of strings", v.summary(4)),
         None => bail!("no {DATASETS_KEY} (llama-quantize needs it)"),
     };
@@ -239,7 +255,10 @@ fn from_gguf(bytes: &[u8]) -> Result<Imatrix> {
             bail!("{name} is {} of shape {:?}; an imatrix holds 1-D or 2-D F32 tensors", t.ty, t.shape);
         }
         let start = (file.data_offset + t.offset) as usize;
-        Ok(Some(([t.shape[0], t.shape.get(1).copied().unwrap_or(1)], f32_values(&bytes[start..start + t.n_bytes() as usize]))))
+        Ok(Some((
+            [t.shape[0], t.shape.get(1).copied().unwrap_or(1)],
+            f32_values(&bytes[start..start + t.n_bytes() as usize]),
+        )))
     };
     let mut entries = BTreeMap::new();
     for t in &file.tensors {
@@ -253,19 +272,36 @@ fn from_gguf(bytes: &[u8]) -> Result<Imatrix> {
         if entries.contains_key(name) {
             continue;
         }
-        let (Some((sums_shape, sums)), Some((counts_shape, counts))) = (tensor_data(&sums_name)?, tensor_data(&counts_name)?) else {
+        let (Some((sums_shape, sums)), Some((counts_shape, counts))) =
+            (tensor_data(&sums_name)?, tensor_data(&counts_name)?)
+        else {
             bail!("{name} lacks its {} tensor", if t.name == sums_name { COUNTS_SUFFIX } else { SUMS_SUFFIX });
         };
         if counts_shape != [1, sums_shape[1]] {
-            bail!("{counts_name} holds {counts_shape:?} values; {sums_name} of {sums_shape:?} needs one per matrix, {}", sums_shape[1]);
+            bail!(
+                "{counts_name} holds {counts_shape:?} values; {sums_name} of {sums_shape:?} needs one per matrix, {}",
+                sums_shape[1]
+            );
         }
         let counts = counts
             .iter()
-            .map(|&c| if c.is_finite() && c >= 0.0 { Ok(c.round() as u64) } else { Err(anyhow!("{counts_name} holds the count {c}")) })
+            .map(|&c| {
+                if c.is_finite() && c >= 0.0 {
+                    Ok(c.round() as u64)
+                } else {
+                    Err(anyhow!("{counts_name} holds the count {c}"))
+                }
+            })
             .collect::<Result<Vec<u64>>>()?;
         entries.insert(name.to_string(), ImatrixEntry { sums, counts });
     }
-    Ok(Imatrix { entries, datasets, chunk_count: u32_key(CHUNK_COUNT_KEY)?, chunk_size: u32_key(CHUNK_SIZE_KEY)?, legacy: false })
+    Ok(Imatrix {
+        entries,
+        datasets,
+        chunk_count: u32_key(CHUNK_COUNT_KEY)?,
+        chunk_size: u32_key(CHUNK_SIZE_KEY)?,
+        legacy: false,
+    })
 }
 
 /// A little-endian reader over a legacy file that reports where it ran out.
@@ -277,7 +313,9 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| anyhow!("truncated at byte {} reading {what} ({n} bytes, {} left)", self.at, self.bytes.len() - self.at))?;
+        let end = end.ok_or_else(|| {
+            anyhow!("truncated at byte {} reading {what} ({n} bytes, {} left)", self.at, self.bytes.len() - self.at)
+        })?;
         let out = &self.bytes[self.at..end];
         self.at = end;
         Ok(out)
@@ -303,13 +341,18 @@ fn from_dat(bytes: &[u8]) -> Result<Imatrix> {
     let mut entries = BTreeMap::new();
     for i in 0..n_entries {
         let len = r.len(&format!("entry {i}'s name length"))?;
-        let name = std::str::from_utf8(r.take(len, &format!("entry {i}'s name"))?).map_err(|_| anyhow!("entry {i}'s name is not UTF-8"))?.to_string();
+        let name = std::str::from_utf8(r.take(len, &format!("entry {i}'s name"))?)
+            .map_err(|_| anyhow!("entry {i}'s name is not UTF-8"))?
+            .to_string();
         let ncall = r.len(&format!("{name}'s call count"))?;
         let nval = r.len(&format!("{name}'s value count"))?;
         if nval == 0 {
             bail!("{name} has no values");
         }
-        let sums = f32_values(r.take(nval.checked_mul(4).ok_or_else(|| anyhow!("{name}'s value count {nval} overflows"))?, &format!("{name}'s values"))?);
+        let sums = f32_values(r.take(
+            nval.checked_mul(4).ok_or_else(|| anyhow!("{name}'s value count {nval} overflows"))?,
+            &format!("{name}'s values"),
+        )?);
         entries.insert(name, ImatrixEntry { sums, counts: vec![ncall as u64] });
     }
     let mut imatrix = Imatrix { entries, legacy: true, ..Imatrix::default() };

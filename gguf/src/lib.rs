@@ -27,9 +27,12 @@ pub use imatrix::{Imatrix, ImatrixEntry, ImatrixFormat};
 pub use read::{parse, parse_keeping, GgufError};
 pub use shape::{LayerShape, ModelShape, TensorSpec};
 pub use tensor_class::{block_index, is_per_expert, TensorClass};
-pub use verify::{verify, Verified};
 pub use value::{Value, ValueType};
-pub use write::{encode_header, layout, Header, remove_partial_files, write_gguf, PendingFile, DATA_SHA256_KEY, DATA_SHA256_PLACEHOLDER};
+pub use verify::{verify, Verified};
+pub use write::{
+    encode_header, layout, remove_partial_files, write_gguf, Header, PendingFile, DATA_SHA256_KEY,
+    DATA_SHA256_PLACEHOLDER,
+};
 
 /// The four bytes every GGUF file starts with.
 pub const MAGIC: &[u8; 4] = b"GGUF";

@@ -49,10 +49,7 @@ impl<'a> Cursor<'a> {
 
     fn bytes(&mut self, n: u64, what: &str) -> Result<&'a [u8], GgufError> {
         if n > self.remaining() {
-            return self.err(
-                self.pos,
-                format!("file ends inside {what}: needs {n} bytes, {} left", self.remaining()),
-            );
+            return self.err(self.pos, format!("file ends inside {what}: needs {n} bytes, {} left", self.remaining()));
         }
         let start = self.pos;
         self.pos += n as usize;
@@ -76,10 +73,8 @@ impl<'a> Cursor<'a> {
         let at = self.pos;
         let n = self.u64(what)?;
         if n.saturating_mul(min_item_size) > self.remaining() {
-            return self.err(
-                at,
-                format!("{what} is {n}, more than the {} bytes left in the file can hold", self.remaining()),
-            );
+            return self
+                .err(at, format!("{what} is {n}, more than the {} bytes left in the file can hold", self.remaining()));
         }
         Ok(n as usize)
     }
@@ -199,7 +194,13 @@ impl<'a> Cursor<'a> {
             Some(_) => {
                 return self.err(
                     dims_at,
-                    format!("tensor {:?}: row width {} is not a multiple of {}'s block size {}", info.name, info.shape[0], ty, ty.block_size()),
+                    format!(
+                        "tensor {:?}: row width {} is not a multiple of {}'s block size {}",
+                        info.name,
+                        info.shape[0],
+                        ty,
+                        ty.block_size()
+                    ),
                 )
             }
         }
@@ -279,7 +280,13 @@ pub fn parse_keeping(data: &[u8], keep: impl Fn(&str) -> bool) -> Result<GgufFil
     let data_size = file_size.saturating_sub(data_offset);
     for (info, &at) in tensors.iter().zip(&starts) {
         if info.offset % alignment != 0 {
-            return c.err(at, format!("tensor {:?}: data offset {} is not a multiple of the alignment {alignment}", info.name, info.offset));
+            return c.err(
+                at,
+                format!(
+                    "tensor {:?}: data offset {} is not a multiple of the alignment {alignment}",
+                    info.name, info.offset
+                ),
+            );
         }
         let end = info.offset.checked_add(info.n_bytes());
         if end.is_none_or(|end| end > data_size) {

@@ -77,12 +77,20 @@ impl ModelShape {
     /// SWA cache does, padded to 256 cells.
     pub fn kv_cache_bytes(&self, n_ctx: u64, n_batch: u64, bytes_per_value: f64) -> u64 {
         // Saturating: a hostile file's sizes give "more than any device has", not an overflow.
-        let swa_cells = self.sliding_window.map_or(n_ctx, |w| n_ctx.min(w.saturating_add(n_batch).div_ceil(256).saturating_mul(256)));
+        let swa_cells = self
+            .sliding_window
+            .map_or(n_ctx, |w| n_ctx.min(w.saturating_add(n_batch).div_ceil(256).saturating_mul(256)));
         let values = self
             .layers
             .iter()
             .filter(|l| l.has_kv)
-            .map(|l| 2u64.saturating_mul(l.n_head_kv).saturating_mul(l.head_dim).saturating_mul(if l.sliding { swa_cells } else { n_ctx }))
+            .map(|l| {
+                2u64.saturating_mul(l.n_head_kv).saturating_mul(l.head_dim).saturating_mul(if l.sliding {
+                    swa_cells
+                } else {
+                    n_ctx
+                })
+            })
             .fold(0u64, u64::saturating_add);
         (values as f64 * bytes_per_value) as u64
     }
@@ -106,7 +114,8 @@ impl ModelShape {
                 v => v.as_u64(),
             }
         };
-        let n_head = per_layer("attention.head_count", 0).ok_or_else(|| anyhow!("{arch}.attention.head_count is missing"))?;
+        let n_head =
+            per_layer("attention.head_count", 0).ok_or_else(|| anyhow!("{arch}.attention.head_count is missing"))?;
         let sliding: Vec<bool> = match key("attention.sliding_window_pattern") {
             Some(Value::Array(_, items)) => items.iter().map(|v| matches!(v, Value::Bool(true))).collect(),
             Some(v) => {
@@ -117,7 +126,8 @@ impl ModelShape {
             None if arch == "gemma3" => (0..n_layer).map(|i| (i + 1) % 6 != 0).collect(),
             None => vec![key("attention.sliding_window").is_some(); n_layer as usize],
         };
-        let first_shared = n_layer - key("attention.shared_kv_layers").and_then(Value::as_u64).unwrap_or(0).min(n_layer);
+        let first_shared =
+            n_layer - key("attention.shared_kv_layers").and_then(Value::as_u64).unwrap_or(0).min(n_layer);
         let layers = (0..n_layer as usize)
             .map(|i| {
                 let swa = sliding.get(i).copied().unwrap_or(false);
@@ -134,8 +144,20 @@ impl ModelShape {
                 }
             })
             .collect();
-        let n_vocab = file.tensors.iter().find(|t| t.name == "token_embd.weight").and_then(|t| t.shape.get(1).copied()).unwrap_or(0);
-        Ok(ModelShape { sliding_window: key("attention.sliding_window").and_then(Value::as_u64), arch, n_embd, n_vocab, layers, tensors })
+        let n_vocab = file
+            .tensors
+            .iter()
+            .find(|t| t.name == "token_embd.weight")
+            .and_then(|t| t.shape.get(1).copied())
+            .unwrap_or(0);
+        Ok(ModelShape {
+            sliding_window: key("attention.sliding_window").and_then(Value::as_u64),
+            arch,
+            n_embd,
+            n_vocab,
+            layers,
+            tensors,
+        })
     }
 }
 
@@ -156,7 +178,10 @@ mod tests {
             ("llama.embedding_length", Value::U32(64)),
             ("llama.attention.head_count", Value::U32(4)),
         ]);
-        assert!(ModelShape::from_gguf(&f).unwrap_err().to_string().contains("llama.block_count is 1152921504606846976, more than 4096"));
+        assert!(ModelShape::from_gguf(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("llama.block_count is 1152921504606846976, more than 4096"));
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub fn verify(path: &Path) -> Result<Verified> {
     let sha256 = match gguf.get(DATA_SHA256_KEY) {
         None => None,
         Some(v) => {
-            let recorded = v.as_str().ok_or_else(|| anyhow!("{}: {DATA_SHA256_KEY} is not a string", path.display()))?;
+            let recorded =
+                v.as_str().ok_or_else(|| anyhow!("{}: {DATA_SHA256_KEY} is not a string", path.display()))?;
             let actual = hex(&Sha256::digest(data));
             if actual != recorded {
                 bail!("{}: the tensor data's SHA-256 is {actual}, but the file records {recorded}: the data changed after it was written", path.display());

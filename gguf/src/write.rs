@@ -17,13 +17,20 @@ use super::{TensorInfo, MAGIC};
 /// Tensor infos for `(name, type, shape)` entries, with data offsets assigned in order, each
 /// aligned to `alignment`. Returns the infos and the size of the data section; a shape whose
 /// bytes overflow, or a row width the type's blocks don't divide, is an error naming the tensor.
-pub fn layout(entries: impl IntoIterator<Item = (String, GgmlType, Vec<u64>)>, alignment: u64) -> Result<(Vec<TensorInfo>, u64)> {
+pub fn layout(
+    entries: impl IntoIterator<Item = (String, GgmlType, Vec<u64>)>,
+    alignment: u64,
+) -> Result<(Vec<TensorInfo>, u64)> {
     let mut offset = 0u64;
     let mut infos = Vec::new();
     for (name, ty, shape) in entries {
         let info = TensorInfo { name, ty, shape, offset };
-        let end = info.n_bytes_checked().and_then(|b| offset.checked_add(b)).and_then(|e| e.checked_next_multiple_of(alignment));
-        offset = end.ok_or_else(|| anyhow!("tensor {}: {} of shape {:?} has no valid size", info.name, ty, info.shape))?;
+        let end = info
+            .n_bytes_checked()
+            .and_then(|b| offset.checked_add(b))
+            .and_then(|e| e.checked_next_multiple_of(alignment));
+        offset =
+            end.ok_or_else(|| anyhow!("tensor {}: {} of shape {:?} has no valid size", info.name, ty, info.shape))?;
         infos.push(info);
     }
     Ok((infos, offset))

@@ -35,7 +35,8 @@ fn put_u32(bytes: &mut [u8], at: usize, v: u32) {
 
 /// A small valid file: three kinds of metadata and two tensors, the last ending at end of file.
 fn sample() -> Vec<u8> {
-    let strings = |v: &[&str]| Value::Array(ValueType::String, v.iter().map(|s| Value::String(s.to_string())).collect());
+    let strings =
+        |v: &[&str]| Value::Array(ValueType::String, v.iter().map(|s| Value::String(s.to_string())).collect());
     let metadata = vec![
         ("general.architecture".to_string(), Value::String("llama".into())),
         ("tokenizer.ggml.tokens".to_string(), strings(&["<s>", "</s>", "a", "b", "ab"])),
@@ -44,10 +45,7 @@ fn sample() -> Vec<u8> {
         ("x.flags".to_string(), Value::Array(ValueType::Bool, vec![Value::Bool(true), Value::Bool(false)])),
     ];
     let (tensors, data_size) = layout(
-        [
-            ("a.weight".to_string(), GgmlType::F32, vec![4]),
-            ("b.weight".to_string(), GgmlType::Q8_0, vec![32, 2]),
-        ],
+        [("a.weight".to_string(), GgmlType::F32, vec![4]), ("b.weight".to_string(), GgmlType::Q8_0, vec![32, 2])],
         32,
     )
     .unwrap();

@@ -17,8 +17,10 @@ fn writer_output_is_complete_or_absent() {
     let dir = scratch("writer");
     let out = dir.join("m.gguf");
     let metadata = vec![("general.architecture".to_string(), Value::String("llama".into()))];
-    let (tensors, _) = layout([("a".to_string(), GgmlType::F32, vec![8]), ("b".to_string(), GgmlType::F32, vec![3])], 32).unwrap();
-    write_gguf(&out, &metadata, &tensors, 32, |i, w| Ok(w.write_all(&vec![i as u8; tensors[i].n_bytes() as usize])?)).unwrap();
+    let (tensors, _) =
+        layout([("a".to_string(), GgmlType::F32, vec![8]), ("b".to_string(), GgmlType::F32, vec![3])], 32).unwrap();
+    write_gguf(&out, &metadata, &tensors, 32, |i, w| Ok(w.write_all(&vec![i as u8; tensors[i].n_bytes() as usize])?))
+        .unwrap();
     let bytes = std::fs::read(&out).unwrap();
     let file = parse(&bytes).unwrap();
     assert_eq!(file.tensors.len(), 2);
@@ -37,7 +39,8 @@ fn writer_output_is_complete_or_absent() {
     assert!(err.to_string().contains("disk on fire"));
     let err = write_gguf(&bad, &metadata, &tensors, 32, |_, w| Ok(w.write_all(&[0; 5])?)).unwrap_err();
     assert!(err.to_string().contains("wrote 5 bytes, expected 32"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let left: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(left, vec!["m.gguf".to_string()], "no partial or temporary file stays");
 }
 
@@ -59,7 +62,8 @@ fn checksum_slot_is_where_the_placeholder_value_starts() {
     let out = dir.join("m.gguf");
     write_gguf(&out, &metadata, &tensors, 32, |_, w| Ok(w.write_all(&[7u8; 32])?)).unwrap();
     let verified = verify(&out).unwrap();
-    let recorded = parse(&std::fs::read(&out).unwrap()).unwrap().get(DATA_SHA256_KEY).unwrap().as_str().unwrap().to_string();
+    let recorded =
+        parse(&std::fs::read(&out).unwrap()).unwrap().get(DATA_SHA256_KEY).unwrap().as_str().unwrap().to_string();
     assert_eq!(verified.sha256.as_deref(), Some(recorded.as_str()));
     assert_ne!(recorded, DATA_SHA256_PLACEHOLDER);
 }

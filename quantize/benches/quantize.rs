@@ -104,6 +104,10 @@ fn main() {
             true => side_by_side(ty, &src, Some(&weights), 1, reps),
             false => "— | — | —".to_string(),
         };
-        println!("| {ty} | {} | {weighted} | {} |", side_by_side(ty, &src, None, 1, reps), side_by_side(ty, &src, None, all, reps));
+        println!(
+            "| {ty} | {} | {weighted} | {} |",
+            side_by_side(ty, &src, None, 1, reps),
+            side_by_side(ty, &src, None, all, reps)
+        );
     }
 }

@@ -35,7 +35,9 @@ pub trait BlockFormat: Pod {
     /// [`Self::quantize_weighted`] does one block at a time.
     fn quantize_run_weighted(x: &[f32], qw: &[f32], row_sigma2: f32, out: &mut [u8]) {
         let size = std::mem::size_of::<Self>();
-        for ((x, w), o) in x.chunks_exact(Self::ELEMENTS).zip(qw.chunks_exact(Self::ELEMENTS)).zip(out.chunks_exact_mut(size)) {
+        for ((x, w), o) in
+            x.chunks_exact(Self::ELEMENTS).zip(qw.chunks_exact(Self::ELEMENTS)).zip(out.chunks_exact_mut(size))
+        {
             o.copy_from_slice(bytemuck::bytes_of(&Self::quantize_weighted(x, w, row_sigma2)));
         }
     }
@@ -43,7 +45,6 @@ pub trait BlockFormat: Pod {
     /// Decodes into the first [`Self::ELEMENTS`] values of `y`, as ggml's `dequantize_row_*` does.
     fn dequantize(&self, y: &mut [f32]);
 }
-
 
 /// Quantizes one row `src` with importance weights `qw` (as many) into `dst`: ggml's
 /// `quantize_*` with `quant_weights`, whose 32-element formats weight by the row's mean square.

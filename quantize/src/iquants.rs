@@ -231,7 +231,8 @@ impl BlockFormat for BlockIq4Xs {
     fn dequantize(&self, y: &mut [f32]) {
         let d = from_f16(self.d);
         for ib in 0..QK_K / BLOCK {
-            let ls = ((self.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) as i32 | ((((self.scales_h >> (2 * ib)) & 3) as i32) << 4);
+            let ls = ((self.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) as i32
+                | ((((self.scales_h >> (2 * ib)) & 3) as i32) << 4);
             decode(d * (ls - 32) as f32, &self.qs[ib * 16..(ib + 1) * 16], &mut y[ib * BLOCK..(ib + 1) * BLOCK]);
         }
     }

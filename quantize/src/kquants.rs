@@ -7,19 +7,22 @@ use half::f16;
 use crate::block::BlockFormat;
 use crate::lanes::{make_q3_quants_rmse_each, make_qkx2_quants_each, make_qx_quants_each};
 use crate::rounding::{
-    from_f16, get_scale_min_k4, make_qp_quants, make_qx_quants, nearest_int, pack_k4_scales, pack_scale_min_k4, signed_max,
-    to_f16, Qkx2Search, GROUP_MAX_EPS, QKX3_SEARCH,
+    from_f16, get_scale_min_k4, make_qp_quants, make_qx_quants, nearest_int, pack_k4_scales, pack_scale_min_k4,
+    signed_max, to_f16, Qkx2Search, GROUP_MAX_EPS, QKX3_SEARCH,
 };
 use crate::GgmlType;
 
 const QK_K: usize = 256;
 
 /// How `quantize_row_q2_K_ref` searches each sub-block's scale and min.
-pub(crate) const Q2_K_SEARCH: Qkx2Search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: true, clamp_before_rounding: false };
+pub(crate) const Q2_K_SEARCH: Qkx2Search =
+    Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: true, clamp_before_rounding: false };
 /// How `quantize_row_q4_K_ref` searches.
-pub(crate) const Q4_K_SEARCH: Qkx2Search = Qkx2Search { rmin: -1.0, rdelta: 0.1, nstep: 20, use_mad: false, clamp_before_rounding: false };
+pub(crate) const Q4_K_SEARCH: Qkx2Search =
+    Qkx2Search { rmin: -1.0, rdelta: 0.1, nstep: 20, use_mad: false, clamp_before_rounding: false };
 /// How `quantize_row_q5_K_ref` searches.
-pub(crate) const Q5_K_SEARCH: Qkx2Search = Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: false, clamp_before_rounding: false };
+pub(crate) const Q5_K_SEARCH: Qkx2Search =
+    Qkx2Search { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: false, clamp_before_rounding: false };
 
 /// Q2_K: 16 sub-blocks of 16, 2-bit quants, 4-bit scales and mins; `x = d*sc*q - dmin*m`.
 #[repr(C)]
@@ -348,7 +351,14 @@ fn quantize_k4_family_weighted(x: &[f32], qw: &[f32], nmax: i32, clamp_63: bool)
 
 /// With the scales and mins set: requantizes `x` against them (keeping `l` where a scale is
 /// zero); returns the block's fields.
-fn k4_requantize(x: &[f32; QK_K], d: f16, dmin: f16, packed: [u8; 12], nmax: i32, mut l: [u8; QK_K]) -> (f16, f16, [u8; 12], [u8; QK_K]) {
+fn k4_requantize(
+    x: &[f32; QK_K],
+    d: f16,
+    dmin: f16,
+    packed: [u8; 12],
+    nmax: i32,
+    mut l: [u8; QK_K],
+) -> (f16, f16, [u8; 12], [u8; QK_K]) {
     for j in 0..QK_K / 32 {
         let (sc, m) = get_scale_min_k4(j, &packed);
         let dj = from_f16(d) * sc as f32;

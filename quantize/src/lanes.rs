@@ -30,13 +30,22 @@ fn groups<const N: usize>(len: usize) -> impl Iterator<Item = (Range<usize>, Ran
 /// [`make_qkx2_quants`] on each sub-block of `N` in `x` (weights `w`, quants into `l`): each
 /// one's scale into `scales` and `-min` into `mins`. Groups of [`LANES`] run in lanes; a
 /// remainder, one by one.
-pub(crate) fn make_qkx2_quants_each<const N: usize>(nmax: i32, x: &[f32], w: &[f32], l: &mut [u8], search: &Qkx2Search, scales: &mut [f32], mins: &mut [f32]) {
+pub(crate) fn make_qkx2_quants_each<const N: usize>(
+    nmax: i32,
+    x: &[f32],
+    w: &[f32],
+    l: &mut [u8],
+    search: &Qkx2Search,
+    scales: &mut [f32],
+    mins: &mut [f32],
+) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         for (e, s) in groups::<N>(x.len()) {
             // SAFETY: the CPU has AVX2.
-            let (sc, mn) = unsafe { avx2::make_qkx2_quants::<N>(nmax, &x[e.clone()], &w[e.clone()], &mut l[e], search) };
+            let (sc, mn) =
+                unsafe { avx2::make_qkx2_quants::<N>(nmax, &x[e.clone()], &w[e.clone()], &mut l[e], search) };
             scales[s.clone()].copy_from_slice(&sc);
             mins[s.clone()].copy_from_slice(&mn);
             done = s.end;
@@ -44,7 +53,13 @@ pub(crate) fn make_qkx2_quants_each<const N: usize>(nmax: i32, x: &[f32], w: &[f
     }
     for k in done..x.len() / N {
         let r = N * k..N * (k + 1);
-        (scales[k], mins[k]) = make_qkx2_quants::<N>(nmax, x[r.clone()].try_into().unwrap(), w[r.clone()].try_into().unwrap(), (&mut l[r]).try_into().unwrap(), search);
+        (scales[k], mins[k]) = make_qkx2_quants::<N>(
+            nmax,
+            x[r.clone()].try_into().unwrap(),
+            w[r.clone()].try_into().unwrap(),
+            (&mut l[r]).try_into().unwrap(),
+            search,
+        );
     }
 }
 
@@ -56,13 +71,19 @@ pub(crate) fn make_qx_quants_each<const N: usize>(nmax: i32, x: &[f32], l: &mut 
     if std::is_x86_feature_detected!("avx2") {
         for (e, s) in groups::<N>(x.len()) {
             // SAFETY: the CPU has AVX2.
-            scales[s.clone()].copy_from_slice(&unsafe { avx2::make_qx_quants::<N>(nmax, &x[e.clone()], &mut l[e.clone()], &w[e]) });
+            scales[s.clone()]
+                .copy_from_slice(&unsafe { avx2::make_qx_quants::<N>(nmax, &x[e.clone()], &mut l[e.clone()], &w[e]) });
             done = s.end;
         }
     }
     for k in done..x.len() / N {
         let r = N * k..N * (k + 1);
-        scales[k] = make_qx_quants::<N>(nmax, x[r.clone()].try_into().unwrap(), (&mut l[r.clone()]).try_into().unwrap(), w[r].try_into().unwrap());
+        scales[k] = make_qx_quants::<N>(
+            nmax,
+            x[r.clone()].try_into().unwrap(),
+            (&mut l[r.clone()]).try_into().unwrap(),
+            w[r].try_into().unwrap(),
+        );
     }
 }
 
@@ -74,7 +95,8 @@ pub(crate) fn make_q3_quants_rmse_each<const N: usize>(nmax: i32, x: &[f32], l: 
     if std::is_x86_feature_detected!("avx2") {
         for (e, s) in groups::<N>(x.len()) {
             // SAFETY: the CPU has AVX2.
-            scales[s.clone()].copy_from_slice(&unsafe { avx2::make_q3_quants_rmse::<N>(nmax, &x[e.clone()], &mut l[e]) });
+            scales[s.clone()]
+                .copy_from_slice(&unsafe { avx2::make_q3_quants_rmse::<N>(nmax, &x[e.clone()], &mut l[e]) });
             done = s.end;
         }
     }
@@ -164,7 +186,11 @@ mod tests {
                 let want = one(x[r.clone()].try_into().unwrap(), w[r.clone()].try_into().unwrap(), &mut lk);
                 assert_eq!(&l[r], &lk[..], "{name}: quants of sub-block {k}, seed {seed}");
                 for (g, w) in [got[0][k], got[1][k]].iter().zip(want) {
-                    assert_eq!(g.to_bits(), w.to_bits(), "{name}: result of sub-block {k}, seed {seed}: {g} against {w}");
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "{name}: result of sub-block {k}, seed {seed}: {g} against {w}"
+                    );
                 }
             }
         }
@@ -180,7 +206,15 @@ mod tests {
 
     /// Importance-like weights: positive, over two orders of magnitude, some zero.
     fn importance(x: &[f32], seed: u64) -> Vec<f32> {
-        (0..x.len()).map(|i| if (i as u64 + seed).is_multiple_of(13) { 0.0 } else { 0.01 + ((i as u64 * 7 + seed) % 97) as f32 / 3.0 }).collect()
+        (0..x.len())
+            .map(|i| {
+                if (i as u64 + seed).is_multiple_of(13) {
+                    0.0
+                } else {
+                    0.01 + ((i as u64 * 7 + seed) % 97) as f32 / 3.0
+                }
+            })
+            .collect()
     }
 
     fn qkx2<const N: usize>(name: &str, nmax: i32, search: &Qkx2Search, weights: impl Fn(&[f32], u64) -> Vec<f32>) {
@@ -211,7 +245,11 @@ mod tests {
 
     #[test]
     fn qx_lanes_equal_the_scalar_search() {
-        for (name, nmax, weights) in [("Q6_K", 32, squares as fn(&[f32], u64) -> Vec<f32>), ("Q6_K weighted", 32, importance), ("Q3_K weighted", 4, importance)] {
+        for (name, nmax, weights) in [
+            ("Q6_K", 32, squares as fn(&[f32], u64) -> Vec<f32>),
+            ("Q6_K weighted", 32, importance),
+            ("Q3_K weighted", 4, importance),
+        ] {
             check::<16, i8>(
                 name,
                 weights,
@@ -219,7 +257,8 @@ mod tests {
                 |x, w, l| [unsafe { avx2::make_qx_quants::<16>(nmax, x, l, w) }, [0.0; LANES]],
                 |x, w, l| [make_qx_quants(nmax, x, l, w), 0.0],
             );
-        }        for (name, nmax) in [("Q4_0 weighted", 8), ("Q5_0 weighted", 16)] {
+        }
+        for (name, nmax) in [("Q4_0 weighted", 8), ("Q5_0 weighted", 16)] {
             check::<32, i8>(
                 name,
                 importance,

@@ -4,9 +4,9 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use crate::block::BlockFormat;
+use crate::lanes::{make_qkx2_quants_each, make_qx_quants_each};
 #[cfg(not(target_arch = "x86_64"))]
 use crate::rounding::c_trunc;
-use crate::lanes::{make_qkx2_quants_each, make_qx_quants_each};
 use crate::rounding::{from_f16, to_f16, QKX3_SEARCH};
 use crate::GgmlType;
 
@@ -164,7 +164,14 @@ enum Grid {
 /// ggml's weighted search (`quantize_row_q4_0_impl` and its siblings: importance
 /// `qw[j]·√(σ² + x[j]²)` with σ² the row's mean square) on a run of blocks, eight searched at
 /// once ([`crate::lanes`]); `block` builds each block from its quants, scale and minimum.
-fn weighted_run<B: BlockFormat>(x: &[f32], qw: &[f32], row_sigma2: f32, grid: Grid, out: &mut [u8], block: impl Fn(&[u8; QK], f16, f16) -> B) {
+fn weighted_run<B: BlockFormat>(
+    x: &[f32],
+    qw: &[f32],
+    row_sigma2: f32,
+    grid: Grid,
+    out: &mut [u8],
+    block: impl Fn(&[u8; QK], f16, f16) -> B,
+) {
     const GROUP: usize = 8 * QK;
     let size = std::mem::size_of::<B>();
     for ((xg, qg), og) in x.chunks(GROUP).zip(qw.chunks(GROUP)).zip(out.chunks_mut(8 * size)) {
@@ -181,7 +188,9 @@ fn weighted_run<B: BlockFormat>(x: &[f32], qw: &[f32], row_sigma2: f32, grid: Gr
                 make_qx_quants_each::<QK>(nmax, xg, &mut signed[..n], &w[..n], &mut d);
                 l = signed.map(|q| q as u8);
             }
-            Grid::Asymmetric(nmax) => make_qkx2_quants_each::<QK>(nmax, xg, &w[..n], &mut l[..n], &QKX3_SEARCH, &mut d, &mut neg_min),
+            Grid::Asymmetric(nmax) => {
+                make_qkx2_quants_each::<QK>(nmax, xg, &w[..n], &mut l[..n], &QKX3_SEARCH, &mut d, &mut neg_min)
+            }
         }
         for (b, ob) in og.chunks_exact_mut(size).enumerate() {
             let lb = l[b * QK..(b + 1) * QK].try_into().expect("one block");

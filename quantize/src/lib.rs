@@ -48,12 +48,12 @@ pub enum QuantizeError {
 impl fmt::Display for QuantizeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            QuantizeError::Unsupported(ty) => write!(f, "cannot quantize to {ty}: supported types are {}", supported_names()),
-            QuantizeError::RowWidth { ty, n_per_row } => write!(
-                f,
-                "row width {n_per_row} is not a multiple of {ty}'s block size {}",
-                ty.block_size()
-            ),
+            QuantizeError::Unsupported(ty) => {
+                write!(f, "cannot quantize to {ty}: supported types are {}", supported_names())
+            }
+            QuantizeError::RowWidth { ty, n_per_row } => {
+                write!(f, "row width {n_per_row} is not a multiple of {ty}'s block size {}", ty.block_size())
+            }
             QuantizeError::NotFinite { row, column, value } => {
                 write!(f, "row {row}, column {column}: value {value} is not finite")
             }
@@ -181,11 +181,21 @@ fn in_parallel(
 /// Quantizes rows as [`quantize_rows`] does, each weighted by `weights`: one importance per
 /// column (`n_per_row` of them, from an importance matrix). The bytes are those of ggml's
 /// `ggml_quantize_chunk(ty, src, dst, 0, rows, n_per_row, weights)`. Runs rows in parallel.
-pub fn quantize_rows_weighted(ty: GgmlType, src: &[f32], n_per_row: usize, weights: &[f32], dst: &mut [u8]) -> Result<(), QuantizeError> {
+pub fn quantize_rows_weighted(
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    weights: &[f32],
+    dst: &mut [u8],
+) -> Result<(), QuantizeError> {
     let (_, _, quantize) = kernels(ty)?;
     check_buffers(ty, src.len(), n_per_row, dst.len())?;
     if weights.len() != n_per_row {
-        return Err(QuantizeError::BufferSize { what: "importance weights", expected: n_per_row, actual: weights.len() });
+        return Err(QuantizeError::BufferSize {
+            what: "importance weights",
+            expected: n_per_row,
+            actual: weights.len(),
+        });
     }
     let row_bytes = row_size(ty, n_per_row)?;
     let rows_per_task = (TASK_ELEMENTS / n_per_row).max(1);

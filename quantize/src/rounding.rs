@@ -257,7 +257,8 @@ pub(crate) fn make_qkx2_quants<const N: usize>(
 
 /// ggml's `make_qkx3_quants` as its callers call it (importance weights, `use_mad` false): the
 /// [`make_qkx2_quants`] search over 37 trial scales with quants clamped before rounding.
-pub(crate) const QKX3_SEARCH: Qkx2Search = Qkx2Search { rmin: -0.9, rdelta: 0.05, nstep: 36, use_mad: false, clamp_before_rounding: true };
+pub(crate) const QKX3_SEARCH: Qkx2Search =
+    Qkx2Search { rmin: -0.9, rdelta: 0.05, nstep: 36, use_mad: false, clamp_before_rounding: true };
 
 /// ggml's `make_qp_quants`: a scale for non-negative `x` (sub-block scales or mins) on
 /// `0..=nmax`, the best of nine trial scales by the error weighted with `w`, then up to five
@@ -345,10 +346,7 @@ pub(crate) fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        (
-            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     }
 }
 

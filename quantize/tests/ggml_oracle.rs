@@ -89,7 +89,10 @@ fn cases(n_per_row: usize) -> Vec<(&'static str, Vec<f32>)> {
         ("near 1e-30", rng.normals(n, 1e-30)),
         ("near 1e30", rng.normals(n, 1e30)),
         ("subnormal", rng.normals(n, 1e-40)),
-        ("largest finite", (0..n).map(|i| if i % 3 == 0 { f32::MAX } else { -f32::MAX / (i % 7 + 1) as f32 }).collect()),
+        (
+            "largest finite",
+            (0..n).map(|i| if i % 3 == 0 { f32::MAX } else { -f32::MAX / (i % 7 + 1) as f32 }).collect(),
+        ),
         ("mixed magnitudes", mixed),
         ("sparse", sparse),
         ("uniform positive", (0..n).map(|_| rng.uniform() * 5.0).collect()),
@@ -101,7 +104,8 @@ fn cases(n_per_row: usize) -> Vec<(&'static str, Vec<f32>)> {
 /// spread over orders of magnitude), with some zero columns, and constant.
 fn weight_cases(n_per_row: usize) -> Vec<(&'static str, Vec<f32>)> {
     let mut rng = Rng(0x1A7E_55ED_0000_0002);
-    let imatrix: Vec<f32> = (0..n_per_row).map(|_| rng.normal().powi(2) * 10f32.powf(4.0 * rng.uniform() - 2.0)).collect();
+    let imatrix: Vec<f32> =
+        (0..n_per_row).map(|_| rng.normal().powi(2) * 10f32.powf(4.0 * rng.uniform() - 2.0)).collect();
     let mut with_zeros = imatrix.clone();
     for w in with_zeros.iter_mut().step_by(5) {
         *w = 0.0;
@@ -124,9 +128,15 @@ fn check_type(ty: GgmlType) {
             for (weights_name, weights) in weight_cases(n_per_row) {
                 let expected = ggml_quantize(ty, &src, n_per_row, Some(&weights));
                 let mut ours = vec![0u8; expected.len()];
-                quantize_rows_weighted(ty, &src, n_per_row, &weights, &mut ours).unwrap_or_else(|e| panic!("{ty} {name}: {e}"));
+                quantize_rows_weighted(ty, &src, n_per_row, &weights, &mut ours)
+                    .unwrap_or_else(|e| panic!("{ty} {name}: {e}"));
                 weights_matter |= expected != ggml_quantize(ty, &src, n_per_row, None);
-                assert_same_bytes(ty, &format!("'{name}' with {weights_name} weights (row width {n_per_row})"), &ours, &expected);
+                assert_same_bytes(
+                    ty,
+                    &format!("'{name}' with {weights_name} weights (row width {n_per_row})"),
+                    &ours,
+                    &expected,
+                );
             }
             let theirs = ggml_dequantize(ty, &expected, src.len());
             let mut back = vec![0f32; src.len()];
@@ -136,7 +146,12 @@ fn check_type(ty: GgmlType) {
             }
         }
     }
-    assert_eq!(weights_matter, ty.uses_importance(), "{ty}: importance weights {} ggml's bytes", if weights_matter { "changed" } else { "never changed" });
+    assert_eq!(
+        weights_matter,
+        ty.uses_importance(),
+        "{ty}: importance weights {} ggml's bytes",
+        if weights_matter { "changed" } else { "never changed" }
+    );
 }
 
 fn assert_same_bytes(ty: GgmlType, case: &str, ours: &[u8], expected: &[u8]) {
@@ -223,7 +238,10 @@ fn non_finite_input_names_row_and_column() {
 #[test]
 fn weights_must_cover_the_row() {
     let err = quantize_rows_weighted(GgmlType::Q4_K, &[0.5; 512], 256, &[1.0; 255], &mut [0; 288]).unwrap_err();
-    assert!(matches!(err, QuantizeError::BufferSize { what: "importance weights", expected: 256, actual: 255 }), "{err}");
+    assert!(
+        matches!(err, QuantizeError::BufferSize { what: "importance weights", expected: 256, actual: 255 }),
+        "{err}"
+    );
     let mut src = vec![0.5f32; 512];
     src[300] = f32::NAN;
     let err = quantize_rows_weighted(GgmlType::Q4_K, &src, 256, &[1.0; 256], &mut [0; 288]).unwrap_err();

@@ -82,11 +82,20 @@ struct ImatrixQualityEntry {
 impl QualityEntry {
     fn parse(self, what: &str) -> Result<Quality> {
         let keyed = |field: &str, values: BTreeMap<String, f64>| -> Result<BTreeMap<MixKey, f64>> {
-            values.into_iter().map(|(k, v)| Ok((MixKey::parse(&k).map_err(|e| anyhow!("{what}.{field}.{k}: {e}"))?, v))).collect()
+            values
+                .into_iter()
+                .map(|(k, v)| Ok((MixKey::parse(&k).map_err(|e| anyhow!("{what}.{field}.{k}: {e}"))?, v)))
+                .collect()
         };
         let with_imatrix = match self.imatrix {
             Some(m) => {
-                let entry = QualityEntry { source: m.source, base: self.base.clone(), kl_mean: m.kl_mean, top1: m.top1, imatrix: None };
+                let entry = QualityEntry {
+                    source: m.source,
+                    base: self.base.clone(),
+                    kl_mean: m.kl_mean,
+                    top1: m.top1,
+                    imatrix: None,
+                };
                 Some(Box::new(entry.parse(&format!("{what}.imatrix"))?))
             }
             None => None,
@@ -168,14 +177,24 @@ impl Catalog {
                 let what = format!("{section}.{name}");
                 match section.as_str() {
                     "device" => {
-                        let d: DeviceProfile = entry.clone().try_into().map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
-                        if d.ram_gib <= 0.0 || d.ram_bandwidth_gb_s <= 0.0 || d.gpu_memory_gib < 0.0 || (d.gpu_memory_gib > 0.0 && d.gpu_bandwidth_gb_s <= 0.0) {
+                        let d: DeviceProfile = entry
+                            .clone()
+                            .try_into()
+                            .map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
+                        if d.ram_gib <= 0.0
+                            || d.ram_bandwidth_gb_s <= 0.0
+                            || d.gpu_memory_gib < 0.0
+                            || (d.gpu_memory_gib > 0.0 && d.gpu_bandwidth_gb_s <= 0.0)
+                        {
                             bail!("{what}: memory and bandwidth must be positive (a GPU's bandwidth too)");
                         }
                         catalog.devices.insert(name.clone(), d);
                     }
                     "model" => {
-                        let m: KnownModel = entry.clone().try_into().map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
+                        let m: KnownModel = entry
+                            .clone()
+                            .try_into()
+                            .map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
                         if let Some(key) = m.config.keys().find(|k| !CONFIG_KEYS.contains(&k.as_str())) {
                             bail!("{what}.config: unknown key `{key}`");
                         }
@@ -183,7 +202,10 @@ impl Catalog {
                         catalog.models.insert(name.clone(), m);
                     }
                     "quality" => {
-                        let q: QualityEntry = entry.clone().try_into().map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
+                        let q: QualityEntry = entry
+                            .clone()
+                            .try_into()
+                            .map_err(|e: toml::de::Error| anyhow!("{what}: {}", e.message()))?;
                         catalog.quality.insert(name.clone(), q.parse(&what)?);
                     }
                     _ => bail!("unknown section `{section}` (expected device, model or quality)"),
@@ -197,11 +219,15 @@ impl Catalog {
     }
 
     pub fn device(&self, name: &str) -> Result<&DeviceProfile> {
-        self.devices.get(name).ok_or_else(|| anyhow!("unknown device {name:?}; known: {}", self.devices.keys().cloned().collect::<Vec<_>>().join(", ")))
+        self.devices.get(name).ok_or_else(|| {
+            anyhow!("unknown device {name:?}; known: {}", self.devices.keys().cloned().collect::<Vec<_>>().join(", "))
+        })
     }
 
     pub fn model(&self, name: &str) -> Result<&KnownModel> {
-        self.models.get(name).ok_or_else(|| anyhow!("unknown model {name:?}; known: {}", self.models.keys().cloned().collect::<Vec<_>>().join(", ")))
+        self.models.get(name).ok_or_else(|| {
+            anyhow!("unknown model {name:?}; known: {}", self.models.keys().cloned().collect::<Vec<_>>().join(", "))
+        })
     }
 }
 
@@ -226,12 +252,18 @@ mod tests {
         assert_eq!(err(model), "model.m: config.json: num_attention_heads is missing");
         assert!(err(&format!("{model}colour = 1\n")).contains("model.m.config: unknown key `colour`"));
         assert!(err("[gadget.x]\n").contains("unknown section `gadget`"));
-        assert!(err("[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = {}\ntop1 = {}\n").contains("quality.q: no model.q"));
+        assert!(err("[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = {}\ntop1 = {}\n")
+            .contains("quality.q: no model.q"));
         let bad_mix = "[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = { \"q8_0+ple_q9_9\" = 0.1 }\ntop1 = {}\n";
-        assert!(err(bad_mix).starts_with("quality.q.kl_mean.q8_0+ple_q9_9: unknown or unsupported type \"q9_9\""), "{}", err(bad_mix));
+        assert!(
+            err(bad_mix).starts_with("quality.q.kl_mean.q8_0+ple_q9_9: unknown or unsupported type \"q9_9\""),
+            "{}",
+            err(bad_mix)
+        );
         let bad_imatrix = "[quality.q]\nsource = \"s\"\nbase = \"f16\"\nkl_mean = {}\ntop1 = {}\n[quality.q.imatrix]\nsource = \"t\"\nkl_mean = { q9_9 = 0.1 }\ntop1 = {}\n";
         assert!(err(bad_imatrix).starts_with("quality.q.imatrix.kl_mean.q9_9: "), "{}", err(bad_imatrix));
-        assert!(err(&bad_imatrix.replace("[quality.q.imatrix]\n", "[quality.q.imatrix]\nbase = \"q8_0\"\n")).contains("quality.q: unknown field `base`"));
+        assert!(err(&bad_imatrix.replace("[quality.q.imatrix]\n", "[quality.q.imatrix]\nbase = \"q8_0\"\n"))
+            .contains("quality.q: unknown field `base`"));
         assert!(Catalog::parse(DEVICE).unwrap().device("e").unwrap_err().to_string().contains("known: d"));
     }
 }

@@ -47,7 +47,12 @@ pub fn shared_kv_block(n_layer: usize, shared: usize) -> Option<usize> {
 /// Layers per offload device (a `tensor_split`) that keeps the layers from `block_start` to the
 /// last on one device, moving each boundary inside the block to the nearer of its ends; `None`
 /// when the split `shares` gives already does, or cannot (some of the block stays on the CPU).
-pub fn keep_block_together(n_layer: usize, n_gpu_layers: usize, shares: &[f32], block_start: usize) -> Option<Vec<f32>> {
+pub fn keep_block_together(
+    n_layer: usize,
+    n_gpu_layers: usize,
+    shares: &[f32],
+    block_start: usize,
+) -> Option<Vec<f32>> {
     let devices = assign(n_layer, n_gpu_layers, shares);
     let block = devices.get(block_start..n_layer)?;
     if block.iter().any(Option::is_none) || block.windows(2).all(|w| w[0] == w[1]) {
@@ -65,7 +70,19 @@ pub fn keep_block_together(n_layer: usize, n_gpu_layers: usize, shares: &[f32], 
         ends[d] = ends[d].max(ends[d - 1]);
     }
     let last = ends.len() - 1;
-    let moved: Vec<usize> = ends.iter().enumerate().map(|(d, &e)| if d == last || e <= lo || e >= hi { e } else if e - lo <= hi - e { lo } else { hi }).collect();
+    let moved: Vec<usize> = ends
+        .iter()
+        .enumerate()
+        .map(|(d, &e)| {
+            if d == last || e <= lo || e >= hi {
+                e
+            } else if e - lo <= hi - e {
+                lo
+            } else {
+                hi
+            }
+        })
+        .collect();
     Some(moved.iter().enumerate().map(|(d, &e)| (e - if d == 0 { 0 } else { moved[d - 1] }) as f32).collect())
 }
 

@@ -40,11 +40,16 @@ impl Logits {
         let (n_vocab, n_tokens) = (u32_at(8) as usize, u32_at(12) as usize);
         let expected = (n_tokens as u128) * (1 + n_vocab as u128) * 4 + HEADER as u128;
         if n_vocab == 0 || n_tokens == 0 || expected != data.len() as u128 {
-            bail!("{}: header says {n_tokens} tokens × {n_vocab} logits ({expected} bytes), the file has {} bytes", path.display(), data.len());
+            bail!(
+                "{}: header says {n_tokens} tokens × {n_vocab} logits ({expected} bytes), the file has {} bytes",
+                path.display(),
+                data.len()
+            );
         }
         let tokens: Vec<i32> = (0..n_tokens).map(|i| u32_at(HEADER + 4 * i) as i32).collect();
         let start = HEADER + 4 * n_tokens;
-        let values: Vec<f32> = data[start..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let values: Vec<f32> =
+            data[start..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             bail!("{}: logit {i} is not finite", path.display());
         }

@@ -121,7 +121,10 @@ impl Budget {
         Budget {
             name: "this machine".to_string(),
             description: match &gpu {
-                Some(g) => format!("free memory of {} ({}) and of the system, as llama.cpp and /proc/meminfo report them", g.name, g.description),
+                Some(g) => format!(
+                    "free memory of {} ({}) and of the system, as llama.cpp and /proc/meminfo report them",
+                    g.name, g.description
+                ),
                 None => "available system memory (/proc/meminfo); llama.cpp sees no GPU".to_string(),
             },
             sources: Vec::new(),
@@ -186,7 +189,16 @@ pub const RESERVE_BYTES: u64 = 1 << 30;
 
 /// Body presets a plan considers, best quality first (the 3- and 2-bit mixes last, for models
 /// that fit no 4-bit one).
-pub const BODY_PRESETS: &[Preset] = &[Preset::F16, Preset::Q8_0, Preset::Q6_K, Preset::Q5_K_M, Preset::Q4_K_M, Preset::Q4_0, Preset::Q3_K_M, Preset::Q2_K];
+pub const BODY_PRESETS: &[Preset] = &[
+    Preset::F16,
+    Preset::Q8_0,
+    Preset::Q6_K,
+    Preset::Q5_K_M,
+    Preset::Q4_K_M,
+    Preset::Q4_0,
+    Preset::Q3_K_M,
+    Preset::Q2_K,
+];
 /// Types the per-layer embedding table is tried at.
 pub const PLE_TYPES: &[GgmlType] = &[GgmlType::F16, GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q4_K, GgmlType::Q4_0];
 
@@ -287,7 +299,11 @@ fn tensor_bytes(shape: &ModelShape, body: Preset, ple: Option<GgmlType>) -> Resu
         policy.ple_type = ty;
     }
     let choices = policy.assign(tensors)?;
-    Ok(tensors.iter().zip(choices).map(|(t, c)| (c.class, c.ty.bytes_for(t.shape.iter().product()).unwrap_or(0))).collect())
+    Ok(tensors
+        .iter()
+        .zip(choices)
+        .map(|(t, c)| (c.class, c.ty.bytes_for(t.shape.iter().product()).unwrap_or(0)))
+        .collect())
 }
 
 /// Bytes of compute buffer llama.cpp reserves on a GPU for a batch of `n_batch` tokens: the
@@ -344,7 +360,8 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
     for &body in BODY_PRESETS {
         for &ple in &ples {
             let bytes = tensor_bytes(shape, body, ple)?;
-            let class_bytes = |class: TensorClass| -> u64 { bytes.iter().filter(|(c, _)| *c == class).map(|(_, b)| b).sum() };
+            let class_bytes =
+                |class: TensorClass| -> u64 { bytes.iter().filter(|(c, _)| *c == class).map(|(_, b)| b).sum() };
             let file_bytes: u64 = bytes.iter().map(|(_, b)| b).sum();
             let ple_bytes = class_bytes(TensorClass::PerLayerTokenEmbedding);
             let ple_lazy = ple_lazy_capable && lazy.applies(ple_bytes);
@@ -371,7 +388,8 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
                 let fits = if budget.shared || budget.gpu_bytes == 0 {
                     gpu + ram <= budget.ram_bytes.saturating_sub(RESERVE_BYTES)
                 } else {
-                    gpu <= budget.gpu_bytes.saturating_sub(RESERVE_BYTES) && ram <= budget.ram_bytes.saturating_sub(RESERVE_BYTES)
+                    gpu <= budget.gpu_bytes.saturating_sub(RESERVE_BYTES)
+                        && ram <= budget.ram_bytes.saturating_sub(RESERVE_BYTES)
                 };
                 // Read per generated token: every weight but the embedding rows, and the KV cache.
                 let read_gpu = gpu.saturating_sub(compute) as f64;
@@ -438,7 +456,10 @@ pub fn recommend(mixes: &[Mix], budget: &Budget) -> Option<(usize, String)> {
     }
     let i = mixes.iter().position(candidate)?;
     if mixes[i].offload == Offload::Cpu && budget.gpu_bytes == 0 {
-        return Some((i, format!("the best-quality body ({}) that fits in memory{}", mixes[i].body, ple_reason(&mixes[i]))));
+        return Some((
+            i,
+            format!("the best-quality body ({}) that fits in memory{}", mixes[i].body, ple_reason(&mixes[i])),
+        ));
     }
     let m = &mixes[i];
     let place = match (m.offload, budget.rpc_machines > 0) {
@@ -459,7 +480,9 @@ fn ple_reason(m: &Mix) -> String {
             m.ple_bytes as f64 / GIB,
             m.ple_resident_bytes as f64 / (1u64 << 20) as f64
         ),
-        Some(ty) => format!("; PLE table at {} ({:.2} GiB, in host memory)", ty.name().to_lowercase(), m.ple_bytes as f64 / GIB),
+        Some(ty) => {
+            format!("; PLE table at {} ({:.2} GiB, in host memory)", ty.name().to_lowercase(), m.ple_bytes as f64 / GIB)
+        }
         None => String::new(),
     }
 }
@@ -470,7 +493,9 @@ pub fn shortfall(mixes: &[Mix], budget: &Budget) -> String {
     match smallest {
         Some(m) => {
             let need = (m.gpu_bytes + m.ram_bytes) as f64 / GIB;
-            let have = if budget.shared { budget.ram_bytes } else { budget.ram_bytes + budget.gpu_bytes }.saturating_sub(RESERVE_BYTES) as f64 / GIB;
+            let have = if budget.shared { budget.ram_bytes } else { budget.ram_bytes + budget.gpu_bytes }
+                .saturating_sub(RESERVE_BYTES) as f64
+                / GIB;
             format!(
                 "nothing fits {}: the smallest mix ({}{}) needs {need:.2} GiB, {:.2} GiB more than the {have:.2} GiB available",
                 budget.name,

@@ -65,7 +65,9 @@ impl SamplingParams {
         if !(self.repeat_penalty > 0.0 && self.repeat_penalty.is_finite()) {
             return bad("--repeat-penalty", self.repeat_penalty, "(0, inf)");
         }
-        for (name, v) in [("--presence-penalty", self.presence_penalty), ("--frequency-penalty", self.frequency_penalty)] {
+        for (name, v) in
+            [("--presence-penalty", self.presence_penalty), ("--frequency-penalty", self.frequency_penalty)]
+        {
             if !v.is_finite() {
                 return bad(name, v, "the finite numbers");
             }
@@ -360,7 +362,8 @@ mod tests {
 
     #[test]
     fn top_k_on_a_large_vocabulary_matches_a_full_sort() {
-        let logits: Vec<f32> = (0..100_000u32).map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % 10_007) as f32 / 97.0).collect();
+        let logits: Vec<f32> =
+            (0..100_000u32).map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % 10_007) as f32 / 97.0).collect();
         for k in [1, 5, 40, 1000] {
             let fast = top_k(&logits, k);
             let mut all = top_k(&logits, 0);
@@ -456,7 +459,8 @@ mod tests {
         // Probabilities 0.5, 0.25, 0.15, 0.1 at temperature 1: chi-square over 40,000 draws.
         let probs = [0.5f32, 0.25, 0.15, 0.1];
         let logits: Vec<f32> = probs.iter().map(|p| p.ln()).collect();
-        let params = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 42, ..Default::default() };
+        let params =
+            SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 42, ..Default::default() };
         let mut s = Sampler::new(params);
         let n = 40_000;
         let mut counts = [0usize; 4];
@@ -474,7 +478,8 @@ mod tests {
         // 3 degrees of freedom: P(chi2 > 16.27) = 0.001.
         assert!(chi2 < 16.27, "chi-square {chi2} for counts {counts:?}");
         // And temperature 0.5 squares the odds: 0.5^2 : 0.25^2 : ... renormalized.
-        let params = SamplingParams { temperature: 0.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 7, ..Default::default() };
+        let params =
+            SamplingParams { temperature: 0.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 7, ..Default::default() };
         let mut s = Sampler::new(params);
         let sq: Vec<f64> = probs.iter().map(|&p| (p as f64).powi(2)).collect();
         let z: f64 = sq.iter().sum();
@@ -482,7 +487,8 @@ mod tests {
         for _ in 0..n {
             counts[s.sample(&logits) as usize] += 1;
         }
-        let chi2: f64 = counts.iter().zip(&sq).map(|(&c, q)| (c as f64 - n as f64 * q / z).powi(2) / (n as f64 * q / z)).sum();
+        let chi2: f64 =
+            counts.iter().zip(&sq).map(|(&c, q)| (c as f64 - n as f64 * q / z).powi(2) / (n as f64 * q / z)).sum();
         assert!(chi2 < 16.27, "chi-square {chi2} at temperature 0.5 for {counts:?}");
     }
 

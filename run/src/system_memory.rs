@@ -61,10 +61,17 @@ pub fn release_mapped_pages(path: &std::path::Path, ranges: &[std::ops::Range<u6
     // "start-end perms offset dev inode path": one line per mapped extent of the file.
     for line in maps.lines() {
         let fields: Vec<&str> = line.splitn(6, ' ').collect();
-        if fields.len() < 6 || std::path::Path::new(fields[5].trim()) != target || !fields[1].starts_with('r') || fields[1].contains('w') {
+        if fields.len() < 6
+            || std::path::Path::new(fields[5].trim()) != target
+            || !fields[1].starts_with('r')
+            || fields[1].contains('w')
+        {
             continue;
         }
-        let (Some((start, end)), Ok(file_offset)) = (fields[0].split_once('-'), u64::from_str_radix(fields[2], 16)) else { continue };
+        let (Some((start, end)), Ok(file_offset)) = (fields[0].split_once('-'), u64::from_str_radix(fields[2], 16))
+        else {
+            continue;
+        };
         let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else { continue };
         for r in ranges {
             // The part of the range this extent maps, shrunk to whole pages.
@@ -105,7 +112,8 @@ mod tests {
 
     #[test]
     fn reads_process_status() {
-        let m = ProcessMemory::parse("VmPeak:  9 kB\nVmHWM:    300 kB\nRssAnon:   100 kB\nRssFile:   150 kB\n").unwrap();
+        let m =
+            ProcessMemory::parse("VmPeak:  9 kB\nVmHWM:    300 kB\nRssAnon:   100 kB\nRssFile:   150 kB\n").unwrap();
         assert_eq!((m.peak_rss, m.rss_anon, m.rss_file), (300 * 1024, 100 * 1024, 150 * 1024));
         assert!(ProcessMemory::read().unwrap().peak_rss > 0);
     }

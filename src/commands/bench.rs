@@ -29,7 +29,12 @@ pub struct Args {
 }
 
 /// Tokens per second of each repetition of `run`, after one warm-up.
-fn measure(session: &mut Session<'_>, reps: usize, n: usize, mut run: impl FnMut(&mut Session<'_>) -> Result<()>) -> Result<Vec<f64>> {
+fn measure(
+    session: &mut Session<'_>,
+    reps: usize,
+    n: usize,
+    mut run: impl FnMut(&mut Session<'_>) -> Result<()>,
+) -> Result<Vec<f64>> {
     session.clear();
     run(session)?;
     let mut speeds = Vec::with_capacity(reps);
@@ -50,12 +55,14 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 
 pub fn run(args: &Args) -> Result<()> {
     let mut model_args = args.model.clone();
-    model_args.ctx_size = Some(model_args.ctx_size.unwrap_or(DEFAULT_CTX_SIZE).max((args.n_prompt + args.n_gen) as u32));
+    model_args.ctx_size =
+        Some(model_args.ctx_size.unwrap_or(DEFAULT_CTX_SIZE).max((args.n_prompt + args.n_gen) as u32));
     let (model, context) = model_args.load(false)?;
     let mut session = model.session(&context)?;
     // Token ids spread over the vocabulary, as llama-bench uses random tokens.
     let vocab = model.n_vocab() as u64;
-    let tokens: Vec<i32> = (0..args.n_prompt.max(args.n_gen) as u64).map(|i| ((i * 2_654_435_761 + 17) % vocab) as i32).collect();
+    let tokens: Vec<i32> =
+        (0..args.n_prompt.max(args.n_gen) as u64).map(|i| ((i * 2_654_435_761 + 17) % vocab) as i32).collect();
     let reps = args.repetitions.max(1);
     let mut rows = Vec::new();
     let mut sampling = Vec::new();
@@ -75,7 +82,10 @@ pub fn run(args: &Args) -> Result<()> {
     // Rust-side sampling on this model's real logits: the default chain and greedy.
     session.clear();
     let logits = session.feed(&tokens[..tokens.len().min(8)])?.to_vec();
-    for (label, params) in [("sample (defaults)", SamplingParams::default()), ("sample (greedy)", SamplingParams { temperature: 0.0, ..Default::default() })] {
+    for (label, params) in [
+        ("sample (defaults)", SamplingParams::default()),
+        ("sample (greedy)", SamplingParams { temperature: 0.0, ..Default::default() }),
+    ] {
         let mut sampler = Sampler::new(params);
         let n = 200;
         let start = Instant::now();

@@ -80,7 +80,10 @@ pub fn run(args: &Args) -> Result<()> {
     let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
     let interactive = args.prompt.is_none() && std::io::stdin().is_terminal();
     if interactive {
-        eprintln!("strata chat: {} (/reset to start over, /exit or Ctrl-D to leave, Ctrl-C stops an answer)", model.path.display());
+        eprintln!(
+            "strata chat: {} (/reset to start over, /exit or Ctrl-D to leave, Ctrl-C stops an answer)",
+            model.path.display()
+        );
     }
     let mut lines = std::io::stdin().lock().lines();
     let mut turn = 0;
@@ -116,7 +119,11 @@ pub fn run(args: &Args) -> Result<()> {
         messages.push(Message::new("user", input));
         // With --drop-old-turns, old turns make way for the answer too: for -n tokens of it, or
         // (without -n, or for a larger one) half the context.
-        let answer_room = if args.drop_old_turns { usize::try_from(args.n_predict).unwrap_or(usize::MAX).min(session.n_ctx() / 2) } else { 0 };
+        let answer_room = if args.drop_old_turns {
+            usize::try_from(args.n_predict).unwrap_or(usize::MAX).min(session.n_ctx() / 2)
+        } else {
+            0
+        };
         let tokens = loop {
             let tokens = model.tokenize(&template.render(&messages, &base_opts)?, false, true);
             if tokens.len() + answer_room < session.n_ctx() {
@@ -134,7 +141,8 @@ pub fn run(args: &Args) -> Result<()> {
             messages.drain(first_turn..(first_turn + 2).min(messages.len() - 1));
         };
         // -1: no limit; generation stops when the context is full.
-        let req = Request { prompt: &tokens, max_tokens: usize::try_from(args.n_predict).ok(), stop: &[], ignore_eos: false };
+        let req =
+            Request { prompt: &tokens, max_tokens: usize::try_from(args.n_predict).ok(), stop: &[], ignore_eos: false };
         let mut filter = ThinkingFilter::new(args.template.reasoning == Reasoning::Hide);
         let mut stdout = std::io::stdout();
         CTRL_C.store(ANSWERING, Ordering::SeqCst);

@@ -71,15 +71,26 @@ fn choose_types(args: &Args) -> Result<(Preset, Option<GgmlType>)> {
     let budget = super::device_budget(device, &catalog)?;
     // As the runner will load it: lazy mode on (its default).
     let mixes = planning::mixes(&shape, &budget, args.ctx_size, 512, planning::LazyMode::On)?;
-    let (i, reason) = planning::recommend(&mixes, &budget).ok_or_else(|| anyhow!("--device {device}: {}", planning::shortfall(&mixes, &budget)))?;
+    let (i, reason) = planning::recommend(&mixes, &budget)
+        .ok_or_else(|| anyhow!("--device {device}: {}", planning::shortfall(&mixes, &budget)))?;
     let m = &mixes[i];
-    eprintln!("--device {device}: --type {}{}: {reason}", m.body, m.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default());
+    eprintln!(
+        "--device {device}: --type {}{}: {reason}",
+        m.body,
+        m.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default()
+    );
     Ok((flag_preset.unwrap_or(m.body), flag_ple.or(m.ple)))
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let (preset, ple_type) = choose_types(args)?;
-    let imatrix = args.imatrix.as_ref().map(|path| Ok::<_, anyhow::Error>(ImatrixInput { path: path.clone(), imatrix: strata_gguf::Imatrix::read(path)? })).transpose()?;
+    let imatrix = args
+        .imatrix
+        .as_ref()
+        .map(|path| {
+            Ok::<_, anyhow::Error>(ImatrixInput { path: path.clone(), imatrix: strata_gguf::Imatrix::read(path)? })
+        })
+        .transpose()?;
     let opts = Options { preset, ple_type, tensor_types: args.tensor_type.clone(), imatrix };
     let plan = plan(&args.model, &opts)?;
 
@@ -93,7 +104,11 @@ pub fn run(args: &Args) -> Result<()> {
     let fallbacks: Vec<String> = plan
         .tensors
         .iter()
-        .filter_map(|t| t.choice.fell_back_from.map(|from| format!("{} ({} columns): {from} -> {}", t.info.name, t.info.shape[0], t.info.ty)))
+        .filter_map(|t| {
+            t.choice
+                .fell_back_from
+                .map(|from| format!("{} ({} columns): {from} -> {}", t.info.name, t.info.shape[0], t.info.ty))
+        })
         .collect();
     let total: u64 = plan.tensors.iter().map(|t| t.info.n_bytes()).sum();
     if !args.json {
@@ -117,33 +132,53 @@ pub fn run(args: &Args) -> Result<()> {
                 // Float tensors are never weighted; saying so on each line would be noise.
                 let silent = t.importance == Importance::NotGiven || t.info.ty.block_size() == 1;
                 let importance = if silent { String::new() } else { format!("; {}", t.importance) };
-                text += &format!("  {:width$}  {:22} {:8} {}{importance}\n", t.info.name, t.choice.class.name(), t.info.ty.name(), t.choice.reason(t.info.shape[0]));
+                text += &format!(
+                    "  {:width$}  {:22} {:8} {}{importance}\n",
+                    t.info.name,
+                    t.choice.class.name(),
+                    t.info.ty.name(),
+                    t.choice.reason(t.info.shape[0])
+                );
             }
         }
         if let Some(imatrix) = &opts.imatrix {
             text += &importance_summary(&imatrix.path, &plan.tensors);
         }
         if let Some(first) = plan.skipped.first() {
-            text += &format!("  skipped {} checkpoint tensors llama.cpp does not use (first: {first})\n", plan.skipped.len());
+            text += &format!(
+                "  skipped {} checkpoint tensors llama.cpp does not use (first: {first})\n",
+                plan.skipped.len()
+            );
         }
         super::print(&text)?;
     }
-    let rows: Vec<_> = table.iter().map(|((class, ty), (count, bytes))| json!({"class": class, "type": ty, "count": count, "bytes": bytes})).collect();
+    let rows: Vec<_> = table
+        .iter()
+        .map(|((class, ty), (count, bytes))| json!({"class": class, "type": ty, "count": count, "bytes": bytes}))
+        .collect();
     let tensors: Vec<_> = plan
         .tensors
         .iter()
         .map(|t| json!({"name": t.info.name, "class": t.choice.class.name(), "type": t.info.ty.name(), "reason": t.choice.reason(t.info.shape[0]), "imatrix": t.importance.name()}))
         .collect();
-    let report = |output: Option<&PathBuf>| {
-        json!({"output": output, "preset": opts.preset.name(), "plan": rows, "tensors": tensors, "fallbacks": fallbacks, "skipped": plan.skipped, "total_bytes": total})
-    };
+    let report = |output: Option<&PathBuf>| json!({"output": output, "preset": opts.preset.name(), "plan": rows, "tensors": tensors, "fallbacks": fallbacks, "skipped": plan.skipped, "total_bytes": total});
     let Some(out) = args.out.as_ref().filter(|_| !args.dry_run) else {
         return if args.json { super::print(&serde_json::to_string_pretty(&report(None))?) } else { Ok(()) };
     };
 
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().context("cannot start threads")?;
-    let bar = indicatif::ProgressBar::with_draw_target(Some(plan.tensors.len() as u64), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(indicatif::ProgressStyle::with_template("converting [{bar:30}] {pos}/{len} tensors, {elapsed}").expect("valid").progress_chars("=> "));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.unwrap_or(0))
+        .build()
+        .context("cannot start threads")?;
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(plan.tensors.len() as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("converting [{bar:30}] {pos}/{len} tensors, {elapsed}")
+            .expect("valid")
+            .progress_chars("=> "),
+    );
     let signals = strata_gguf::remove_partial_files;
     ctrlc::set_handler(move || {
         signals();
@@ -164,7 +199,9 @@ pub fn run(args: &Args) -> Result<()> {
 /// What the imatrix does in this conversion: how many tensors it weights, which quantized ones
 /// it has no entry for, and that the get_rows tables take their types from the policy alone.
 fn importance_summary(path: &std::path::Path, tensors: &[strata_convert::convert::Planned]) -> String {
-    let named = |want: fn(&Importance) -> bool| -> Vec<&str> { tensors.iter().filter(|t| want(&t.importance)).map(|t| t.info.name.as_str()).collect() };
+    let named = |want: fn(&Importance) -> bool| -> Vec<&str> {
+        tensors.iter().filter(|t| want(&t.importance)).map(|t| t.info.name.as_str()).collect()
+    };
     let weighted = named(|i| matches!(i, Importance::Weighted(_)));
     let missing = named(|i| *i == Importance::NoEntry);
     let get_rows = named(|i| *i == Importance::GetRows);

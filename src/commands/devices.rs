@@ -31,7 +31,11 @@ struct Report {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let report = Report { devices: llama::devices(&args.rpc, std::time::Duration::from_secs(args.rpc_timeout))?, ram: Ram::read()?, ggml: llama::build_info() };
+    let report = Report {
+        devices: llama::devices(&args.rpc, std::time::Duration::from_secs(args.rpc_timeout))?,
+        ram: Ram::read()?,
+        ggml: llama::build_info(),
+    };
     if args.json {
         return super::print(&serde_json::to_string_pretty(&report)?);
     }
@@ -46,10 +50,20 @@ pub fn run(args: &Args) -> Result<()> {
             d.description
         );
     }
-    out += &format!("{:<8} {:<15} {:>12} {:>12}  system memory\n", "RAM", "", human_bytes(report.ram.available), human_bytes(report.ram.total));
+    out += &format!(
+        "{:<8} {:<15} {:>12} {:>12}  system memory\n",
+        "RAM",
+        "",
+        human_bytes(report.ram.available),
+        human_bytes(report.ram.total)
+    );
     out += "\nggml built with:\n";
     for b in &report.ggml.backends {
-        let features: Vec<String> = b.features.iter().map(|(k, v)| if v == "1" { k.clone() } else { format!("{k}={}", v.as_str().unwrap_or_default()) }).collect();
+        let features: Vec<String> = b
+            .features
+            .iter()
+            .map(|(k, v)| if v == "1" { k.clone() } else { format!("{k}={}", v.as_str().unwrap_or_default()) })
+            .collect();
         out += &format!("  {}: {}\n", b.name, features.join(" "));
     }
     super::print(&out)

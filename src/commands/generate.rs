@@ -114,7 +114,9 @@ pub fn run(args: &Args) -> Result<()> {
 
 fn read_prompt(args: &Args) -> Result<String> {
     let prompt = match (&args.prompt, &args.file) {
-        (_, Some(file)) => std::fs::read_to_string(file).with_context(|| format!("{}: cannot read the prompt", file.display()))?,
+        (_, Some(file)) => {
+            std::fs::read_to_string(file).with_context(|| format!("{}: cannot read the prompt", file.display()))?
+        }
         (Some(p), None) if p != "-" => p.clone(),
         _ => {
             let mut s = String::new();

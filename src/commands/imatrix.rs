@@ -89,13 +89,32 @@ pub fn run(args: &Args) -> Result<()> {
     if args.json {
         return super::print(&serde_json::to_string_pretty(&report)?);
     }
-    let ppl = report.get("ppl").map(|p| format!("; perplexity {:.4} ± {:.5}", p.as_f64().unwrap_or(f64::NAN), report["ppl_error"].as_f64().unwrap_or(f64::NAN))).unwrap_or_default();
-    super::print(&format!("{}: {} entries, {} chunks of {chunk_size} tokens{ppl}", args.output.display(), imatrix.entries.len(), imatrix.chunk_count))
+    let ppl = report
+        .get("ppl")
+        .map(|p| {
+            format!(
+                "; perplexity {:.4} ± {:.5}",
+                p.as_f64().unwrap_or(f64::NAN),
+                report["ppl_error"].as_f64().unwrap_or(f64::NAN)
+            )
+        })
+        .unwrap_or_default();
+    super::print(&format!(
+        "{}: {} entries, {} chunks of {chunk_size} tokens{ppl}",
+        args.output.display(),
+        imatrix.entries.len(),
+        imatrix.chunk_count
+    ))
 }
 
 /// Runs the model over `text_path` chunk by chunk, collecting; returns the matrix and, unless
 /// `--no-ppl`, the text's perplexity over each chunk's second half with its standard error.
-fn collect(args: &Args, model_args: &ModelArgs, text_path: &Path, chunk_size: u32) -> Result<(Imatrix, Option<(f64, f64)>)> {
+fn collect(
+    args: &Args,
+    model_args: &ModelArgs,
+    text_path: &Path,
+    chunk_size: u32,
+) -> Result<(Imatrix, Option<(f64, f64)>)> {
     let text = std::fs::read_to_string(text_path).with_context(|| format!("{}: cannot read", text_path.display()))?;
     let (model, context) = model_args.load(false)?;
     let collector = Collector::new(args.process_output);
@@ -104,18 +123,32 @@ fn collect(args: &Args, model_args: &ModelArgs, text_path: &Path, chunk_size: u3
     let mut tokens = model.tokenize(&text, true, args.parse_special);
     let skipped = args.skip_chunks.saturating_mul(n_ctx);
     if args.skip_chunks > 0 && (args.skip_chunks + 2).saturating_mul(n_ctx) >= tokens.len() {
-        bail!("{}: {} tokens leave too few after skipping {} chunks of {n_ctx}", text_path.display(), tokens.len(), args.skip_chunks);
+        bail!(
+            "{}: {} tokens leave too few after skipping {} chunks of {n_ctx}",
+            text_path.display(),
+            tokens.len(),
+            args.skip_chunks
+        );
     }
     tokens.drain(..skipped.min(tokens.len()));
     if tokens.len() < 2 * n_ctx {
-        bail!("{}: {} tokens; chunks of {n_ctx} need at least {} (llama-imatrix's rule; lower -c)", text_path.display(), tokens.len(), 2 * n_ctx);
+        bail!(
+            "{}: {} tokens; chunks of {n_ctx} need at least {} (llama-imatrix's rule; lower -c)",
+            text_path.display(),
+            tokens.len(),
+            2 * n_ctx
+        );
     }
     let n_chunks = (tokens.len() / n_ctx).min(args.chunks.unwrap_or(usize::MAX));
     if n_chunks == 0 {
         bail!("--chunks 0: nothing to run");
     }
     let bar = indicatif::ProgressBar::with_draw_target(Some(n_chunks as u64), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(indicatif::ProgressStyle::with_template("imatrix [{bar:30}] {pos}/{len} chunks, {eta} left {msg}").expect("valid template").progress_chars("=> "));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("imatrix [{bar:30}] {pos}/{len} chunks, {eta} left {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     let bos = model.bos_added();
     let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);
     for chunk in tokens.chunks_exact(n_ctx).take(n_chunks) {

@@ -49,7 +49,12 @@ pub fn run(args: &Args) -> Result<()> {
             Some(sha) => format!("data SHA-256 matches the header ({sha})"),
             None => "no strata.data_sha256 in the header (not written by strata): data not checksummed".to_string(),
         };
-        return super::print(&format!("{}: ok: {} tensors inside the file, none overlapping; {} of data; {checksum}", args.model.display(), v.tensors, human_bytes(v.data_bytes)));
+        return super::print(&format!(
+            "{}: ok: {} tensors inside the file, none overlapping; {} of data; {checksum}",
+            args.model.display(),
+            v.tensors,
+            human_bytes(v.data_bytes)
+        ));
     }
     let file = GgufFile::open(&args.model)?;
     let classes = tally_by(&file, |t| TensorClass::of(&t.name, t.shape.len()));
@@ -116,7 +121,8 @@ struct PleTable<'a> {
 }
 
 fn ple_table(file: &GgufFile) -> Option<PleTable<'_>> {
-    let t = file.tensors.iter().find(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding)?;
+    let t =
+        file.tensors.iter().find(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding)?;
     let shape = strata_gguf::ModelShape::from_gguf(file).ok();
     Some(PleTable {
         name: &t.name,
@@ -127,11 +133,16 @@ fn ple_table(file: &GgufFile) -> Option<PleTable<'_>> {
     })
 }
 
-fn render_text(args: &Args, file: &GgufFile, classes: &BTreeMap<TensorClass, Tally>, types: &BTreeMap<GgmlType, Tally>) -> String {
+fn render_text(
+    args: &Args,
+    file: &GgufFile,
+    classes: &BTreeMap<TensorClass, Tally>,
+    types: &BTreeMap<GgmlType, Tally>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", args.model.display());
     let _ = writeln!(
-            out,
+        out,
         "GGUF v{}: {} metadata keys, {} tensors, {} of tensor data from byte {} (alignment {}), file {}",
         file.version,
         file.metadata.len(),
@@ -162,17 +173,34 @@ fn render_text(args: &Args, file: &GgufFile, classes: &BTreeMap<TensorClass, Tal
     let _ = writeln!(out, "  {:22}  {:>6}  {:>12}  {:>6}", "class", "count", "bytes", "share");
     for (class, tally) in classes {
         let share = 100.0 * tally.bytes as f64 / total as f64;
-        let _ = writeln!(out, "  {:22}  {:>6}  {:>12}  {share:5.1}%", class.name(), tally.count, human_bytes(tally.bytes));
+        let _ =
+            writeln!(out, "  {:22}  {:>6}  {:>12}  {share:5.1}%", class.name(), tally.count, human_bytes(tally.bytes));
     }
     let _ = writeln!(out, "\nbytes by type:");
     for (ty, tally) in types {
         let _ = writeln!(out, "  {:22}  {:>6}  {:>12}", ty.name(), tally.count, human_bytes(tally.bytes));
     }
-    let _ = writeln!(out, "\ntotal: {} tensors, {} ({} bytes)", file.tensors.len(), human_bytes(file.tensor_bytes()), file.tensor_bytes());
+    let _ = writeln!(
+        out,
+        "\ntotal: {} tensors, {} ({} bytes)",
+        file.tensors.len(),
+        human_bytes(file.tensor_bytes()),
+        file.tensor_bytes()
+    );
     if let Some(p) = ple_table(file) {
-        let how = if p.lazy { "llama.cpp reads it lazily, a row per token (strata's --lazy-mode on)" } else { "llama.cpp loads it whole into RAM (this architecture does not mark it lazy)" };
-        let _ = writeln!(out, "per-layer embedding table {}: {} at {}, {:.1}% of the file; {how}", p.name, human_bytes(p.bytes), p.ty.name(), 100.0 * p.fraction);
+        let how = if p.lazy {
+            "llama.cpp reads it lazily, a row per token (strata's --lazy-mode on)"
+        } else {
+            "llama.cpp loads it whole into RAM (this architecture does not mark it lazy)"
+        };
+        let _ = writeln!(
+            out,
+            "per-layer embedding table {}: {} at {}, {:.1}% of the file; {how}",
+            p.name,
+            human_bytes(p.bytes),
+            p.ty.name(),
+            100.0 * p.fraction
+        );
     }
     out
 }
-

@@ -57,7 +57,10 @@ pub fn device_budget(device: &str, catalog: &Catalog) -> Result<Budget> {
     if device != "auto" {
         return Ok(Budget::profile(device, catalog.device(device)?));
     }
-    let gpu = llama::devices(&[], std::time::Duration::ZERO)?.into_iter().filter(|d| d.kind == DeviceKind::Gpu).max_by_key(|d| d.memory_free);
+    let gpu = llama::devices(&[], std::time::Duration::ZERO)?
+        .into_iter()
+        .filter(|d| d.kind == DeviceKind::Gpu)
+        .max_by_key(|d| d.memory_free);
     let gpu = gpu.map(|g| LocalGpu { name: g.name, description: g.description, memory_free: g.memory_free });
     Ok(Budget::this_machine(Ram::read()?, gpu))
 }

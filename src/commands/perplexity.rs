@@ -58,7 +58,11 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let n_ctx = session.n_ctx();
         if args.save_logits.is_some() && tokens.len() > n_ctx {
-            bail!("{}: {} tokens do not fit one context of {n_ctx} for --save-logits (raise -c)", path.display(), tokens.len());
+            bail!(
+                "{}: {} tokens do not fit one context of {n_ctx} for --save-logits (raise -c)",
+                path.display(),
+                tokens.len()
+            );
         }
         let (mut nll, mut count) = (0.0f64, 0usize);
         let mut last = None;

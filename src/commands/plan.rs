@@ -47,8 +47,10 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--ctx-size and --batch-size must be at least 1");
     }
     let catalog = match &args.catalog {
-        Some(path) => Catalog::parse(&std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?)
-            .with_context(|| path.display().to_string())?,
+        Some(path) => {
+            Catalog::parse(&std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?)
+                .with_context(|| path.display().to_string())?
+        }
         None => Catalog::builtin()?,
     };
     let shape = planning::model_shape(&args.model, &catalog)?;
@@ -95,11 +97,20 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         let mut text = table(args, &shape, &budget, &mixes, recommended.as_ref().map(|(i, _)| *i));
         if let Some(m) = known {
-            text += &format!("\n  model: {} ({}); sizes from its config.json: {} (sources in full: --json)", args.model, m.repo, abridged(&m.source));
+            text += &format!(
+                "\n  model: {} ({}); sizes from its config.json: {} (sources in full: --json)",
+                args.model,
+                m.repo,
+                abridged(&m.source)
+            );
         }
         match quality {
-            Some(q) => text += &format!("\n  KL: mean KL divergence from {}, measured: {}", q.base, abridged(&q.source)),
-            None if args.imatrix && known.is_some() => text += "\n  KL: not measured with an importance matrix for this model",
+            Some(q) => {
+                text += &format!("\n  KL: mean KL divergence from {}, measured: {}", q.base, abridged(&q.source))
+            }
+            None if args.imatrix && known.is_some() => {
+                text += "\n  KL: not measured with an importance matrix for this model"
+            }
             None => {}
         }
         text += &format!("\n  device: {}", budget.description);
@@ -132,7 +143,10 @@ fn table(args: &Args, shape: &ModelShape, budget: &Budget, mixes: &[Mix], recomm
         if budget.shared { " (shared)" } else { "" },
         args.ctx_size
     );
-    out += &format!("  {:<7} {:<5} {:>10} {:>15} {:>10} {:>10} {:>10} {:<9} {:>9} {:>8}  fits\n", "body", "PLE", "file", "PLE table", "GPU", "RAM", "KV cache", "offload", "tg bound", "KL");
+    out += &format!(
+        "  {:<7} {:<5} {:>10} {:>15} {:>10} {:>10} {:>10} {:<9} {:>9} {:>8}  fits\n",
+        "body", "PLE", "file", "PLE table", "GPU", "RAM", "KV cache", "offload", "tg bound", "KL"
+    );
     for (i, m) in mixes.iter().enumerate() {
         let offload = match m.offload {
             Offload::Full => "all".to_string(),

@@ -41,7 +41,10 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--host {}: not a loopback address; RPC has no authentication or encryption, so anyone who reaches the port can use this machine. Use an SSH tunnel or a private network, and pass --allow-remote to listen there anyway", args.host);
     }
     if !args.host.is_loopback() {
-        eprintln!("warning: serving {} without authentication or encryption: never expose this port to an open network", args.host);
+        eprintln!(
+            "warning: serving {} without authentication or encryption: never expose this port to an open network",
+            args.host
+        );
     }
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads == 0 {
@@ -49,7 +52,8 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let cache = match &args.cache {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: cannot create the cache folder: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("{}: cannot create the cache folder: {e}", dir.display()))?;
             Some(dir.to_str().ok_or_else(|| anyhow::anyhow!("{}: not UTF-8", dir.display()))?.to_string())
         }
         None => None,
@@ -58,6 +62,10 @@ pub fn run(args: &Args) -> Result<()> {
         IpAddr::V6(ip) => format!("[{ip}]:{}", args.port),
         IpAddr::V4(ip) => format!("{ip}:{}", args.port),
     };
-    eprintln!("strata rpc-server: serving {} on {endpoint} with {threads} threads (RPC protocol {})", args.device.as_deref().unwrap_or("CPU"), rpc::PROTOCOL_VERSION);
+    eprintln!(
+        "strata rpc-server: serving {} on {endpoint} with {threads} threads (RPC protocol {})",
+        args.device.as_deref().unwrap_or("CPU"),
+        rpc::PROTOCOL_VERSION
+    );
     rpc::serve(&endpoint, args.device.as_deref(), threads, cache.as_deref(), args.verbose)
 }

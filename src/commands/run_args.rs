@@ -91,7 +91,9 @@ impl ModelArgs {
     pub fn load(&self, swa_full: bool) -> Result<(Model, ContextOptions)> {
         let gpu_layers = match self.n_gpu_layers.as_deref() {
             None | Some("auto") => GpuLayers::Auto,
-            Some(n) => GpuLayers::Count(n.parse().map_err(|_| anyhow!("--n-gpu-layers {n:?}: expected a number or \"auto\""))?),
+            Some(n) => {
+                GpuLayers::Count(n.parse().map_err(|_| anyhow!("--n-gpu-layers {n:?}: expected a number or \"auto\""))?)
+            }
         };
         let context = self.context(swa_full)?;
         let opts = LoadOptions {
@@ -117,13 +119,21 @@ impl ModelArgs {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        let threads = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as i32));
+        let threads =
+            self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as i32));
         if threads < 1 {
             bail!("--threads must be at least 1");
         }
         let cache_type_k = CacheType::parse(&self.cache_type_k).context("--cache-type-k")?;
         let cache_type_v = CacheType::parse(&self.cache_type_v).context("--cache-type-v")?;
-        Ok(ContextOptions { n_ctx: self.ctx_size.unwrap_or(DEFAULT_CTX_SIZE), n_batch: self.batch_size, n_threads: threads, swa_full, cache_type_k, cache_type_v })
+        Ok(ContextOptions {
+            n_ctx: self.ctx_size.unwrap_or(DEFAULT_CTX_SIZE),
+            n_batch: self.batch_size,
+            n_threads: threads,
+            swa_full,
+            cache_type_k,
+            cache_type_v,
+        })
     }
 }
 
@@ -169,7 +179,11 @@ impl SamplingArgs {
         let meta = |key: &str| model.meta(&format!("general.sampling.{key}"));
         let parse_meta = |key: &str| -> Result<Option<f64>> {
             meta(key)
-                .map(|v| v.trim().parse::<f64>().map_err(|_| anyhow!("{}: general.sampling.{key} is {v:?}, not a number", model.path.display())))
+                .map(|v| {
+                    v.trim()
+                        .parse::<f64>()
+                        .map_err(|_| anyhow!("{}: general.sampling.{key} is {v:?}, not a number", model.path.display()))
+                })
                 .transpose()
         };
         if let Some(v) = parse_meta("temp")? {
@@ -201,7 +215,9 @@ impl SamplingArgs {
         p.frequency_penalty = self.frequency_penalty.unwrap_or(p.frequency_penalty);
         p.seed = self.seed.unwrap_or(p.seed);
         for b in &self.logit_bias {
-            let parsed = b.split_once('=').and_then(|(t, v)| Some((t.trim().parse::<u32>().ok()?, v.trim().parse::<f32>().ok()?)));
+            let parsed = b
+                .split_once('=')
+                .and_then(|(t, v)| Some((t.trim().parse::<u32>().ok()?, v.trim().parse::<f32>().ok()?)));
             match parsed {
                 Some((t, v)) if (t as usize) < model.n_vocab() && v.is_finite() => p.logit_bias.push((t, v)),
                 _ => bail!("--logit-bias {b:?}: expected TOKEN_ID=BIAS with a token below {}", model.n_vocab()),
@@ -222,10 +238,20 @@ fn load_report(model: &Model) -> String {
         line += &format!("; {} of repacked weights' file pages released", human_bytes(model.released));
     }
     let ple: u64 = GgufFile::open_keeping(&model.path, |_| false)
-        .map(|f| f.tensors.iter().filter(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding).map(|t| t.n_bytes()).sum())
+        .map(|f| {
+            f.tensors
+                .iter()
+                .filter(|t| TensorClass::of(&t.name, t.shape.len()) == TensorClass::PerLayerTokenEmbedding)
+                .map(|t| t.n_bytes())
+                .sum()
+        })
         .unwrap_or(0);
     if ple > 0 {
-        let how = if placement.lazy.iter().any(|t| t == "per_layer_token_embd.weight") { "read lazily from the memory map" } else { "in host memory" };
+        let how = if placement.lazy.iter().any(|t| t == "per_layer_token_embd.weight") {
+            "read lazily from the memory map"
+        } else {
+            "in host memory"
+        };
         line += &format!("; per_layer_token_embd {} {how}", human_bytes(ple));
     }
     line + "]"

@@ -52,7 +52,11 @@ pub fn run(args: &Args) -> Result<()> {
     if args.api_key.as_deref() == Some("") {
         bail!("--api-key is empty");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     if args.supervised {
         runtime.block_on(serve_model(args))
     } else {
@@ -65,7 +69,10 @@ pub fn run(args: &Args) -> Result<()> {
 async fn supervise(args: &Args) -> Result<()> {
     let (listener, addr) = server::bind(&args.host, args.port).await?;
     if !addr.ip().is_loopback() {
-        eprintln!("warning: listening on {addr}, reachable from other machines{}", if args.api_key.is_none() { ", without an API key" } else { "" });
+        eprintln!(
+            "warning: listening on {addr}, reachable from other machines{}",
+            if args.api_key.is_none() { ", without an API key" } else { "" }
+        );
     }
     eprintln!("listening on http://{addr}");
     let supervisor = Supervisor::new(args.api_key.clone());
@@ -93,7 +100,15 @@ async fn serve_model(args: &Args) -> Result<()> {
     });
     let state = AppState::new(args.api_key.clone());
     let loading = state.clone();
-    let args_for_load = (args.model.clone(), args.sampling.clone(), args.template.clone(), args.parallel, args.max_queue, args.n_predict, args.alias.clone());
+    let args_for_load = (
+        args.model.clone(),
+        args.sampling.clone(),
+        args.template.clone(),
+        args.parallel,
+        args.max_queue,
+        args.n_predict,
+        args.alias.clone(),
+    );
     tokio::task::spawn_blocking(move || {
         if let Err(e) = load(loading, args_for_load) {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
@@ -106,13 +121,17 @@ async fn serve_model(args: &Args) -> Result<()> {
 type LoadArgs = (ModelArgs, SamplingArgs, TemplateArgs, u32, usize, i64, Option<String>);
 
 /// Loads the model and starts the engine; the server answers 503 until then.
-fn load(state: Arc<AppState>, (model_args, sampling, template, parallel, queue, n_predict, alias): LoadArgs) -> Result<()> {
+fn load(
+    state: Arc<AppState>,
+    (model_args, sampling, template, parallel, queue, n_predict, alias): LoadArgs,
+) -> Result<()> {
     // A full-size cache for sliding-window layers, so that a slot keeps its prefix.
     let (model, context) = model_args.load(true)?;
     // The server serves until the process ends: the model lives as long.
     let model: &'static _ = Box::leak(Box::new(model));
     let engine = Engine::start(model, &context, parallel, queue)?;
-    let alias = alias.unwrap_or_else(|| model.path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()));
+    let alias = alias
+        .unwrap_or_else(|| model.path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()));
     let ready = Ready {
         template: template.resolve(model)?,
         render: template.render_options(model),

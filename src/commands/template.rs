@@ -38,9 +38,11 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let raw = std::fs::read_to_string(&args.messages).with_context(|| format!("{}: cannot read", args.messages.display()))?;
-    let messages: Vec<Message> = serde_json::from_str(&raw)
-        .with_context(|| format!("{}: expected a JSON array of {{\"role\", \"content\"}} objects", args.messages.display()))?;
+    let raw =
+        std::fs::read_to_string(&args.messages).with_context(|| format!("{}: cannot read", args.messages.display()))?;
+    let messages: Vec<Message> = serde_json::from_str(&raw).with_context(|| {
+        format!("{}: expected a JSON array of {{\"role\", \"content\"}} objects", args.messages.display())
+    })?;
     let mut opts = RenderOptions {
         add_generation_prompt: args.add_generation_prompt,
         bos_token: args.bos_token.clone(),
@@ -63,7 +65,8 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         let template = match (&args.file, &args.builtin) {
             (Some(file), _) => {
-                let source = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+                let source =
+                    std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
                 ChatTemplate::new(&source, &file.display().to_string())?
             }
             (None, Some(name)) => ChatTemplate::builtin(name)?,

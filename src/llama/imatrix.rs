@@ -52,7 +52,11 @@ impl Collector {
     /// `chunk_size` tokens of `dataset`.
     pub fn into_imatrix(self, dataset: &str, chunk_count: u32, chunk_size: u32) -> Imatrix {
         let state = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
-        let entries = state.stats.into_iter().map(|(name, s)| (name, ImatrixEntry { sums: s.values, counts: s.counts })).collect();
+        let entries = state
+            .stats
+            .into_iter()
+            .map(|(name, s)| (name, ImatrixEntry { sums: s.values, counts: s.counts }))
+            .collect();
         Imatrix { entries, datasets: vec![dataset.to_string()], chunk_count, chunk_size, legacy: false }
     }
 
@@ -88,7 +92,9 @@ pub unsafe extern "C" fn collect(t: *mut ggml_tensor, ask: bool, user_data: *mut
     let mut state = collector.lock();
     if ask {
         return t.op == GGML_OP_MUL_MAT_ID
-            || (src1.ne[1] >= MIN_TOKENS && src1.type_ == GGML_TYPE_F32 && (name.starts_with("blk.") || (state.process_output && name == "output.weight")));
+            || (src1.ne[1] >= MIN_TOKENS
+                && src1.type_ == GGML_TYPE_F32
+                && (name.starts_with("blk.") || (state.process_output && name == "output.weight")));
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: the node is computed; its sources' data are readable through ggml's backend API.
@@ -137,7 +143,10 @@ impl State {
                 for token in 0..n_tokens as usize {
                     let at = token * ids.nb[1] + idx * ids.nb[0];
                     let expert = i32::from_le_bytes(id_bytes[at..at + 4].try_into().expect("4 bytes"));
-                    let expert = usize::try_from(expert).ok().filter(|&e| e < n_experts).ok_or_else(|| anyhow!("{name}: expert id {expert} of {n_experts}"))?;
+                    let expert = usize::try_from(expert)
+                        .ok()
+                        .filter(|&e| e < n_experts)
+                        .ok_or_else(|| anyhow!("{name}: expert id {expert} of {n_experts}"))?;
                     let x = row((idx % src1.ne[1] as usize) * src1.nb[1] + token * src1.nb[2]);
                     stats.counts[expert] += 1;
                     touched[expert] = true;

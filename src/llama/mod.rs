@@ -14,9 +14,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use strata_run::generation::{Generated, Request, StopReason, TextStream};
-use strata_run::planning::LazyMode;
-use strata_run::sampling::Sampler;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -24,6 +21,9 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use strata_run::generation::{Generated, Request, StopReason, TextStream};
+use strata_run::planning::LazyMode;
+use strata_run::sampling::Sampler;
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
@@ -69,9 +69,17 @@ fn has_offload_device() -> bool {
 /// The devices llama.cpp offloads layers to (GPUs, integrated GPUs, RPC servers' devices), in
 /// the order `tensor_split` gives their shares.
 fn offload_devices() -> Vec<llama_cpp_sys_2::ggml_backend_dev_t> {
-    use llama_cpp_sys_2::{ggml_backend_dev_count, ggml_backend_dev_get, ggml_backend_dev_type, GGML_BACKEND_DEVICE_TYPE_GPU as GPU, GGML_BACKEND_DEVICE_TYPE_IGPU as IGPU};
+    use llama_cpp_sys_2::{
+        ggml_backend_dev_count, ggml_backend_dev_get, ggml_backend_dev_type, GGML_BACKEND_DEVICE_TYPE_GPU as GPU,
+        GGML_BACKEND_DEVICE_TYPE_IGPU as IGPU,
+    };
     // SAFETY: plain registry reads of the devices ggml registered.
-    unsafe { (0..ggml_backend_dev_count()).map(|i| ggml_backend_dev_get(i)).filter(|&d| matches!(ggml_backend_dev_type(d), GPU | IGPU)).collect() }
+    unsafe {
+        (0..ggml_backend_dev_count())
+            .map(|i| ggml_backend_dev_get(i))
+            .filter(|&d| matches!(ggml_backend_dev_type(d), GPU | IGPU))
+            .collect()
+    }
 }
 
 fn offload_device_count() -> usize {
@@ -108,9 +116,14 @@ fn shared_kv_split(path: &Path, n_gpu_layers: u32) -> Option<(Vec<f32>, usize, u
         return None;
     }
     // A file strata cannot read is left to llama.cpp, which says what is wrong with it.
-    let file = strata_gguf::GgufFile::open_keeping(path, |k| k == "general.architecture" || k.ends_with(".block_count") || k.ends_with(".attention.shared_kv_layers")).ok()?;
+    let file = strata_gguf::GgufFile::open_keeping(path, |k| {
+        k == "general.architecture" || k.ends_with(".block_count") || k.ends_with(".attention.shared_kv_layers")
+    })
+    .ok()?;
     let arch = file.architecture()?;
-    let key = |k: &str| file.get(&format!("{arch}.{k}")).and_then(strata_gguf::Value::as_u64).and_then(|v| usize::try_from(v).ok());
+    let key = |k: &str| {
+        file.get(&format!("{arch}.{k}")).and_then(strata_gguf::Value::as_u64).and_then(|v| usize::try_from(v).ok())
+    };
     let n_layer = key("block_count")?;
     let first = strata_run::layer_split::shared_kv_block(n_layer, key("attention.shared_kv_layers")?)?;
     let split = strata_run::layer_split::keep_block_together(n_layer, n_gpu_layers as usize, &free, first)?;
@@ -291,8 +304,13 @@ fn repacking(name: &str) {
 /// table (its metadata stepped over, not built).
 fn arm_releaser(path: &Path) -> Result<()> {
     let file = strata_gguf::GgufFile::open_keeping(path, |_| false)?;
-    let ranges = file.tensors.iter().map(|t| (t.name.clone(), file.data_offset + t.offset..file.data_offset + t.offset + t.n_bytes())).collect();
-    *RELEASER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Releaser { path: path.to_path_buf(), ranges, current: None, released: 0 });
+    let ranges = file
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), file.data_offset + t.offset..file.data_offset + t.offset + t.n_bytes()))
+        .collect();
+    *RELEASER.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some(Releaser { path: path.to_path_buf(), ranges, current: None, released: 0 });
     Ok(())
 }
 
@@ -396,7 +414,9 @@ impl CacheType {
             "q5_0" => K::Q5_0,
             "q5_1" => K::Q5_1,
             "iq4_nl" => K::IQ4_NL,
-            _ => bail!("unknown KV cache type {name:?}: expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 or iq4_nl"),
+            _ => {
+                bail!("unknown KV cache type {name:?}: expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 or iq4_nl")
+            }
         };
         Ok(CacheType(ty))
     }
@@ -428,11 +448,17 @@ impl Model {
             if opts.gpu_layers == GpuLayers::Auto {
                 bail!("--tensor-split needs -ngl N: with -ngl auto, llama.cpp fits the split itself");
             }
-            if opts.tensor_split.iter().any(|s| !s.is_finite() || *s < 0.0) || opts.tensor_split.iter().all(|s| *s == 0.0) {
+            if opts.tensor_split.iter().any(|s| !s.is_finite() || *s < 0.0)
+                || opts.tensor_split.iter().all(|s| *s == 0.0)
+            {
                 bail!("--tensor-split {:?}: shares must be non-negative numbers, not all zero", opts.tensor_split);
             }
             if opts.tensor_split.len() > devices {
-                bail!("--tensor-split {:?}: {} shares for {devices} devices to offload to (see strata devices)", opts.tensor_split, opts.tensor_split.len());
+                bail!(
+                    "--tensor-split {:?}: {} shares for {devices} devices to offload to (see strata devices)",
+                    opts.tensor_split,
+                    opts.tensor_split.len()
+                );
             }
         }
         let bar = progress_bar(path);
@@ -447,7 +473,10 @@ impl Model {
         } else if let GpuLayers::Count(n) = opts.gpu_layers {
             if let Some((split, first, last)) = shared_kv_split(path, n) {
                 if opts.verbose {
-                    eprintln!("[layers {first}-{last} share a KV cache: keeping them on one device, as -ts {} would]", split.iter().map(f32::to_string).collect::<Vec<_>>().join(","));
+                    eprintln!(
+                        "[layers {first}-{last} share a KV cache: keeping them on one device, as -ts {} would]",
+                        split.iter().map(f32::to_string).collect::<Vec<_>>().join(",")
+                    );
                 }
                 params = params.with_tensor_split(&split);
             }
@@ -474,7 +503,8 @@ impl Model {
         let loaded = rpc::watched(|| LlamaModel::load_from_file(&backend, path, &params));
         let released = disarm_releaser();
         bar.finish_and_clear();
-        let model = loaded.map_err(|_| llama_error(format!("{}: llama.cpp could not load the model", path.display())))?;
+        let model =
+            loaded.map_err(|_| llama_error(format!("{}: llama.cpp could not load the model", path.display())))?;
         // llama.cpp's n_gpu_layers: -1 (its default) for all.
         let gpu_layers = gpu.then(|| u32::try_from(params.n_gpu_layers()).unwrap_or(u32::MAX));
         Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers, released })
@@ -491,7 +521,8 @@ impl Model {
         }
         take_last_error();
         let params = LlamaModelParams::default().with_vocab_only(true);
-        let model = LlamaModel::load_from_file(&backend, path, &params).map_err(|_| llama_error(format!("{}: llama.cpp could not load the model's vocabulary", path.display())))?;
+        let model = LlamaModel::load_from_file(&backend, path, &params)
+            .map_err(|_| llama_error(format!("{}: llama.cpp could not load the model's vocabulary", path.display())))?;
         Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers: None, released: 0 })
     }
 
@@ -561,13 +592,21 @@ impl Model {
     }
 
     /// A session that reports every matrix product it computes to `collector`.
-    pub fn collecting_session<'m>(&'m self, opts: &ContextOptions, collector: &'m imatrix::Collector) -> Result<Session<'m>> {
+    pub fn collecting_session<'m>(
+        &'m self,
+        opts: &ContextOptions,
+        collector: &'m imatrix::Collector,
+    ) -> Result<Session<'m>> {
         let user_data = std::ptr::from_ref(collector).cast_mut().cast::<c_void>();
         // SAFETY: the collector outlives the session ('m), and `collect` locks it for each call.
         self.session_with(opts, |params| unsafe { params.with_cb_eval(Some(imatrix::collect), user_data) })
     }
 
-    fn session_with(&self, opts: &ContextOptions, extra: impl FnOnce(LlamaContextParams) -> LlamaContextParams) -> Result<Session<'_>> {
+    fn session_with(
+        &self,
+        opts: &ContextOptions,
+        extra: impl FnOnce(LlamaContextParams) -> LlamaContextParams,
+    ) -> Result<Session<'_>> {
         let n_ctx = if opts.n_ctx == 0 { self.n_ctx_train() } else { opts.n_ctx };
         let params = extra(opts.params(n_ctx));
         take_last_error();
@@ -583,10 +622,20 @@ impl Model {
         let n_ctx = if opts.n_ctx == 0 { self.n_ctx_train() } else { opts.n_ctx };
         let params = opts.params(n_ctx).with_n_seq_max(n_seq).with_kv_unified(false);
         take_last_error();
-        let ctx = rpc::watched(|| self.model.new_context(&self.backend, params))
-            .map_err(|_| llama_error(format!("{}: cannot create a context of {n_ctx} tokens for {n_seq} sequences", self.path.display())))?;
+        let ctx = rpc::watched(|| self.model.new_context(&self.backend, params)).map_err(|_| {
+            llama_error(format!(
+                "{}: cannot create a context of {n_ctx} tokens for {n_seq} sequences",
+                self.path.display()
+            ))
+        })?;
         let n_batch = ctx.n_batch() as usize;
-        Ok(MultiSession { model: self, n_ctx_seq: ctx.n_ctx() as usize / n_seq.max(1) as usize, ctx, batch: LlamaBatch::new(n_batch, 1), n_batch })
+        Ok(MultiSession {
+            model: self,
+            n_ctx_seq: ctx.n_ctx() as usize / n_seq.max(1) as usize,
+            ctx,
+            batch: LlamaBatch::new(n_batch, 1),
+            n_batch,
+        })
     }
 }
 
@@ -637,7 +686,8 @@ impl MultiSession<'_> {
             self.batch.add(LlamaToken(t.token), t.pos as i32, &[t.seq], t.logits).context("batch is full")?;
         }
         take_last_error();
-        rpc::watched(|| self.ctx.decode(&mut self.batch)).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))
+        rpc::watched(|| self.ctx.decode(&mut self.batch))
+            .map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))
     }
 
     /// The logits after the `i`-th token of the last [`MultiSession::decode`] (which asked for them).
@@ -666,7 +716,11 @@ impl ContextOptions {
 /// of `context` and the compute buffers fit in free memory with [`FIT_MARGIN`] to spare.
 /// llama.cpp measures this by laying the model out without loading it. The context size is
 /// kept as asked. When nothing fits, everything stays on the CPU.
-fn fit_to_free_memory(path: &Path, params: std::pin::Pin<&mut LlamaModelParams>, context: &ContextOptions) -> Result<()> {
+fn fit_to_free_memory(
+    path: &Path,
+    params: std::pin::Pin<&mut LlamaModelParams>,
+    context: &ContextOptions,
+) -> Result<()> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| anyhow!("{}: the path holds a NUL byte", path.display()))?;
     let mut cparams = context.params(context.n_ctx);
@@ -732,7 +786,9 @@ impl std::fmt::Display for Placement {
 fn progress_bar(path: &Path) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(Some(100), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
-        indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {percent}%").expect("valid template").progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {percent}%")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     bar
@@ -767,7 +823,11 @@ impl Session<'_> {
             bail!("nothing to evaluate: the prompt is empty");
         }
         if tokens.len() > self.n_ctx() {
-            bail!("the prompt is {} tokens, more than the context of {} (raise -c/--ctx-size)", tokens.len(), self.n_ctx());
+            bail!(
+                "the prompt is {} tokens, more than the context of {} (raise -c/--ctx-size)",
+                tokens.len(),
+                self.n_ctx()
+            );
         }
         let mut keep = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
         // The last token is always evaluated again, for its logits.
@@ -823,7 +883,12 @@ impl Session<'_> {
     /// The batch loop: evaluates `tokens` after what the cache holds, `n_batch` at a time,
     /// asking for logits after every token (`all_logits`) or only after the last; after each
     /// batch, `each_batch` gets the context and the batch's size, to read its logits.
-    fn decode(&mut self, tokens: &[i32], all_logits: bool, mut each_batch: impl FnMut(&LlamaContext, usize)) -> Result<()> {
+    fn decode(
+        &mut self,
+        tokens: &[i32],
+        all_logits: bool,
+        mut each_batch: impl FnMut(&LlamaContext, usize),
+    ) -> Result<()> {
         self.evaluated = tokens.len();
         let n_chunks = tokens.len().div_ceil(self.n_batch);
         for (c, chunk) in tokens.chunks(self.n_batch).enumerate() {
@@ -833,7 +898,8 @@ impl Session<'_> {
                 self.batch.add(LlamaToken(t), (self.cached.len() + i) as i32, &[0], logits).context("batch is full")?;
             }
             take_last_error();
-            rpc::watched(|| self.ctx.decode(&mut self.batch)).map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))?;
+            rpc::watched(|| self.ctx.decode(&mut self.batch))
+                .map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))?;
             each_batch(&self.ctx, chunk.len());
             self.cached.extend_from_slice(chunk);
         }
@@ -850,7 +916,13 @@ impl Session<'_> {
     /// samples until an end-of-generation token, a stop string, the token limit or the end of
     /// the context. `emit` receives text as it is settled; `keep_going` is polled before each
     /// token (false stops with [`StopReason::Interrupted`]).
-    pub fn generate(&mut self, sampler: &mut Sampler, req: &Request<'_>, mut emit: impl FnMut(&str), keep_going: impl Fn() -> bool) -> Result<Generated> {
+    pub fn generate(
+        &mut self,
+        sampler: &mut Sampler,
+        req: &Request<'_>,
+        mut emit: impl FnMut(&str),
+        keep_going: impl Fn() -> bool,
+    ) -> Result<Generated> {
         let start = Instant::now();
         let mut logits = self.feed(req.prompt)?.to_vec();
         let prompt_evaluated = self.evaluated;
@@ -928,6 +1000,9 @@ mod tests {
         assert_eq!(p.buffers, vec![("CPU_Mapped".to_string(), 2378.52), ("CUDA0".to_string(), 1520.25), rpc]);
         assert_eq!(p.offloaded, Some((36, 36)));
         assert_eq!(p.lazy, vec!["per_layer_token_embd.weight".to_string()]);
-        assert_eq!(p.to_string(), "CPU_Mapped 2378.5 MiB, CUDA0 1520.2 MiB, RPC0[127.0.0.1:50052] 33.8 MiB; 36/36 layers on the GPU");
+        assert_eq!(
+            p.to_string(),
+            "CPU_Mapped 2378.5 MiB, CUDA0 1520.2 MiB, RPC0[127.0.0.1:50052] 33.8 MiB; 36/36 layers on the GPU"
+        );
     }
 }

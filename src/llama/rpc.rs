@@ -24,7 +24,13 @@ use super::{llama_error, log_callback, take_last_error};
 
 extern "C" {
     fn ggml_backend_rpc_add_server(endpoint: *const c_char) -> sys::ggml_backend_reg_t;
-    fn ggml_backend_rpc_start_server(endpoint: *const c_char, cache_dir: *const c_char, n_threads: usize, n_devices: usize, devices: *mut sys::ggml_backend_dev_t);
+    fn ggml_backend_rpc_start_server(
+        endpoint: *const c_char,
+        cache_dir: *const c_char,
+        n_threads: usize,
+        n_devices: usize,
+        devices: *mut sys::ggml_backend_dev_t,
+    );
     fn _exit(status: c_int) -> !;
 }
 
@@ -91,7 +97,10 @@ fn start_watchdog(timeout: Duration) {
             std::thread::sleep(Duration::from_millis(200));
             let last = LAST_PROGRESS.load(Ordering::Relaxed);
             if last != 0 && now_ms().saturating_sub(last) > timeout.as_millis() as u64 {
-                eprintln!("error: no reply from the RPC servers for {} s (--rpc-timeout): a server stopped answering", timeout.as_secs());
+                eprintln!(
+                    "error: no reply from the RPC servers for {} s (--rpc-timeout): a server stopped answering",
+                    timeout.as_secs()
+                );
                 // SAFETY: as in `on_abort`: the other threads are blocked inside llama.cpp.
                 unsafe { _exit(1) }
             }
@@ -102,7 +111,8 @@ fn start_watchdog(timeout: Duration) {
 /// ggml's abort, when it comes from a remote backend: the message as our one-line error, exit 1.
 unsafe extern "C" fn on_abort(message: *const c_char) {
     // SAFETY: ggml passes its formatted, NUL-terminated message.
-    let message = if message.is_null() { "ggml aborted".into() } else { unsafe { CStr::from_ptr(message) }.to_string_lossy() };
+    let message =
+        if message.is_null() { "ggml aborted".into() } else { unsafe { CStr::from_ptr(message) }.to_string_lossy() };
     let message = message.split_once(": ").map_or(&*message, |(_, m)| m).trim();
     // What llama.cpp logged just before (a version mismatch names the server's version there).
     // try_lock: the log callback may hold the lock on the thread that aborts.
@@ -112,7 +122,13 @@ unsafe extern "C" fn on_abort(message: *const c_char) {
     // server still dying may take one for a moment).
     let mut gone = Vec::new();
     for _ in 0..PROBES {
-        gone = SERVERS.get().into_iter().flatten().filter(|(_, a)| TcpStream::connect_timeout(a, PROBE_TIMEOUT).is_err()).map(|(e, _)| e.as_str()).collect();
+        gone = SERVERS
+            .get()
+            .into_iter()
+            .flatten()
+            .filter(|(_, a)| TcpStream::connect_timeout(a, PROBE_TIMEOUT).is_err())
+            .map(|(e, _)| e.as_str())
+            .collect();
         if !gone.is_empty() {
             break;
         }
@@ -146,7 +162,8 @@ pub fn add_servers(_backend: &LlamaBackend, endpoints: &[String], reply_timeout:
     start_watchdog(reply_timeout);
     let servers = endpoints.iter().map(|e| Ok((e.clone(), endpoint_address(e)?))).collect::<Result<Vec<_>>>()?;
     for (endpoint, address) in SERVERS.get_or_init(|| servers) {
-        TcpStream::connect_timeout(address, CONNECT_TIMEOUT).with_context(|| format!("RPC server {endpoint}: cannot connect"))?;
+        TcpStream::connect_timeout(address, CONNECT_TIMEOUT)
+            .with_context(|| format!("RPC server {endpoint}: cannot connect"))?;
         take_last_error();
         let c = CString::new(endpoint.as_str()).map_err(|_| anyhow!("--rpc {endpoint:?}: contains NUL"))?;
         // SAFETY: `c` is a valid C string; ggml copies it.
@@ -169,7 +186,13 @@ pub fn add_servers(_backend: &LlamaBackend, endpoints: &[String], reply_timeout:
 /// Serves `device` (a ggml device name; the CPU when `None`) to RPC clients on `endpoint`
 /// (`HOST:PORT`) with `threads` threads, caching received tensors in `cache_dir` if given.
 /// Runs until the process is stopped.
-pub fn serve(endpoint: &str, device: Option<&str>, threads: usize, cache_dir: Option<&str>, verbose: bool) -> Result<()> {
+pub fn serve(
+    endpoint: &str,
+    device: Option<&str>,
+    threads: usize,
+    cache_dir: Option<&str>,
+    verbose: bool,
+) -> Result<()> {
     super::VERBOSE.store(verbose, std::sync::atomic::Ordering::Relaxed);
     let _backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
     // SAFETY: `log_callback` is a plain function for the program's lifetime and takes no user data.
@@ -191,7 +214,13 @@ pub fn serve(endpoint: &str, device: Option<&str>, threads: usize, cache_dir: Op
     // SAFETY: valid C strings and one device pointer, all alive for the call, which serves
     // until the process ends.
     unsafe {
-        ggml_backend_rpc_start_server(endpoint_c.as_ptr(), cache_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()), threads, 1, &mut dev);
+        ggml_backend_rpc_start_server(
+            endpoint_c.as_ptr(),
+            cache_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            threads,
+            1,
+            &mut dev,
+        );
     }
     Err(llama_error(format!("RPC server on {endpoint}: ggml stopped serving")))
 }

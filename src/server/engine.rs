@@ -276,7 +276,11 @@ fn finish_job(a: Active, end: End, slot: usize) {
 /// its prompt, keeping that prefix and dropping the rest of the slot's cache.
 fn assign(session: &mut MultiSession<'static>, slots: &mut [Slot], waiting: &mut VecDeque<Job>) {
     while let Some(job) = waiting.front() {
-        let best = slots.iter().enumerate().filter(|(_, s)| s.active.is_none()).max_by_key(|(i, s)| (common_prefix(&s.cache, &job.prompt), std::cmp::Reverse(*i)));
+        let best = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active.is_none())
+            .max_by_key(|(i, s)| (common_prefix(&s.cache, &job.prompt), std::cmp::Reverse(*i)));
         let Some((i, _)) = best else { return };
         let job = waiting.pop_front().expect("front");
         let slot = &mut slots[i];
@@ -291,6 +295,16 @@ fn assign(session: &mut MultiSession<'static>, slots: &mut [Slot], waiting: &mut
             sampler.accept(t as u32);
         }
         let text = TextStream::new(&job.stop);
-        slot.active = Some(Active { sampler, fed: keep, cached: keep, pending: None, generated: 0, text, started: Instant::now(), first_token: None, job });
+        slot.active = Some(Active {
+            sampler,
+            fed: keep,
+            cached: keep,
+            pending: None,
+            generated: 0,
+            text,
+            started: Instant::now(),
+            first_token: None,
+            job,
+        });
     }
 }

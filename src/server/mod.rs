@@ -92,7 +92,11 @@ impl AppState {
 /// Checks `Authorization: Bearer KEY` in constant time, when the server has a key.
 fn authorize(api_key: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = api_key else { return Ok(()) };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
     if constant_time_eq(given.as_bytes(), key.as_bytes()) {
         Ok(())
     } else {
@@ -151,7 +155,8 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> Result<()>
 
 /// Binds `host:port`.
 pub async fn bind(host: &str, port: u16) -> Result<(tokio::net::TcpListener, SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("cannot listen on {host}:{port}"))?;
+    let listener =
+        tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("cannot listen on {host}:{port}"))?;
     let addr = listener.local_addr().context("no local address")?;
     Ok((listener, addr))
 }
@@ -161,9 +166,10 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
         Err(_) => Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time")),
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) if format!("{e:#}").contains("length limit") => {
-            Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {} MiB", BODY_LIMIT >> 20)))
-        }
+        Ok(Err(e)) if format!("{e:#}").contains("length limit") => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {} MiB", BODY_LIMIT >> 20),
+        )),
         Ok(Err(e)) => Err(ApiError::bad(format!("cannot read the request body: {e}"))),
     }
 }
@@ -185,7 +191,11 @@ async fn models(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response 
 }
 
 /// Authorization, readiness and the body as a JSON object: what every POST starts with.
-async fn request<'a>(s: &'a AppState, headers: &HeaderMap, body: Body) -> Result<(&'a Ready, openai::Fields), ApiError> {
+async fn request<'a>(
+    s: &'a AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(&'a Ready, openai::Fields), ApiError> {
     s.authorize(headers)?;
     let ready = s.ready()?;
     let bytes = read_body(body).await?;
@@ -200,14 +210,23 @@ async fn chat(s: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<Resp
     let (r, f) = request(s, headers, body).await?;
     let messages = openai::messages(&f)?;
     let opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
-    let render = RenderOptions { add_generation_prompt: true, enable_thinking: openai::enable_thinking(&f)?.or(r.render.enable_thinking), ..r.render.clone() };
+    let render = RenderOptions {
+        add_generation_prompt: true,
+        enable_thinking: openai::enable_thinking(&f)?.or(r.render.enable_thinking),
+        ..r.render.clone()
+    };
     let reasoning = match f.get("reasoning_format").and_then(Value::as_str) {
         None => r.reasoning,
         Some("none") => ReasoningOut::Inline,
         Some("deepseek" | "auto") => ReasoningOut::Split,
-        Some(other) => return Err(ApiError::bad(format!("reasoning_format {other:?} is not one of none, deepseek, auto"))),
+        Some(other) => {
+            return Err(ApiError::bad(format!("reasoning_format {other:?} is not one of none, deepseek, auto")))
+        }
     };
-    let text = r.template.render(&messages, &render).map_err(|e| ApiError::bad(format!("the chat template failed on these messages: {e:#}")))?;
+    let text = r
+        .template
+        .render(&messages, &render)
+        .map_err(|e| ApiError::bad(format!("the chat template failed on these messages: {e:#}")))?;
     // The template writes BOS itself where the model wants it.
     let tokens = r.model.tokenize(&text, false, true);
     let kind = Kind::Chat(reasoning);
@@ -234,7 +253,13 @@ enum Kind {
 }
 
 /// Queues the job and answers: one JSON object, or server-sent events as the text settles.
-async fn run(s: &Arc<AppState>, r: &Ready, tokens: Vec<i32>, opts: openai::Options, kind: Kind) -> Result<Response, ApiError> {
+async fn run(
+    s: &Arc<AppState>,
+    r: &Ready,
+    tokens: Vec<i32>,
+    opts: openai::Options,
+    kind: Kind,
+) -> Result<Response, ApiError> {
     if tokens.is_empty() {
         return Err(ApiError::bad("the prompt is empty"));
     }
@@ -247,9 +272,18 @@ async fn run(s: &Arc<AppState>, r: &Ready, tokens: Vec<i32>, opts: openai::Optio
         )));
     }
     let (events_tx, events) = mpsc::unbounded_channel();
-    let job = Job { prompt: tokens, params: opts.params, max_tokens: opts.max_tokens, stop: opts.stop, ignore_eos: opts.ignore_eos, events: events_tx };
+    let job = Job {
+        prompt: tokens,
+        params: opts.params,
+        max_tokens: opts.max_tokens,
+        stop: opts.stop,
+        ignore_eos: opts.ignore_eos,
+        events: events_tx,
+    };
     r.engine.submit(job).map_err(|e| match e {
-        Refused::QueueFull => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "every slot is busy and the queue is full: try again later"),
+        Refused::QueueFull => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "every slot is busy and the queue is full: try again later")
+        }
         Refused::Stopped => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine has stopped"),
     })?;
     let (id, created) = (s.next_id(if matches!(kind, Kind::Chat(_)) { "chatcmpl" } else { "cmpl" }), now());
@@ -303,10 +337,13 @@ impl Shape {
     }
 
     fn splitter(&self) -> TextSplitter {
-        TextSplitter { reasoning: match self.kind {
-            Kind::Chat(r) => r,
-            Kind::Completion => ReasoningOut::Inline,
-        }, splitter: ReasoningSplitter::default() }
+        TextSplitter {
+            reasoning: match self.kind {
+                Kind::Chat(r) => r,
+                Kind::Completion => ReasoningOut::Inline,
+            },
+            splitter: ReasoningSplitter::default(),
+        }
     }
 }
 
@@ -366,13 +403,20 @@ async fn collect(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>) -> Re
 
 /// Server-sent events: a chunk per settled piece of text, the finish reason, usage when asked,
 /// then `[DONE]`. A client that hangs up drops the job at the engine's next step.
-fn stream(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>, include_usage: bool) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+fn stream(
+    shape: Shape,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    include_usage: bool,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let (tx, mut rx) = mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
         let data = |v: Value| SseEvent::default().data(v.to_string());
         let mut text = shape.splitter();
         if let Kind::Chat(_) = shape.kind {
-            let first = shape.body(vec![json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})], true);
+            let first = shape.body(
+                vec![json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})],
+                true,
+            );
             if tx.send(data(first)).await.is_err() {
                 return;
             }
@@ -439,7 +483,8 @@ async fn tokenize(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body
     respond(
         async {
             let (r, f) = request(&s, &headers, body).await?;
-            let content = f.get("content").and_then(Value::as_str).ok_or_else(|| ApiError::bad("content must be a string"))?;
+            let content =
+                f.get("content").and_then(Value::as_str).ok_or_else(|| ApiError::bad("content must be a string"))?;
             let flag = |name: &str, default: bool| match f.get(name) {
                 None | Some(Value::Null) => Ok(default),
                 Some(Value::Bool(b)) => Ok(*b),
@@ -447,7 +492,10 @@ async fn tokenize(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body
             };
             let tokens = r.model.tokenize(content, flag("add_special", false)?, flag("parse_special", true)?);
             let tokens: Vec<Value> = if flag("with_pieces", false)? {
-                tokens.iter().map(|&t| json!({"id": t, "piece": String::from_utf8_lossy(&r.model.piece(t, true))})).collect()
+                tokens
+                    .iter()
+                    .map(|&t| json!({"id": t, "piece": String::from_utf8_lossy(&r.model.piece(t, true))}))
+                    .collect()
             } else {
                 tokens.iter().map(|&t| json!(t)).collect()
             };
@@ -461,11 +509,16 @@ async fn detokenize(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bo
     respond(
         async {
             let (r, f) = request(&s, &headers, body).await?;
-            let list = f.get("tokens").and_then(Value::as_array).ok_or_else(|| ApiError::bad("tokens must be a list of token ids"))?;
+            let list = f
+                .get("tokens")
+                .and_then(Value::as_array)
+                .ok_or_else(|| ApiError::bad("tokens must be a list of token ids"))?;
             let mut bytes = Vec::new();
             for (i, t) in list.iter().enumerate() {
                 let id = t.as_u64().filter(|&id| (id as usize) < r.model.n_vocab());
-                let id = id.ok_or_else(|| ApiError::bad(format!("tokens[{i}] is {t}, not a token id below {}", r.model.n_vocab())))?;
+                let id = id.ok_or_else(|| {
+                    ApiError::bad(format!("tokens[{i}] is {t}, not a token id below {}", r.model.n_vocab()))
+                })?;
                 bytes.extend(r.model.piece(id as i32, true));
             }
             Ok(Json(json!({"content": String::from_utf8_lossy(&bytes)})).into_response())
@@ -484,8 +537,15 @@ async fn apply_template(State(s): State<Arc<AppState>>, headers: HeaderMap, body
                 Some(Value::Bool(b)) => *b,
                 Some(v) => return Err(ApiError::bad(format!("add_generation_prompt must be true or false, not {v}"))),
             };
-            let render = RenderOptions { add_generation_prompt: add, enable_thinking: openai::enable_thinking(&f)?.or(r.render.enable_thinking), ..r.render.clone() };
-            let prompt = r.template.render(&messages, &render).map_err(|e| ApiError::bad(format!("the chat template failed on these messages: {e:#}")))?;
+            let render = RenderOptions {
+                add_generation_prompt: add,
+                enable_thinking: openai::enable_thinking(&f)?.or(r.render.enable_thinking),
+                ..r.render.clone()
+            };
+            let prompt = r
+                .template
+                .render(&messages, &render)
+                .map_err(|e| ApiError::bad(format!("the chat template failed on these messages: {e:#}")))?;
             Ok(Json(json!({"prompt": prompt})).into_response())
         }
         .await,

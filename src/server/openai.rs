@@ -124,7 +124,12 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 ];
 
 /// The sampling and length options of a request over the server's defaults.
-pub fn options(f: &Fields, defaults: &SamplingParams, default_max_tokens: Option<usize>, n_vocab: usize) -> Result<Options, ApiError> {
+pub fn options(
+    f: &Fields,
+    defaults: &SamplingParams,
+    default_max_tokens: Option<usize>,
+    n_vocab: usize,
+) -> Result<Options, ApiError> {
     for (name, why) in UNSUPPORTED {
         let given = match field(f, name) {
             None | Some(Value::Bool(false)) => false,
@@ -147,7 +152,9 @@ pub fn options(f: &Fields, defaults: &SamplingParams, default_max_tokens: Option
     }
     if let Some(format) = field(f, "response_format") {
         if format.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(ApiError::bad(format!("response_format {format}: only {{\"type\": \"text\"}} is supported (no JSON mode or schema)")));
+            return Err(ApiError::bad(format!(
+                "response_format {format}: only {{\"type\": \"text\"}} is supported (no JSON mode or schema)"
+            )));
         }
     }
     let mut p = defaults.clone();
@@ -190,16 +197,21 @@ pub fn options(f: &Fields, defaults: &SamplingParams, default_max_tokens: Option
         },
     }
     if let Some(bias) = field(f, "logit_bias") {
-        let map = bias.as_object().ok_or_else(|| ApiError::bad(format!("logit_bias must be an object of token ids to numbers, not {bias}")))?;
+        let map = bias.as_object().ok_or_else(|| {
+            ApiError::bad(format!("logit_bias must be an object of token ids to numbers, not {bias}"))
+        })?;
         if map.len() > MAX_LOGIT_BIAS {
             return Err(ApiError::bad(format!("logit_bias has {} entries; at most {MAX_LOGIT_BIAS}", map.len())));
         }
         p.logit_bias.clear();
         for (token, value) in map {
             let id = token.parse::<u32>().ok().filter(|&t| (t as usize) < n_vocab);
-            let id = id.ok_or_else(|| ApiError::bad(format!("logit_bias: {token:?} is not a token id below {n_vocab}")))?;
+            let id =
+                id.ok_or_else(|| ApiError::bad(format!("logit_bias: {token:?} is not a token id below {n_vocab}")))?;
             let v = value.as_f64().filter(|v| (-100.0..=100.0).contains(v));
-            let v = v.ok_or_else(|| ApiError::bad(format!("logit_bias[{token}] is {value}; it must be a number in [-100, 100]")))?;
+            let v = v.ok_or_else(|| {
+                ApiError::bad(format!("logit_bias[{token}] is {value}; it must be a number in [-100, 100]"))
+            })?;
             p.logit_bias.push((id, v as f32));
         }
     }
@@ -212,7 +224,9 @@ pub fn options(f: &Fields, defaults: &SamplingParams, default_max_tokens: Option
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(items)) => items
             .iter()
-            .map(|s| s.as_str().map(String::from).ok_or_else(|| ApiError::bad(format!("stop must hold strings, not {s}"))))
+            .map(|s| {
+                s.as_str().map(String::from).ok_or_else(|| ApiError::bad(format!("stop must hold strings, not {s}")))
+            })
             .collect::<Result<_, _>>()?,
         Some(v) => return Err(ApiError::bad(format!("stop must be a string or a list of strings, not {v}"))),
     };
@@ -242,19 +256,30 @@ const ROLES: &[&str] = &["system", "developer", "user", "assistant"];
 
 /// `messages`: role and content (a string, or text parts); anything that is not text is refused.
 pub fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
-    let list = field(f, "messages").and_then(Value::as_array).ok_or_else(|| ApiError::bad("messages must be a list of {\"role\", \"content\"} objects"))?;
+    let list = field(f, "messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad("messages must be a list of {\"role\", \"content\"} objects"))?;
     if list.is_empty() {
         return Err(ApiError::bad("messages is empty"));
     }
     list.iter()
         .enumerate()
         .map(|(i, m)| {
-            let role = m.get("role").and_then(Value::as_str).ok_or_else(|| ApiError::bad(format!("messages[{i}].role must be a string")))?;
+            let role = m
+                .get("role")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad(format!("messages[{i}].role must be a string")))?;
             let role = match role {
                 "developer" => "system",
                 r if ROLES.contains(&r) => r,
-                "tool" | "function" => return Err(ApiError::bad(format!("messages[{i}].role {role:?}: tool calling is not supported"))),
-                r => return Err(ApiError::bad(format!("messages[{i}].role {r:?} is not one of system, developer, user, assistant"))),
+                "tool" | "function" => {
+                    return Err(ApiError::bad(format!("messages[{i}].role {role:?}: tool calling is not supported")))
+                }
+                r => {
+                    return Err(ApiError::bad(format!(
+                        "messages[{i}].role {r:?} is not one of system, developer, user, assistant"
+                    )))
+                }
             };
             if m.get("tool_calls").is_some_and(|t| !t.is_null()) {
                 return Err(ApiError::bad(format!("messages[{i}].tool_calls: tool calling is not supported")));
@@ -271,8 +296,16 @@ fn content(v: Option<&Value>, i: usize) -> Result<String, ApiError> {
             let mut text = String::new();
             for (j, part) in parts.iter().enumerate() {
                 match part.get("type").and_then(Value::as_str) {
-                    Some("text") => text.push_str(part.get("text").and_then(Value::as_str).ok_or_else(|| ApiError::bad(format!("messages[{i}].content[{j}].text must be a string")))?),
-                    Some(kind) => return Err(ApiError::bad(format!("messages[{i}].content[{j}]: {kind} parts are not supported (text only)"))),
+                    Some("text") => {
+                        text.push_str(part.get("text").and_then(Value::as_str).ok_or_else(|| {
+                            ApiError::bad(format!("messages[{i}].content[{j}].text must be a string"))
+                        })?)
+                    }
+                    Some(kind) => {
+                        return Err(ApiError::bad(format!(
+                            "messages[{i}].content[{j}]: {kind} parts are not supported (text only)"
+                        )))
+                    }
                     None => return Err(ApiError::bad(format!("messages[{i}].content[{j}] has no type"))),
                 }
             }
@@ -300,7 +333,9 @@ pub fn enable_thinking(f: &Fields) -> Result<Option<bool>, ApiError> {
 pub fn prompt(f: &Fields) -> Result<String, ApiError> {
     match field(f, "prompt") {
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(items)) if items.len() == 1 && items[0].is_string() => Ok(items[0].as_str().unwrap_or_default().to_string()),
+        Some(Value::Array(items)) if items.len() == 1 && items[0].is_string() => {
+            Ok(items[0].as_str().unwrap_or_default().to_string())
+        }
         Some(Value::Array(_)) => Err(ApiError::bad("prompt: only one prompt string per request is supported")),
         _ => Err(ApiError::bad("prompt must be a string")),
     }

@@ -124,7 +124,10 @@ fn say(line: &str) {
 
 /// A 503 for a model that is down, with the reason.
 fn unavailable(reason: &str) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the model is unavailable: {reason}; strata serve is loading it again"))
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the model is unavailable: {reason}; strata serve is loading it again"),
+    )
 }
 
 /// Every route: forwarded to the child.
@@ -133,7 +136,15 @@ pub fn router(supervisor: Arc<Supervisor>) -> Router {
 }
 
 /// Headers that belong to one connection, not to the message.
-const HOP_BY_HOP: &[header::HeaderName] = &[header::CONNECTION, header::TRANSFER_ENCODING, header::TE, header::TRAILER, header::UPGRADE, header::PROXY_AUTHORIZATION, header::PROXY_AUTHENTICATE];
+const HOP_BY_HOP: &[header::HeaderName] = &[
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
@@ -174,7 +185,11 @@ async fn forward(State(s): State<Arc<Supervisor>>, request: Request) -> Response
     };
     let (mut parts, body) = answer.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let events = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/event-stream"));
+    let events = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
     if !events {
         return Response::from_parts(parts, Body::new(body));
     }

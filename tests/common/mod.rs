@@ -127,7 +127,12 @@ pub fn tensor_data(path: &Path) -> Vec<(String, Vec<u64>, String, Vec<u8>)> {
         .iter()
         .map(|t| {
             let start = (g.data_offset + t.offset) as usize;
-            (t.name.clone(), t.shape.clone(), t.ty.name().to_string(), data[start..start + t.n_bytes() as usize].to_vec())
+            (
+                t.name.clone(),
+                t.shape.clone(),
+                t.ty.name().to_string(),
+                data[start..start + t.n_bytes() as usize].to_vec(),
+            )
         })
         .collect()
 }

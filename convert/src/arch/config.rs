@@ -86,7 +86,10 @@ impl<'a> Config<'a> {
                 if items.len() as u64 != n_layer {
                     bail!("config.json: {key} has {} entries for {n_layer} layers", items.len());
                 }
-                items.iter().map(|v| v.as_u64().ok_or_else(|| anyhow!("config.json: {key} holds {v}, not a whole number"))).collect()
+                items
+                    .iter()
+                    .map(|v| v.as_u64().ok_or_else(|| anyhow!("config.json: {key} holds {v}, not a whole number")))
+                    .collect()
             }
             _ => Ok(vec![self.u64(key)?; n_layer as usize]),
         }
@@ -108,7 +111,9 @@ fn check_sizes(v: &Json, path: &str) -> Result<()> {
             _ => Ok(()),
         },
         Json::Array(items) => items.iter().enumerate().try_for_each(|(i, x)| check_sizes(x, &format!("{path}[{i}]"))),
-        Json::Object(map) => map.iter().try_for_each(|(k, x)| check_sizes(x, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") })),
+        Json::Object(map) => map
+            .iter()
+            .try_for_each(|(k, x)| check_sizes(x, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") })),
         _ => Ok(()),
     }
 }
@@ -139,8 +144,12 @@ mod tests {
     fn hostile_sizes_are_errors() {
         let err = |json: Json| Config::new(&json).err().unwrap().to_string();
         assert!(err(serde_json::json!({"num_hidden_layers": 1u64 << 60})).contains("more than"));
-        assert!(err(serde_json::json!({"num_hidden_layers": 4097})).contains("num_hidden_layers is 4097, more than 4096"));
+        assert!(
+            err(serde_json::json!({"num_hidden_layers": 4097})).contains("num_hidden_layers is 4097, more than 4096")
+        );
         assert!(err(serde_json::json!({"head_dim": u64::MAX})).contains("head_dim is 18446744073709551615"));
-        assert!(err(serde_json::json!({"rope_scaling": {"factor": [1, 1u64 << 33]}})).contains("rope_scaling.factor[1]"));
+        assert!(
+            err(serde_json::json!({"rope_scaling": {"factor": [1, 1u64 << 33]}})).contains("rope_scaling.factor[1]")
+        );
     }
 }

@@ -162,6 +162,10 @@ pub(super) fn token_embd_truncated(gguf_name: &str) -> Rows {
 /// vision and audio tokens, not to the per-layer table's `vocab_size_per_layer_input`), else a
 /// byte-level BPE `tokenizer.json`; no space prefix.
 pub(super) fn sentencepiece_vocab(dir: &Path, config: &Json, n_vocab: u64) -> Result<Vocab> {
-    let vocab = if dir.join("tokenizer.model").is_file() { Vocab::from_sentencepiece(dir, Some(n_vocab as usize), config)? } else { Vocab::from_hf_bpe(dir, None, config)? };
+    let vocab = if dir.join("tokenizer.model").is_file() {
+        Vocab::from_sentencepiece(dir, Some(n_vocab as usize), config)?
+    } else {
+        Vocab::from_hf_bpe(dir, None, config)?
+    };
     Ok(vocab.with_add_space_prefix(false))
 }

@@ -72,13 +72,21 @@ impl Architecture for Gemma3 {
     fn shape(&self, n_tokens: Option<u64>) -> Result<ModelShape> {
         let g = &self.g;
         let mut t = Tensors::default();
-        let layers: Vec<_> = self.sliding.iter().map(|&swa| g.layer(g.n_head_kv, g.head_dim, self.n_ff, swa, false)).collect();
+        let layers: Vec<_> =
+            self.sliding.iter().map(|&swa| g.layer(g.n_head_kv, g.head_dim, self.n_ff, swa, false)).collect();
         for (i, l) in layers.iter().enumerate() {
             g.layer_tensors(&mut t, i, l, true, true);
         }
         g.model_tensors(&mut t, n_tokens.map_or(g.n_vocab, |n| n.min(g.n_vocab)));
         let sliding_window = self.sliding.iter().any(|&s| s).then_some(g.sliding_window);
-        Ok(ModelShape { arch: "gemma3".into(), n_embd: g.n_embd, n_vocab: g.n_vocab, layers, sliding_window, tensors: t.0 })
+        Ok(ModelShape {
+            arch: "gemma3".into(),
+            n_embd: g.n_embd,
+            n_vocab: g.n_vocab,
+            layers,
+            sliding_window,
+            tensors: t.0,
+        })
     }
 
     fn map(&self, hf: &str) -> Option<Mapped> {
@@ -116,6 +124,12 @@ mod tests {
         let (s, f) = ("sliding_attention", "full_attention");
         assert_eq!(pattern_key(&[s, s, s, s, s, f, s]), None);
         let written = pattern_key(&[s, s, s, f]).expect("a 3:1 pattern must be written");
-        assert_eq!(written, Value::Array(strata_gguf::ValueType::Bool, vec![Value::Bool(true), Value::Bool(true), Value::Bool(true), Value::Bool(false)]));
+        assert_eq!(
+            written,
+            Value::Array(
+                strata_gguf::ValueType::Bool,
+                vec![Value::Bool(true), Value::Bool(true), Value::Bool(true), Value::Bool(false)]
+            )
+        );
     }
 }

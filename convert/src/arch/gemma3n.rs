@@ -29,7 +29,10 @@ const PER_LAYER: &[(&str, &str)] = &[
 ];
 
 /// Checkpoint prefixes of the tensors stacked into one: `model.altup_projections.{i}.weight`.
-const STACKED: &[(&str, &str)] = &[("model.altup_projections.", "altup_proj.weight"), ("model.altup_unembed_projections.", "altup_unembd_proj.weight")];
+const STACKED: &[(&str, &str)] = &[
+    ("model.altup_projections.", "altup_proj.weight"),
+    ("model.altup_unembed_projections.", "altup_unembd_proj.weight"),
+];
 
 /// Layers llama.cpp gives their own KV; each later layer reuses layer 18 (sliding) or 19 (full).
 const LLAMA_CPP_KV_LAYERS: usize = 20;
@@ -155,7 +158,14 @@ impl Architecture for Gemma3n {
         t.add("per_layer_token_embd.weight", &[ple * g.n_layer, g.n_vocab]);
         t.add("per_layer_model_proj.weight", &[d, ple * g.n_layer]);
         t.add("per_layer_proj_norm.weight", &[ple]);
-        Ok(ModelShape { arch: "gemma3n".into(), n_embd: d, n_vocab: g.n_vocab, layers, sliding_window: Some(g.sliding_window), tensors: t.0 })
+        Ok(ModelShape {
+            arch: "gemma3n".into(),
+            n_embd: d,
+            n_vocab: g.n_vocab,
+            layers,
+            sliding_window: Some(g.sliding_window),
+            tensors: t.0,
+        })
     }
 
     fn map(&self, hf: &str) -> Option<Mapped> {
@@ -191,7 +201,9 @@ fn assumed(c: &Config, key: &str, value: f64) -> Result<f64> {
 /// layer of its kind before them) against llama.cpp's (layers from 20 on reuse 18 or 19).
 fn check_kv_sharing(swa: &[bool], shared: usize) -> Result<()> {
     let n_layer = swa.len();
-    let first_shared = n_layer.checked_sub(shared).ok_or_else(|| anyhow!("config.json: num_kv_shared_layers {shared} exceeds the {n_layer} layers"))?;
+    let first_shared = n_layer
+        .checked_sub(shared)
+        .ok_or_else(|| anyhow!("config.json: num_kv_shared_layers {shared} exceeds the {n_layer} layers"))?;
     let describe = |source: Option<usize>| source.map_or("its own KV".to_string(), |j| format!("the KV of layer {j}"));
     for (il, &is_swa) in swa.iter().enumerate() {
         let trained = match (il >= first_shared).then(|| (0..first_shared).rev().find(|&j| swa[j] == is_swa)) {
@@ -223,7 +235,9 @@ fn sparsity_pattern(c: &Config, n_layer: usize) -> Result<Vec<f64>> {
     if pattern.len() != n_layer {
         bail!("config.json: activation_sparsity_pattern has {} entries for {n_layer} layers", pattern.len());
     }
-    if let Some(il) = (0..n_layer).find(|&il| pattern[il] != if il < LLAMA_CPP_SPARSE_LAYERS { LLAMA_CPP_SPARSITY } else { 0.0 }) {
+    if let Some(il) =
+        (0..n_layer).find(|&il| pattern[il] != if il < LLAMA_CPP_SPARSE_LAYERS { LLAMA_CPP_SPARSITY } else { 0.0 })
+    {
         bail!("config.json: activation_sparsity_pattern gives layer {il} {}; llama.cpp's gemma3n applies 0.95 to layers 0-9 and none after (as in Gemma 3n E2B/E4B)", pattern[il]);
     }
     Ok(pattern)
@@ -233,12 +247,66 @@ fn sparsity_pattern(c: &Config, n_layer: usize) -> Result<Vec<f64>> {
 /// error about 1e-16): the cut-off, in standard deviations, below which a layer's sparsity `p`
 /// zeroes the activations; -inf for a dense layer (`p` = 0).
 fn inverse_normal_cdf(p: f64) -> f64 {
-    const A: [f64; 8] = [3.387_132_872_796_366_6, 133.141_667_891_784_38, 1_971.590_950_306_551_4, 13_731.693_765_509_461, 45_921.953_931_549_87, 67_265.770_927_008_7, 33_430.575_583_588_13, 2_509.080_928_730_122_7];
-    const B: [f64; 8] = [1.0, 42.313_330_701_600_91, 687.187_007_492_057_9, 5_394.196_021_424_751, 21_213.794_301_586_596, 39_307.895_800_092_71, 28_729.085_735_721_943, 5_226.495_278_852_854_6];
-    const C: [f64; 8] = [1.423_437_110_749_683_6, 4.630_337_846_156_545_3, 5.769_497_221_460_691, 3.647_848_324_763_204_6, 1.270_458_252_452_368_4, 0.241_780_725_177_450_6, 0.022_723_844_989_269_184, 7.745_450_142_783_414e-4];
-    const D: [f64; 8] = [1.0, 2.053_191_626_637_758_8, 1.676_384_830_183_803_8, 0.689_767_334_985_1, 0.148_103_976_427_480_07, 0.015_198_666_563_616_457, 5.475_938_084_995_345e-4, 1.050_750_071_644_416_8e-9];
-    const E: [f64; 8] = [6.657_904_643_501_103_8, 5.463_784_911_164_114, 1.784_826_539_917_291_3, 0.296_560_571_828_504_9, 0.026_532_189_526_576_124, 0.001_242_660_947_388_078_4, 2.711_555_568_743_487_6e-5, 2.010_334_399_292_288_1e-7];
-    const F: [f64; 8] = [1.0, 0.599_832_206_555_887_9, 0.136_929_880_922_735_8, 0.014_875_361_290_850_615, 7.868_691_311_456_133e-4, 1.846_318_317_510_054_7e-5, 1.421_511_758_316_445_9e-7, 2.044_263_103_389_939_8e-15];
+    const A: [f64; 8] = [
+        3.387_132_872_796_366_6,
+        133.141_667_891_784_38,
+        1_971.590_950_306_551_4,
+        13_731.693_765_509_461,
+        45_921.953_931_549_87,
+        67_265.770_927_008_7,
+        33_430.575_583_588_13,
+        2_509.080_928_730_122_7,
+    ];
+    const B: [f64; 8] = [
+        1.0,
+        42.313_330_701_600_91,
+        687.187_007_492_057_9,
+        5_394.196_021_424_751,
+        21_213.794_301_586_596,
+        39_307.895_800_092_71,
+        28_729.085_735_721_943,
+        5_226.495_278_852_854_6,
+    ];
+    const C: [f64; 8] = [
+        1.423_437_110_749_683_6,
+        4.630_337_846_156_545_3,
+        5.769_497_221_460_691,
+        3.647_848_324_763_204_6,
+        1.270_458_252_452_368_4,
+        0.241_780_725_177_450_6,
+        0.022_723_844_989_269_184,
+        7.745_450_142_783_414e-4,
+    ];
+    const D: [f64; 8] = [
+        1.0,
+        2.053_191_626_637_758_8,
+        1.676_384_830_183_803_8,
+        0.689_767_334_985_1,
+        0.148_103_976_427_480_07,
+        0.015_198_666_563_616_457,
+        5.475_938_084_995_345e-4,
+        1.050_750_071_644_416_8e-9,
+    ];
+    const E: [f64; 8] = [
+        6.657_904_643_501_103_8,
+        5.463_784_911_164_114,
+        1.784_826_539_917_291_3,
+        0.296_560_571_828_504_9,
+        0.026_532_189_526_576_124,
+        0.001_242_660_947_388_078_4,
+        2.711_555_568_743_487_6e-5,
+        2.010_334_399_292_288_1e-7,
+    ];
+    const F: [f64; 8] = [
+        1.0,
+        0.599_832_206_555_887_9,
+        0.136_929_880_922_735_8,
+        0.014_875_361_290_850_615,
+        7.868_691_311_456_133e-4,
+        1.846_318_317_510_054_7e-5,
+        1.421_511_758_316_445_9e-7,
+        2.044_263_103_389_939_8e-15,
+    ];
     let poly = |c: &[f64; 8], x: f64| c.iter().rev().fold(0.0, |acc, &k| acc * x + k);
     if p <= 0.0 {
         return f64::NEG_INFINITY;
@@ -263,8 +331,18 @@ mod tests {
     #[test]
     fn inverse_normal_cdf_matches_known_quantiles() {
         // Φ⁻¹ to 16 digits (scipy.special.ndtri in float64).
-        for (p, x) in [(0.5, 0.0), (0.95, 1.6448536269514722), (0.975, 1.959963984540054), (0.01, -2.3263478740408408), (1e-10, -6.361340902404056)] {
-            assert!((inverse_normal_cdf(p) - x).abs() <= 1e-14 * x.abs().max(1.0), "p {p}: {} vs {x}", inverse_normal_cdf(p));
+        for (p, x) in [
+            (0.5, 0.0),
+            (0.95, 1.6448536269514722),
+            (0.975, 1.959963984540054),
+            (0.01, -2.3263478740408408),
+            (1e-10, -6.361340902404056),
+        ] {
+            assert!(
+                (inverse_normal_cdf(p) - x).abs() <= 1e-14 * x.abs().max(1.0),
+                "p {p}: {} vs {x}",
+                inverse_normal_cdf(p)
+            );
         }
         assert_eq!(inverse_normal_cdf(0.0), f64::NEG_INFINITY);
         // What torch's float32 icdf gives llama.cpp's converter for 0.95.
@@ -272,7 +350,9 @@ mod tests {
     }
 
     fn config(n_layer: usize, shared: usize, full_every: usize) -> Json {
-        let types: Vec<&str> = (0..n_layer).map(|i| if (i + 1) % full_every == 0 { "full_attention" } else { "sliding_attention" }).collect();
+        let types: Vec<&str> = (0..n_layer)
+            .map(|i| if (i + 1) % full_every == 0 { "full_attention" } else { "sliding_attention" })
+            .collect();
         let sparsity: Vec<f64> = (0..n_layer).map(|i| if i < 10 { 0.95 } else { 0.0 }).collect();
         serde_json::json!({"num_hidden_layers": n_layer, "hidden_size": 64, "intermediate_size": 96, "vocab_size": 10,
             "num_kv_shared_layers": shared, "layer_types": types, "activation_sparsity_pattern": sparsity})
@@ -289,7 +369,10 @@ mod tests {
         let e = err(config(2, 1, 2));
         assert!(e.contains("layer 1 reuses KV, but no layer before 1 is of its kind"), "{e}");
         let e = err(config(24, 4, 3));
-        assert!(e.contains("layer 20 uses the KV of layer 17, but llama.cpp's gemma3n gives it the KV of layer 19"), "{e}");
+        assert!(
+            e.contains("layer 20 uses the KV of layer 17, but llama.cpp's gemma3n gives it the KV of layer 19"),
+            "{e}"
+        );
         let mut c = config(12, 0, 6);
         c["activation_sparsity_pattern"] = serde_json::json!(vec![0.95; 12]);
         assert!(err(c).contains("gives layer 10 0.95"));

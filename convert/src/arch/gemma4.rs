@@ -20,7 +20,8 @@ use crate::tokenizer::Vocab;
 const MAX_HEAD_DIM: u64 = 1 << 16;
 
 /// Tokens Gemma 4's converter always renders (user-defined), so a chat parser can read them.
-const VISIBLE: &[&str] = &["<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", "<|tool_response>", "<tool_response|>", "<|\"|>"];
+const VISIBLE: &[&str] =
+    &["<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", "<|tool_response>", "<tool_response|>", "<|\"|>"];
 
 /// A mixture-of-experts block beside the dense MLP (26B-A4B).
 struct Experts {
@@ -76,12 +77,16 @@ impl Gemma4 {
         let head_dim_full = match full_layer_value(&config, "global_head_dim", "head_dim") {
             Some(d) => d,
             None if sliding.iter().all(|&s| s) => g.head_dim,
-            None => bail!("config.json: no head_dim for the full-attention layers (global_head_dim or per_layer_config)"),
+            None => {
+                bail!("config.json: no head_dim for the full-attention layers (global_head_dim or per_layer_config)")
+            }
         };
         let experts = if c.bool_or("enable_moe_block", false)? {
             let n_ff = match c.opt_u64("moe_intermediate_size")? {
                 Some(n) => n,
-                None => c.opt_u64("expert_intermediate_size")?.ok_or_else(|| anyhow!("config.json: moe_intermediate_size is missing"))?,
+                None => c
+                    .opt_u64("expert_intermediate_size")?
+                    .ok_or_else(|| anyhow!("config.json: moe_intermediate_size is missing"))?,
             };
             Some(Experts { count: c.u64("num_experts")?, used: c.opt_u64("top_k_experts")?, n_ff })
         } else {
@@ -132,7 +137,10 @@ impl Architecture for Gemma4 {
             m.u32("feed_forward_length", self.n_ff)?;
         }
         match self.n_head_kv_full {
-            Some(full) => m.i32_per_layer("attention.head_count_kv", &self.sliding.iter().map(|&s| if s { g.n_head_kv } else { full }).collect::<Vec<_>>())?,
+            Some(full) => m.i32_per_layer(
+                "attention.head_count_kv",
+                &self.sliding.iter().map(|&s| if s { g.n_head_kv } else { full }).collect::<Vec<_>>(),
+            )?,
             None => m.u32("attention.head_count_kv", g.n_head_kv)?,
         }
         m.u32("attention.key_length", self.head_dim_full)?;
@@ -150,7 +158,8 @@ impl Architecture for Gemma4 {
             }
             m.u32("expert_feed_forward_length", e.n_ff)?;
         }
-        let partial_swa = self.config["rope_parameters"]["sliding_attention"]["partial_rotary_factor"].as_f64().unwrap_or(1.0);
+        let partial_swa =
+            self.config["rope_parameters"]["sliding_attention"]["partial_rotary_factor"].as_f64().unwrap_or(1.0);
         m.u32("rope.dimension_count", self.head_dim_full)?;
         m.u32("rope.dimension_count_swa", (g.head_dim as f64 * partial_swa) as u64)?;
         Ok(m.entries)
@@ -162,7 +171,11 @@ impl Architecture for Gemma4 {
         let mut t = Tensors::default();
         let mut layers = Vec::new();
         for (i, &swa) in self.sliding.iter().enumerate() {
-            let (n_head_kv, head_dim) = if swa { (g.n_head_kv, g.head_dim) } else { (self.n_head_kv_full.unwrap_or(g.n_head_kv), self.head_dim_full) };
+            let (n_head_kv, head_dim) = if swa {
+                (g.n_head_kv, g.head_dim)
+            } else {
+                (self.n_head_kv_full.unwrap_or(g.n_head_kv), self.head_dim_full)
+            };
             let l = g.layer(n_head_kv, head_dim, self.n_ff(i as u64), swa, i as u64 >= self.first_shared());
             g.layer_tensors(&mut t, i, &l, l.has_kv, swa || !self.k_eq_v);
             t.layer(i, "layer_output_scale.weight", &[1]);
@@ -212,10 +225,15 @@ impl Architecture for Gemma4 {
         }
         // One factor per pair is allocated: a hostile head_dim must not size that allocation.
         if self.head_dim_full > MAX_HEAD_DIM {
-            bail!("config.json: head_dim {} of the full-attention layers is more than {MAX_HEAD_DIM}", self.head_dim_full);
+            bail!(
+                "config.json: head_dim {} of the full-attention layers is more than {MAX_HEAD_DIM}",
+                self.head_dim_full
+            );
         }
         let head_dim = self.head_dim_full as f64;
-        let factor = full["partial_rotary_factor"].as_f64().ok_or_else(|| anyhow!("config.json: rope_parameters.full_attention.partial_rotary_factor is missing"))?;
+        let factor = full["partial_rotary_factor"]
+            .as_f64()
+            .ok_or_else(|| anyhow!("config.json: rope_parameters.full_attention.partial_rotary_factor is missing"))?;
         let n_rot = (head_dim * factor / 2.0) as usize;
         let n_pairs = (head_dim / 2.0) as usize;
         let values: Vec<f32> = (0..n_pairs).map(|i| if i < n_rot { 1.0 } else { 1e30 }).collect();
@@ -245,7 +263,11 @@ mod tests {
             "rope_parameters": {"full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25}},
         });
         let g = Gemma4::boxed(config.clone()).unwrap();
-        assert!(g.computed().unwrap_err().to_string().contains("head_dim 4294967295 of the full-attention layers is more than 65536"));
+        assert!(g
+            .computed()
+            .unwrap_err()
+            .to_string()
+            .contains("head_dim 4294967295 of the full-attention layers is more than 65536"));
         let err = g.metadata().unwrap_err().to_string();
         assert_eq!(err, "config.json: gemma4.feed_forward_length would hold 4294967295, more than GGUF's i32 holds");
         let mut config = config;

@@ -89,7 +89,9 @@ impl Decoder {
         }
         let given = c.opt_u64("head_dim")?;
         if c.bool_or("attention_bias", false)? {
-            bail!("config.json: attention_bias is true; strata does not convert attention biases for this architecture");
+            bail!(
+                "config.json: attention_bias is true; strata does not convert attention biases for this architecture"
+            );
         }
         Ok(Decoder {
             n_layer: c.u64("num_hidden_layers")?,
@@ -130,7 +132,14 @@ impl Decoder {
 
     /// Layers and tensors; `qk_norm` adds Qwen 3's per-head Q/K norms.
     pub fn shape(&self, arch: &str, qk_norm: bool) -> ModelShape {
-        let layer = LayerShape { n_head: self.n_head, n_head_kv: self.n_head_kv, head_dim: self.head_dim, n_ff: self.n_ff, sliding: false, has_kv: true };
+        let layer = LayerShape {
+            n_head: self.n_head,
+            n_head_kv: self.n_head_kv,
+            head_dim: self.head_dim,
+            n_ff: self.n_ff,
+            sliding: false,
+            has_kv: true,
+        };
         let (q, kv, d) = (self.n_head * self.head_dim, self.n_head_kv * self.head_dim, self.n_embd);
         let mut t = Tensors::default();
         t.add("token_embd.weight", &[d, self.n_vocab]);
@@ -155,7 +164,14 @@ impl Decoder {
         if !self.tied {
             t.add("output.weight", &[d, self.n_vocab]);
         }
-        ModelShape { arch: arch.to_string(), n_embd: d, n_vocab: self.n_vocab, layers: vec![layer; self.n_layer as usize], sliding_window: None, tensors: t.0 }
+        ModelShape {
+            arch: arch.to_string(),
+            n_embd: d,
+            n_vocab: self.n_vocab,
+            layers: vec![layer; self.n_layer as usize],
+            sliding_window: None,
+            tensors: t.0,
+        }
     }
 
     /// A SentencePiece `tokenizer.model` where there is one, else a byte-level BPE
@@ -178,14 +194,20 @@ impl Llama {
     /// LlamaConfig: `head_dim` hidden_size / num_attention_heads, `rope_theta` 10000, a context
     /// of 2048.
     pub fn llama(config: Json) -> Result<Box<dyn Architecture>> {
-        let d = Decoder::read(&config, Defaults { head_dim: None, rope_theta: Some(10_000.0), qkv_bias: false, n_ctx: 2048 })?;
+        let d = Decoder::read(
+            &config,
+            Defaults { head_dim: None, rope_theta: Some(10_000.0), qkv_bias: false, n_ctx: 2048 },
+        )?;
         Ok(Box::new(Llama { config, d }))
     }
 
     /// MistralConfig: as LlamaConfig, with a context of 131072 (its `sliding_window` is not used
     /// by llama.cpp's `llama` architecture, nor written by its converter).
     pub fn mistral(config: Json) -> Result<Box<dyn Architecture>> {
-        let d = Decoder::read(&config, Defaults { head_dim: None, rope_theta: Some(10_000.0), qkv_bias: false, n_ctx: 131_072 })?;
+        let d = Decoder::read(
+            &config,
+            Defaults { head_dim: None, rope_theta: Some(10_000.0), qkv_bias: false, n_ctx: 131_072 },
+        )?;
         Ok(Box::new(Llama { config, d }))
     }
 }

@@ -22,8 +22,8 @@ use anyhow::{anyhow, Result};
 use serde_json::Value as Json;
 use strata_gguf::{LayerShape, ModelShape, TensorSpec, Value};
 
-pub(crate) use config::Config;
 use crate::tokenizer::Vocab;
+pub(crate) use config::Config;
 
 /// What a tensor needs on its way from the checkpoint to the GGUF file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +31,9 @@ pub enum Transform {
     Copy,
     /// llama.cpp's Q/K permutation for `n_head` heads: within each head, the two rotary halves
     /// become interleaved pairs (rows reordered).
-    PermuteRows { n_head: usize },
+    PermuteRows {
+        n_head: usize,
+    },
     /// Gemma's RMSNorm multiplies by `1 + weight`; llama.cpp stores `weight + 1`.
     AddOne,
 }
@@ -130,7 +132,8 @@ pub fn text_config(config: Json) -> Json {
 /// `architectures` that the registry knows, with the config read and checked.
 pub fn for_config(config: Json) -> Result<Box<dyn Architecture>> {
     let config = text_config(config);
-    let names: Vec<String> = config["architectures"].as_array().into_iter().flatten().filter_map(Json::as_str).map(String::from).collect();
+    let names: Vec<String> =
+        config["architectures"].as_array().into_iter().flatten().filter_map(Json::as_str).map(String::from).collect();
     for name in &names {
         if let Some((_, make)) = REGISTRY.iter().find(|(n, _)| n == name) {
             return make(config);
@@ -187,7 +190,8 @@ impl Meta {
     }
     /// Sets a u32 key; a value a u32 cannot hold is an error naming the key, not a silent wrap.
     pub fn u32(&mut self, key: &str, v: u64) -> Result<()> {
-        let v = u32::try_from(v).map_err(|_| anyhow!("config.json: {}.{key} would be {v}, more than GGUF's u32 holds", self.arch))?;
+        let v = u32::try_from(v)
+            .map_err(|_| anyhow!("config.json: {}.{key} would be {v}, more than GGUF's u32 holds", self.arch))?;
         self.put(key, Value::U32(v));
         Ok(())
     }
@@ -198,7 +202,11 @@ impl Meta {
     pub fn i32_per_layer(&mut self, key: &str, values: &[u64]) -> Result<()> {
         let values = values
             .iter()
-            .map(|&v| i32::try_from(v).map(Value::I32).map_err(|_| anyhow!("config.json: {}.{key} would hold {v}, more than GGUF's i32 holds", self.arch)))
+            .map(|&v| {
+                i32::try_from(v)
+                    .map(Value::I32)
+                    .map_err(|_| anyhow!("config.json: {}.{key} would hold {v}, more than GGUF's i32 holds", self.arch))
+            })
             .collect::<Result<_>>()?;
         self.put(key, Value::Array(strata_gguf::ValueType::I32, values));
         Ok(())
@@ -255,11 +263,20 @@ mod tests {
             "text_config": {"hidden_size": 64, "num_hidden_layers": 2}, "vision_config": {"hidden_size": 32},
         });
         let text = text_config(config);
-        assert_eq!((text["hidden_size"].as_u64(), text["num_hidden_layers"].as_u64(), text["vocab_size"].as_u64()), (Some(64), Some(2), Some(1)));
+        assert_eq!(
+            (text["hidden_size"].as_u64(), text["num_hidden_layers"].as_u64(), text["vocab_size"].as_u64()),
+            (Some(64), Some(2), Some(1))
+        );
         let global = &[("model.norm.weight", "output_norm.weight")];
         let per_layer = &[("mlp.up_proj.weight", "ffn_up.weight")];
-        assert_eq!(lookup("model.language_model.layers.1.mlp.up_proj.weight", global, per_layer).as_deref(), Some("blk.1.ffn_up.weight"));
-        assert_eq!(lookup("model.language_model.norm.weight", global, per_layer).as_deref(), Some("output_norm.weight"));
+        assert_eq!(
+            lookup("model.language_model.layers.1.mlp.up_proj.weight", global, per_layer).as_deref(),
+            Some("blk.1.ffn_up.weight")
+        );
+        assert_eq!(
+            lookup("model.language_model.norm.weight", global, per_layer).as_deref(),
+            Some("output_norm.weight")
+        );
         assert_eq!(lookup("model.vision_tower.encoder.layers.0.mlp.up_proj.linear.weight", global, per_layer), None);
         // Only the prefix: a tower's own `language_model.` part is not the text model's.
         assert_eq!(lookup("model.vision_tower.language_model.norm.weight", global, per_layer), None);
@@ -272,7 +289,10 @@ mod tests {
             "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 10, "max_position_embeddings": 1u64 << 40, "rms_norm_eps": 1e-5,
         });
         let err = for_config(config).err().unwrap().to_string();
-        assert_eq!(err, "config.json: max_position_embeddings is 1099511627776, more than any size a model has (4294967295)");
+        assert_eq!(
+            err,
+            "config.json: max_position_embeddings is 1099511627776, more than any size a model has (4294967295)"
+        );
         let mut m = Meta::new("llama");
         m.u32("block_count", u64::from(u32::MAX)).unwrap();
         assert_eq!(m.entries, [("llama.block_count".to_string(), Value::U32(u32::MAX))]);

@@ -32,7 +32,8 @@ impl Qwen {
     /// Qwen3Config: `head_dim` 128 (not hidden_size / num_attention_heads, which llama.cpp would
     /// assume, so it is always written), `rope_theta` and context as Qwen 2.
     pub fn qwen3(config: Json) -> Result<Box<dyn Architecture>> {
-        let d = Decoder::read(&config, Defaults { head_dim: Some(128), rope_theta: None, qkv_bias: false, n_ctx: 32_768 })?;
+        let d =
+            Decoder::read(&config, Defaults { head_dim: Some(128), rope_theta: None, qkv_bias: false, n_ctx: 32_768 })?;
         Ok(Box::new(Qwen { name: "qwen3", qk_norm: true, config, d }))
     }
 }

@@ -213,7 +213,13 @@ fn signed_max<const N: usize>(x: &[F; N]) -> (F, M) {
 
 /// `make_qkx2_quants` (rounding.rs) on eight sub-blocks of `N`: `(scale, -min)` of each.
 #[target_feature(enable = "avx2")]
-pub(super) fn make_qkx2_quants<const N: usize>(nmax: i32, x: &[f32], w: &[f32], l: &mut [u8], search: &Qkx2Search) -> ([f32; LANES], [f32; LANES]) {
+pub(super) fn make_qkx2_quants<const N: usize>(
+    nmax: i32,
+    x: &[f32],
+    w: &[f32],
+    l: &mut [u8],
+    search: &Qkx2Search,
+) -> ([f32; LANES], [f32; LANES]) {
     let (x, w) = (transpose::<N>(x), transpose::<N>(w));
     let zero = F::splat(0.0);
     let (mut min, mut max, mut sum_w) = (x[0], x[0], w[0]);
@@ -370,7 +376,13 @@ pub(super) fn make_q3_quants_rmse<const N: usize>(nmax: i32, x: &[f32], l: &mut 
 fn iq4_nearest(x: F, levels: &[f32; 16]) -> (I, F) {
     // SAFETY: `levels` holds sixteen f32.
     let (low, high) = unsafe { (_mm256_loadu_ps(levels.as_ptr()), _mm256_loadu_ps(levels.as_ptr().add(8))) };
-    let level = |i: I| F(_mm256_blendv_ps(_mm256_permutevar8x32_ps(low, i.0), _mm256_permutevar8x32_ps(high, i.0), _mm256_castsi256_ps(_mm256_cmpgt_epi32(i.0, _mm256_set1_epi32(7)))));
+    let level = |i: I| {
+        F(_mm256_blendv_ps(
+            _mm256_permutevar8x32_ps(low, i.0),
+            _mm256_permutevar8x32_ps(high, i.0),
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(i.0, _mm256_set1_epi32(7))),
+        ))
+    };
     let mut below = _mm256_setzero_si256();
     for &l in &levels[1..15] {
         below = _mm256_sub_epi32(below, _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(_mm256_set1_ps(l), x.0)));

@@ -31,7 +31,11 @@ impl ReasoningSplitter {
         loop {
             let found = match self.inside {
                 Some(i) => self.held.find(SEGMENTS[i].1).map(|at| (at, i, SEGMENTS[i].1.len())),
-                None => SEGMENTS.iter().enumerate().filter_map(|(i, (open, _))| self.held.find(open).map(|at| (at, i, open.len()))).min(),
+                None => SEGMENTS
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (open, _))| self.held.find(open).map(|at| (at, i, open.len())))
+                    .min(),
             };
             if let Some((at, i, len)) = found {
                 let text = self.held[..at].to_string();
@@ -45,7 +49,11 @@ impl ReasoningSplitter {
                 Some(i) => vec![SEGMENTS[i].1],
                 None => SEGMENTS.iter().map(|(open, _)| *open).collect(),
             };
-            let keep = markers.iter().map(|m| (1..m.len()).rev().find(|&n| self.held.ends_with(&m[..n])).unwrap_or(0)).max().unwrap_or(0);
+            let keep = markers
+                .iter()
+                .map(|m| (1..m.len()).rev().find(|&n| self.held.ends_with(&m[..n])).unwrap_or(0))
+                .max()
+                .unwrap_or(0);
             let cut = self.held.len() - keep;
             let text = self.held[..cut].to_string();
             self.emit(&text, &mut out);
@@ -129,8 +137,14 @@ mod tests {
             all.reasoning += &p.reasoning;
         }
         let tail = s.finish();
-        assert_eq!((all.content + &tail.content, all.reasoning + &tail.reasoning), ("Hello <thin".to_string(), "Plan: greet.".to_string()));
+        assert_eq!(
+            (all.content + &tail.content, all.reasoning + &tail.reasoning),
+            ("Hello <thin".to_string(), "Plan: greet.".to_string())
+        );
         let mut s = ReasoningSplitter::default();
-        assert_eq!(s.push("<|channel>thought\nhmm<channel|>Hi"), Split { content: "Hi".into(), reasoning: "thought\nhmm".into() });
+        assert_eq!(
+            s.push("<|channel>thought\nhmm<channel|>Hi"),
+            Split { content: "Hi".into(), reasoning: "thought\nhmm".into() }
+        );
     }
 }

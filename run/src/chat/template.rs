@@ -30,7 +30,8 @@ pub const BUILTINS: &[(&str, &str)] = &[
 
 /// The built-in template for a model without one, by its `general.architecture`; others get
 /// chatml.
-const BUILTIN_BY_ARCHITECTURE: &[(&str, &str)] = &[("gemma3", "gemma"), ("gemma3n", "gemma"), ("gemma4", "gemma"), ("llama", "llama3")];
+const BUILTIN_BY_ARCHITECTURE: &[(&str, &str)] =
+    &[("gemma3", "gemma"), ("gemma3n", "gemma"), ("gemma4", "gemma"), ("llama", "llama3")];
 
 /// The name of the built-in template for a model of `architecture` that has none of its own.
 pub fn builtin_for_architecture(architecture: &str) -> &'static str {
@@ -82,10 +83,12 @@ impl ChatTemplate {
             let t = now.unwrap_or_else(|| chrono::Local::now().naive_local());
             // chrono reports a bad format (`%Q`, a lone `%`) as a fmt::Error, which to_string turns into a panic.
             let mut out = String::new();
-            write!(out, "{}", t.format(&format)).map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("strftime_now: bad format {format:?}")))?;
+            write!(out, "{}", t.format(&format))
+                .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("strftime_now: bad format {format:?}")))?;
             Ok(out)
         });
-        env.add_template_owned("chat", without_generation_tags(source)).map_err(|e| anyhow!("{origin}: chat template: {}", describe(&e)))?;
+        env.add_template_owned("chat", without_generation_tags(source))
+            .map_err(|e| anyhow!("{origin}: chat template: {}", describe(&e)))?;
         Ok(ChatTemplate { env, origin: origin.to_string() })
     }
 
@@ -113,11 +116,15 @@ impl ChatTemplate {
         }
         let mut out = Capped(Vec::new());
         let origin = &self.origin;
-        let over_budget = format!("{origin}: chat template: rendering needs more than {} MiB of memory", RENDER_MEMORY >> 20);
-        memory_budget::with_budget(RENDER_MEMORY, &over_budget, || template.render_captured_to(ctx, &mut out)).map_err(|e| match e.kind() {
-            ErrorKind::WriteFailure => anyhow!("{origin}: chat template: the rendered prompt is longer than {MAX_OUTPUT} bytes"),
-            _ => anyhow!("{origin}: chat template: {}", describe(&e)),
-        })?;
+        let over_budget =
+            format!("{origin}: chat template: rendering needs more than {} MiB of memory", RENDER_MEMORY >> 20);
+        memory_budget::with_budget(RENDER_MEMORY, &over_budget, || template.render_captured_to(ctx, &mut out))
+            .map_err(|e| match e.kind() {
+                ErrorKind::WriteFailure => {
+                    anyhow!("{origin}: chat template: the rendered prompt is longer than {MAX_OUTPUT} bytes")
+                }
+                _ => anyhow!("{origin}: chat template: {}", describe(&e)),
+            })?;
         Ok(String::from_utf8(out.0).expect("minijinja writes UTF-8"))
     }
 }
@@ -183,7 +190,10 @@ fn tojson(value: Value, indent: Option<usize>, kwargs: minijinja::value::Kwargs)
     let result = match indent {
         Some(n) => {
             let pad = vec![b' '; n];
-            value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(&pad)))
+            value.serialize(&mut serde_json::Serializer::with_formatter(
+                &mut out,
+                serde_json::ser::PrettyFormatter::with_indent(&pad),
+            ))
         }
         None => value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, PythonCompact)),
     };
@@ -196,10 +206,18 @@ struct PythonCompact;
 
 impl serde_json::ser::Formatter for PythonCompact {
     fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
     }
     fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
     }
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
         w.write_all(b": ")
@@ -261,21 +279,32 @@ mod tests {
         .unwrap();
         let out = t.render(&[Message::new("user", " a b ")], &RenderOptions::default()).unwrap();
         assert_eq!(out, "A B!1");
-        let t = ChatTemplate::new("{% if messages|length > 0 %}{{ raise_exception('no messages allowed') }}{% endif %}", "t.jinja").unwrap();
+        let t = ChatTemplate::new(
+            "{% if messages|length > 0 %}{{ raise_exception('no messages allowed') }}{% endif %}",
+            "t.jinja",
+        )
+        .unwrap();
         let err = t.render(&[Message::new("user", "x")], &RenderOptions::default()).unwrap_err().to_string();
         assert!(err.contains("no messages allowed") && err.contains("line 1"), "{err}");
     }
 
     #[test]
     fn tojson_writes_what_python_json_dumps_writes() {
-        let t = ChatTemplate::new("{{ messages[0] | tojson }}|{{ [1, 'x<y&z', {'b': none, 'a': true}] | tojson(indent=2) }}", "t.jinja").unwrap();
+        let t = ChatTemplate::new(
+            "{{ messages[0] | tojson }}|{{ [1, 'x<y&z', {'b': none, 'a': true}] | tojson(indent=2) }}",
+            "t.jinja",
+        )
+        .unwrap();
         let out = t.render(&[Message::new("user", "héllo <b>")], &RenderOptions::default()).unwrap();
         assert_eq!(out, "{\"role\": \"user\", \"content\": \"héllo <b>\"}|[\n  1,\n  \"x<y&z\",\n  {\n    \"b\": null,\n    \"a\": true\n  }\n]");
     }
 
     #[test]
     fn broken_templates_say_which_line() {
-        let err = ChatTemplate::new("ok\n{% for m in messages %}\n{{ m.content }\n{% endfor %}", "t.jinja").err().unwrap().to_string();
+        let err = ChatTemplate::new("ok\n{% for m in messages %}\n{{ m.content }\n{% endfor %}", "t.jinja")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.starts_with("t.jinja: chat template: line 3"), "{err}");
         let err = ChatTemplate::builtin("nope").err().unwrap().to_string();
         assert!(err.contains("chatml, gemma, llama3, mistral"), "{err}");
@@ -283,7 +312,11 @@ mod tests {
 
     #[test]
     fn runaway_templates_stop() {
-        let t = ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "t.jinja").unwrap();
+        let t = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "t.jinja",
+        )
+        .unwrap();
         let err = t.render(&[], &RenderOptions::default()).unwrap_err().to_string();
         assert!(err.contains("fuel") || err.contains("range"), "{err}");
     }
@@ -304,9 +337,17 @@ mod tests {
         assert!(err("{{ strftime_now('%Q') }}").contains("strftime_now: bad format \"%Q\""));
         assert!(err("{{ strftime_now('%') }}").contains("bad format"));
         assert!(err("{{ messages | tojson(indent=3000000000) }}").contains("tojson: indent 3000000000 is more than 64"));
-        assert!(err("{% set x = 'a' * 100000000 %}{% for i in range(100) %}{{ x }}{% endfor %}").contains("longer than 67108864 bytes"));
-        assert!(err("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").contains("fuel"));
-        let t = ChatTemplate::with_clock("{{ strftime_now('%d %b %Y') }}", "t.jinja", chrono::NaiveDate::from_ymd_opt(2026, 1, 2).and_then(|d| d.and_hms_opt(0, 0, 0))).unwrap();
+        assert!(err("{% set x = 'a' * 100000000 %}{% for i in range(100) %}{{ x }}{% endfor %}")
+            .contains("longer than 67108864 bytes"));
+        assert!(
+            err("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").contains("fuel")
+        );
+        let t = ChatTemplate::with_clock(
+            "{{ strftime_now('%d %b %Y') }}",
+            "t.jinja",
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 2).and_then(|d| d.and_hms_opt(0, 0, 0)),
+        )
+        .unwrap();
         assert_eq!(t.render(&[], &RenderOptions::default()).unwrap(), "02 Jan 2026");
     }
 }
@@ -353,8 +394,12 @@ mod conformance {
         let (kind, message) = theirs.split_once(": ").unwrap_or((theirs, ""));
         match kind {
             "TemplateError" => ours.contains(message),
-            "UndefinedError" => ours.contains("undefined") || ours.contains(message.split('\'').nth(1).unwrap_or(message)),
-            "TypeError" if message.contains("not iterable") => ours.contains("iterable") || ours.contains("cannot iterate") || ours.contains("not a sequence"),
+            "UndefinedError" => {
+                ours.contains("undefined") || ours.contains(message.split('\'').nth(1).unwrap_or(message))
+            }
+            "TypeError" if message.contains("not iterable") => {
+                ours.contains("iterable") || ours.contains("cannot iterate") || ours.contains("not a sequence")
+            }
             _ => false,
         }
     }
@@ -390,11 +435,18 @@ mod conformance {
                 matched += 1;
             } else {
                 if mismatched.insert(name.to_string()) {
-                    report.push(format!("{name} (conversation {}): {:?}", case["conversation"], ours.as_ref().map(|s| &s[..s.len().min(160)]).map_err(|e| e.to_string())));
+                    report.push(format!(
+                        "{name} (conversation {}): {:?}",
+                        case["conversation"],
+                        ours.as_ref().map(|s| &s[..s.len().min(160)]).map_err(|e| e.to_string())
+                    ));
                 }
             }
         }
-        eprintln!("chat templates: {matched} of {total} renders match transformers; templates differing: {}", mismatched.len());
+        eprintln!(
+            "chat templates: {matched} of {total} renders match transformers; templates differing: {}",
+            mismatched.len()
+        );
         for line in &report {
             eprintln!("  {line}");
         }
