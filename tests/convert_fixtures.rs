@@ -84,6 +84,29 @@ fn f32_conversion_equals_llama_cpp_converter_byte_for_byte() {
     }
 }
 
+/// A tied Gemma checkpoint that also carries `lm_head.weight` (AutoAWQ and some fine-tune
+/// exports write one) converts as llama.cpp's converter converts it: the extra tensor skipped,
+/// the file byte for byte the one made without it.
+#[test]
+fn a_tied_checkpoint_with_an_lm_head_converts_as_without_it() {
+    for (name, embedding) in [
+        ("gemma4", "model.embed_tokens.weight"),
+        ("gemma4-cg", "model.language_model.embed_tokens.weight"),
+        ("gemma3", "model.embed_tokens.weight"),
+    ] {
+        let dir = common::with_lm_head(&fixture(name), embedding, &format!("lm-head-{name}"));
+        let out = dir.join("out.gguf");
+        strata_ok(&["convert", dir.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "f32"]);
+        let without = convert(name, "f32", &[]);
+        assert_eq!(sorted_metadata(&out), sorted_metadata(&without), "{name}: metadata");
+        assert!(
+            tensor_data(&out) == tensor_data(&without),
+            "{name}: tensors differ from the conversion without lm_head"
+        );
+        assert!(!tensor_data(&out).iter().any(|t| t.0 == "output.weight"), "{name}: output.weight written");
+    }
+}
+
 /// Where llama.cpp computes a fixture's model otherwise than transformers: the logits file
 /// transformers makes when patched to llama.cpp's convention (scripts/fixtures/make_fixtures.py,
 /// LLAMA_CPP_CONVENTIONS), which the F32 and F16 conversions must match as closely as the other

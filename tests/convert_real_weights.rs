@@ -77,6 +77,19 @@ fn q8_0_answers_paris_and_tokenizes_like_the_original() {
     }
 }
 
+/// SmolLM2 ties its output to the embedding (llama architecture): a copy of its folder that
+/// also carries `lm_head.weight` converts to the same bytes as the folder without it.
+#[test]
+fn a_tied_llama_checkpoint_with_an_lm_head_converts_as_without_it() {
+    let dir = common::with_lm_head(&hf_folder(), "model.embed_tokens.weight", "lm-head-smollm2");
+    let with = dir.join("with.gguf");
+    common::strata_ok(&["convert", dir.to_str().unwrap(), "-o", with.to_str().unwrap(), "--type", "q8_0"]);
+    let without = dir.join("without.gguf");
+    convert(&without, &["--type", "q8_0"]);
+    let tensors = |p: &Path| common::tensor_data(p);
+    assert!(tensors(&with) == tensors(&without), "the tensors differ from the conversion without lm_head");
+}
+
 #[test]
 fn same_input_same_bytes_and_mixes() {
     let dir = common::scratch_dir("mixes");

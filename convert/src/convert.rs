@@ -19,6 +19,10 @@ use crate::importance::{ImatrixInput, Importance};
 use crate::policy::{Choice, Policy, Preset};
 use crate::safetensors::{Checkpoint, TensorRef};
 
+/// The GGUF names of the output projection and the token embedding it may be tied to.
+const OUTPUT: &str = "output.weight";
+const TOKEN_EMBEDDING: &str = "token_embd.weight";
+
 /// What to convert and how.
 pub struct Options {
     pub preset: Preset,
@@ -87,6 +91,13 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
             skipped.push(t.name.clone());
             continue;
         };
+        // An output projection in a checkpoint whose config ties the output to the token
+        // embedding (AutoAWQ and some fine-tune exports write one): transformers ties it back
+        // to the embedding on load, and llama.cpp's converter skips it, as here.
+        if gguf_name == OUTPUT && !expected.contains_key(OUTPUT) && expected.contains_key(TOKEN_EMBEDDING) {
+            skipped.push(t.name.clone());
+            continue;
+        }
         if let Some(i) = part {
             stacks.entry(gguf_name).or_insert_with(|| (transform, BTreeMap::new())).1.insert(i, t.clone());
             continue;

@@ -136,3 +136,35 @@ pub fn tensor_data(path: &Path) -> Vec<(String, Vec<u64>, String, Vec<u8>)> {
         })
         .collect()
 }
+
+/// A copy of the Hugging Face folder `dir` (in a scratch folder named `name`) whose
+/// model.safetensors also holds `lm_head.weight`, a copy of the tensor `embedding`: what AutoAWQ
+/// and some fine-tune exports write for a model that ties its output to the embedding.
+pub fn with_lm_head(dir: &Path, embedding: &str, name: &str) -> PathBuf {
+    let out = scratch_dir(name);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name().unwrap() != "model.safetensors" {
+            std::fs::copy(&path, out.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut entry = header[embedding].clone();
+    let offsets: Vec<usize> =
+        entry["data_offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let start = data.len();
+    entry["data_offsets"] = serde_json::json!([start, start + offsets[1] - offsets[0]]);
+    header.insert("lm_head.weight".into(), entry);
+    let mut head = serde_json::to_vec(&header).unwrap();
+    head.resize(head.len().div_ceil(8) * 8, b' ');
+    let mut file = Vec::with_capacity(8 + head.len() + data.len() + offsets[1] - offsets[0]);
+    file.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    file.extend_from_slice(&head);
+    file.extend_from_slice(data);
+    file.extend_from_slice(&data[offsets[0]..offsets[1]]);
+    std::fs::write(out.join("model.safetensors"), file).unwrap();
+    out
+}
