@@ -38,6 +38,21 @@ pub struct Request<'a> {
     pub ignore_eos: bool,
 }
 
+/// The most stop strings one generation takes.
+pub const MAX_STOP: usize = 16;
+
+/// The one rule for stop strings, on the command line and in requests: at most [`MAX_STOP`],
+/// none empty (an empty one would stop before the first token).
+pub fn check_stop_strings(stop: &[String]) -> Result<(), String> {
+    if stop.len() > MAX_STOP {
+        return Err(format!("{} stop strings; at most {MAX_STOP}", stop.len()));
+    }
+    if stop.iter().any(String::is_empty) {
+        return Err("a stop string is empty".into());
+    }
+    Ok(())
+}
+
 /// The result and its counts and timings.
 #[derive(Clone, Debug)]
 pub struct Generated {
@@ -110,9 +125,10 @@ impl TextStream {
     }
 
     /// Emits what was held back (unless a stop string ended the text) and returns the whole text.
-    pub fn finish(mut self, stopped: bool, emit: &mut impl FnMut(&str)) -> String {
+    /// An incomplete UTF-8 sequence at the end (a character cut by the token limit) is dropped,
+    /// never turned into U+FFFD: only invalid bytes become that, in [`TextStream::push`].
+    pub fn finish(self, stopped: bool, emit: &mut impl FnMut(&str)) -> String {
         if !stopped {
-            self.text.push_str(&String::from_utf8_lossy(&self.pending));
             if self.text.len() > self.emitted {
                 emit(&self.text[self.emitted..]);
             }
@@ -154,6 +170,17 @@ mod tests {
         let (out, text, _) = run(&[b"a", &euro[..1], &euro[1..2], &euro[2..], b"b"], &[]);
         assert_eq!(out, vec!["a", "€", "b"]);
         assert_eq!(text, "a€b");
+    }
+
+    #[test]
+    fn a_character_cut_at_the_end_is_dropped_not_replaced() {
+        let star = "🌟".as_bytes(); // four bytes
+        let (out, text, _) = run(&[b"a", star, &star[..2]], &[]);
+        assert_eq!(out.concat(), "a🌟");
+        assert_eq!(text, "a🌟");
+        // Invalid bytes in the middle still become U+FFFD rather than stall the stream.
+        let (_, text, _) = run(&[b"a", &[0xff], b"b"], &[]);
+        assert_eq!(text, "a\u{fffd}b");
     }
 
     #[test]
