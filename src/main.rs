@@ -15,7 +15,13 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: strata_run::memory_budget::Allocator = strata_run::memory_budget::Allocator;
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "Convert, inspect and run GGUF models", propagate_version = true)]
+#[command(
+    name = "strata",
+    version,
+    about = "Convert, inspect and run GGUF models",
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,16 +71,8 @@ fn main() -> ExitCode {
         Some("-ts") => "--tensor-split".into(),
         _ => a,
     });
-    let cli = match Cli::try_parse_from(argv) {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
-        Err(e) => {
-            // clap's first line says what is wrong; the usage block after it is noise here.
-            let rendered = e.to_string();
-            eprintln!("{}", rendered.lines().next().unwrap_or("error: invalid arguments"));
-            return ExitCode::from(2);
-        }
-    };
+    // clap's whole message (what is wrong, the usage, a hint), or the help; exit status 2 on errors.
+    let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Convert(args) => commands::convert::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),

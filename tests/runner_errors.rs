@@ -158,3 +158,79 @@ fn templates_that_grow_strings_without_bound_fail_cleanly() {
         }
     }
 }
+
+/// `chat -p ""` (or only spaces) is a clear error, at once: it once re-read the same empty
+/// message forever at full CPU.
+#[test]
+fn chat_with_an_empty_message_fails_at_once() {
+    let model = common::model(common::SMOLLM2);
+    for prompt in ["", " ", "\n\t"] {
+        let start = std::time::Instant::now();
+        let out = common::strata(&["chat", model.to_str().unwrap(), "-p", prompt]);
+        common::assert_clean_failure(&out, &["-p/--prompt is empty"]);
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "took {:?}", start.elapsed());
+    }
+}
+
+/// Argument errors show clap's whole message: what is missing, the usage, the hint; exit 2.
+/// Bare `strata` prints the help.
+#[test]
+fn argument_errors_say_what_is_wrong_in_full() {
+    let out = common::strata(&["generate", "-p", "hi"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the following required arguments were not provided"), "{stderr}");
+    assert!(stderr.contains("<MODEL.gguf>"), "the missing argument is named: {stderr}");
+    assert!(stderr.contains("Usage: strata generate"), "{stderr}");
+    let out = common::strata(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in ["Usage: strata <COMMAND>", "Commands:", "convert", "serve", "--help"] {
+        assert!(stderr.contains(needle), "bare strata prints the help ({needle:?}): {stderr}");
+    }
+}
+
+/// Negative numbers as llama.cpp takes them: `-n -1` no limit, `--seed -1` random; other
+/// negatives are refused, naming the option.
+#[test]
+fn negative_counts_and_seeds() {
+    let model = common::model(common::SMOLLM2);
+    let m = model.to_str().unwrap();
+    for (flag, value) in [("-n", "-5"), ("-n", "-2"), ("--seed", "-2"), ("--seed", "x")] {
+        let out = common::strata(&["generate", m, "-p", "hi", flag, value]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(&format!("invalid value '{value}'")), "{flag} {value}: {stderr}");
+    }
+    // --seed -1 draws a seed per run: two runs at temperature 1.5 over 24 tokens differ.
+    let run = || {
+        let args = ["generate", m, "-p", "Once upon a time", "--seed", "-1", "--temp", "1.5", "-n", "24", "--json"];
+        let v: serde_json::Value = serde_json::from_str(&common::strata_ok(&args)).unwrap();
+        v["text"].as_str().unwrap().to_string()
+    };
+    assert_ne!(run(), run(), "--seed -1 gave the same text twice");
+    let v: serde_json::Value = serde_json::from_str(&common::strata_ok(&[
+        "generate",
+        m,
+        "-p",
+        "Once upon a time",
+        "-n",
+        "-1",
+        "-c",
+        "256",
+        "--ignore-eos",
+        "--temp",
+        "0",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(v["stop_reason"], "context", "-n -1 runs to the end of the context: {v}");
+}
+
+/// An empty stop string is refused on the command line as the server refuses it.
+#[test]
+fn an_empty_stop_string_is_refused() {
+    let model = common::model(common::SMOLLM2);
+    let out = common::strata(&["generate", model.to_str().unwrap(), "-p", "hi", "--stop", ""]);
+    assert_eq!(common::assert_clean_failure(&out, &[]).trim_end(), "error: --stop: a stop string is empty");
+}

@@ -353,3 +353,23 @@ fn repacked_weights_file_pages_are_released() {
     // Up to a page at each end of each weight stays.
     assert!(released <= repack + 0.05 && released >= repack - repacked * 2.0 * 4096.0 / 1048576.0 - 0.05, "{line}");
 }
+
+/// A model without a chat template (Gemma 3 270M is a base model) gets the built-in template of
+/// its architecture, and stderr says so once; a model with one is silent about it.
+#[test]
+fn a_borrowed_chat_template_is_announced() {
+    let gemma = common::model(common::GEMMA3);
+    let out = common::strata(&["generate", gemma.to_str().unwrap(), "--chat", "-p", "hi", "-n", "2", "--temp", "0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.contains("has no chat template")).collect();
+    assert_eq!(notes.len(), 1, "{stderr}");
+    assert!(notes[0].contains("built-in gemma template") && notes[0].contains("--chat-template"), "{stderr}");
+    let smol = common::model(common::SMOLLM2);
+    let out = common::strata(&["generate", smol.to_str().unwrap(), "--chat", "-p", "hi", "-n", "2", "--temp", "0"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("chat template"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

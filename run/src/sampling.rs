@@ -76,6 +76,14 @@ impl SamplingParams {
     }
 }
 
+/// A seed that differs from run to run (what `--seed -1` and a request without a seed get).
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
 /// A small, fixed, seedable generator (xoshiro256**, seeded through SplitMix64), so that the
 /// same seed gives the same text on every platform and version.
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{bail, Context, Result};
 
-use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs};
+use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
 use strata_run::chat::reasoning::ThinkingFilter;
 use strata_run::chat::template::RenderOptions;
 use strata_run::chat::Message;
@@ -28,8 +28,8 @@ pub struct Args {
     #[arg(short = 'p', long = "prompt")]
     pub prompt: Option<String>,
     /// Most tokens per answer (-1: until the context is full).
-    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
-    pub n_predict: i64,
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value = "-1", allow_negative_numbers = true)]
+    pub n_predict: TokenLimit,
     /// When the conversation (with room for the answer) outgrows the context, drop the oldest turns instead of stopping.
     #[arg(long = "drop-old-turns")]
     pub drop_old_turns: bool,
@@ -66,6 +66,9 @@ fn on_ctrl_c() {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    if args.prompt.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        bail!("-p/--prompt is empty: give the message to answer, or leave -p out to chat");
+    }
     // A full-size sliding-window cache, so each turn can reuse the conversation so far.
     let (model, context) = args.model.load(true)?;
     let template = args.template.resolve(&model)?;
@@ -86,12 +89,14 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let mut lines = std::io::stdin().lock().lines();
+    // -p is the one message: taken once, whatever it holds.
+    let mut one_message = args.prompt.clone();
     let mut turn = 0;
     loop {
-        let input = match &args.prompt {
-            Some(p) if turn == 0 => p.clone(),
-            Some(_) => break,
-            None => {
+        let input = match (&args.prompt, one_message.take()) {
+            (Some(_), Some(p)) => p,
+            (Some(_), None) => break,
+            (None, _) => {
                 if interactive {
                     eprint!("> ");
                     std::io::stderr().flush().ok();
@@ -119,11 +124,8 @@ pub fn run(args: &Args) -> Result<()> {
         messages.push(Message::new("user", input));
         // With --drop-old-turns, old turns make way for the answer too: for -n tokens of it, or
         // (without -n, or for a larger one) half the context.
-        let answer_room = if args.drop_old_turns {
-            usize::try_from(args.n_predict).unwrap_or(usize::MAX).min(session.n_ctx() / 2)
-        } else {
-            0
-        };
+        let answer_room =
+            if args.drop_old_turns { args.n_predict.0.unwrap_or(usize::MAX).min(session.n_ctx() / 2) } else { 0 };
         let tokens = loop {
             let tokens = model.tokenize(&template.render(&messages, &base_opts)?, false, true);
             if tokens.len() + answer_room < session.n_ctx() {
@@ -141,8 +143,7 @@ pub fn run(args: &Args) -> Result<()> {
             messages.drain(first_turn..(first_turn + 2).min(messages.len() - 1));
         };
         // -1: no limit; generation stops when the context is full.
-        let req =
-            Request { prompt: &tokens, max_tokens: usize::try_from(args.n_predict).ok(), stop: &[], ignore_eos: false };
+        let req = Request { prompt: &tokens, max_tokens: args.n_predict.0, stop: &[], ignore_eos: false };
         let mut filter = ThinkingFilter::new(args.template.reasoning == Reasoning::Hide);
         let mut stdout = std::io::stdout();
         CTRL_C.store(ANSWERING, Ordering::SeqCst);

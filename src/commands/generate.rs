@@ -3,14 +3,14 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
-use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs};
+use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
 use strata_run::chat::reasoning::ThinkingFilter;
 use strata_run::chat::template::RenderOptions;
 use strata_run::chat::Message;
-use strata_run::generation::Request;
+use strata_run::generation::{check_stop_strings, Request};
 use strata_run::sampling::Sampler;
 use strata_run::system_memory::ProcessMemory;
 
@@ -27,8 +27,8 @@ pub struct Args {
     #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
     pub file: Option<PathBuf>,
     /// Tokens to generate at most (-1: until the context is full).
-    #[arg(short = 'n', long = "n-predict", default_value_t = 256, allow_negative_numbers = true)]
-    pub n_predict: i64,
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value = "256", allow_negative_numbers = true)]
+    pub n_predict: TokenLimit,
     /// Apply the chat template to the prompt as one user message.
     #[arg(long)]
     pub chat: bool,
@@ -49,6 +49,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    check_stop_strings(&args.stop).map_err(|e| anyhow!("--stop: {e}"))?;
     let prompt = read_prompt(args)?;
     let (model, context) = args.model.load(false)?;
     let mut sampler = Sampler::new(args.sampling.params(&model)?);
@@ -67,7 +68,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let tokens = model.tokenize(&text, add_special, args.chat);
     let mut session = model.session(&context)?;
-    let max_tokens = usize::try_from(args.n_predict).ok();
+    let max_tokens = args.n_predict.0;
     let req = Request { prompt: &tokens, max_tokens, stop: &args.stop, ignore_eos: args.ignore_eos };
     let mut stdout = std::io::stdout();
     let stream = !args.json;

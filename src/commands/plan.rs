@@ -114,17 +114,16 @@ pub fn run(args: &Args) -> Result<()> {
             None => {}
         }
         text += &format!("\n  device: {}", budget.description);
+        // The answer, on stdout with the table (`plan X > file` keeps it).
+        if let Some((i, reason)) = &recommended {
+            let m = &mixes[*i];
+            let ple = m.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default();
+            text += &format!("\nrecommended: --type {}{ple}: {reason}", m.body);
+        }
         super::print(&text)?;
     }
     match recommended {
-        Some((i, reason)) => {
-            if !args.json {
-                let m = &mixes[i];
-                let ple = m.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default();
-                eprintln!("recommended: --type {}{ple}: {reason}", m.body);
-            }
-            Ok(())
-        }
+        Some(_) => Ok(()),
         None => Err(anyhow!("{}", planning::shortfall(&mixes, &budget))),
     }
 }
@@ -173,8 +172,11 @@ fn table(args: &Args, shape: &ModelShape, budget: &Budget, mixes: &[Mix], recomm
             if m.fits { "yes" } else { "no" }
         );
     }
-    out += "  (tg bound: generation speed if every weight byte read per token came at the memory's full bandwidth; llama.cpp reaches roughly half to four fifths of it.\n   A lazy PLE table is read from the file a row per token: RAM counts only the rows a context can touch.)";
-    out
+    out += "  (tg bound: generation speed if every weight byte read per token came at the memory's full bandwidth; llama.cpp reaches roughly half to four fifths of it.";
+    if mixes.iter().any(|m| m.ple_lazy) {
+        out += "\n   A lazy PLE table is read from the file a row per token: RAM counts only the rows a context can touch.";
+    }
+    out + ")"
 }
 
 /// The first 160 characters of a source note, for the table.

@@ -160,16 +160,46 @@ pub struct SamplingArgs {
     /// How many recent tokens the penalties look at.
     #[arg(long = "repeat-last-n")]
     pub repeat_last_n: Option<usize>,
+    /// Subtract this from the logit of every token seen in the last --repeat-last-n (0: off).
     #[arg(long = "presence-penalty", allow_negative_numbers = true)]
     pub presence_penalty: Option<f32>,
+    /// Subtract this times its count from the logit of each token seen in the last
+    /// --repeat-last-n (0: off).
     #[arg(long = "frequency-penalty", allow_negative_numbers = true)]
     pub frequency_penalty: Option<f32>,
     /// Add BIAS to a token's logit: TOKEN_ID=BIAS (repeatable).
     #[arg(long = "logit-bias", value_name = "TOKEN=BIAS")]
     pub logit_bias: Vec<String>,
-    /// Random seed.
-    #[arg(short = 's', long = "seed")]
+    /// Random seed (-1: a different one each run).
+    #[arg(short = 's', long = "seed", allow_negative_numbers = true, value_parser = parse_seed)]
     pub seed: Option<u64>,
+}
+
+/// `--seed`: a whole number, or -1 (llama.cpp's "random") for one drawn now.
+fn parse_seed(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "-1" => Ok(strata_run::sampling::random_seed()),
+        t => t.parse().map_err(|_| format!("{s:?} is not a seed: a whole number from 0, or -1 for a random one")),
+    }
+}
+
+/// How many tokens to generate at most: `-n N`, or `-n -1` for no limit (to the end of the
+/// context), as llama.cpp takes it; other negative numbers are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenLimit(pub Option<usize>);
+
+impl std::str::FromStr for TokenLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TokenLimit, String> {
+        match s.trim() {
+            "-1" => Ok(TokenLimit(None)),
+            t => t
+                .parse()
+                .map(|n| TokenLimit(Some(n)))
+                .map_err(|_| format!("{s:?} is not a number of tokens: a whole number from 0, or -1 for no limit")),
+        }
+    }
 }
 
 impl SamplingArgs {
@@ -294,7 +324,14 @@ impl TemplateArgs {
         if let Some(source) = model.meta("tokenizer.chat_template") {
             return ChatTemplate::new(&source, &format!("{}: tokenizer.chat_template", model.path.display()));
         }
-        ChatTemplate::builtin(builtin_for_architecture(&model.meta("general.architecture").unwrap_or_default()))
+        let architecture = model.meta("general.architecture").unwrap_or_default();
+        let name = builtin_for_architecture(&architecture);
+        eprintln!(
+            "note: {} has no chat template (tokenizer.chat_template); using the built-in {name} template for \
+             architecture {architecture:?}. A base model may not follow it: give --chat-template or --chat-template-file",
+            model.path.display()
+        );
+        ChatTemplate::builtin(name)
     }
 
     pub fn render_options(&self, model: &Model) -> RenderOptions {

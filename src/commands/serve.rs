@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs};
+use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
 use crate::server::engine::Engine;
 use crate::server::supervisor::{self, Supervisor};
 use crate::server::{self, AppState, Ready, ReasoningOut};
@@ -31,8 +31,8 @@ pub struct Args {
     #[arg(long = "max-queue", default_value_t = 64)]
     pub max_queue: usize,
     /// Tokens to generate when a request gives no max_tokens (-1: to the end of the slot's context).
-    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
-    pub n_predict: i64,
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value = "-1", allow_negative_numbers = true)]
+    pub n_predict: TokenLimit,
     /// Require `Authorization: Bearer KEY` (also from STRATA_API_KEY).
     #[arg(long = "api-key", env = "STRATA_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -118,7 +118,7 @@ async fn serve_model(args: &Args) -> Result<()> {
     server::serve(listener, server::router(state)).await
 }
 
-type LoadArgs = (ModelArgs, SamplingArgs, TemplateArgs, u32, usize, i64, Option<String>);
+type LoadArgs = (ModelArgs, SamplingArgs, TemplateArgs, u32, usize, TokenLimit, Option<String>);
 
 /// Loads the model and starts the engine; the server answers 503 until then.
 fn load(
@@ -136,7 +136,7 @@ fn load(
         template: template.resolve(model)?,
         render: template.render_options(model),
         sampling: sampling.params(model)?,
-        max_tokens: usize::try_from(n_predict).ok(),
+        max_tokens: n_predict.0,
         reasoning: if template.reasoning == Reasoning::Hide { ReasoningOut::Hide } else { ReasoningOut::Split },
         alias,
         created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),

@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use strata_run::chat::Message;
-use strata_run::sampling::SamplingParams;
+use strata_run::generation::check_stop_strings;
+use strata_run::sampling::{random_seed, SamplingParams};
 
 use super::engine::Summary;
 
@@ -104,8 +105,7 @@ pub struct Options {
     pub include_usage: bool,
 }
 
-/// The most stop strings, and logit biases, a request may give.
-const MAX_STOP: usize = 16;
+/// The most logit biases a request may give.
 const MAX_LOGIT_BIAS: usize = 1024;
 
 /// Fields that would change the answer in ways strata does not do: refused, never ignored.
@@ -186,9 +186,9 @@ pub fn options(
         p.repeat_last_n = n as usize;
     }
     match field(f, "seed") {
-        None => p.seed = rand_seed(),
+        None => p.seed = random_seed(),
         Some(v) => match v.as_i64() {
-            Some(-1) => p.seed = rand_seed(),
+            Some(-1) => p.seed = random_seed(),
             Some(s) if s >= 0 => p.seed = s as u64,
             _ => match v.as_u64() {
                 Some(s) => p.seed = s,
@@ -230,9 +230,7 @@ pub fn options(
             .collect::<Result<_, _>>()?,
         Some(v) => return Err(ApiError::bad(format!("stop must be a string or a list of strings, not {v}"))),
     };
-    if stop.len() > MAX_STOP || stop.iter().any(String::is_empty) {
-        return Err(ApiError::bad(format!("stop: at most {MAX_STOP} strings, none empty")));
-    }
+    check_stop_strings(&stop).map_err(|e| ApiError::bad(format!("stop: {e}")))?;
     let stream = boolean(f, "stream")?.unwrap_or(false);
     let include_usage = match field(f, "stream_options") {
         None => false,
@@ -241,14 +239,6 @@ pub fn options(
     };
     let ignore_eos = boolean(f, "ignore_eos")?.unwrap_or(false);
     Ok(Options { params: p, max_tokens, stop, ignore_eos, stream, include_usage })
-}
-
-/// A seed for requests that give none (OpenAI's default: a different answer each time).
-fn rand_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    h.finish()
 }
 
 /// Roles a message may have (`developer` is OpenAI's newer name for `system`).
