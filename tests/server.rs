@@ -261,3 +261,21 @@ fn tokenize_detokenize_and_apply_template() {
     ]);
     assert_eq!(applied["prompt"], cli);
 }
+
+/// Requests that arrive as the model's process closes an idle pooled connection (its --timeout)
+/// are forwarded on a fresh one: a client polling at that interval sees no 503. With a 1 s
+/// timeout, 21 requests at intervals from 0.9 s to 1.1 s, 10 ms apart.
+#[test]
+fn requests_at_the_childs_idle_timeout_get_no_503() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &["--timeout", "1"]);
+    let mut failures = Vec::new();
+    for i in 0..=20u64 {
+        let (status, body) = server.try_get("/v1/models").expect("request");
+        if status != 200 {
+            failures.push(format!("request {i}: {status} {body}"));
+        }
+        std::thread::sleep(Duration::from_millis(900 + 10 * i));
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

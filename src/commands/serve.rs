@@ -3,6 +3,7 @@
 //! of `chat` as defaults that a request may override.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -39,10 +40,20 @@ pub struct Args {
     /// The model's name in responses and /v1/models (default: the file name).
     #[arg(long)]
     pub alias: Option<String>,
+    /// Seconds a client may take to send a request's headers, and that an idle keep-alive
+    /// connection stays open (llama-server's --timeout).
+    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
     /// Run as the model's process under a supervising `strata serve`: listen on a loopback port
     /// of the OS's choosing, and end when standard input closes.
     #[arg(long, hide = true)]
     pub supervised: bool,
+}
+
+impl Args {
+    fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -75,7 +86,7 @@ async fn supervise(args: &Args) -> Result<()> {
         );
     }
     eprintln!("listening on http://{addr}");
-    let supervisor = Supervisor::new(args.api_key.clone());
+    let supervisor = Supervisor::new(args.api_key.clone(), args.header_timeout());
     let program = std::env::current_exe().context("cannot find strata's own executable")?;
     let child_args: Vec<_> = std::env::args_os().skip(1).chain(["--supervised".into()]).collect();
     let runner = supervisor.clone();
@@ -85,7 +96,7 @@ async fn supervise(args: &Args) -> Result<()> {
             std::process::exit(1);
         }
     });
-    server::serve(listener, supervisor::router(supervisor)).await
+    server::serve(listener, supervisor::router(supervisor), args.header_timeout()).await
 }
 
 /// The model's process: loads the model and serves it on a loopback port; the server answers
@@ -115,7 +126,7 @@ async fn serve_model(args: &Args) -> Result<()> {
             std::process::exit(1);
         }
     });
-    server::serve(listener, server::router(state)).await
+    server::serve(listener, server::router(state), args.header_timeout()).await
 }
 
 type LoadArgs = (ModelArgs, SamplingArgs, TemplateArgs, u32, usize, TokenLimit, Option<String>);

@@ -33,8 +33,7 @@ use openai::ApiError;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 8 << 20;
-/// How long a client may take to send a request's headers (slow-loris), and its body.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the thinking segment of a chat answer becomes.
@@ -132,9 +131,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until the process ends: one task per connection, headers due
-/// within [`HEADER_TIMEOUT`].
-pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> Result<()> {
+/// Serves `app` on `listener` until the process ends: one task per connection, a request's
+/// headers due within `header_timeout` (slow-loris), which is also how long an idle keep-alive
+/// connection stays open.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, header_timeout: Duration) -> Result<()> {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(conn) => conn,
@@ -147,7 +147,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> Result<()>
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
             let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
         });
     }

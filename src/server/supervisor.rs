@@ -51,8 +51,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const REASON_WAIT: Duration = Duration::from_secs(5);
 
 impl Supervisor {
-    pub fn new(api_key: Option<String>) -> Arc<Supervisor> {
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    /// A supervisor whose child closes connections idle for `child_idle` (its header timeout).
+    pub fn new(api_key: Option<String>, child_idle: Duration) -> Arc<Supervisor> {
+        // Pooled connections are dropped well before the child would close them, so that none
+        // is used as it closes (what is left of that race, `send` retries).
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(child_idle / 2)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build_http();
         Arc::new(Supervisor { status: watch::Sender::new(Status::Loading), client, api_key })
     }
 
@@ -117,6 +123,35 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// Sends a request to the child. A pooled connection that the child closed before sending
+    /// any byte of an answer (it closes idle ones: a request can cross that close) gets the
+    /// request again on a fresh connection, once: the child never began on it. A child that is
+    /// gone refuses the fresh connection, and that error is returned.
+    async fn send(
+        &self,
+        parts: axum::http::request::Parts,
+        bytes: Bytes,
+    ) -> Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        let first = self.client.request(Request::from_parts(parts.clone(), Body::from(bytes.clone()))).await;
+        match first {
+            Err(e) if closed_before_answering(&e) => {
+                self.client.request(Request::from_parts(parts, Body::from(bytes))).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether a request failed because its connection closed before any byte of the answer came.
+fn closed_before_answering(e: &hyper_util::client::legacy::Error) -> bool {
+    use std::error::Error as _;
+    !e.is_connect()
+        && e.source()
+            .and_then(|s| s.downcast_ref::<hyper::Error>())
+            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+}
+
 /// A line on stderr; one that cannot be written (stderr closed) is not worth stopping for.
 fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
@@ -179,7 +214,7 @@ async fn forward(State(s): State<Arc<Supervisor>>, request: Request) -> Response
     };
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::CONTENT_LENGTH);
-    let answer = match s.client.request(Request::from_parts(parts, Body::from(bytes))).await {
+    let answer = match s.send(parts, bytes).await {
         Ok(answer) => answer,
         Err(_) => return unavailable(&s.reason_lost(addr).await).into_response(),
     };
@@ -207,4 +242,63 @@ async fn forward(State(s): State<Arc<Supervisor>>, request: Request) -> Response
         }
     });
     Response::from_parts(parts, Body::from_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+
+    /// Reads one bodiless request's head; false at the end of the stream.
+    async fn read_head(stream: &mut TcpStream) -> bool {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte).await {
+                Ok(1) => head.push(byte[0]),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// A child that closes a pooled connection just as a request arrives on it, without a byte
+    /// of answer (what its header timeout does to a request that crosses it): the request is
+    /// sent again on a fresh connection and answered, never a 503.
+    #[test]
+    fn a_request_crossing_the_childs_close_is_sent_again() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                let (mut first, _) = listener.accept().await.unwrap();
+                assert!(read_head(&mut first).await);
+                first.write_all(OK).await.unwrap();
+                // The second request on this connection: read, then the connection closes.
+                assert!(read_head(&mut first).await);
+                drop(first);
+                loop {
+                    let (mut next, _) = listener.accept().await.unwrap();
+                    tokio::spawn(async move {
+                        while read_head(&mut next).await {
+                            next.write_all(OK).await.unwrap();
+                        }
+                    });
+                }
+            });
+            let supervisor = Supervisor::new(None, Duration::from_secs(10));
+            supervisor.status.send_replace(Status::Ready(addr));
+            for i in 0..3 {
+                let request = Request::get("/v1/models").body(Body::empty()).unwrap();
+                let started = std::time::Instant::now();
+                let response = forward(State(supervisor.clone()), request).await;
+                assert_eq!(response.status(), StatusCode::OK, "request {i}");
+                assert!(started.elapsed() < REASON_WAIT, "request {i} waited {:?}", started.elapsed());
+            }
+        });
+    }
 }
