@@ -63,7 +63,7 @@ fn ple_type_and_overrides_take_precedence() {
 }
 
 /// The PLE table's default type: Q8_0 for every preset below 8 bits, the preset's own at and
-/// above (README: "the default PLE type").
+/// above (docs/convert.md, "The PLE table").
 #[test]
 fn default_ple_type_is_q8_0_below_8_bits() {
     for &p in Preset::ALL {

@@ -318,8 +318,9 @@ fn gpu_compute_bytes(shape: &ModelShape, n_batch: u64) -> u64 {
 /// as much as on a GPU, but RAM holds only the pages written: the activations of a full batch
 /// and the logits of the one token whose output is read (llama.cpp selects the output rows
 /// before the output projection). Measured: Gemma 3 270M reserves 525 MiB for `-b 512` and its
-/// process peaks at 350 MiB all told (README, "Planning"). Weights llama.cpp repacks for its CPU
-/// kernels count once: the runner releases the file pages they were copied from.
+/// process peaks at 350 MiB all told (docs/plan.md, "How `plan` counts"). Weights llama.cpp
+/// repacks for its CPU kernels count once: the runner releases the file pages they were copied
+/// from.
 fn host_compute_bytes(shape: &ModelShape, n_batch: u64) -> u64 {
     let n_ff = shape.layers.iter().map(|l| l.n_ff).max().unwrap_or(0);
     4 * n_batch * (2 * n_ff + 4 * shape.n_embd) + 4 * shape.n_vocab
