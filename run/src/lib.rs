@@ -8,7 +8,7 @@
 
 pub mod catalog;
 pub mod chat;
-pub mod generation;
+pub mod engine;
 pub mod layer_split;
 pub mod logits_file;
 pub mod memory_budget;

@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::run_args::{ModelArgs, DEFAULT_CTX_SIZE};
-use crate::llama::Session;
+use strata_run::engine::{logits_each, Decoder, Engine, Limits};
 use strata_run::sampling::{Sampler, SamplingParams};
 
 #[derive(clap::Args)]
@@ -28,21 +28,20 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Tokens per second of each repetition of `run`, after one warm-up.
-fn measure(
-    session: &mut Session<'_>,
+/// Tokens per second of each repetition of `run` (which returns the milliseconds its `n` tokens
+/// took), after one warm-up, each from an empty cache.
+fn measure<D: Decoder>(
+    engine: &mut Engine<D>,
     reps: usize,
     n: usize,
-    mut run: impl FnMut(&mut Session<'_>) -> Result<()>,
+    mut run: impl FnMut(&mut Engine<D>) -> Result<f64>,
 ) -> Result<Vec<f64>> {
-    session.clear();
-    run(session)?;
+    engine.clear();
+    run(engine)?;
     let mut speeds = Vec::with_capacity(reps);
     for _ in 0..reps {
-        session.clear();
-        let start = Instant::now();
-        run(session)?;
-        speeds.push(n as f64 / start.elapsed().as_secs_f64());
+        engine.clear();
+        speeds.push(n as f64 * 1e3 / run(engine)?);
     }
     Ok(speeds)
 }
@@ -58,30 +57,15 @@ pub fn run(args: &Args) -> Result<()> {
     model_args.ctx_size =
         Some(model_args.ctx_size.unwrap_or(DEFAULT_CTX_SIZE).max((args.n_prompt + args.n_gen) as u32));
     let (model, context) = model_args.load(false)?;
-    let mut session = model.session(&context)?;
+    let mut decoder = model.decoder(&context, 1)?;
     // Token ids spread over the vocabulary, as llama-bench uses random tokens.
     let vocab = model.n_vocab() as u64;
     let tokens: Vec<i32> =
         (0..args.n_prompt.max(args.n_gen) as u64).map(|i| ((i * 2_654_435_761 + 17) % vocab) as i32).collect();
-    let reps = args.repetitions.max(1);
-    let mut rows = Vec::new();
-    let mut sampling = Vec::new();
-    if args.n_prompt > 0 {
-        let speeds = measure(&mut session, reps, args.n_prompt, |s| s.feed(&tokens[..args.n_prompt]).map(|_| ()))?;
-        rows.push((format!("pp{}", args.n_prompt), speeds));
-    }
-    if args.n_gen > 0 {
-        let speeds = measure(&mut session, reps, args.n_gen, |s| {
-            for &t in &tokens[..args.n_gen] {
-                s.push(t)?;
-            }
-            Ok(())
-        })?;
-        rows.push((format!("tg{}", args.n_gen), speeds));
-    }
     // Rust-side sampling on this model's real logits: the default chain and greedy.
-    session.clear();
-    let logits = session.feed(&tokens[..tokens.len().min(8)])?.to_vec();
+    let mut logits = Vec::new();
+    logits_each(&mut decoder, &tokens[..tokens.len().min(8)], |_, l| logits = l.to_vec())?;
+    let mut sampling = Vec::new();
     for (label, params) in [
         ("sample (defaults)", SamplingParams::default()),
         ("sample (greedy)", SamplingParams { temperature: 0.0, ..Default::default() }),
@@ -94,6 +78,29 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let ms = start.elapsed().as_secs_f64() * 1e3 / n as f64;
         sampling.push((label, ms));
+    }
+    // pp: the prompt alone, in batches; tg: one token, then one at a time, each sampled greedily
+    // (as generate does) and evaluated, end-of-generation ignored.
+    let mut engine = Engine::new(decoder, 1);
+    let greedy = SamplingParams { temperature: 0.0, ..Default::default() };
+    let reps = args.repetitions.max(1);
+    let mut rows = Vec::new();
+    if args.n_prompt > 0 {
+        let prompt = tokens[..args.n_prompt].to_vec();
+        let limits = Limits { max_tokens: Some(0), ..Limits::default() };
+        let speeds = measure(&mut engine, reps, args.n_prompt, |e| {
+            let (_, s) = e.generate(prompt.clone(), greedy.clone(), limits.clone(), |_| {}, || true)?;
+            Ok(s.prompt_ms)
+        })?;
+        rows.push((format!("pp{}", args.n_prompt), speeds));
+    }
+    if args.n_gen > 0 {
+        let limits = Limits { max_tokens: Some(args.n_gen), stop: Vec::new(), ignore_eos: true };
+        let speeds = measure(&mut engine, reps, args.n_gen, |e| {
+            let (_, s) = e.generate(tokens[..1].to_vec(), greedy.clone(), limits.clone(), |_| {}, || true)?;
+            Ok(s.prompt_ms + s.generation_ms)
+        })?;
+        rows.push((format!("tg{}", args.n_gen), speeds));
     }
     let name = model.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if args.json {

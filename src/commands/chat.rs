@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{bail, Context, Result};
 
-use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
+use super::run_args::{single_engine, with_hint, ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
 use strata_run::chat::reasoning::ThinkingFilter;
 use strata_run::chat::template::RenderOptions;
 use strata_run::chat::Message;
-use strata_run::generation::{Request, StopReason};
-use strata_run::sampling::Sampler;
+use strata_run::engine::{Limits, StopReason};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -73,8 +72,8 @@ pub fn run(args: &Args) -> Result<()> {
     let (model, context) = args.model.load(true)?;
     let template = args.template.resolve(&model)?;
     let base_opts = RenderOptions { add_generation_prompt: true, ..args.template.render_options(&model) };
-    let mut sampler = Sampler::new(args.sampling.params(&model)?);
-    let mut session = model.session(&context)?;
+    let params = args.sampling.params(&model)?;
+    let mut engine = single_engine(&model, &context)?;
     ctrlc::set_handler(on_ctrl_c).context("cannot install the Ctrl-C handler")?;
     // The handler above also takes SIGTERM and SIGHUP; those should end a chat, not an answer.
     strata_run::signals::restore_default(strata_run::signals::SIGTERM);
@@ -113,8 +112,7 @@ pub fn run(args: &Args) -> Result<()> {
             "/exit" | "/quit" => break,
             "/reset" => {
                 messages.retain(|m| m.role == "system");
-                session.clear();
-                sampler.reset();
+                engine.clear();
                 eprintln!("[conversation reset]");
                 continue;
             }
@@ -125,31 +123,32 @@ pub fn run(args: &Args) -> Result<()> {
         // With --drop-old-turns, old turns make way for the answer too: for -n tokens of it, or
         // (without -n, or for a larger one) half the context.
         let answer_room =
-            if args.drop_old_turns { args.n_predict.0.unwrap_or(usize::MAX).min(session.n_ctx() / 2) } else { 0 };
+            if args.drop_old_turns { args.n_predict.0.unwrap_or(usize::MAX).min(engine.n_ctx_slot() / 2) } else { 0 };
         let tokens = loop {
             let tokens = model.tokenize(&template.render(&messages, &base_opts)?, false, true);
-            if tokens.len() + answer_room < session.n_ctx() {
+            if tokens.len() + answer_room < engine.n_ctx_slot() {
                 break tokens;
             }
             let first_turn = messages.iter().position(|m| m.role != "system").unwrap_or(0);
-            if messages.len() - first_turn <= 1 && tokens.len() < session.n_ctx() {
+            if messages.len() - first_turn <= 1 && tokens.len() < engine.n_ctx_slot() {
                 break tokens; // only this turn is left: answer as much as fits
             }
             if !args.drop_old_turns || messages.len() - first_turn <= 1 {
                 messages.pop();
                 let advice = if args.drop_old_turns { "raise -c" } else { "raise -c, or use --drop-old-turns" };
-                bail!("the conversation is {} tokens, the context is {} ({advice})", tokens.len(), session.n_ctx());
+                bail!("the conversation is {} tokens, the context is {} ({advice})", tokens.len(), engine.n_ctx_slot());
             }
             messages.drain(first_turn..(first_turn + 2).min(messages.len() - 1));
         };
         // -1: no limit; generation stops when the context is full.
-        let req = Request { prompt: &tokens, max_tokens: args.n_predict.0, stop: &[], ignore_eos: false };
+        let limits = Limits { max_tokens: args.n_predict.0, ..Limits::default() };
         let mut filter = ThinkingFilter::new(args.template.reasoning == Reasoning::Hide);
         let mut stdout = std::io::stdout();
         CTRL_C.store(ANSWERING, Ordering::SeqCst);
-        let out = session.generate(
-            &mut sampler,
-            &req,
+        let out = engine.generate(
+            tokens,
+            params.clone(),
+            limits,
             |piece| {
                 let _ = stdout.write_all(filter.push(piece).as_bytes());
                 let _ = stdout.flush();
@@ -157,7 +156,7 @@ pub fn run(args: &Args) -> Result<()> {
             || CTRL_C.load(Ordering::SeqCst) == ANSWERING,
         );
         let quit = CTRL_C.swap(AT_PROMPT, Ordering::SeqCst) == QUIT_AFTER_ANSWER;
-        let out = out?;
+        let (text, out) = out.map_err(with_hint)?;
         println!();
         if quit {
             std::process::exit(INTERRUPTED_EXIT);
@@ -165,16 +164,16 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!(
             "[turn {turn}: {} prompt tokens, {} evaluated, {} from cache; {} generated at {:.1} t/s; stop: {}]",
             out.prompt_tokens,
-            out.prompt_evaluated,
-            out.prompt_tokens - out.prompt_evaluated,
-            out.tokens.len(),
+            out.prompt_evaluated(),
+            out.cached_tokens,
+            out.completion_tokens,
             out.generation_tokens_per_second(),
             out.stop_reason.name()
         );
         if out.stop_reason == StopReason::Context {
-            eprintln!("[the context of {} tokens is full: /reset, or restart with a larger -c]", session.n_ctx());
+            eprintln!("[the context of {} tokens is full: /reset, or restart with a larger -c]", engine.n_ctx_slot());
         }
-        messages.push(Message::new("assistant", &out.text));
+        messages.push(Message::new("assistant", &text));
     }
     Ok(())
 }

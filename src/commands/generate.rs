@@ -6,12 +6,11 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
-use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
+use super::run_args::{single_engine, with_hint, ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
 use strata_run::chat::reasoning::ThinkingFilter;
 use strata_run::chat::template::RenderOptions;
 use strata_run::chat::Message;
-use strata_run::generation::{check_stop_strings, Request};
-use strata_run::sampling::Sampler;
+use strata_run::engine::{check_stop_strings, Limits};
 use strata_run::system_memory::ProcessMemory;
 
 #[derive(clap::Args)]
@@ -52,7 +51,7 @@ pub fn run(args: &Args) -> Result<()> {
     check_stop_strings(&args.stop).map_err(|e| anyhow!("--stop: {e}"))?;
     let prompt = read_prompt(args)?;
     let (model, context) = args.model.load(false)?;
-    let mut sampler = Sampler::new(args.sampling.params(&model)?);
+    let params = args.sampling.params(&model)?;
     let (text, add_special) = if args.chat {
         let template = args.template.resolve(&model)?;
         let mut messages = Vec::new();
@@ -67,30 +66,24 @@ pub fn run(args: &Args) -> Result<()> {
         (prompt, true)
     };
     let tokens = model.tokenize(&text, add_special, args.chat);
-    let mut session = model.session(&context)?;
-    let max_tokens = args.n_predict.0;
-    let req = Request { prompt: &tokens, max_tokens, stop: &args.stop, ignore_eos: args.ignore_eos };
+    let mut engine = single_engine(&model, &context)?;
+    let limits = Limits { max_tokens: args.n_predict.0, stop: args.stop.clone(), ignore_eos: args.ignore_eos };
     let mut stdout = std::io::stdout();
     let stream = !args.json;
     let hide = args.template.reasoning == Reasoning::Hide;
     let mut filter = ThinkingFilter::new(hide);
-    let out = session.generate(
-        &mut sampler,
-        &req,
-        |piece| {
-            if stream {
-                let _ = stdout.write_all(filter.push(piece).as_bytes());
-                let _ = stdout.flush();
-            }
-        },
-        || true,
-    )?;
+    let on_text = |piece: &str| {
+        if stream {
+            let _ = stdout.write_all(filter.push(piece).as_bytes());
+            let _ = stdout.flush();
+        }
+    };
+    let (text, out) = engine.generate(tokens, params, limits, on_text, || true).map_err(with_hint)?;
     if args.json {
-        let text = ThinkingFilter::new(hide).push(&out.text);
         let report = json!({
-            "text": text,
+            "text": ThinkingFilter::new(hide).push(&text),
             "prompt_tokens": out.prompt_tokens,
-            "generated_tokens": out.tokens.len(),
+            "generated_tokens": out.completion_tokens,
             "prompt_tokens_per_second": out.prompt_tokens_per_second(),
             "generation_tokens_per_second": out.generation_tokens_per_second(),
             "stop_reason": out.stop_reason.name(),
@@ -104,7 +97,7 @@ pub fn run(args: &Args) -> Result<()> {
                 "[{} prompt tokens at {:.1} t/s, {} generated at {:.1} t/s, stop: {}]",
                 out.prompt_tokens,
                 out.prompt_tokens_per_second(),
-                out.tokens.len(),
+                out.completion_tokens,
                 out.generation_tokens_per_second(),
                 out.stop_reason.name()
             );

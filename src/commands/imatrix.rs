@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use strata_gguf::{Imatrix, ImatrixFormat};
+use strata_run::engine::logits_each;
 use strata_run::logits_file::log_softmax;
 
 use super::run_args::ModelArgs;
@@ -118,7 +119,7 @@ fn collect(
     let text = std::fs::read_to_string(text_path).with_context(|| format!("{}: cannot read", text_path.display()))?;
     let (model, context) = model_args.load(false)?;
     let collector = Collector::new(args.process_output);
-    let mut session = model.collecting_session(&context, &collector)?;
+    let mut decoder = model.collecting_decoder(&context, &collector)?;
     let n_ctx = chunk_size as usize;
     let mut tokens = model.tokenize(&text, true, args.parse_special);
     let skipped = args.skip_chunks.saturating_mul(n_ctx);
@@ -157,7 +158,7 @@ fn collect(
             input[0] = bos;
         }
         let first = n_ctx / 2;
-        let scored = session.logits_each(&input, |i, logits| {
+        let scored = logits_each(&mut decoder, &input, |i, logits| {
             if !args.no_ppl && i >= first && i + 1 < n_ctx {
                 let v = -log_softmax(logits)[chunk[i + 1] as usize];
                 nll += v;
@@ -175,7 +176,7 @@ fn collect(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    drop(session);
+    drop(decoder);
     let ppl = (count > 1).then(|| {
         let (mean, mean2) = (nll / count as f64, nll2 / count as f64);
         let ppl = mean.exp();

@@ -8,6 +8,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
 use super::run_args::ModelArgs;
+use crate::llama::LlamaDecoder;
+use strata_run::engine::{logits_each, Decoder};
 use strata_run::logits_file::{argmax, kl_divergence, log_softmax, Logits};
 
 #[derive(clap::Args)]
@@ -32,7 +34,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let (model, context) = args.model.load(false)?;
-    let mut session = model.session(&context)?;
+    let mut decoder = model.decoder(&context, 1)?;
     let n_vocab = model.n_vocab();
     let mut report = serde_json::Map::new();
     report.insert("model".into(), json!(model.path.display().to_string()));
@@ -45,7 +47,7 @@ pub fn run(args: &Args) -> Result<()> {
         if let Some(t) = base.tokens.iter().find(|&&t| t < 0 || t as usize >= n_vocab) {
             bail!("{}: token id {t} is outside the model's vocabulary of {n_vocab}", base_path.display());
         }
-        let values = session.logits_all(&base.tokens)?;
+        let values = logits_all(&mut decoder, &base.tokens)?;
         let ours = Logits { n_vocab, tokens: base.tokens.clone(), values };
         compare(&base, &ours, &mut report);
         ours
@@ -56,7 +58,7 @@ pub fn run(args: &Args) -> Result<()> {
         if tokens.len() < 2 {
             bail!("{}: the text is {} token(s); at least 2 are needed", path.display(), tokens.len());
         }
-        let n_ctx = session.n_ctx();
+        let n_ctx = decoder.n_ctx_seq();
         if args.save_logits.is_some() && tokens.len() > n_ctx {
             bail!(
                 "{}: {} tokens do not fit one context of {n_ctx} for --save-logits (raise -c)",
@@ -67,7 +69,7 @@ pub fn run(args: &Args) -> Result<()> {
         let (mut nll, mut count) = (0.0f64, 0usize);
         let mut last = None;
         for chunk in tokens.chunks(n_ctx).filter(|c| c.len() >= 2) {
-            let values = session.logits_all(chunk)?;
+            let values = logits_all(&mut decoder, chunk)?;
             let logits = Logits { n_vocab, tokens: chunk.to_vec(), values };
             let first = if chunk.len() == tokens.len() { 0 } else { chunk.len() / 2 };
             for j in first..chunk.len() - 1 {
@@ -124,4 +126,12 @@ fn compare(base: &Logits, ours: &Logits, report: &mut serde_json::Map<String, se
     report.insert("max_abs_logit_diff".into(), json!(max_diff));
     report.insert("max_abs_base_logit".into(), json!(max_base));
     report.insert("relative_max_diff".into(), json!(max_diff / max_base.max(f64::MIN_POSITIVE)));
+}
+
+/// The logits after every one of `tokens` (`tokens.len() × n_vocab`, position-major), from an
+/// empty cache.
+fn logits_all(decoder: &mut LlamaDecoder<'_>, tokens: &[i32]) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(tokens.len() * decoder.n_vocab());
+    logits_each(decoder, tokens, |_, logits| out.extend_from_slice(logits))?;
+    Ok(out)
 }

@@ -14,7 +14,8 @@ use strata_run::sampling::SamplingParams;
 use super::human_bytes;
 use strata_run::planning::LazyMode;
 
-use crate::llama::{CacheType, ContextOptions, GpuLayers, LoadOptions, Model};
+use crate::llama::{CacheType, ContextOptions, GpuLayers, LlamaDecoder, LoadOptions, Model};
+use strata_run::engine::{Engine, Refused};
 
 /// The context size when `-c` is not given.
 pub const DEFAULT_CTX_SIZE: u32 = 4096;
@@ -255,6 +256,19 @@ impl SamplingArgs {
         }
         p.validate().map_err(|e| anyhow!(e))?;
         Ok(p)
+    }
+}
+
+/// The engine a command generates with: one slot over a context of these options.
+pub fn single_engine<'m>(model: &'m Model, context: &ContextOptions) -> Result<Engine<LlamaDecoder<'m>>> {
+    Ok(Engine::new(model.decoder(context, 1)?, 1))
+}
+
+/// An error of the engine, with the option that helps where one does.
+pub fn with_hint(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<Refused>() {
+        Some(Refused::PromptTooLong { .. }) => anyhow!("{e} (raise -c/--ctx-size)"),
+        _ => e,
     }
 }
 

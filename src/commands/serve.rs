@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
-use crate::server::engine::Engine;
+use crate::server::engine;
 use crate::server::supervisor::{self, Supervisor};
 use crate::server::{self, AppState, Ready, ReasoningOut};
 
@@ -138,23 +138,23 @@ fn load(
 ) -> Result<()> {
     // A full-size cache for sliding-window layers, so that a slot keeps its prefix.
     let (model, context) = model_args.load(true)?;
-    // The server serves until the process ends: the model lives as long.
-    let model: &'static _ = Box::leak(Box::new(model));
-    let engine = Engine::start(model, &context, parallel, queue)?;
+    let model = Arc::new(model);
+    let engine = engine::start(model.clone(), &context, parallel, queue)?;
     let alias = alias
         .unwrap_or_else(|| model.path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()));
+    let slot = engine.n_ctx_slot();
     let ready = Ready {
-        template: template.resolve(model)?,
-        render: template.render_options(model),
-        sampling: sampling.params(model)?,
+        template: template.resolve(&model)?,
+        render: template.render_options(&model),
+        sampling: sampling.params(&model)?,
         max_tokens: n_predict.0,
         reasoning: if template.reasoning == Reasoning::Hide { ReasoningOut::Hide } else { ReasoningOut::Split },
         alias,
         created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         model,
         engine,
+        n_slots: parallel as usize,
     };
-    let slot = ready.engine.n_ctx_slot;
     let _ = state.ready.set(ready);
     // The supervisor forwards requests from this line on.
     eprintln!("model loaded: {parallel} slots of {slot} tokens");

@@ -20,7 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_sys_2 as sys;
 
-use super::{llama_error, log_callback, take_last_error};
+use super::log::{llama_error, log_callback, take_last_error};
 
 extern "C" {
     fn ggml_backend_rpc_add_server(endpoint: *const c_char) -> sys::ggml_backend_reg_t;
@@ -116,7 +116,7 @@ unsafe extern "C" fn on_abort(message: *const c_char) {
     let message = message.split_once(": ").map_or(&*message, |(_, m)| m).trim();
     // What llama.cpp logged just before (a version mismatch names the server's version there).
     // try_lock: the log callback may hold the lock on the thread that aborts.
-    let said = super::LAST_ERROR.try_lock().ok().map(|mut l| std::mem::take(&mut *l)).filter(|s| !s.is_empty());
+    let said = super::log::LAST_ERROR.try_lock().ok().map(|mut l| std::mem::take(&mut *l)).filter(|s| !s.is_empty());
     let said = said.map(|s| format!(": llama.cpp says: {s}")).unwrap_or_default();
     // ggml does not say which server failed: the ones that no longer take a connection did (a
     // server still dying may take one for a moment).
@@ -193,7 +193,7 @@ pub fn serve(
     cache_dir: Option<&str>,
     verbose: bool,
 ) -> Result<()> {
-    super::VERBOSE.store(verbose, std::sync::atomic::Ordering::Relaxed);
+    super::log::VERBOSE.store(verbose, std::sync::atomic::Ordering::Relaxed);
     let _backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
     // SAFETY: `log_callback` is a plain function for the program's lifetime and takes no user data.
     unsafe { sys::llama_log_set(Some(log_callback), std::ptr::null_mut()) };

@@ -28,8 +28,9 @@ use strata_run::sampling::SamplingParams;
 use tokio::sync::mpsc;
 
 use crate::llama::Model;
-use engine::{Engine, Event, Job, Refused, Summary};
+use engine::ClientSink;
 use openai::ApiError;
+use strata_run::engine::{Event, Handle, Job, Refused, Summary};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 8 << 20;
@@ -49,8 +50,9 @@ pub enum ReasoningOut {
 
 /// A loaded model, ready to serve.
 pub struct Ready {
-    pub model: &'static Model,
-    pub engine: Engine,
+    pub model: Arc<Model>,
+    pub engine: Handle,
+    pub n_slots: usize,
     pub template: ChatTemplate,
     /// BOS/EOS text and the server's `enable_thinking`.
     pub render: RenderOptions,
@@ -75,7 +77,7 @@ impl AppState {
     }
 
     fn ready(&self) -> Result<&Ready, ApiError> {
-        self.ready.get().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Loading model"))
+        self.ready.get().ok_or_else(|| ApiError::unavailable("Loading model", 5))
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -260,17 +262,6 @@ async fn run(
     opts: openai::Options,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    if tokens.is_empty() {
-        return Err(ApiError::bad("the prompt is empty"));
-    }
-    if tokens.len() >= r.engine.n_ctx_slot {
-        return Err(ApiError::bad(format!(
-            "the prompt is {} tokens; a slot's context holds {} (the total context split over {} slots): shorten the prompt, or raise -c or lower --parallel",
-            tokens.len(),
-            r.engine.n_ctx_slot,
-            r.engine.n_slots
-        )));
-    }
     let (events_tx, events) = mpsc::unbounded_channel();
     let job = Job {
         prompt: tokens,
@@ -278,13 +269,16 @@ async fn run(
         max_tokens: opts.max_tokens,
         stop: opts.stop,
         ignore_eos: opts.ignore_eos,
-        events: events_tx,
+        sink: Box::new(ClientSink(events_tx)),
     };
     r.engine.submit(job).map_err(|e| match e {
-        Refused::QueueFull => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "every slot is busy and the queue is full: try again later")
-        }
-        Refused::Stopped => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine has stopped"),
+        Refused::QueueFull => ApiError::unavailable("every slot is busy and the queue is full: try again later", 1),
+        Refused::PromptTooLong { tokens, n_ctx_slot } => ApiError::bad(format!(
+            "the prompt is {tokens} tokens; a slot's context holds {n_ctx_slot} (the total context split over {} slots): \
+             shorten the prompt, or raise -c or lower --parallel",
+            r.n_slots
+        )),
+        Refused::EmptyPrompt => ApiError::bad("the prompt is empty"),
     })?;
     let (id, created) = (s.next_id(if matches!(kind, Kind::Chat(_)) { "chatcmpl" } else { "cmpl" }), now());
     let shape = Shape { id, created, model: r.alias.clone(), kind };
@@ -390,7 +384,8 @@ async fn collect(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>) -> Re
                 let rest = text.finish();
                 all.content += &rest.content;
                 all.reasoning += &rest.reasoning;
-                let mut body = shape.body(vec![shape.choice(all, Some(summary.finish.name()), false)], false);
+                let mut body =
+                    shape.body(vec![shape.choice(all, Some(summary.stop_reason.finish_reason()), false)], false);
                 body["usage"] = openai::usage(&summary);
                 body["timings"] = openai::timings(&summary);
                 return Ok(Json(body).into_response());
@@ -467,7 +462,8 @@ fn finish_events(shape: &Shape, rest: Split, summary: &Summary, include_usage: b
     if !rest.content.is_empty() || !rest.reasoning.is_empty() {
         out.push(data(shape.body(vec![shape.choice(rest, None, true)], true)));
     }
-    let mut last = shape.body(vec![shape.choice(Split::default(), Some(summary.finish.name()), true)], true);
+    let mut last =
+        shape.body(vec![shape.choice(Split::default(), Some(summary.stop_reason.finish_reason()), true)], true);
     last["timings"] = openai::timings(summary);
     out.push(data(last));
     if include_usage {

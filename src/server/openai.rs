@@ -5,30 +5,39 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use strata_run::chat::Message;
-use strata_run::generation::check_stop_strings;
+use strata_run::engine::check_stop_strings;
 use strata_run::sampling::{random_seed, SamplingParams};
 
-use super::engine::Summary;
+use strata_run::engine::Summary;
 
-/// An error in OpenAI's shape: `{"error": {"message", "type", "code"}}`.
+/// An error in OpenAI's shape: `{"error": {"message", "type", "code"}}`; a 503 says when to try
+/// again (`Retry-After`).
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds, for a 503.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn bad(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, message: message.into() }
+        ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), retry_after: None }
+    }
+
+    /// A 503: the server cannot take the request now; try again in `seconds`.
+    pub fn unavailable(message: impl Into<String>, seconds: u64) -> ApiError {
+        ApiError { retry_after: Some(seconds), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message) }
     }
 
     fn kind(&self) -> &'static str {
         match self.status {
             StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
             StatusCode::NOT_FOUND => "not_found_error",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable_error",
             s if s.is_server_error() => "server_error",
@@ -44,7 +53,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

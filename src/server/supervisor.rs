@@ -159,10 +159,7 @@ fn say(line: &str) {
 
 /// A 503 for a model that is down, with the reason.
 fn unavailable(reason: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("the model is unavailable: {reason}; strata serve is loading it again"),
-    )
+    ApiError::unavailable(format!("the model is unavailable: {reason}; strata serve is loading it again"), 5)
 }
 
 /// Every route: forwarded to the child.
@@ -199,7 +196,7 @@ async fn forward(State(s): State<Arc<Supervisor>>, request: Request) -> Response
     }
     let addr = match s.status.borrow().clone() {
         Status::Ready(addr) => addr,
-        Status::Loading => return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Loading model").into_response(),
+        Status::Loading => return ApiError::unavailable("Loading model", 5).into_response(),
         Status::Down(reason) => return unavailable(&reason).into_response(),
     };
     let (mut parts, body) = request.into_parts();

@@ -1,42 +1,5 @@
-//! What a generation is asked and what it gives back, and the text it hands out as it becomes
-//! whole UTF-8 that cannot be the start of a stop string. The loop that runs it is the
-//! runner's (it evaluates tokens).
-
-/// Why generation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    /// An end-of-generation token.
-    Eog,
-    /// A user stop string (not included in the text).
-    StopString,
-    /// `-n` tokens were generated.
-    Limit,
-    /// The context is full.
-    Context,
-    /// The caller asked to stop (Ctrl-C).
-    Interrupted,
-}
-
-impl StopReason {
-    pub fn name(self) -> &'static str {
-        match self {
-            StopReason::Eog => "eog",
-            StopReason::StopString => "stop_string",
-            StopReason::Limit => "limit",
-            StopReason::Context => "context",
-            StopReason::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// What to generate.
-pub struct Request<'a> {
-    pub prompt: &'a [i32],
-    /// Most tokens to generate; `None` runs to the end of the context.
-    pub max_tokens: Option<usize>,
-    pub stop: &'a [String],
-    pub ignore_eos: bool,
-}
+//! A generation's text as it may be handed out: whole UTF-8 that cannot be the start of a stop
+//! string; and the rule for stop strings.
 
 /// The most stop strings one generation takes.
 pub const MAX_STOP: usize = 16;
@@ -51,28 +14,6 @@ pub fn check_stop_strings(stop: &[String]) -> Result<(), String> {
         return Err("a stop string is empty".into());
     }
     Ok(())
-}
-
-/// The result and its counts and timings.
-#[derive(Clone, Debug)]
-pub struct Generated {
-    pub text: String,
-    pub tokens: Vec<i32>,
-    pub prompt_tokens: usize,
-    /// Prompt tokens actually evaluated (the rest were already in the cache).
-    pub prompt_evaluated: usize,
-    pub prompt_seconds: f64,
-    pub generation_seconds: f64,
-    pub stop_reason: StopReason,
-}
-
-impl Generated {
-    pub fn prompt_tokens_per_second(&self) -> f64 {
-        self.prompt_evaluated as f64 / self.prompt_seconds.max(1e-9)
-    }
-    pub fn generation_tokens_per_second(&self) -> f64 {
-        self.tokens.len() as f64 / self.generation_seconds.max(1e-9)
-    }
 }
 
 /// Bytes to text: holds back an incomplete UTF-8 sequence, and any tail that could still grow

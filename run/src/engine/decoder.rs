@@ -1,0 +1,36 @@
+//! What the engine needs of a model: a context that holds one KV cache per sequence, decodes a
+//! batch of tokens (any number of positions per sequence) and gives the logits after the tokens
+//! that asked for them, and a vocabulary. llama.cpp's context implements it (`src/llama/`); the
+//! engine's tests implement it with a table of logits.
+
+/// One token of a batch: its sequence, its position there, and whether its logits are wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchToken {
+    pub token: i32,
+    pub seq: usize,
+    pub pos: usize,
+    pub logits: bool,
+}
+
+/// A model context with `n_seq` sequences of `n_ctx_seq` cache cells each.
+pub trait Decoder {
+    /// Sequences the context holds (the engine's slots).
+    fn n_seq(&self) -> usize;
+    /// Cells of KV cache each sequence has.
+    fn n_ctx_seq(&self) -> usize;
+    /// The most tokens one [`Decoder::decode`] takes.
+    fn n_batch(&self) -> usize;
+    fn n_vocab(&self) -> usize;
+    /// Evaluates `batch` (at most [`Decoder::n_batch`] tokens), each at its position in its
+    /// sequence's cache. An error leaves the batch's sequences unusable: the engine drops them.
+    fn decode(&mut self, batch: &[BatchToken]) -> anyhow::Result<()>;
+    /// The logits after the `i`-th token of the last decode, which asked for them.
+    fn logits(&self, i: usize) -> &[f32];
+    /// Drops sequence `seq`'s cache from position `from` on; false if the cache cannot be cut
+    /// there, and then the whole sequence is dropped.
+    fn truncate(&mut self, seq: usize, from: usize) -> bool;
+    /// Whether the token ends generation (EOS, EOT, `<end_of_turn>`, ...).
+    fn is_eog(&self, token: i32) -> bool;
+    /// The bytes of a token, as generated text shows it.
+    fn piece(&self, token: i32) -> Vec<u8>;
+}

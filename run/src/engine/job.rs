@@ -1,0 +1,134 @@
+//! What the engine is asked (a [`Job`]) and what it answers, through the job's [`Sink`]: settled
+//! text as it comes, then a [`Summary`] (or a failure).
+
+use crate::sampling::SamplingParams;
+
+/// One generation to run.
+pub struct Job {
+    pub prompt: Vec<i32>,
+    pub params: SamplingParams,
+    /// Most tokens to generate; `None` runs to the end of the slot's context.
+    pub max_tokens: Option<usize>,
+    /// Stop strings (not included in the text); see [`super::check_stop_strings`].
+    pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens.
+    pub ignore_eos: bool,
+    /// Where the job's events go.
+    pub sink: Box<dyn Sink>,
+}
+
+/// Where a job's events go, and whether its owner still wants it.
+pub trait Sink: Send {
+    /// Hands over an event; false when no one listens any more (the job is then dropped).
+    fn send(&mut self, event: Event) -> bool;
+    /// Whether the job should stop now (a client that hung up, Ctrl-C): it ends with
+    /// [`StopReason::Interrupted`] within one step.
+    fn cancelled(&self) -> bool;
+}
+
+/// What a job sends back.
+#[derive(Debug)]
+pub enum Event {
+    /// Settled text: whole UTF-8 that cannot be the start of a stop string.
+    Text(String),
+    /// The end, with counts and timings (after the last text).
+    Done(Summary),
+    /// The model failed; nothing more comes.
+    Failed(String),
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// An end-of-generation token.
+    Eog,
+    /// A stop string (not included in the text).
+    StopString,
+    /// `max_tokens` were generated.
+    Limit,
+    /// The slot's context is full.
+    Context,
+    /// The job's owner asked to stop ([`Sink::cancelled`]).
+    Interrupted,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Eog => "eog",
+            StopReason::StopString => "stop_string",
+            StopReason::Limit => "limit",
+            StopReason::Context => "context",
+            StopReason::Interrupted => "interrupted",
+        }
+    }
+
+    /// OpenAI's `finish_reason`: "stop" for an end-of-generation token or a stop string,
+    /// "length" for the limit or the end of the context.
+    pub fn finish_reason(self) -> &'static str {
+        match self {
+            StopReason::Limit | StopReason::Context => "length",
+            StopReason::Eog | StopReason::StopString | StopReason::Interrupted => "stop",
+        }
+    }
+}
+
+/// A finished job's counts and timings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    pub stop_reason: StopReason,
+    pub prompt_tokens: usize,
+    /// Prompt tokens the slot's cache already held (not evaluated again).
+    pub cached_tokens: usize,
+    pub completion_tokens: usize,
+    /// The slot (sequence) that ran the job.
+    pub slot: usize,
+    /// Waiting for a slot.
+    pub queue_ms: f64,
+    /// From taking a slot to the first token (the prompt's evaluation).
+    pub prompt_ms: f64,
+    /// From the first token to the end.
+    pub generation_ms: f64,
+}
+
+impl Summary {
+    /// Prompt tokens evaluated (the rest came from the cache).
+    pub fn prompt_evaluated(&self) -> usize {
+        self.prompt_tokens - self.cached_tokens
+    }
+
+    pub fn prompt_tokens_per_second(&self) -> f64 {
+        self.prompt_evaluated() as f64 * 1e3 / self.prompt_ms.max(1e-6)
+    }
+
+    pub fn generation_tokens_per_second(&self) -> f64 {
+        self.completion_tokens as f64 * 1e3 / self.generation_ms.max(1e-6)
+    }
+}
+
+/// Why a job was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    EmptyPrompt,
+    /// The prompt does not fit a slot's context.
+    PromptTooLong {
+        tokens: usize,
+        n_ctx_slot: usize,
+    },
+    /// Every slot is busy and the queue is full.
+    QueueFull,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::EmptyPrompt => f.write_str("the prompt is empty"),
+            Refused::PromptTooLong { tokens, n_ctx_slot } => {
+                write!(f, "the prompt is {tokens} tokens, more than the context of {n_ctx_slot}")
+            }
+            Refused::QueueFull => f.write_str("every slot is busy and the queue is full"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}

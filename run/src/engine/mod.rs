@@ -1,0 +1,22 @@
+//! The one generation engine: every command that generates (generate, chat, bench, serve's
+//! slots) runs its jobs through [`Engine`], over a [`Decoder`] — llama.cpp's context in the
+//! binary, a table of logits in the tests. The token loop (prompt in chunks, sampling, stop
+//! strings across tokens and split UTF-8, end-of-generation, the limit, the end of the context,
+//! cancellation) and the slot scheduler (continuous batching, longest-prefix slot choice, the
+//! bounded queue) exist here once.
+
+mod decoder;
+mod evaluate;
+mod job;
+mod metrics;
+mod scheduler;
+#[cfg(test)]
+mod tests;
+mod text;
+
+pub use decoder::{BatchToken, Decoder};
+pub use evaluate::logits_each;
+pub use job::{Event, Job, Refused, Sink, StopReason, Summary};
+pub use metrics::{Gauges, Histogram, Metrics};
+pub use scheduler::{Engine, Handle, Limits, SlotStatus};
+pub use text::{check_stop_strings, TextStream, MAX_STOP};

@@ -1,0 +1,480 @@
+//! The slots and the token loop. One [`Engine`] owns a [`Decoder`] and decodes every active job
+//! together, one batch per step: the next token of each generating slot, then prompt chunks of
+//! the slots still reading theirs, oldest first (continuous batching, as llama-server does). A
+//! job goes to the free slot whose cache shares the longest prefix with its prompt, and only the
+//! rest of its prompt is evaluated. Jobs wait in a bounded queue while every slot is busy;
+//! [`Handle`]s submit them from any thread. A cancelled job ends within one step.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::decoder::{BatchToken, Decoder};
+use super::job::{Event, Job, Refused, Sink, StopReason, Summary};
+use super::metrics::{Gauges, Metrics};
+use super::text::TextStream;
+use crate::sampling::Sampler;
+
+/// A job waiting for a slot.
+struct Queued {
+    job: Job,
+    at: Instant,
+}
+
+/// What the engine and its handles share.
+struct Shared {
+    waiting: Mutex<VecDeque<Queued>>,
+    /// Signalled when a job is queued or a handle is dropped.
+    wake: Condvar,
+    capacity: usize,
+    n_ctx_slot: usize,
+    slots: Mutex<Vec<SlotStatus>>,
+    metrics: Mutex<Metrics>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One slot as `/slots` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SlotStatus {
+    pub id: usize,
+    pub n_ctx: usize,
+    pub is_processing: bool,
+    /// Tokens the slot's cache holds.
+    pub n_cached: usize,
+    /// The running job's prompt, and the tokens it has generated.
+    pub n_prompt_tokens: usize,
+    pub n_decoded: usize,
+}
+
+/// Submits jobs to an [`Engine`] from any thread, and reads its state.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// Queues a job; refused when its prompt is empty or longer than a slot's context, or when
+    /// the queue is full.
+    pub fn submit(&self, job: Job) -> Result<(), Refused> {
+        if job.prompt.is_empty() {
+            return Err(Refused::EmptyPrompt);
+        }
+        if job.prompt.len() > self.shared.n_ctx_slot {
+            return Err(Refused::PromptTooLong { tokens: job.prompt.len(), n_ctx_slot: self.shared.n_ctx_slot });
+        }
+        let mut waiting = lock(&self.shared.waiting);
+        if waiting.len() >= self.shared.capacity {
+            return Err(Refused::QueueFull);
+        }
+        waiting.push_back(Queued { job, at: Instant::now() });
+        self.shared.wake.notify_all();
+        Ok(())
+    }
+
+    /// Cells of KV cache each slot has.
+    pub fn n_ctx_slot(&self) -> usize {
+        self.shared.n_ctx_slot
+    }
+
+    pub fn slots(&self) -> Vec<SlotStatus> {
+        lock(&self.shared.slots).clone()
+    }
+
+    /// The counts, and the gauges of the moment.
+    pub fn metrics(&self) -> (Metrics, Gauges) {
+        let slots = lock(&self.shared.slots);
+        let gauges = Gauges {
+            slots: slots.len(),
+            slots_busy: slots.iter().filter(|s| s.is_processing).count(),
+            queued: lock(&self.shared.waiting).len(),
+        };
+        (lock(&self.shared.metrics).clone(), gauges)
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.wake.notify_all();
+    }
+}
+
+/// A job in a slot.
+struct Active {
+    job: Job,
+    sampler: Sampler,
+    /// Prompt tokens in the cache (the first `cached` of them were there before).
+    fed: usize,
+    cached: usize,
+    /// The sampled token not yet evaluated.
+    pending: Option<i32>,
+    generated: usize,
+    text: TextStream,
+    queued_at: Instant,
+    started: Instant,
+    first_token: Option<Instant>,
+    last_token: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The tokens the slot's cache holds.
+    cache: Vec<i32>,
+    active: Option<Active>,
+}
+
+/// The slots over one decoder.
+pub struct Engine<D: Decoder> {
+    decoder: D,
+    slots: Vec<Slot>,
+    shared: Arc<Shared>,
+}
+
+fn common_prefix(a: &[i32], b: &[i32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn ms(from: Instant, to: Instant) -> f64 {
+    (to - from).as_secs_f64() * 1e3
+}
+
+impl<D: Decoder> Engine<D> {
+    /// An engine with one slot per sequence of `decoder` (their caches emptied); at most
+    /// `queue` jobs wait for a slot.
+    pub fn new(mut decoder: D, queue: usize) -> Engine<D> {
+        for seq in 0..decoder.n_seq() {
+            decoder.truncate(seq, 0);
+        }
+        let n_ctx_slot = decoder.n_ctx_seq();
+        let slots: Vec<Slot> = (0..decoder.n_seq()).map(|_| Slot::default()).collect();
+        let status = (0..slots.len()).map(|id| SlotStatus { id, n_ctx: n_ctx_slot, ..SlotStatus::default() }).collect();
+        let shared = Arc::new(Shared {
+            waiting: Mutex::new(VecDeque::new()),
+            wake: Condvar::new(),
+            capacity: queue,
+            n_ctx_slot,
+            slots: Mutex::new(status),
+            metrics: Mutex::new(Metrics::default()),
+        });
+        Engine { decoder, slots, shared }
+    }
+
+    pub fn handle(&self) -> Handle {
+        Handle { shared: self.shared.clone() }
+    }
+
+    pub fn decoder(&mut self) -> &mut D {
+        &mut self.decoder
+    }
+
+    /// Cells of KV cache each slot has.
+    pub fn n_ctx_slot(&self) -> usize {
+        self.shared.n_ctx_slot
+    }
+
+    /// Whether no job runs or waits.
+    pub fn is_idle(&self) -> bool {
+        self.slots.iter().all(|s| s.active.is_none()) && lock(&self.shared.waiting).is_empty()
+    }
+
+    /// Empties every idle slot's cache (a conversation's reset; a benchmark's fresh start).
+    pub fn clear(&mut self) {
+        for (seq, slot) in self.slots.iter_mut().enumerate() {
+            if slot.active.is_none() {
+                self.decoder.truncate(seq, 0);
+                slot.cache.clear();
+            }
+        }
+        self.publish();
+    }
+
+    /// Runs jobs as they come until every [`Handle`] is gone and nothing is left to do.
+    pub fn run(&mut self) {
+        loop {
+            {
+                let mut waiting = lock(&self.shared.waiting);
+                while waiting.is_empty() && self.slots.iter().all(|s| s.active.is_none()) {
+                    if Arc::strong_count(&self.shared) == 1 {
+                        return;
+                    }
+                    waiting = self.shared.wake.wait(waiting).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            self.step();
+        }
+    }
+
+    /// Runs one job on this thread to its end: `on_text` gets the text as it settles,
+    /// `keep_going` is asked at every step (false interrupts the job). The whole text and the
+    /// summary, or the model's failure or the refusal as an error.
+    pub fn generate(
+        &mut self,
+        prompt: Vec<i32>,
+        params: crate::sampling::SamplingParams,
+        limits: Limits,
+        mut on_text: impl FnMut(&str),
+        keep_going: impl Fn() -> bool,
+    ) -> anyhow::Result<(String, Summary)> {
+        let (events, received) = std::sync::mpsc::channel();
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sink = Box::new(ChannelSink { events, cancel: cancel.clone() });
+        let Limits { max_tokens, stop, ignore_eos } = limits;
+        self.handle().submit(Job { prompt, params, max_tokens, stop, ignore_eos, sink })?;
+        let mut text = String::new();
+        loop {
+            self.step();
+            for event in received.try_iter() {
+                match event {
+                    Event::Text(t) => {
+                        on_text(&t);
+                        text += &t;
+                    }
+                    Event::Done(summary) => return Ok((text, summary)),
+                    Event::Failed(message) => anyhow::bail!(message),
+                }
+            }
+            if self.is_idle() {
+                anyhow::bail!("the generation was dropped before it started");
+            }
+            if !keep_going() {
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// One step: drops cancelled jobs, gives waiting jobs the free slots, decodes one batch and
+    /// samples the next token of every slot that has logits.
+    pub fn step(&mut self) {
+        self.end_cancelled();
+        self.assign();
+        let (batch, owners) = self.form_batch();
+        if batch.is_empty() {
+            self.publish();
+            return;
+        }
+        if let Err(e) = self.decoder.decode(&batch) {
+            self.fail(&owners, &format!("{e:#}"));
+        } else {
+            for (b, &i) in owners.iter().enumerate() {
+                if batch[b].logits {
+                    self.next_token(i, b);
+                }
+            }
+        }
+        self.publish();
+    }
+
+    /// Jobs whose owner cancelled them: queued ones are dropped, running ones end interrupted.
+    fn end_cancelled(&mut self) {
+        lock(&self.shared.waiting).retain(|q| !q.job.sink.cancelled());
+        for i in 0..self.slots.len() {
+            if self.slots[i].active.as_ref().is_some_and(|a| a.job.sink.cancelled()) {
+                self.finish(i, StopReason::Interrupted);
+            }
+        }
+    }
+
+    /// Gives waiting jobs the free slots, in order: each the one whose cache shares the longest
+    /// prefix with its prompt, keeping that prefix and dropping the rest of the slot's cache.
+    fn assign(&mut self) {
+        let mut waiting = lock(&self.shared.waiting);
+        while let Some(front) = waiting.front() {
+            let prompt = &front.job.prompt;
+            let best = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.active.is_none())
+                .max_by_key(|(i, s)| (common_prefix(&s.cache, prompt), std::cmp::Reverse(*i)));
+            let Some((i, _)) = best else { return };
+            let Queued { job, at } = waiting.pop_front().expect("front");
+            let slot = &mut self.slots[i];
+            // The last prompt token is evaluated again, for its logits.
+            let mut keep = common_prefix(&slot.cache, &job.prompt).min(job.prompt.len() - 1);
+            if keep < slot.cache.len() && !self.decoder.truncate(i, keep) {
+                keep = 0;
+            }
+            slot.cache.truncate(keep);
+            let mut sampler = Sampler::new(job.params.clone());
+            for &t in &job.prompt {
+                sampler.accept(t as u32);
+            }
+            let text = TextStream::new(&job.stop);
+            slot.active = Some(Active {
+                sampler,
+                fed: keep,
+                cached: keep,
+                pending: None,
+                generated: 0,
+                text,
+                queued_at: at,
+                started: Instant::now(),
+                first_token: None,
+                last_token: None,
+                job,
+            });
+        }
+    }
+
+    /// The batch: each generating slot's pending token, then prompt chunks, the slot that took
+    /// its slot first served first, as far as the batch has room. Each token goes to its slot's
+    /// cache; `owners` gives each token's slot.
+    fn form_batch(&mut self) -> (Vec<BatchToken>, Vec<usize>) {
+        let n_batch = self.decoder.n_batch();
+        let mut batch = Vec::new();
+        let mut owners = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(token) = slot.active.as_mut().and_then(|a| a.pending.take()) else { continue };
+            batch.push(BatchToken { token, seq: i, pos: slot.cache.len(), logits: true });
+            owners.push(i);
+            slot.cache.push(token);
+        }
+        let mut reading: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].active.as_ref().is_some_and(|a| a.fed < a.job.prompt.len()))
+            .collect();
+        reading.sort_by_key(|&i| self.slots[i].active.as_ref().map(|a| a.started));
+        for i in reading {
+            let room = n_batch - batch.len();
+            if room == 0 {
+                break;
+            }
+            let slot = &mut self.slots[i];
+            let a = slot.active.as_mut().expect("reading");
+            let end = (a.fed + room).min(a.job.prompt.len());
+            for &token in &a.job.prompt[a.fed..end] {
+                let last = slot.cache.len() + 1 == a.job.prompt.len();
+                batch.push(BatchToken { token, seq: i, pos: slot.cache.len(), logits: last });
+                owners.push(i);
+                slot.cache.push(token);
+            }
+            a.fed = end;
+        }
+        (batch, owners)
+    }
+
+    /// A failed decode: nothing of the batch is trustworthy, so its jobs fail and their slots'
+    /// caches are dropped.
+    fn fail(&mut self, owners: &[usize], message: &str) {
+        let mut done = vec![false; self.slots.len()];
+        for &i in owners {
+            if std::mem::replace(&mut done[i], true) {
+                continue;
+            }
+            if let Some(mut a) = self.slots[i].active.take() {
+                a.job.sink.send(Event::Failed(message.to_string()));
+                lock(&self.shared.metrics).failed += 1;
+            }
+            self.decoder.truncate(i, 0);
+            self.slots[i].cache.clear();
+        }
+    }
+
+    /// Slot `i` has logits (batch position `b`): stop at the limit, or sample, emit, and stop at
+    /// an end-of-generation token, a stop string, the limit or the end of the context.
+    fn next_token(&mut self, i: usize, b: usize) {
+        let n_ctx = self.shared.n_ctx_slot;
+        let slot = &mut self.slots[i];
+        let Some(a) = slot.active.as_mut() else { return };
+        if a.job.max_tokens.is_some_and(|n| a.generated >= n) {
+            return self.finish(i, StopReason::Limit);
+        }
+        let token = a.sampler.sample(self.decoder.logits(b)) as i32;
+        let now = Instant::now();
+        if let Some(last) = a.last_token.replace(now) {
+            lock(&self.shared.metrics).time_per_token.observe((now - last).as_secs_f64());
+        }
+        if a.first_token.is_none() {
+            a.first_token = Some(now);
+            lock(&self.shared.metrics).time_to_first_token.observe((now - a.queued_at).as_secs_f64());
+        }
+        if self.decoder.is_eog(token) && !a.job.ignore_eos {
+            return self.finish(i, StopReason::Eog);
+        }
+        a.generated += 1;
+        a.sampler.accept(token as u32);
+        let mut text = String::new();
+        let stopped = a.text.push(&self.decoder.piece(token), &mut |s: &str| text.push_str(s));
+        if !text.is_empty() && !a.job.sink.send(Event::Text(text)) {
+            slot.active = None; // no one listens: the slot is free, its cache kept
+            return;
+        }
+        let end = if stopped {
+            Some(StopReason::StopString)
+        } else if a.job.max_tokens.is_some_and(|n| a.generated >= n) {
+            Some(StopReason::Limit)
+        } else if slot.cache.len() >= n_ctx {
+            Some(StopReason::Context)
+        } else {
+            a.pending = Some(token);
+            None
+        };
+        if let Some(end) = end {
+            self.finish(i, end);
+        }
+    }
+
+    /// Ends slot `i`'s job: the rest of its text, then the summary.
+    fn finish(&mut self, i: usize, reason: StopReason) {
+        let Some(mut a) = self.slots[i].active.take() else { return };
+        let mut rest = String::new();
+        a.text.finish(reason == StopReason::StopString, &mut |s: &str| rest.push_str(s));
+        if !rest.is_empty() {
+            a.job.sink.send(Event::Text(rest));
+        }
+        let now = Instant::now();
+        let first = a.first_token.unwrap_or(now);
+        let summary = Summary {
+            stop_reason: reason,
+            prompt_tokens: a.job.prompt.len(),
+            cached_tokens: a.cached,
+            completion_tokens: a.generated,
+            slot: i,
+            queue_ms: ms(a.queued_at, a.started),
+            prompt_ms: ms(a.started, first),
+            generation_ms: ms(first, now),
+        };
+        lock(&self.shared.metrics).finished(&summary);
+        a.job.sink.send(Event::Done(summary));
+    }
+
+    /// The slots' state, for [`Handle::slots`].
+    fn publish(&self) {
+        let mut status = lock(&self.shared.slots);
+        for ((s, slot), id) in status.iter_mut().zip(&self.slots).zip(0..) {
+            *s = SlotStatus {
+                id,
+                n_ctx: self.shared.n_ctx_slot,
+                is_processing: slot.active.is_some(),
+                n_cached: slot.cache.len(),
+                n_prompt_tokens: slot.active.as_ref().map_or(0, |a| a.job.prompt.len()),
+                n_decoded: slot.active.as_ref().map_or(0, |a| a.generated),
+            };
+        }
+    }
+}
+
+/// What a job's text may run to: the limits of [`Engine::generate`].
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    pub max_tokens: Option<usize>,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+}
+
+/// A sink for a job run on the caller's thread ([`Engine::generate`]).
+struct ChannelSink {
+    events: std::sync::mpsc::Sender<Event>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Sink for ChannelSink {
+    fn send(&mut self, event: Event) -> bool {
+        self.events.send(event).is_ok()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,389 @@
+//! The engine over a fake decoder: logits from a table (each token's row makes one next token
+//! the most likely), a cache per sequence that checks every position it is given.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+
+use super::*;
+use crate::sampling::SamplingParams;
+
+/// The fake vocabulary: token id -> bytes. 0 ends generation.
+const PIECES: &[&[u8]] = &[
+    b"<eos>",      // 0
+    b"a",          // 1
+    b"b",          // 2
+    b"Hel",        // 3
+    b"lo",         // 4
+    b" wor",       // 5
+    b"ld",         // 6
+    b"!",          // 7
+    &[0xe2, 0x82], // 8: the first two bytes of the euro sign
+    &[0xac],       // 9: its last byte
+    &[0xf0, 0x9f], // 10: the first half of U+1F31F (a star)
+    &[0x8c, 0x9f], // 11: its second half
+    b"x",          // 12
+];
+
+/// The token each token's logits favour: a b a b ..., Hello world! then the end, x € star x ...
+const fn next(token: usize) -> usize {
+    match token {
+        1 => 2,
+        2 => 1,
+        3 => 4,
+        4 => 5,
+        5 => 6,
+        6 => 7,
+        7 => 0,
+        12 => 8,
+        8 => 9,
+        9 => 10,
+        10 => 11,
+        11 => 12,
+        _ => 1,
+    }
+}
+
+/// Each token's logits: 10 for the token [`next`] names, 0 for the others.
+const LOGITS: [[f32; PIECES.len()]; PIECES.len()] = {
+    let mut rows = [[0.0; PIECES.len()]; PIECES.len()];
+    let mut t = 0;
+    while t < PIECES.len() {
+        rows[t][next(t)] = 10.0;
+        t += 1;
+    }
+    rows
+};
+
+struct Fake {
+    n_seq: usize,
+    n_ctx: usize,
+    n_batch: usize,
+    caches: Vec<Vec<i32>>,
+    last: Vec<BatchToken>,
+    /// Every decoded batch's size, and which call fails (if any).
+    decoded: Vec<usize>,
+    fail_at: Option<usize>,
+}
+
+impl Fake {
+    fn new(n_seq: usize, n_ctx: usize, n_batch: usize) -> Fake {
+        Fake {
+            n_seq,
+            n_ctx,
+            n_batch,
+            caches: vec![Vec::new(); n_seq],
+            last: Vec::new(),
+            decoded: Vec::new(),
+            fail_at: None,
+        }
+    }
+}
+
+impl Decoder for Fake {
+    fn n_seq(&self) -> usize {
+        self.n_seq
+    }
+    fn n_ctx_seq(&self) -> usize {
+        self.n_ctx
+    }
+    fn n_batch(&self) -> usize {
+        self.n_batch
+    }
+    fn n_vocab(&self) -> usize {
+        PIECES.len()
+    }
+    fn decode(&mut self, batch: &[BatchToken]) -> anyhow::Result<()> {
+        assert!(!batch.is_empty() && batch.len() <= self.n_batch, "batch of {}", batch.len());
+        if self.fail_at == Some(self.decoded.len()) {
+            self.decoded.push(batch.len());
+            anyhow::bail!("the fake model failed");
+        }
+        for t in batch {
+            assert_eq!(t.pos, self.caches[t.seq].len(), "sequence {} given position {}", t.seq, t.pos);
+            assert!(t.pos < self.n_ctx, "sequence {} overflows its cache", t.seq);
+            self.caches[t.seq].push(t.token);
+        }
+        self.decoded.push(batch.len());
+        self.last = batch.to_vec();
+        Ok(())
+    }
+    fn logits(&self, i: usize) -> &[f32] {
+        assert!(self.last[i].logits, "logits of a token that did not ask for them");
+        &LOGITS[self.last[i].token as usize]
+    }
+    fn truncate(&mut self, seq: usize, from: usize) -> bool {
+        self.caches[seq].truncate(from);
+        true
+    }
+    fn is_eog(&self, token: i32) -> bool {
+        token == 0
+    }
+    fn piece(&self, token: i32) -> Vec<u8> {
+        PIECES[token as usize].to_vec()
+    }
+}
+
+fn greedy() -> SamplingParams {
+    SamplingParams { temperature: 0.0, ..SamplingParams::default() }
+}
+
+fn limits(max_tokens: Option<usize>, stop: &[&str]) -> Limits {
+    Limits { max_tokens, stop: stop.iter().map(|s| s.to_string()).collect(), ignore_eos: false }
+}
+
+fn run_one(engine: &mut Engine<Fake>, prompt: &[i32], limits: Limits) -> (String, Summary, Vec<String>) {
+    let mut pieces = Vec::new();
+    let (text, summary) =
+        engine.generate(prompt.to_vec(), greedy(), limits, |t| pieces.push(t.to_string()), || true).unwrap();
+    (text, summary, pieces)
+}
+
+/// A sink that records events for a job submitted through a [`Handle`].
+struct Recorder {
+    events: mpsc::Sender<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Sink for Recorder {
+    fn send(&mut self, event: Event) -> bool {
+        self.events.send(event).is_ok()
+    }
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+fn job(prompt: &[i32], max_tokens: Option<usize>) -> (Job, mpsc::Receiver<Event>, Arc<AtomicBool>) {
+    let (events, received) = mpsc::channel();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let sink = Box::new(Recorder { events, cancel: cancel.clone() });
+    (
+        Job { prompt: prompt.to_vec(), params: greedy(), max_tokens, stop: Vec::new(), ignore_eos: false, sink },
+        received,
+        cancel,
+    )
+}
+
+/// The text and summary a recorded job ended with, if it has.
+fn outcome(received: &mpsc::Receiver<Event>) -> Option<(String, Summary)> {
+    let mut text = String::new();
+    for event in received.try_iter() {
+        match event {
+            Event::Text(t) => text += &t,
+            Event::Done(s) => return Some((text, s)),
+            Event::Failed(m) => panic!("failed: {m}"),
+        }
+    }
+    None
+}
+
+#[test]
+fn a_stop_string_split_over_three_tokens_is_cut_and_never_shown() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    // Hel lo| wor|ld !: the stop string "o world" begins in "lo" and ends in "ld".
+    let (text, summary, pieces) = run_one(&mut engine, &[3], limits(None, &["o world"]));
+    assert_eq!(text, "l");
+    assert_eq!(pieces.concat(), "l");
+    assert_eq!(summary.stop_reason, StopReason::StopString);
+    assert_eq!(summary.completion_tokens, 3);
+}
+
+#[test]
+fn a_character_split_over_two_tokens_is_emitted_whole_or_not_at_all() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    let (text, _, pieces) = run_one(&mut engine, &[12], limits(Some(2), &[]));
+    assert_eq!(text, "€");
+    assert_eq!(pieces, ["€"], "never half a character");
+    // The limit cuts the star (four bytes over two tokens) in half: the half is dropped.
+    let (text, summary, _) = run_one(&mut engine, &[12], limits(Some(3), &[]));
+    assert_eq!(text, "€");
+    assert_eq!(summary.completion_tokens, 3);
+    assert!(!text.contains('\u{fffd}'));
+    let (text, _, _) = run_one(&mut engine, &[12], limits(Some(4), &[]));
+    assert_eq!(text, "€🌟");
+}
+
+#[test]
+fn the_limit_and_the_end_of_generation() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    let (text, summary, _) = run_one(&mut engine, &[1], limits(Some(3), &[]));
+    assert_eq!((text.as_str(), summary.stop_reason, summary.completion_tokens), ("bab", StopReason::Limit, 3));
+    let (text, summary, _) = run_one(&mut engine, &[1], limits(Some(0), &[]));
+    assert_eq!((text.as_str(), summary.stop_reason, summary.completion_tokens), ("", StopReason::Limit, 0));
+    let (text, summary, _) = run_one(&mut engine, &[3], limits(None, &[]));
+    assert_eq!((text.as_str(), summary.stop_reason, summary.completion_tokens), ("lo world!", StopReason::Eog, 4));
+    let ignore = Limits { max_tokens: Some(6), stop: Vec::new(), ignore_eos: true };
+    let (text, summary, _) = run_one(&mut engine, &[3], ignore);
+    assert_eq!((text.as_str(), summary.stop_reason), ("lo world!<eos>a", StopReason::Limit));
+}
+
+#[test]
+fn the_context_fills() {
+    // 8 cells: a prompt of 2, then tokens until every cell holds one; the last sampled token
+    // needs no cell of its own.
+    let mut engine = Engine::new(Fake::new(1, 8, 8), 4);
+    let (text, summary, _) = run_one(&mut engine, &[1, 2], limits(None, &[]));
+    assert_eq!(summary.stop_reason, StopReason::Context);
+    assert_eq!(summary.prompt_tokens + summary.completion_tokens, 9);
+    assert_eq!(text, "abababa");
+    // A prompt longer than the context is refused; one that fills it gets one token.
+    let err = engine.generate(vec![1; 9], greedy(), limits(None, &[]), |_| {}, || true).unwrap_err();
+    assert_eq!(err.to_string(), "the prompt is 9 tokens, more than the context of 8");
+    let (_, summary, _) = run_one(&mut engine, &[1; 8], limits(None, &[]));
+    assert_eq!((summary.stop_reason, summary.completion_tokens), (StopReason::Context, 1));
+    let err = engine.generate(Vec::new(), greedy(), limits(None, &[]), |_| {}, || true).unwrap_err();
+    assert_eq!(err.to_string(), "the prompt is empty");
+}
+
+#[test]
+fn cancelling_mid_prompt_ends_within_one_step() {
+    let mut engine = Engine::new(Fake::new(1, 64, 4), 4);
+    let steps = std::cell::Cell::new(0);
+    let (text, summary) = engine
+        .generate(
+            vec![1; 20],
+            greedy(),
+            limits(None, &[]),
+            |_| {},
+            || {
+                steps.set(steps.get() + 1);
+                steps.get() < 2
+            },
+        )
+        .unwrap();
+    assert_eq!((text.as_str(), summary.stop_reason, summary.completion_tokens), ("", StopReason::Interrupted, 0));
+    // Two steps of four prompt tokens were evaluated, not the twenty.
+    assert_eq!(engine.decoder().decoded, [4, 4]);
+}
+
+#[test]
+fn a_failed_decode_fails_its_jobs_and_drops_their_caches() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    run_one(&mut engine, &[1, 2, 1], limits(Some(2), &[]));
+    engine.decoder().fail_at = Some(engine.decoder().decoded.len());
+    let err = engine.generate(vec![1, 2, 1, 2], greedy(), limits(Some(2), &[]), |_| {}, || true).unwrap_err();
+    assert_eq!(err.to_string(), "the fake model failed");
+    assert!(engine.decoder().caches[0].is_empty());
+    // The slot serves again, from scratch.
+    let (_, summary, _) = run_one(&mut engine, &[1, 2, 1, 2], limits(Some(2), &[]));
+    assert_eq!(summary.cached_tokens, 0);
+    assert_eq!(engine.handle().metrics().0.failed, 1);
+}
+
+#[test]
+fn a_follow_up_reuses_the_longest_prefix() {
+    let mut engine = Engine::new(Fake::new(2, 64, 8), 4);
+    let (_, first, _) = run_one(&mut engine, &[1, 2, 1, 2, 1], limits(Some(2), &[]));
+    assert_eq!(first.cached_tokens, 0);
+    // The slot holds the prompt and the first generated token (the last one was never evaluated).
+    let before = engine.decoder().decoded.len();
+    let (_, second, _) = run_one(&mut engine, &[1, 2, 1, 2, 1, 2, 2], limits(Some(1), &[]));
+    assert_eq!((second.slot, second.cached_tokens), (first.slot, 6));
+    assert_eq!(engine.decoder().decoded[before..], [1], "only the new token was evaluated");
+    // A prompt the cache holds whole: its last token is evaluated again, for its logits.
+    let (_, third, _) = run_one(&mut engine, &[1, 2, 1, 2], limits(Some(1), &[]));
+    assert_eq!(third.cached_tokens, 3);
+    assert_eq!(engine.decoder().caches[first.slot][..4], [1, 2, 1, 2]);
+}
+
+#[test]
+fn eight_jobs_on_four_slots_with_a_queue_of_two() {
+    let mut engine = Engine::new(Fake::new(4, 64, 16), 2);
+    let handle = engine.handle();
+    let mut receivers = Vec::new();
+    // Four jobs take the four slots, two at a time through the queue of two.
+    for pair in 0..2 {
+        for i in 0..2 {
+            let (job, rx, _) = job(&vec![1; 2 + 2 * pair + i], Some(4));
+            handle.submit(job).unwrap();
+            receivers.push(rx);
+        }
+        assert_eq!(handle.submit(job(&[1], Some(1)).0), Err(Refused::QueueFull), "two waiting, a queue of two");
+        engine.step();
+    }
+    assert!(handle.slots().iter().all(|s| s.is_processing));
+    // Four more while every slot is busy: two wait, two are refused.
+    let mut refused = 0;
+    for i in 0..4 {
+        let (job, rx, _) = job(&vec![2; 2 + i], Some(3));
+        match handle.submit(job) {
+            Ok(()) => receivers.push(rx),
+            Err(Refused::QueueFull) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((receivers.len(), refused), (6, 2));
+    assert_eq!(handle.metrics().1, Gauges { slots: 4, slots_busy: 4, queued: 2 });
+    while !engine.is_idle() {
+        engine.step();
+    }
+    let outcomes: Vec<(String, Summary)> = receivers.iter().map(|rx| outcome(rx).expect("finished")).collect();
+    for (text, s) in &outcomes[..4] {
+        assert_eq!((s.completion_tokens, s.stop_reason), (4, StopReason::Limit), "{text}");
+    }
+    for (_, s) in &outcomes[4..] {
+        assert_eq!(s.completion_tokens, 3);
+        assert!(s.queue_ms >= 0.0);
+    }
+    let (metrics, gauges) = handle.metrics();
+    assert_eq!((metrics.finished_total(), metrics.generated_tokens), (6, 4 * 4 + 2 * 3));
+    assert_eq!(gauges, Gauges { slots: 4, slots_busy: 0, queued: 0 });
+}
+
+#[test]
+fn no_slot_starves_and_jobs_together_answer_as_alone() {
+    // Two slots, batches of four: a long prompt is read three tokens a step beside the other
+    // slot's one generated token, which never waits for it.
+    let prompts: [&[i32]; 3] = [&[3], &[1; 17], &[12, 12]];
+    let alone: Vec<String> =
+        prompts.iter().map(|p| run_one(&mut Engine::new(Fake::new(2, 64, 4), 4), p, limits(Some(6), &[])).0).collect();
+    let mut engine = Engine::new(Fake::new(2, 64, 4), 4);
+    let handle = engine.handle();
+    let receivers: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let (job, rx, _) = job(p, Some(6));
+            handle.submit(job).unwrap();
+            rx
+        })
+        .collect();
+    let mut previous = handle.slots();
+    while !engine.is_idle() {
+        engine.step();
+        let now = handle.slots();
+        for (was, is) in previous.iter().zip(&now) {
+            // A slot that was generating and still runs the same job got a token this step.
+            if was.is_processing && is.is_processing && was.n_decoded > 0 && is.n_prompt_tokens == was.n_prompt_tokens {
+                assert_eq!(is.n_decoded, was.n_decoded + 1, "slot {} waited a step", is.id);
+            }
+        }
+        previous = now;
+    }
+    let together: Vec<String> = receivers.iter().map(|rx| outcome(rx).expect("finished").0).collect();
+    assert_eq!(together, alone);
+}
+
+#[test]
+fn a_hung_up_client_frees_its_slot_and_a_queued_one_is_dropped() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    let handle = engine.handle();
+    let (first, rx1, cancel1) = job(&[1], None);
+    let (second, rx2, cancel2) = job(&[2], Some(2));
+    let (third, rx3, _) = job(&[3], None);
+    handle.submit(first).unwrap();
+    handle.submit(second).unwrap();
+    handle.submit(third).unwrap();
+    engine.step();
+    engine.step();
+    cancel1.store(true, Ordering::Relaxed);
+    cancel2.store(true, Ordering::Relaxed);
+    engine.step();
+    let (_, s) = outcome(&rx1).expect("the running job ends");
+    assert_eq!(s.stop_reason, StopReason::Interrupted);
+    assert!(outcome(&rx2).is_none(), "a cancelled queued job sends nothing");
+    while !engine.is_idle() {
+        engine.step();
+    }
+    assert_eq!(outcome(&rx3).expect("the third ran").0, "lo world!");
+    drop(rx3);
+}
