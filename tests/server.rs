@@ -279,3 +279,206 @@ fn requests_at_the_childs_idle_timeout_get_no_503() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// A raw request with `headers` ("Name: value\r\n" each) and `body`: status, head, body.
+fn raw(server: &Server, method: &str, path: &str, headers: &str, body: &str) -> (u16, String, String) {
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    common::serve::exchange(&server.addr, request.as_bytes()).expect("request")
+}
+
+/// Browsers: an allowed origin (loopback by default) gets its preflight and CORS headers; any
+/// other origin is refused; a POST that is not JSON is refused (a page's plain-text form post
+/// cannot make the server generate). Errors keep OpenAI's shape: 405, 415, 403, 404.
+#[test]
+fn cors_json_bodies_and_error_shapes() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &["--alias", "smol"]);
+    let hi = r#"{"prompt": "Hi", "max_tokens": 1}"#;
+    let json = "Content-Type: application/json\r\n";
+    // A preflight from a page on localhost:5173, then its request.
+    let (status, head, _) = raw(
+        &server,
+        "OPTIONS",
+        "/v1/completions",
+        "Origin: http://localhost:5173\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type, authorization\r\n",
+        "",
+    );
+    assert_eq!(status, 204, "{head}");
+    assert!(head.contains("access-control-allow-origin: http://localhost:5173"), "{head}");
+    assert!(head.contains("access-control-allow-methods: get, post, options"), "{head}");
+    assert!(head.contains("access-control-allow-headers: content-type, authorization"), "{head}");
+    let (status, head, _) =
+        raw(&server, "POST", "/v1/completions", &format!("Origin: http://localhost:5173\r\n{json}"), hi);
+    assert_eq!(status, 200);
+    assert!(head.contains("access-control-allow-origin: http://localhost:5173"), "{head}");
+    // Another origin: refused, preflight or not, and nothing generated.
+    for method in ["OPTIONS", "POST"] {
+        let (status, head, body) =
+            raw(&server, method, "/v1/completions", &format!("Origin: https://evil.example\r\n{json}"), hi);
+        assert_eq!(status, 403, "{method}: {body}");
+        assert!(!head.contains("access-control-allow-origin"), "{head}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(v["error"]["message"].as_str().unwrap().contains("--cors-origin https://evil.example"), "{v}");
+    }
+    // Not JSON: 415, whatever the origin.
+    for headers in ["Content-Type: text/plain\r\n", ""] {
+        let (status, _, body) = raw(&server, "POST", "/v1/completions", headers, hi);
+        assert_eq!(status, 415, "{headers:?}: {body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], 415);
+    }
+    let (status, _, _) =
+        raw(&server, "POST", "/v1/completions", "Content-Type: application/json; charset=utf-8\r\n", hi);
+    assert_eq!(status, 200);
+    // A wrong method, an unknown route: OpenAI's error shape.
+    let (status, _, body) = raw(&server, "GET", "/v1/chat/completions", "", "");
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["type"], "invalid_request_error");
+    let (status, _, body) = raw(&server, "GET", "/nowhere", "", "");
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["error"]["code"].clone()), (404, json!(404)));
+    // The SDK's models.retrieve, and tool_choice "none" as clients send it by default.
+    let (status, _, body) = raw(&server, "GET", "/v1/models/smol", "", "");
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["id"].clone()), (200, json!("smol")));
+    let (status, _, _) = raw(&server, "GET", "/v1/models/other", "", "");
+    assert_eq!(status, 404);
+    let mut with_choice = ask("Hi", 1);
+    with_choice["tool_choice"] = json!("none");
+    server.chat(&with_choice);
+    with_choice["tool_choice"] = json!("required");
+    assert_eq!(server.post("/v1/chat/completions", &with_choice).0, 400);
+}
+
+/// --cors-origin replaces the default list.
+#[test]
+fn cors_origins_from_the_command_line() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &["--cors-origin", "https://chat.example.com"]);
+    let preflight = |origin: &str| {
+        let headers = format!("Origin: {origin}\r\nAccess-Control-Request-Method: POST\r\n");
+        raw(&server, "OPTIONS", "/v1/chat/completions", &headers, "").0
+    };
+    assert_eq!(preflight("https://chat.example.com"), 204);
+    assert_eq!(preflight("http://localhost:3000"), 403);
+    let out = common::strata(&["serve", model.to_str().unwrap(), "--cors-origin", "example.com"]);
+    common::assert_clean_failure(&out, &["--cors-origin \"example.com\""]);
+}
+
+/// /props always; /slots and /metrics when asked for; one access-log line per request, with the
+/// tokens of generations.
+#[test]
+fn props_slots_metrics_and_the_access_log() {
+    let model = common::model(common::SMOLLM2);
+    let server =
+        Server::start(model.to_str().unwrap(), &["-np", "2", "-c", "1024", "--metrics", "--slots", "--alias", "smol"]);
+    let (status, props) = server.try_get("/props").unwrap();
+    let props: Value = serde_json::from_str(&props).unwrap();
+    assert_eq!(status, 200, "{props}");
+    assert_eq!((&props["total_slots"], &props["default_generation_settings"]["n_ctx"]), (&json!(2), &json!(512)));
+    assert!(props["chat_template"].as_str().unwrap().contains("<|im_start|>"), "{props}");
+    assert_eq!(props["model_alias"], "smol");
+    let completion =
+        json!({"prompt": "The capital of France is", "max_tokens": 8, "ignore_eos": true, "temperature": 0});
+    let (status, answer) = server.post("/v1/completions", &completion);
+    assert_eq!(status, 200, "{answer}");
+    let (status, slots) = server.try_get("/slots").unwrap();
+    let slots: Value = serde_json::from_str(&slots).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(slots.as_array().unwrap().len(), 2, "{slots}");
+    let used = &slots[answer["timings"]["slot"].as_u64().unwrap() as usize];
+    assert_eq!(used["is_processing"], false);
+    assert!(used["n_cached"].as_u64().unwrap() >= answer["usage"]["prompt_tokens"].as_u64().unwrap(), "{slots}");
+    let (status, metrics) = server.try_get("/metrics").unwrap();
+    assert_eq!(status, 200);
+    let prompt = answer["usage"]["prompt_tokens"].as_u64().unwrap();
+    for line in [
+        format!("strata_prompt_tokens_total {prompt}"),
+        "strata_generated_tokens_total 8".to_string(),
+        "strata_generations_total{stop_reason=\"limit\"} 1".to_string(),
+        "strata_time_to_first_token_seconds_count 1".to_string(),
+        "strata_time_per_token_seconds_count 7".to_string(),
+        "strata_slots 2".to_string(),
+        "strata_slots_busy 0".to_string(),
+        "strata_queue_depth 0".to_string(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line:?} in\n{metrics}");
+    }
+    // The log: the chat with its tokens, the GETs, each once.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = server.stderr.lock().unwrap().clone();
+    let posts: Vec<&String> = log.iter().filter(|l| l.starts_with("POST /v1/completions 200 ")).collect();
+    assert_eq!(posts.len(), 1, "{log:#?}");
+    assert!(posts[0].ends_with(&format!(" ms {prompt}+8 tokens")), "{log:#?}");
+    for path in ["/props", "/slots", "/metrics"] {
+        assert_eq!(log.iter().filter(|l| l.starts_with(&format!("GET {path} 200 "))).count(), 1, "{path}: {log:#?}");
+    }
+    // Without the flags the two are off.
+    let plain = Server::start(model.to_str().unwrap(), &["--log-format", "json"]);
+    assert_eq!(plain.try_get("/slots").unwrap().0, 501);
+    assert_eq!(plain.try_get("/metrics").unwrap().0, 501);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = plain.stderr.lock().unwrap().clone();
+    let line = log.iter().find(|l| l.contains("\"/metrics\"")).unwrap_or_else(|| panic!("{log:#?}"));
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert_eq!((&v["method"], &v["status"]), (&json!("GET"), &json!(501)));
+}
+
+/// serve checks what it can before it says it listens: a missing or broken model file, a
+/// context that leaves a slot under 256 tokens (llama.cpp would silently raise it).
+#[test]
+fn serve_refuses_before_listening() {
+    let model = common::model(common::SMOLLM2);
+    let junk = common::scratch_file("junk-serve.gguf", b"not a model");
+    for (args, needles) in [
+        (vec!["serve", "/nonexistent/m.gguf"], vec!["/nonexistent/m.gguf", "no such file"]),
+        (vec!["serve", junk.to_str().unwrap()], vec!["not a valid GGUF file"]),
+        (
+            vec!["serve", model.to_str().unwrap(), "-c", "64", "-np", "64"],
+            vec!["-c 64 over 64 slots leaves 1 tokens each", "raise -c to 16384"],
+        ),
+        (vec!["serve", model.to_str().unwrap(), "-np", "32"], vec!["-c 4096 over 32 slots leaves 128 tokens each"]),
+    ] {
+        let out = common::strata(&args);
+        let stderr = common::assert_clean_failure(&out, &needles);
+        assert!(!stderr.contains("listening on"), "{stderr}");
+    }
+    let server = Server::start(model.to_str().unwrap(), &["-np", "1", "-c", "512"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.stderr.lock().unwrap().iter().any(|l| l == "model loaded: 1 slot of 512 tokens"),
+        "{:#?}",
+        server.stderr
+    );
+}
+
+/// A full queue and a loading model answer 503 with Retry-After.
+#[test]
+fn unavailable_answers_say_when_to_retry() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &["-np", "1", "--max-queue", "1", "--metrics"]);
+    let long = r#"{"prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true, "temperature": 0}"#;
+    let json = "Content-Type: application/json\r\n";
+    std::thread::scope(|s| {
+        let busy: Vec<_> = (0..2).map(|_| s.spawn(|| raw(&server, "POST", "/v1/completions", json, long).0)).collect();
+        // Once one runs and the other waits, a third is refused at once.
+        let start = Instant::now();
+        loop {
+            let metrics = server.try_get("/metrics").unwrap().1;
+            let has = |line: &str| metrics.lines().any(|l| l == line);
+            if has("strata_slots_busy 1") && has("strata_queue_depth 1") {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "the queue never filled: {metrics}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (status, head, body) =
+            raw(&server, "POST", "/v1/completions", json, r#"{"prompt": "Hi", "max_tokens": 1}"#);
+        assert_eq!(status, 503, "{body}");
+        assert!(head.contains("retry-after: 1"), "{head}");
+        assert!(body.contains("the queue is full"), "{body}");
+        for b in busy {
+            assert_eq!(b.join().unwrap(), 200);
+        }
+    });
+}

@@ -87,6 +87,16 @@ impl ModelArgs {
         self.model.clone().or_else(|| self.model_path.clone()).expect("clap requires one")
     }
 
+    /// Checks, without loading it, that the model is a readable GGUF file (its header, metadata
+    /// and tensor table): what `serve` says before it listens.
+    pub fn check_file(&self) -> Result<()> {
+        let path = self.path();
+        if !path.is_file() {
+            bail!("{}: no such file", path.display());
+        }
+        GgufFile::open_keeping(&path, |_| false).map(drop)
+    }
+
     /// Loads the model for running with the context these options give (`swa_full`: a full-size
     /// cache for sliding-window layers, as chat needs), which `-ngl auto` leaves room for.
     pub fn load(&self, swa_full: bool) -> Result<(Model, ContextOptions)> {

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
+use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit, DEFAULT_CTX_SIZE};
+use crate::server::access_log::LogFormat;
+use crate::server::cors::Origins;
 use crate::server::engine;
 use crate::server::supervisor::{self, Supervisor};
-use crate::server::{self, AppState, Ready, ReasoningOut};
+use crate::server::{self, AppState, Options, Ready, ReasoningOut};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -44,6 +46,19 @@ pub struct Args {
     /// connection stays open (llama-server's --timeout).
     #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// Origins whose web pages may call the server from a browser (repeatable or comma-separated):
+    /// `*`, or SCHEME://HOST[:PORT], PORT may be `*`. Default: this machine's loopback origins.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    /// Serve /metrics (Prometheus' text format).
+    #[arg(long)]
+    pub metrics: bool,
+    /// Serve /slots (each slot's state).
+    #[arg(long)]
+    pub slots: bool,
+    /// How access-log lines (one per request, on stderr) are written.
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Run as the model's process under a supervising `strata serve`: listen on a loopback port
     /// of the OS's choosing, and end when standard input closes.
     #[arg(long, hide = true)]
@@ -56,12 +71,34 @@ impl Args {
     }
 }
 
+/// The least context a slot may have: llama.cpp gives each slot a multiple of 256 tokens, so a
+/// smaller share would silently become 256 per slot (`-c 64 -np 64`: 16384 in all).
+const MIN_SLOT_CTX: u32 = 256;
+
+/// Refuses a context that leaves a slot less than [`MIN_SLOT_CTX`] tokens.
+fn check_slot_context(n_ctx: u32, parallel: u32) -> Result<()> {
+    if n_ctx / parallel < MIN_SLOT_CTX {
+        bail!(
+            "-c {n_ctx} over {parallel} slot{} leaves {} tokens each; llama.cpp gives a slot at least {MIN_SLOT_CTX}: \
+             raise -c to {} or lower --parallel",
+            if parallel == 1 { "" } else { "s" },
+            n_ctx / parallel,
+            MIN_SLOT_CTX * parallel
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: &Args) -> Result<()> {
     if !(1..=64).contains(&args.parallel) {
         bail!("--parallel {}: between 1 and 64", args.parallel);
     }
     if args.api_key.as_deref() == Some("") {
         bail!("--api-key is empty");
+    }
+    match args.model.ctx_size.unwrap_or(DEFAULT_CTX_SIZE) {
+        0 => {} // the model's training context: checked once it is known
+        n_ctx => check_slot_context(n_ctx, args.parallel)?,
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -78,6 +115,10 @@ pub fn run(args: &Args) -> Result<()> {
 /// Listens on `--host`/`--port` and forwards to a child `strata serve --supervised` with the
 /// same arguments, started again whenever it ends after having loaded the model.
 async fn supervise(args: &Args) -> Result<()> {
+    // What can be checked before listening is: the flags above, the origins, and that the model
+    // is a GGUF file; the rest is the child's first load, whose error ends serve.
+    let origins = Origins::new(&args.cors_origin)?;
+    args.model.check_file()?;
     let (listener, addr) = server::bind(&args.host, args.port).await?;
     if !addr.ip().is_loopback() {
         eprintln!(
@@ -86,7 +127,7 @@ async fn supervise(args: &Args) -> Result<()> {
         );
     }
     eprintln!("listening on http://{addr}");
-    let supervisor = Supervisor::new(args.api_key.clone(), args.header_timeout());
+    let supervisor = Supervisor::new(args.api_key.clone(), args.header_timeout(), origins, args.log_format);
     let program = std::env::current_exe().context("cannot find strata's own executable")?;
     let child_args: Vec<_> = std::env::args_os().skip(1).chain(["--supervised".into()]).collect();
     let runner = supervisor.clone();
@@ -109,19 +150,12 @@ async fn serve_model(args: &Args) -> Result<()> {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         std::process::exit(0);
     });
-    let state = AppState::new(args.api_key.clone());
+    let options = Options { log_format: args.log_format, metrics: args.metrics, slots: args.slots };
+    let state = AppState::new(args.api_key.clone(), options);
     let loading = state.clone();
-    let args_for_load = (
-        args.model.clone(),
-        args.sampling.clone(),
-        args.template.clone(),
-        args.parallel,
-        args.max_queue,
-        args.n_predict,
-        args.alias.clone(),
-    );
+    let load_args = args.clone();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = load(loading, args_for_load) {
+        if let Err(e) = load(loading, load_args) {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             std::process::exit(1);
         }
@@ -129,34 +163,34 @@ async fn serve_model(args: &Args) -> Result<()> {
     server::serve(listener, server::router(state), args.header_timeout()).await
 }
 
-type LoadArgs = (ModelArgs, SamplingArgs, TemplateArgs, u32, usize, TokenLimit, Option<String>);
-
 /// Loads the model and starts the engine; the server answers 503 until then.
-fn load(
-    state: Arc<AppState>,
-    (model_args, sampling, template, parallel, queue, n_predict, alias): LoadArgs,
-) -> Result<()> {
+fn load(state: Arc<AppState>, args: Args) -> Result<()> {
     // A full-size cache for sliding-window layers, so that a slot keeps its prefix.
-    let (model, context) = model_args.load(true)?;
+    let (model, context) = args.model.load(true)?;
+    if context.n_ctx == 0 {
+        check_slot_context(model.n_ctx_train(), args.parallel)?;
+    }
     let model = Arc::new(model);
-    let engine = engine::start(model.clone(), &context, parallel, queue)?;
-    let alias = alias
+    let engine = engine::start(model.clone(), &context, args.parallel, args.max_queue)?;
+    let alias = args
+        .alias
         .unwrap_or_else(|| model.path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()));
     let slot = engine.n_ctx_slot();
     let ready = Ready {
-        template: template.resolve(&model)?,
-        render: template.render_options(&model),
-        sampling: sampling.params(&model)?,
-        max_tokens: n_predict.0,
-        reasoning: if template.reasoning == Reasoning::Hide { ReasoningOut::Hide } else { ReasoningOut::Split },
+        template: args.template.resolve(&model)?,
+        render: args.template.render_options(&model),
+        sampling: args.sampling.params(&model)?,
+        max_tokens: args.n_predict.0,
+        reasoning: if args.template.reasoning == Reasoning::Hide { ReasoningOut::Hide } else { ReasoningOut::Split },
         alias,
         created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         model,
         engine,
-        n_slots: parallel as usize,
+        n_slots: args.parallel as usize,
     };
     let _ = state.ready.set(ready);
     // The supervisor forwards requests from this line on.
-    eprintln!("model loaded: {parallel} slots of {slot} tokens");
+    let n = args.parallel;
+    eprintln!("model loaded: {n} slot{} of {slot} tokens", if n == 1 { "" } else { "s" });
     Ok(())
 }

@@ -3,7 +3,10 @@
 //! runtime. The server listens before the model loads: `/health` answers 503 until it is ready.
 //! It runs in a child process of [`supervisor`], which faces the clients.
 
+pub mod access_log;
+pub mod cors;
 pub mod engine;
+mod introspection;
 pub mod openai;
 pub mod supervisor;
 
@@ -15,12 +18,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use strata_run::chat::reasoning::{ReasoningSplitter, Split};
 use strata_run::chat::template::{ChatTemplate, RenderOptions};
@@ -28,6 +33,7 @@ use strata_run::sampling::SamplingParams;
 use tokio::sync::mpsc;
 
 use crate::llama::Model;
+use access_log::{Entry, LogFormat, Tokens};
 use engine::ClientSink;
 use openai::ApiError;
 use strata_run::engine::{Event, Handle, Job, Refused, Summary};
@@ -64,16 +70,27 @@ pub struct Ready {
     pub created: u64,
 }
 
-/// The server's state: the model once loaded, and the API key.
+/// What the model's process serves beside the completions.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub log_format: LogFormat,
+    /// `/metrics` (`--metrics`).
+    pub metrics: bool,
+    /// `/slots` (`--slots`).
+    pub slots: bool,
+}
+
+/// The server's state: the model once loaded, the API key and the options.
 pub struct AppState {
     pub ready: OnceLock<Ready>,
     pub api_key: Option<String>,
+    pub options: Options,
     ids: AtomicU64,
 }
 
 impl AppState {
-    pub fn new(api_key: Option<String>) -> Arc<AppState> {
-        Arc::new(AppState { ready: OnceLock::new(), api_key, ids: AtomicU64::new(0) })
+    pub fn new(api_key: Option<String>, options: Options) -> Arc<AppState> {
+        Arc::new(AppState { ready: OnceLock::new(), api_key, options, ids: AtomicU64::new(0) })
     }
 
     fn ready(&self) -> Result<&Ready, ApiError> {
@@ -124,13 +141,48 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/v1/health", get(health))
         .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/apply-template", post(apply_template))
+        .route("/props", get(introspection::props))
+        .route("/slots", get(introspection::slots))
+        .route("/metrics", get(introspection::metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method").into_response()
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+/// The access-log line of every request the model's process answers, written when its answer
+/// ends ([`access_log::Entry`]); handlers that generate fill in the tokens.
+async fn log_request(State(s): State<Arc<AppState>>, mut request: axum::extract::Request, next: Next) -> Response {
+    let tokens = Tokens::default();
+    request.extensions_mut().insert(tokens.clone());
+    let (method, path) = (request.method().to_string(), request.uri().path().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let entry =
+        Entry { format: s.options.log_format, method, path, status: response.status().as_u16(), started, tokens };
+    if !is_event_stream(response.headers()) {
+        return response; // the entry, dropped here, writes the line
+    }
+    // Server-sent events: the line when the stream ends (or the client hangs up).
+    let (parts, body) = response.into_parts();
+    let events = body.into_data_stream().map(move |chunk| {
+        let _ = &entry;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(events))
+}
+
+/// Whether an answer is server-sent events.
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/event-stream"))
 }
 
 /// Serves `app` on `listener` until the process ends: one task per connection, a request's
@@ -188,8 +240,27 @@ async fn models(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response 
     respond((|| {
         s.authorize(&headers)?;
         let r = s.ready()?;
-        Ok(Json(json!({"object": "list", "data": [{"id": r.alias, "object": "model", "created": r.created, "owned_by": "strata"}]})).into_response())
+        Ok(Json(json!({"object": "list", "data": [model_object(r)]})).into_response())
     })())
+}
+
+/// `GET /v1/models/{id}`: the model, when `id` is its name (the SDKs' `models.retrieve`).
+async fn model(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    respond((|| {
+        s.authorize(&headers)?;
+        let r = s.ready()?;
+        if id != r.alias {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no model {id:?}: this server serves {:?}", r.alias),
+            ));
+        }
+        Ok(Json(model_object(r)).into_response())
+    })())
+}
+
+fn model_object(r: &Ready) -> Value {
+    json!({"id": r.alias, "object": "model", "created": r.created, "owned_by": "strata"})
 }
 
 /// Authorization, readiness and the body as a JSON object: what every POST starts with.
@@ -204,11 +275,16 @@ async fn request<'a>(
     Ok((ready, openai::object(&bytes)?))
 }
 
-async fn chat_completions(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    respond(chat(&s, &headers, body).await)
+async fn chat_completions(
+    State(s): State<Arc<AppState>>,
+    Extension(counts): Extension<Tokens>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(chat(&s, &headers, body, counts).await)
 }
 
-async fn chat(s: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn chat(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens) -> Result<Response, ApiError> {
     let (r, f) = request(s, headers, body).await?;
     let messages = openai::messages(&f)?;
     let opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
@@ -232,19 +308,24 @@ async fn chat(s: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<Resp
     // The template writes BOS itself where the model wants it.
     let tokens = r.model.tokenize(&text, false, true);
     let kind = Kind::Chat(reasoning);
-    run(s, r, tokens, opts, kind).await
+    run(s, r, tokens, opts, kind, counts).await
 }
 
-async fn completions(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    respond(completion(&s, &headers, body).await)
+async fn completions(
+    State(s): State<Arc<AppState>>,
+    Extension(counts): Extension<Tokens>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(completion(&s, &headers, body, counts).await)
 }
 
-async fn completion(s: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn completion(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens) -> Result<Response, ApiError> {
     let (r, f) = request(s, headers, body).await?;
     let prompt = openai::prompt(&f)?;
     let opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
     let tokens = r.model.tokenize(&prompt, true, false);
-    run(s, r, tokens, opts, Kind::Completion).await
+    run(s, r, tokens, opts, Kind::Completion, counts).await
 }
 
 /// Which endpoint a completion answers.
@@ -261,6 +342,7 @@ async fn run(
     tokens: Vec<i32>,
     opts: openai::Options,
     kind: Kind,
+    counts: Tokens,
 ) -> Result<Response, ApiError> {
     let (events_tx, events) = mpsc::unbounded_channel();
     let job = Job {
@@ -281,7 +363,7 @@ async fn run(
         Refused::EmptyPrompt => ApiError::bad("the prompt is empty"),
     })?;
     let (id, created) = (s.next_id(if matches!(kind, Kind::Chat(_)) { "chatcmpl" } else { "cmpl" }), now());
-    let shape = Shape { id, created, model: r.alias.clone(), kind };
+    let shape = Shape { id, created, model: r.alias.clone(), kind, counts };
     if opts.stream {
         Ok(stream(shape, events, opts.include_usage).into_response())
     } else {
@@ -295,6 +377,8 @@ struct Shape {
     created: u64,
     model: String,
     kind: Kind,
+    /// The access log's token counts, set when the job ends.
+    counts: Tokens,
 }
 
 impl Shape {
@@ -381,6 +465,7 @@ async fn collect(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>) -> Re
                 all.reasoning += &part.reasoning;
             }
             Event::Done(summary) => {
+                shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
                 let rest = text.finish();
                 all.content += &rest.content;
                 all.reasoning += &rest.reasoning;
@@ -432,6 +517,7 @@ fn stream(
                     }
                 }
                 Some(Event::Done(summary)) => {
+                    shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
                     out.extend(finish_events(&shape, text.finish(), &summary, include_usage));
                     done = true;
                 }

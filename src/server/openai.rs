@@ -147,6 +147,8 @@ pub fn options(
         let given = match field(f, name) {
             None | Some(Value::Bool(false)) => false,
             Some(Value::Array(a)) => !a.is_empty(),
+            // Clients send these by default: with no tools to call, they change nothing.
+            Some(Value::String(s)) if *name == "tool_choice" => !matches!(s.as_str(), "none" | "auto"),
             Some(_) => true,
         };
         if given {

@@ -10,18 +10,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures_util::StreamExt;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use tokio::sync::watch;
 
+use super::access_log::{Entry, LogFormat};
+use super::cors::Origins;
 use super::openai::ApiError;
 use super::read_body;
 
@@ -43,6 +45,9 @@ pub struct Supervisor {
     /// The server's key: checked here too, so that a client without it learns nothing of the
     /// model's state but from `/health`, as when the model is up.
     api_key: Option<String>,
+    /// The origins browsers may call from.
+    origins: Origins,
+    log_format: LogFormat,
 }
 
 /// The longest wait between two starts of the child.
@@ -52,14 +57,19 @@ const REASON_WAIT: Duration = Duration::from_secs(5);
 
 impl Supervisor {
     /// A supervisor whose child closes connections idle for `child_idle` (its header timeout).
-    pub fn new(api_key: Option<String>, child_idle: Duration) -> Arc<Supervisor> {
+    pub fn new(
+        api_key: Option<String>,
+        child_idle: Duration,
+        origins: Origins,
+        log_format: LogFormat,
+    ) -> Arc<Supervisor> {
         // Pooled connections are dropped well before the child would close them, so that none
         // is used as it closes (what is left of that race, `send` retries).
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(child_idle / 2)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build_http();
-        Arc::new(Supervisor { status: watch::Sender::new(Status::Loading), client, api_key })
+        Arc::new(Supervisor { status: watch::Sender::new(Status::Loading), client, api_key, origins, log_format })
     }
 
     /// Runs `program args` until the process ends, relaying its stderr (less its listening
@@ -164,7 +174,7 @@ fn unavailable(reason: &str) -> ApiError {
 
 /// Every route: forwarded to the child.
 pub fn router(supervisor: Arc<Supervisor>) -> Router {
-    Router::new().fallback(forward).with_state(supervisor)
+    Router::new().fallback(front).with_state(supervisor)
 }
 
 /// Headers that belong to one connection, not to the message.
@@ -188,32 +198,92 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Forwards one request to the child, the body read whole first (within the server's limits),
 /// the answer streamed back. A child lost before it answers is a 503; one lost in the middle of
 /// server-sent events ends them with an error event.
-async fn forward(State(s): State<Arc<Supervisor>>, request: Request) -> Response {
+/// Every request: the browser's origin checked (CORS), then forwarded; what the supervisor
+/// answers itself (a preflight, a refusal, a 503 while the model is down) it logs itself, what
+/// the child answers the child logs.
+async fn front(State(s): State<Arc<Supervisor>>, request: Request) -> Response {
+    let started = Instant::now();
+    let (method, path) = (request.method().to_string(), request.uri().path().to_string());
+    let origin = request.headers().get(header::ORIGIN).map(|o| o.to_str().unwrap_or("").to_string());
+    let (mut response, by_child) = match &origin {
+        Some(o) if !s.origins.allows(o) => {
+            let why = format!("origin {o:?} may not call this server (start strata serve with --cors-origin {o})");
+            (ApiError::new(StatusCode::FORBIDDEN, why).into_response(), false)
+        }
+        Some(_) if request.method() == Method::OPTIONS => (preflight(request.headers()), false),
+        _ => forward(&s, request).await,
+    };
+    if let Some(o) = origin.filter(|o| s.origins.allows(o)) {
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&o) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        }
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    if !by_child {
+        let status = response.status().as_u16();
+        drop(Entry { format: s.log_format, method, path, status, started, tokens: Default::default() });
+    }
+    response
+}
+
+/// A browser's preflight for an allowed origin: the methods and headers it may send.
+fn preflight(headers: &HeaderMap) -> Response {
+    let asked = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        asked.unwrap_or_else(|| HeaderValue::from_static("Authorization, Content-Type")),
+    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    response
+}
+
+/// Whether a POST says its body is JSON (`application/json`, with or without parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Forwards one request to the child (true: the child answered), the body read whole first
+/// (within the server's limits), the answer streamed back. A child lost before it answers is a
+/// 503; one lost in the middle of server-sent events ends them with an error event.
+async fn forward(s: &Arc<Supervisor>, request: Request) -> (Response, bool) {
+    let refused = |e: ApiError| (e.into_response(), false);
     if !matches!(request.uri().path(), "/health" | "/v1/health") {
         if let Err(e) = super::authorize(s.api_key.as_deref(), request.headers()) {
-            return e.into_response();
+            return refused(e);
         }
+    }
+    if request.method() == Method::POST && !is_json(request.headers()) {
+        let why = "the request body must be JSON, sent with Content-Type: application/json";
+        return refused(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why));
     }
     let addr = match s.status.borrow().clone() {
         Status::Ready(addr) => addr,
-        Status::Loading => return ApiError::unavailable("Loading model", 5).into_response(),
-        Status::Down(reason) => return unavailable(&reason).into_response(),
+        Status::Loading => return refused(ApiError::unavailable("Loading model", 5)),
+        Status::Down(reason) => return refused(unavailable(&reason)),
     };
     let (mut parts, body) = request.into_parts();
     let bytes = match read_body(body).await {
         Ok(bytes) => bytes,
-        Err(e) => return e.into_response(),
+        Err(e) => return refused(e),
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = match format!("http://{addr}{path}").parse::<Uri>() {
         Ok(uri) => uri,
-        Err(_) => return ApiError::bad("cannot forward this request's path").into_response(),
+        Err(_) => return refused(ApiError::bad("cannot forward this request's path")),
     };
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::CONTENT_LENGTH);
     let answer = match s.send(parts, bytes).await {
         Ok(answer) => answer,
-        Err(_) => return unavailable(&s.reason_lost(addr).await).into_response(),
+        Err(_) => return refused(unavailable(&s.reason_lost(addr).await)),
     };
     let (mut parts, body) = answer.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -223,11 +293,11 @@ async fn forward(State(s): State<Arc<Supervisor>>, request: Request) -> Response
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
     if !events {
-        return Response::from_parts(parts, Body::new(body));
+        return (Response::from_parts(parts, Body::new(body)), true);
     }
     parts.headers.remove(header::CONTENT_LENGTH);
     let chunks = Body::new(body).into_data_stream();
-    let stream = futures_util::stream::unfold((chunks, Some(s)), move |(mut chunks, s)| async move {
+    let stream = futures_util::stream::unfold((chunks, Some(s.clone())), move |(mut chunks, s)| async move {
         let s = s?;
         match chunks.next().await {
             Some(Ok(chunk)) => Some((Ok::<Bytes, std::convert::Infallible>(chunk), (chunks, Some(s)))),
@@ -238,7 +308,7 @@ async fn forward(State(s): State<Arc<Supervisor>>, request: Request) -> Response
             }
         }
     });
-    Response::from_parts(parts, Body::from_stream(stream))
+    (Response::from_parts(parts, Body::from_stream(stream)), true)
 }
 
 #[cfg(test)]
@@ -287,12 +357,13 @@ mod tests {
                     });
                 }
             });
-            let supervisor = Supervisor::new(None, Duration::from_secs(10));
+            let origins = Origins::new(&[]).unwrap();
+            let supervisor = Supervisor::new(None, Duration::from_secs(10), origins, LogFormat::Text);
             supervisor.status.send_replace(Status::Ready(addr));
             for i in 0..3 {
                 let request = Request::get("/v1/models").body(Body::empty()).unwrap();
                 let started = std::time::Instant::now();
-                let response = forward(State(supervisor.clone()), request).await;
+                let response = front(State(supervisor.clone()), request).await;
                 assert_eq!(response.status(), StatusCode::OK, "request {i}");
                 assert!(started.elapsed() < REASON_WAIT, "request {i} waited {:?}", started.elapsed());
             }

@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -11,6 +12,8 @@ use serde_json::Value;
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// Its stderr so far, a line each.
+    pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -31,8 +34,10 @@ impl Server {
             }
         };
         // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || lines.for_each(drop));
-        let server = Server { child, addr };
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let kept = stderr.clone();
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| kept.lock().unwrap().push(l)));
+        let server = Server { child, addr, stderr };
         let start = Instant::now();
         loop {
             if let Ok((200, _)) = server.try_get("/health") {
@@ -85,6 +90,12 @@ pub fn post_request(path: &str, headers: &str, body: &[u8]) -> Vec<u8> {
 
 /// One HTTP/1.1 exchange on a fresh connection: the status and the (de-chunked) body.
 pub fn http(addr: &str, request: &[u8]) -> std::io::Result<(u16, String)> {
+    exchange(addr, request).map(|(status, _, body)| (status, body))
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: the status, the head (status line and headers,
+/// lower-cased) and the (de-chunked) body.
+pub fn exchange(addr: &str, request: &[u8]) -> std::io::Result<(u16, String, String)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     stream.write_all(request)?;
@@ -93,9 +104,9 @@ pub fn http(addr: &str, request: &[u8]) -> std::io::Result<(u16, String)> {
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    Ok((status, body))
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Ok((status, head, body))
 }
 
 pub fn dechunk(mut body: &str) -> String {

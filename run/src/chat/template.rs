@@ -53,6 +53,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     /// Where the template came from (a file, a model's metadata key), to begin its errors.
     origin: String,
+    source: String,
 }
 
 impl ChatTemplate {
@@ -89,7 +90,12 @@ impl ChatTemplate {
         });
         env.add_template_owned("chat", without_generation_tags(source))
             .map_err(|e| anyhow!("{origin}: chat template: {}", describe(&e)))?;
-        Ok(ChatTemplate { env, origin: origin.to_string() })
+        Ok(ChatTemplate { env, origin: origin.to_string(), source: source.to_string() })
+    }
+
+    /// The template's text, as given.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// A built-in template by name.

@@ -57,7 +57,7 @@ pub struct Handle {
 
 impl Handle {
     /// Queues a job; refused when its prompt is empty or longer than a slot's context, or when
-    /// the queue is full.
+    /// the queue is full: as many jobs wait as there are free slots, and `queue` more.
     pub fn submit(&self, job: Job) -> Result<(), Refused> {
         if job.prompt.is_empty() {
             return Err(Refused::EmptyPrompt);
@@ -65,8 +65,9 @@ impl Handle {
         if job.prompt.len() > self.shared.n_ctx_slot {
             return Err(Refused::PromptTooLong { tokens: job.prompt.len(), n_ctx_slot: self.shared.n_ctx_slot });
         }
+        let free = lock(&self.shared.slots).iter().filter(|s| !s.is_processing).count();
         let mut waiting = lock(&self.shared.waiting);
-        if waiting.len() >= self.shared.capacity {
+        if waiting.len() >= self.shared.capacity + free {
             return Err(Refused::QueueFull);
         }
         waiting.push_back(Queued { job, at: Instant::now() });
@@ -436,6 +437,8 @@ impl<D: Decoder> Engine<D> {
             generation_ms: ms(first, now),
         };
         lock(&self.shared.metrics).finished(&summary);
+        // The slot is free before its owner hears so: what it reads next of the engine agrees.
+        self.publish();
         a.job.sink.send(Event::Done(summary));
     }
 

@@ -291,25 +291,21 @@ fn eight_jobs_on_four_slots_with_a_queue_of_two() {
     let mut engine = Engine::new(Fake::new(4, 64, 16), 2);
     let handle = engine.handle();
     let mut receivers = Vec::new();
-    // Four jobs take the four slots, two at a time through the queue of two.
-    for pair in 0..2 {
-        for i in 0..2 {
-            let (job, rx, _) = job(&vec![1; 2 + 2 * pair + i], Some(4));
-            handle.submit(job).unwrap();
-            receivers.push(rx);
-        }
-        assert_eq!(handle.submit(job(&[1], Some(1)).0), Err(Refused::QueueFull), "two waiting, a queue of two");
-        engine.step();
+    // Six jobs before the first step: four will take the free slots, two wait; a seventh is refused.
+    for i in 0..6 {
+        let (job, rx, _) = job(&vec![1; 2 + i], Some(4));
+        handle.submit(job).unwrap();
+        receivers.push(rx);
     }
+    assert_eq!(handle.submit(job(&[1], Some(1)).0), Err(Refused::QueueFull), "four free slots and a queue of two");
+    engine.step();
     assert!(handle.slots().iter().all(|s| s.is_processing));
-    // Four more while every slot is busy: two wait, two are refused.
+    // Two more while every slot is busy and two wait: refused.
     let mut refused = 0;
-    for i in 0..4 {
-        let (job, rx, _) = job(&vec![2; 2 + i], Some(3));
-        match handle.submit(job) {
-            Ok(()) => receivers.push(rx),
+    for i in 0..2 {
+        match handle.submit(job(&vec![2; 2 + i], Some(3)).0) {
             Err(Refused::QueueFull) => refused += 1,
-            Err(e) => panic!("{e}"),
+            other => panic!("{other:?}"),
         }
     }
     assert_eq!((receivers.len(), refused), (6, 2));
@@ -318,15 +314,11 @@ fn eight_jobs_on_four_slots_with_a_queue_of_two() {
         engine.step();
     }
     let outcomes: Vec<(String, Summary)> = receivers.iter().map(|rx| outcome(rx).expect("finished")).collect();
-    for (text, s) in &outcomes[..4] {
+    for (text, s) in &outcomes {
         assert_eq!((s.completion_tokens, s.stop_reason), (4, StopReason::Limit), "{text}");
     }
-    for (_, s) in &outcomes[4..] {
-        assert_eq!(s.completion_tokens, 3);
-        assert!(s.queue_ms >= 0.0);
-    }
     let (metrics, gauges) = handle.metrics();
-    assert_eq!((metrics.finished_total(), metrics.generated_tokens), (6, 4 * 4 + 2 * 3));
+    assert_eq!((metrics.finished_total(), metrics.generated_tokens), (6, 6 * 4));
     assert_eq!(gauges, Gauges { slots: 4, slots_busy: 0, queued: 0 });
 }
 
