@@ -524,3 +524,22 @@ fn plan_agrees_with_the_process() {
         );
     }
 }
+
+/// Every `$ strata plan ...` example in docs/plan.md prints the `recommended:` line shown under it.
+#[test]
+fn the_docs_plan_examples_are_what_plan_says() {
+    let page = std::fs::read_to_string(repo().join("docs/plan.md")).unwrap();
+    let lines: Vec<&str> = page.lines().collect();
+    let mut checked = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(args) = line.strip_prefix("$ strata plan ") else { continue };
+        let shown = lines[i + 1..].iter().take(2).find(|l| l.starts_with("recommended:"));
+        let Some(shown) = shown else { continue };
+        let args: Vec<&str> = std::iter::once("plan").chain(args.split_whitespace()).collect();
+        let out = strata_ok(&args);
+        let said = out.lines().find(|l| l.starts_with("recommended:")).unwrap_or_else(|| panic!("{args:?}: {out}"));
+        assert_eq!(said, *shown, "docs/plan.md line {}: {args:?}", i + 1);
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} examples found");
+}
