@@ -3,7 +3,9 @@
 //! Gemma4ForConditionalGeneration (text under `model.language_model.`, a vision tower to skip),
 //! Gemma 4 mixture of experts (26B-A4B's layout: router and packed experts beside the dense MLP,
 //! no PLE, full layers whose keys are their values),
-//! Gemma 3 and Qwen 3 checkpoints
+//! Gemma 3, Qwen 3 and Llama checkpoints (Llama: grouped-query attention, so the Q/K row
+//! permutation llama.cpp's converter applies is checked against that converter's bytes and
+//! transformers' logits, not against our own export script)
 //! (tests/fixtures/models, made by scripts/fixtures/make_fixtures.py), converted by strata and
 //! checked against what we did not write: the GGUF llama.cpp's own convert_hf_to_gguf.py makes
 //! from the same folder (metadata, names, shapes, bytes), transformers' float32 logits at every
@@ -13,18 +15,23 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{repo, scratch_dir, strata_ok, tensor_data};
 use strata_gguf::{GgufFile, Value};
 
-const FIXTURES: &[&str] = &["gemma4", "gemma3n", "gemma4-cg", "gemma4-moe", "gemma3", "qwen3"];
+const FIXTURES: &[&str] = &["gemma4", "gemma3n", "gemma4-cg", "gemma4-moe", "gemma3", "qwen3", "llama"];
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures/models").join(name)
 }
 
+/// Converts a fixture into a scratch folder of its own: tests run in parallel and convert the
+/// same fixture alike, and `scratch_dir` empties a folder it is given.
 fn convert(name: &str, preset: &str, extra: &[&str]) -> PathBuf {
-    let out = scratch_dir(&format!("fixture-{name}-{preset}-{}", extra.join("-"))).join("out.gguf");
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let out = scratch_dir(&format!("fixture-{name}-{preset}-{}-{call}", extra.join("-"))).join("out.gguf");
     let dir = fixture(name);
     let mut args = vec!["convert", dir.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", preset];
     args.extend_from_slice(extra);
@@ -205,6 +212,7 @@ fn q8_0_is_no_further_from_transformers_than_llama_cpp_two_steps() {
         ("gemma4-moe", &[], "llamacpp-q8_0.gguf"),
         ("gemma3", &[], "llamacpp-q8_0.gguf"),
         ("qwen3", &[], "llamacpp-q8_0.gguf"),
+        ("llama", &[], "llamacpp-q8_0.gguf"),
     ];
     for (name, extra, reference) in cases {
         let ours_path = convert(name, "q8_0", extra);
@@ -238,10 +246,11 @@ fn q8_0_is_no_further_from_transformers_than_llama_cpp_two_steps() {
 fn converted_tokenizer_gives_transformers_ids() {
     // The prompt of scripts/fixtures/make_fixtures.py; its ids (with BOS) head reference.logits.
     const PROMPT: &str = "<start_of_turn>user\nWhat does llama.cpp do with 4096 tokens?  Tabs\tand    spaces,\n\nand ünïcödé — 日本語.<end_of_turn>\n<start_of_turn>model\n";
-    // Not qwen3: its fixture borrows the Gemma SentencePiece model, for which llama.cpp (given
-    // no add_space_prefix=false, as its converter writes none for Qwen) adds a space after special
-    // tokens; released Qwen models ship a byte-level BPE tokenizer.json, the path that
-    // convert_real_weights.rs checks with SmolLM2's.
+    // Not qwen3 nor llama: their fixtures borrow the Gemma SentencePiece model (no dummy prefix),
+    // for which llama.cpp (given no add_space_prefix=false, as its converter writes none for Qwen
+    // or Llama) adds a space after special tokens; released Qwen and Llama 3 models ship a
+    // byte-level BPE tokenizer.json, the path that convert_real_weights.rs checks with SmolLM2's,
+    // and Llama 2's SentencePiece model has the dummy prefix llama.cpp assumes.
     for name in ["gemma4", "gemma3n", "gemma4-cg", "gemma4-moe", "gemma3"] {
         let logits = std::fs::read(fixture(name).join("reference.logits")).unwrap();
         let n = u32::from_le_bytes(logits[12..16].try_into().unwrap()) as usize;

@@ -5,11 +5,16 @@
 //! Layout, little-endian: `STLG`, u32 version (1), u32 n_vocab, u32 n_tokens, n_tokens u32
 //! token ids, then n_tokens × n_vocab f32 logits (position-major). The fixture generator
 //! (scripts/fixtures/make_fixtures.py) writes transformers' logits in this format.
+//!
+//! [`compare`] measures one model's logits against another's: what `strata perplexity
+//! --kl-base` reports, and so what every fixture bound in tests/convert_fixtures.rs is a bound on.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+
+use crate::sampling::argmax;
 
 const MAGIC: &[u8; 4] = b"STLG";
 const HEADER: usize = 16;
@@ -83,9 +88,74 @@ pub fn kl_divergence(base: &[f64], model: &[f64]) -> f64 {
     base.iter().zip(model).map(|(&p, &q)| p.exp() * (p - q)).sum::<f64>().max(0.0)
 }
 
-/// Index of the largest logit.
-pub fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0
+/// How far a model's logits are from a base model's over the same tokens, position by position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// Positions compared.
+    pub tokens: usize,
+    /// Perplexity of the text (each position's next token, as the file gives it) under the model,
+    /// and under the base.
+    pub ppl: f64,
+    pub base_ppl: f64,
+    /// KL(base ‖ model) of the next-token distributions: mean and largest over the positions.
+    pub kl_mean: f64,
+    pub kl_max: f64,
+    /// The share of positions where both rank the same token first ([`argmax`]).
+    pub top1_agreement: f64,
+    /// The largest |base − model| over every logit of every position.
+    pub max_abs_logit_diff: f64,
+    /// The largest |base| over every logit.
+    pub max_abs_base_logit: f64,
+    /// `max_abs_logit_diff / max_abs_base_logit`.
+    pub relative_max_diff: f64,
+}
+
+/// Compares `ours` with `base`: the same tokens, logits over the same vocabulary.
+pub fn compare(base: &Logits, ours: &Logits) -> Result<Comparison> {
+    if base.n_vocab != ours.n_vocab || base.tokens != ours.tokens {
+        bail!(
+            "logits over {} tokens × {} are not comparable with {} × {} (or the token ids differ)",
+            ours.tokens.len(),
+            ours.n_vocab,
+            base.tokens.len(),
+            base.n_vocab
+        );
+    }
+    let n = base.tokens.len();
+    if n == 0 {
+        bail!("no logits to compare");
+    }
+    let (mut kl_sum, mut kl_max, mut agree, mut max_diff, mut max_base) = (0.0f64, 0.0f64, 0usize, 0.0f64, 0.0f64);
+    let (mut nll_base, mut nll_ours) = (0.0f64, 0.0f64);
+    for i in 0..n {
+        let (b, o) = (base.row(i), ours.row(i));
+        let (lp, lq) = (log_softmax(b), log_softmax(o));
+        let kl = kl_divergence(&lp, &lq);
+        kl_sum += kl;
+        kl_max = kl_max.max(kl);
+        agree += usize::from(argmax(b) == argmax(o));
+        for (&x, &y) in b.iter().zip(o) {
+            max_diff = max_diff.max((x as f64 - y as f64).abs());
+            max_base = max_base.max((x as f64).abs());
+        }
+        if i + 1 < n {
+            let next = base.tokens[i + 1] as usize;
+            nll_base -= lp[next];
+            nll_ours -= lq[next];
+        }
+    }
+    let scored = (n - 1).max(1) as f64;
+    Ok(Comparison {
+        tokens: n,
+        ppl: (nll_ours / scored).exp(),
+        base_ppl: (nll_base / scored).exp(),
+        kl_mean: kl_sum / n as f64,
+        kl_max,
+        top1_agreement: agree as f64 / n as f64,
+        max_abs_logit_diff: max_diff,
+        max_abs_base_logit: max_base,
+        relative_max_diff: max_diff / max_base.max(f64::MIN_POSITIVE),
+    })
 }
 
 #[cfg(test)]
@@ -118,6 +188,55 @@ mod tests {
         let q = log_softmax(&[0.0f32, (3.0f32).ln()]);
         let expected = 0.5 * 2f64.ln() + 0.5 * (2.0f64 / 3.0).ln();
         assert!((kl_divergence(&log_softmax(&[0.0, 0.0]), &q) - expected).abs() < 1e-7);
-        assert_eq!(argmax(&[0.1, 3.0, -2.0]), 1);
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-7 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn identical_logits_compare_as_equal() {
+        let l = Logits { n_vocab: 3, tokens: vec![2, 0], values: vec![1.0, -2.0, 0.5, 0.0, 4.0, -4.0] };
+        let c = compare(&l, &l).unwrap();
+        assert_eq!(
+            (c.tokens, c.kl_max, c.top1_agreement, c.max_abs_logit_diff, c.relative_max_diff),
+            (2, 0.0, 1.0, 0.0, 0.0)
+        );
+        assert!(c.kl_mean.abs() < 1e-12);
+        assert_eq!(c.max_abs_base_logit, 4.0);
+        assert_eq!(c.ppl, c.base_ppl);
+    }
+
+    /// Two positions over two tokens, worked by hand. Position 0: the base says (1/2, 1/2), the
+    /// model (1/4, 3/4); position 1: both the same. The text's next token after position 0 is 1.
+    #[test]
+    fn a_two_token_case_worked_by_hand() {
+        let ln3 = 3f32.ln();
+        let base = Logits { n_vocab: 2, tokens: vec![0, 1], values: vec![0.0, 0.0, -2.0, 0.5] };
+        let ours = Logits { n_vocab: 2, tokens: vec![0, 1], values: vec![0.0, ln3, -2.0, 0.5] };
+        let c = compare(&base, &ours).unwrap();
+        // KL((1/2, 1/2) ‖ (1/4, 3/4)) = 1/2 ln 2 + 1/2 ln(2/3) = 1/2 ln(4/3); 0 at position 1.
+        let kl = 0.5 * (4.0f64 / 3.0).ln();
+        assert!(close(c.kl_max, kl), "{c:?}");
+        assert!(close(c.kl_mean, kl / 2.0), "{c:?}");
+        // Position 0: the base's first maximum is token 0 (a tie), the model's token 1.
+        assert_eq!(c.top1_agreement, 0.5);
+        // One scored position: token 1 has probability 1/2 under the base, 3/4 under the model.
+        assert!(close(c.base_ppl, 2.0), "{c:?}");
+        assert!(close(c.ppl, 4.0 / 3.0), "{c:?}");
+        // The largest difference is ln 3 (position 0), the largest base logit |-2|.
+        assert_eq!((c.max_abs_logit_diff, c.max_abs_base_logit), (ln3 as f64, 2.0));
+        assert_eq!(c.relative_max_diff, ln3 as f64 / 2.0);
+    }
+
+    #[test]
+    fn logits_of_other_tokens_or_vocabularies_are_not_compared() {
+        let a = Logits { n_vocab: 2, tokens: vec![0, 1], values: vec![0.0; 4] };
+        let other_tokens = Logits { n_vocab: 2, tokens: vec![0, 0], values: vec![0.0; 4] };
+        let other_vocab = Logits { n_vocab: 1, tokens: vec![0, 1, 0, 1], values: vec![0.0; 4] };
+        assert!(compare(&a, &other_tokens).is_err());
+        assert!(compare(&a, &other_vocab).is_err());
+        let empty = Logits { n_vocab: 2, tokens: vec![], values: vec![] };
+        assert!(compare(&empty, &empty).is_err());
     }
 }

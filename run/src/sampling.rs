@@ -198,8 +198,9 @@ pub fn apply_penalties(logits: &mut [f32], window: &[u32], repeat: f32, presence
     }
 }
 
-/// The index of the largest logit (the first on ties). Finds the maximum with an eight-lane
-/// reduction (which vectorizes), then its first position.
+/// The index of the largest logit: the first on ties; NaNs are passed over; 0 for an empty or
+/// all-NaN row. The one argmax (greedy sampling, top-1 agreement in [`crate::logits_file::compare`]).
+/// Finds the maximum with an eight-lane reduction (which vectorizes), then its first position.
 pub fn argmax(logits: &[f32]) -> u32 {
     let max = max_of(logits);
     logits.iter().position(|&l| l == max).unwrap_or(0) as u32
@@ -364,6 +365,11 @@ mod tests {
     #[test]
     fn greedy_takes_the_first_maximum() {
         assert_eq!(argmax(&[0.1, 3.0, -1.0, 3.0]), 1);
+        // NaNs are passed over, in the eight lanes and in the tail.
+        let nan = f32::NAN;
+        assert_eq!(argmax(&[nan, 1.0, nan, 2.0, 2.0, nan, 0.0, -1.0, nan, 2.0, nan]), 3);
+        assert_eq!(argmax(&[1.0, nan, 5.0, nan, 0.0, 0.0, 0.0, 0.0, 0.0, 7.0, nan]), 9);
+        assert_eq!((argmax(&[]), argmax(&[nan, nan]), argmax(&[f32::NEG_INFINITY; 3])), (0, 0, 0));
         let mut s = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() });
         assert_eq!(s.sample(&[0.1, 3.0, -1.0, 3.0]), 1);
     }

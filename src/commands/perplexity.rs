@@ -10,7 +10,7 @@ use serde_json::json;
 use super::run_args::ModelArgs;
 use crate::llama::LlamaDecoder;
 use strata_run::engine::{logits_each, Decoder};
-use strata_run::logits_file::{argmax, kl_divergence, log_softmax, Logits};
+use strata_run::logits_file::{compare, log_softmax, Logits};
 
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("input").required(true).args(["file", "kl_base"]))]
@@ -49,7 +49,16 @@ pub fn run(args: &Args) -> Result<()> {
         }
         let values = logits_all(&mut decoder, &base.tokens)?;
         let ours = Logits { n_vocab, tokens: base.tokens.clone(), values };
-        compare(&base, &ours, &mut report);
+        let c = compare(&base, &ours)?;
+        report.insert("tokens".into(), json!(c.tokens));
+        report.insert("ppl".into(), json!(c.ppl));
+        report.insert("base_ppl".into(), json!(c.base_ppl));
+        report.insert("kl_mean".into(), json!(c.kl_mean));
+        report.insert("kl_max".into(), json!(c.kl_max));
+        report.insert("top1_agreement".into(), json!(c.top1_agreement));
+        report.insert("max_abs_logit_diff".into(), json!(c.max_abs_logit_diff));
+        report.insert("max_abs_base_logit".into(), json!(c.max_abs_base_logit));
+        report.insert("relative_max_diff".into(), json!(c.relative_max_diff));
         ours
     } else {
         let path = args.file.as_ref().expect("clap requires --file or --kl-base");
@@ -91,41 +100,6 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let lines: Vec<String> = report.iter().map(|(k, v)| format!("{k:>20}: {v}")).collect();
     super::print(&lines.join("\n"))
-}
-
-/// Per-position comparison of `ours` with `base`: KL divergence, top-1 agreement, the largest
-/// logit difference, and both perplexities of the text.
-fn compare(base: &Logits, ours: &Logits, report: &mut serde_json::Map<String, serde_json::Value>) {
-    let n = base.tokens.len();
-    let (mut kl_sum, mut kl_max, mut agree, mut max_diff, mut max_base) = (0.0f64, 0.0f64, 0usize, 0.0f64, 0.0f64);
-    let (mut nll_base, mut nll_ours) = (0.0f64, 0.0f64);
-    for i in 0..n {
-        let (b, o) = (base.row(i), ours.row(i));
-        let (lp, lq) = (log_softmax(b), log_softmax(o));
-        let kl = kl_divergence(&lp, &lq);
-        kl_sum += kl;
-        kl_max = kl_max.max(kl);
-        agree += usize::from(argmax(b) == argmax(o));
-        for (&x, &y) in b.iter().zip(o) {
-            max_diff = max_diff.max((x as f64 - y as f64).abs());
-            max_base = max_base.max((x as f64).abs());
-        }
-        if i + 1 < n {
-            let next = base.tokens[i + 1] as usize;
-            nll_base -= lp[next];
-            nll_ours -= lq[next];
-        }
-    }
-    let scored = (n - 1).max(1) as f64;
-    report.insert("tokens".into(), json!(n));
-    report.insert("ppl".into(), json!((nll_ours / scored).exp()));
-    report.insert("base_ppl".into(), json!((nll_base / scored).exp()));
-    report.insert("kl_mean".into(), json!(kl_sum / n as f64));
-    report.insert("kl_max".into(), json!(kl_max));
-    report.insert("top1_agreement".into(), json!(agree as f64 / n as f64));
-    report.insert("max_abs_logit_diff".into(), json!(max_diff));
-    report.insert("max_abs_base_logit".into(), json!(max_base));
-    report.insert("relative_max_diff".into(), json!(max_diff / max_base.max(f64::MIN_POSITIVE)));
 }
 
 /// The logits after every one of `tokens` (`tokens.len() × n_vocab`, position-major), from an

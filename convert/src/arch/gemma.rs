@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde_json::Value as Json;
 use strata_gguf::LayerShape;
 
-use super::{decoder_layer, lookup, Config, Meta, Rows, Tensors};
+use super::{decoder_layer, lookup, BaseKeys, Config, Meta, Rows, Tensors};
 use crate::tokenizer::Vocab;
 
 pub(super) const GLOBAL: &[(&str, &str)] = &[
@@ -102,18 +102,22 @@ impl Common {
         })
     }
 
-    /// The keys all three write alike. Head counts, head sizes and feed-forward widths differ
-    /// per family and are written by each.
+    /// The keys all three write alike: every family's ([`BaseKeys`]), the sliding layers' rope
+    /// theta and the final logit soft-cap. K/V head counts, head sizes and feed-forward widths
+    /// differ per family and are written by each.
     pub fn metadata(&self, m: &mut Meta) -> Result<()> {
-        m.u32("block_count", self.n_layer)?;
-        m.u32("context_length", self.n_ctx)?;
-        m.u32("embedding_length", self.n_embd)?;
-        m.u32("attention.head_count", self.n_head)?;
-        m.f32("rope.freq_base", self.rope_theta);
+        BaseKeys {
+            n_layer: self.n_layer,
+            n_ctx: self.n_ctx,
+            n_embd: self.n_embd,
+            n_head: self.n_head,
+            rope_theta: Some(self.rope_theta),
+            eps: self.eps,
+        }
+        .write(m)?;
         if let Some(t) = self.rope_theta_swa {
             m.f32("rope.freq_base_swa", t);
         }
-        m.f32("attention.layer_norm_rms_epsilon", self.eps);
         if let Some(cap) = self.softcap {
             m.f32("final_logit_softcapping", cap);
         }

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use serde_json::Value as Json;
 use strata_gguf::{LayerShape, ModelShape, Value};
 
-use super::{decoder_layer, lookup, Architecture, Config, Mapped, Meta, Tensors, Transform};
+use super::{decoder_layer, lookup, Architecture, BaseKeys, Config, Mapped, Meta, Tensors, Transform};
 use crate::tokenizer::Vocab;
 
 /// Checkpoint names (after `model.layers.N.` for per-layer ones) and GGUF names (after `blk.N.`).
@@ -111,18 +111,21 @@ impl Decoder {
         })
     }
 
-    /// The metadata the llama-like families share (llama.cpp's TextModel.set_gguf_parameters).
+    /// The metadata the llama-like families share (llama.cpp's TextModel.set_gguf_parameters):
+    /// every family's ([`BaseKeys`]), the feed-forward width, K/V heads, and the head size where
+    /// config.json gives one.
     pub fn metadata(&self, m: &mut Meta) -> Result<()> {
-        m.u32("block_count", self.n_layer)?;
-        m.u32("context_length", self.n_ctx)?;
-        m.u32("embedding_length", self.n_embd)?;
-        m.u32("feed_forward_length", self.n_ff)?;
-        m.u32("attention.head_count", self.n_head)?;
-        m.u32("attention.head_count_kv", self.n_head_kv)?;
-        if let Some(theta) = self.rope_theta {
-            m.f32("rope.freq_base", theta);
+        BaseKeys {
+            n_layer: self.n_layer,
+            n_ctx: self.n_ctx,
+            n_embd: self.n_embd,
+            n_head: self.n_head,
+            rope_theta: self.rope_theta,
+            eps: self.eps,
         }
-        m.f32("attention.layer_norm_rms_epsilon", self.eps);
+        .write(m)?;
+        m.u32("feed_forward_length", self.n_ff)?;
+        m.u32("attention.head_count_kv", self.n_head_kv)?;
         if self.head_dim_given {
             m.u32("attention.key_length", self.head_dim)?;
             m.u32("attention.value_length", self.head_dim)?;

@@ -216,6 +216,35 @@ impl Meta {
     }
 }
 
+/// The keys every family writes from the same hyperparameters (llama.cpp's
+/// TextModel.set_gguf_parameters): depth, context, width, query heads, rope theta and the RMS
+/// norm epsilon. K/V heads, head sizes and feed-forward widths are each family's own (Gemma 4
+/// writes some per layer), and so are the keys after these.
+pub(crate) struct BaseKeys {
+    pub n_layer: u64,
+    pub n_ctx: u64,
+    pub n_embd: u64,
+    pub n_head: u64,
+    /// `None`: not written (llama.cpp's converter writes none where config.json has none and
+    /// the family's default is llama.cpp's).
+    pub rope_theta: Option<f64>,
+    pub eps: f64,
+}
+
+impl BaseKeys {
+    pub fn write(&self, m: &mut Meta) -> Result<()> {
+        m.u32("block_count", self.n_layer)?;
+        m.u32("context_length", self.n_ctx)?;
+        m.u32("embedding_length", self.n_embd)?;
+        m.u32("attention.head_count", self.n_head)?;
+        if let Some(theta) = self.rope_theta {
+            m.f32("rope.freq_base", theta);
+        }
+        m.f32("attention.layer_norm_rms_epsilon", self.eps);
+        Ok(())
+    }
+}
+
 /// A model's tensors as an architecture lists them: `blk.N.` and `.weight` added, the class
 /// looked up from llama.cpp's name ([`TensorClass::of`]).
 #[derive(Default)]
