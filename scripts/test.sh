@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the tests need (scripts/setup.sh), builds strata and the llama.cpp tools the tests
-# compare it with (scripts/build_llama_tools.sh), then runs the whole test suite, then every
-# fuzz target for 30 seconds (scripts/fuzz.sh; nightly toolchain and cargo-fuzz).
+# Installs what the tests need (scripts/setup/setup.sh), builds strata and the llama.cpp tools the
+# tests compare it with (scripts/setup/build_llama_tools.sh), then runs the whole test suite, then
+# every fuzz target for 30 seconds (scripts/check/fuzz.sh; nightly toolchain and cargo-fuzz).
 # Release mode, so llama.cpp (built by llama-cpp-sys-2) is compiled once for build and tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup/setup.sh
 cargo build --release
-bash scripts/build_llama_tools.sh
+bash scripts/setup/build_llama_tools.sh
 cargo test --release --workspace
-bash scripts/fuzz.sh 30
+bash scripts/check/fuzz.sh 30

@@ -1,5 +1,5 @@
 //! `strata convert` on real weights: SmolLM2-135M-Instruct and Gemma 3 270M exported from their
-//! GGUFs back into Hugging Face folders (scripts/export_gguf_to_hf.py, run by scripts/setup.sh),
+//! GGUFs back into Hugging Face folders (scripts/fixtures/export_gguf_to_hf.py, run by scripts/setup/setup.sh),
 //! converted again.
 
 mod common;
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 fn hf_folder() -> PathBuf {
     let dir = common::repo().join(".models/SmolLM2-135M-Instruct-hf");
-    assert!(dir.join("model.safetensors").is_file(), "{} is missing: run scripts/setup.sh first", dir.display());
+    assert!(dir.join("model.safetensors").is_file(), "{} is missing: run scripts/setup/setup.sh first", dir.display());
     dir
 }
 
@@ -269,7 +269,7 @@ fn token_ids_match_hugging_face_tokenizers() {
 #[test]
 fn gemma3_270m_round_trip_matches_the_published_q4_k_m() {
     let hf = common::repo().join(".models/gemma-3-270m-hf");
-    assert!(hf.join("model.safetensors").is_file(), "{} is missing: run scripts/setup.sh first", hf.display());
+    assert!(hf.join("model.safetensors").is_file(), "{} is missing: run scripts/setup/setup.sh first", hf.display());
     let out = common::scratch_dir("gemma3").join("gemma3-q4_k_m.gguf");
     common::strata_ok(&["convert", hf.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "q4_k_m"]);
     let original = common::model(common::GEMMA3);

@@ -1,4 +1,4 @@
-//! `strata convert` against llama.cpp's llama-quantize (built by scripts/build_llama_tools.sh
+//! `strata convert` against llama.cpp's llama-quantize (built by scripts/setup/build_llama_tools.sh
 //! against the very llama.cpp strata links): from the same weights, with the same importance
 //! matrix or without one, every preset gives the same tensor types and the same bytes, and the
 //! same `quantize.imatrix.*` record. llama-quantize reads strata's own F32 conversion, so both

@@ -1,4 +1,4 @@
-//! `strata imatrix` against llama.cpp's llama-imatrix, built by scripts/build_llama_tools.sh
+//! `strata imatrix` against llama.cpp's llama-imatrix, built by scripts/setup/build_llama_tools.sh
 //! against the very llama.cpp strata links: on the two real models, the same text, context and
 //! chunks give the same tensors and values (within 1e-4 relative; in practice identical), and
 //! each tool reads the other's files, in both formats.

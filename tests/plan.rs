@@ -79,7 +79,7 @@ fn plan_sizes_from_config_match_convert_on_the_fixtures() {
 }
 
 /// A checkpoint with Gemma 4 E2B's tensor names and shapes (from transformers, in
-/// tests/fixtures/gemma-4-e2b.manifest.json, made by scripts/synthetic_checkpoint.py from
+/// tests/fixtures/gemma-4-e2b.manifest.json, made by scripts/fixtures/synthetic_checkpoint.py from
 /// models.toml's entry) whose weights are a sparse hole: planning and --dry-run read headers only.
 fn e2b_shaped_checkpoint() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();

@@ -30,10 +30,10 @@ impl Server {
         Server::spawn(strata_command(), &["rpc-server", "-t", "1", "--port"])
     }
 
-    /// llama.cpp's own rpc-server (scripts/build_llama_tools.sh), with one thread.
+    /// llama.cpp's own rpc-server (scripts/setup/build_llama_tools.sh), with one thread.
     fn llama_cpp() -> Server {
         let path = repo().join(".llama-tools/bin/llama-rpc-server");
-        assert!(path.is_file(), "{} is missing: run scripts/build_llama_tools.sh", path.display());
+        assert!(path.is_file(), "{} is missing: run scripts/setup/build_llama_tools.sh", path.display());
         Server::spawn(Command::new(path), &["-t", "1", "-p"])
     }
 

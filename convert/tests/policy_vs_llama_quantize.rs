@@ -9,7 +9,7 @@ use strata_quantize::GgmlType;
 
 fn gemma3() -> GgufFile {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models/gemma-3-270m-q4_k_m.gguf");
-    assert!(path.is_file(), "{} is missing: run scripts/setup.sh first", path.display());
+    assert!(path.is_file(), "{} is missing: run scripts/setup/setup.sh first", path.display());
     GgufFile::open(&path).unwrap()
 }
 

@@ -1,5 +1,5 @@
 //! Helpers shared by the end-to-end tests: where the binary, the real models and the
-//! reference Python are. `scripts/setup.sh` provides the models and the Python; a test that
+//! reference Python are. `scripts/setup/setup.sh` provides the models and the Python; a test that
 //! finds them missing fails and says so (it never skips).
 
 #![allow(dead_code)]
@@ -16,17 +16,17 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A real model from `.models/` (fetched by scripts/setup.sh).
+/// A real model from `.models/` (fetched by scripts/setup/setup.sh).
 pub fn model(name: &str) -> PathBuf {
     let path = repo().join(".models").join(name);
-    assert!(path.is_file(), "{} is missing: run scripts/setup.sh first", path.display());
+    assert!(path.is_file(), "{} is missing: run scripts/setup/setup.sh first", path.display());
     path
 }
 
-/// The Python with `gguf` installed (scripts/setup.sh makes `.venv`).
+/// The Python with `gguf` installed (scripts/setup/setup.sh makes `.venv`).
 pub fn python() -> PathBuf {
     let path = repo().join(".venv/bin/python");
-    assert!(path.is_file(), "{} is missing: run scripts/setup.sh first", path.display());
+    assert!(path.is_file(), "{} is missing: run scripts/setup/setup.sh first", path.display());
     path
 }
 
@@ -103,7 +103,7 @@ pub fn ask_capital_of_france(model: &Path) -> serde_json::Value {
     serde_json::from_str(&out).expect("generate --json prints one JSON object")
 }
 
-/// Runs one of llama.cpp's own tools built by scripts/build_llama_tools.sh (`imatrix`,
+/// Runs one of llama.cpp's own tools built by scripts/setup/build_llama_tools.sh (`imatrix`,
 /// `quantize`); returns its output (stdout and stderr), failing the test with it if it failed.
 pub fn llama_tool(tool: &str, args: &[&str]) -> String {
     let out = llama_tool_output(tool, args);
@@ -115,7 +115,7 @@ pub fn llama_tool(tool: &str, args: &[&str]) -> String {
 /// Runs one of llama.cpp's own tools (see [`llama_tool`]), whatever its exit status.
 pub fn llama_tool_output(tool: &str, args: &[&str]) -> Output {
     let path = repo().join(".llama-tools/bin").join(format!("llama-{tool}"));
-    assert!(path.is_file(), "{} is missing: run scripts/build_llama_tools.sh", path.display());
+    assert!(path.is_file(), "{} is missing: run scripts/setup/build_llama_tools.sh", path.display());
     Command::new(&path).args(args).env("OMP_WAIT_POLICY", "PASSIVE").output().unwrap()
 }
 

@@ -360,7 +360,7 @@ mod tests {
 
 /// Conformance with transformers: every template in tests/fixtures/templates rendered for the
 /// recorded conversations, compared with what transformers' `render_jinja_template` produced
-/// (scripts/gen_template_fixtures.py).
+/// (scripts/fixtures/gen_template_fixtures.py).
 #[cfg(test)]
 mod conformance {
     use std::collections::BTreeSet;

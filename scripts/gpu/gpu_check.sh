@@ -4,7 +4,7 @@
 #   strata                 strata built here with `--features llama-cpp-2/dynamic-link` (so the
 #                          llama.cpp libraries it loads are the CUDA ones built below)
 #   llama.cpp.tar.xz       the llama.cpp sources of llama-cpp-sys-2 (the same version strata binds)
-#   e2b.manifest.json      `scripts/synthetic_checkpoint.py manifest` of Gemma 4 E2B's text config
+#   e2b.manifest.json      `scripts/fixtures/synthetic_checkpoint.py manifest` of Gemma 4 E2B's text config
 # It builds llama.cpp's libraries and llama-bench with CUDA, then checks strata on the GPU:
 # devices, logits of the gemma4 fixture offloaded against transformers', `-ngl auto` on an
 # E2B-shaped random model (where the PLE table lives), and speed beside llama-bench.
@@ -23,7 +23,7 @@ nvidia-smi --query-gpu=name,memory.total,memory.free,driver_version --format=csv
 nproc; nvcc --version | tail -1
 
 step "E2B-shaped random checkpoint (BF16), written in the background while llama.cpp builds"
-python3 scripts/synthetic_checkpoint.py write $G/e2b.manifest.json /tmp/e2b >"$OUT/synthetic.log" 2>&1 &
+python3 scripts/fixtures/synthetic_checkpoint.py write $G/e2b.manifest.json /tmp/e2b >"$OUT/synthetic.log" 2>&1 &
 SYNTH=$!
 
 step "llama.cpp with CUDA (sm_90), shared libraries and llama-bench"

@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # What splitting a model over RPC costs, on loopback: `strata bench` with every layer local
 # (--no-repack, what a remote CPU backend runs), on one `strata rpc-server` and on two, beside
-# llama.cpp's own llama-bench (--repack 0) with llama.cpp's own rpc-server the same ways (reference
-# kit); then the bytes loopback carries per generated token (from /sys/class/net/lo, the
+# llama.cpp's own llama-bench (--repack 0) with llama.cpp's own rpc-server the same ways (both
+# built by scripts/setup/build_llama_tools.sh against strata's llama.cpp); then the bytes loopback carries per generated token (from /sys/class/net/lo, the
 # difference between a 160- and a 32-token run, so that loading the weights cancels out).
 # THREADS (1) threads for the client and each server; PP (512) prompt and TG (128) generated
 # tokens, REPS (3) repetitions; TS (none) the two-server rows' tensor split, e.g. TS=25,47.
-#   bash scripts/bench_rpc.sh [MODEL.gguf]     (default: Gemma 3 270M from scripts/setup.sh)
+#   bash scripts/bench/bench_rpc.sh [MODEL.gguf]     (default: Gemma 3 270M from scripts/setup/setup.sh)
 # Run on an idle machine.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 T=${THREADS:-1} PP=${PP:-512} TG=${TG:-128} R=${REPS:-3}
 M=${1:-.models/gemma-3-270m-q4_k_m.gguf}
-LB=.reference/llama.cpp/build/bin
-[ -x $LB/llama-bench ] && [ -x $LB/ggml-rpc-server ] || { echo "missing $LB/llama-bench or ggml-rpc-server: run ../shared/tools/reference-kit.sh .reference" >&2; exit 1; }
 cargo build --release -q
+bash scripts/setup/build_llama_tools.sh bench rpc-server
+LB=.llama-tools/bin
 S=./target/release/strata
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
@@ -26,8 +26,8 @@ serve() { # serve PORT COMMAND...: start an RPC server and wait until it listens
 }
 serve 50152 $S rpc-server -t "$T" --port 50152
 serve 50153 $S rpc-server -t "$T" --port 50153
-serve 50154 $LB/ggml-rpc-server -t "$T" -p 50154
-serve 50155 $LB/ggml-rpc-server -t "$T" -p 50155
+serve 50154 $LB/llama-rpc-server -t "$T" -p 50154
+serve 50155 $LB/llama-rpc-server -t "$T" -p 50155
 ours=("" "127.0.0.1:50152" "127.0.0.1:50152,127.0.0.1:50153")
 theirs=("" "127.0.0.1:50154" "127.0.0.1:50154,127.0.0.1:50155")
 split() { # split RPC SEPARATOR: "-ts TS" (TS's commas as SEPARATOR) for two servers, if TS is set

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measured quality of each quantization mix, the numbers behind `strata plan`'s KL column
 # (models.toml [quality.*]). Two sets:
-#  1. SmolLM2-135M-Instruct and Gemma 3 270M (the Hugging Face folders scripts/setup.sh exports
+#  1. SmolLM2-135M-Instruct and Gemma 3 270M (the Hugging Face folders scripts/setup/setup.sh exports
 #     from their 4-bit GGUFs): every quantized preset, without and with an importance matrix,
 #     against strata's F16 conversion of the same folder, on a fixed English text (Python's own
 #     documentation, pydoc_data.topics: its entries in sorted order, the first 9000 characters
@@ -9,7 +9,7 @@
 #     token), evaluated in one context: the KL divergence of each mix's next-token distribution
 #     from F16's at every position, as llama-perplexity --kl-divergence does. The imatrix is
 #     `strata imatrix` of the F16 file over held-out text (characters 30000 to 50000 of the same
-#     topics, in chunks of 512 tokens). Beside each file, llama-quantize (scripts/
+#     topics, in chunks of 512 tokens). Beside each file, llama-quantize (scripts/setup/
 #     build_llama_tools.sh) quantizes the same F16 file with the same imatrix; the row says
 #     whether its tensors are byte-identical to strata's, and if not, measures its file too.
 #     Caveat: the folders come from 4-bit GGUFs, so requantizing lands near the same grid and
@@ -21,13 +21,13 @@
 # Prints one line per mix: model, body (+imatrix), PLE type, KL mean, KL max, top-1 agreement,
 # perplexity, and (set 1) whether llama-quantize's file holds the same tensors.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 S=./target/release/strata
 T=${THREADS:-2}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cargo build --release -q
-bash scripts/build_llama_tools.sh
+bash scripts/setup/build_llama_tools.sh quantize
 LQ=.llama-tools/bin/llama-quantize
 text() { # FROM TO: characters FROM..TO of Python's documentation topics
   python3 -c "import sys; from pydoc_data.topics import topics; print(''.join(topics[k] for k in sorted(topics))[int(sys.argv[1]):int(sys.argv[2])])" "$1" "$2"

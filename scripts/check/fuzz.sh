@@ -5,28 +5,28 @@
 # starting from the committed seeds in fuzz/corpus/<target>/ (new inputs go to the ignored
 # fuzz/target/corpus/<target>/, so the seeds stay as committed).
 #
-#   bash scripts/fuzz.sh [SECONDS]            all targets
-#   FUZZ_TARGETS="gguf config" bash scripts/fuzz.sh 60
+#   bash scripts/check/fuzz.sh [SECONDS]            all targets
+#   FUZZ_TARGETS="gguf config" bash scripts/check/fuzz.sh 60
 #
 # Exits non-zero on the first crash, hang (-timeout=10 s per input) or out-of-memory
 # (-rss_limit_mb=2048); libFuzzer saves the input under fuzz/artifacts/<target>/ and prints the
 # command that reproduces it. Needs the nightly toolchain (rustup) and cargo-fuzz, which it
 # installs when missing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 SECS=${1:-600}
 TARGETS=(${FUZZ_TARGETS:-gguf imatrix safetensors sentencepiece config tokenizer chat_template models_toml})
 CARGO_FUZZ_VERSION=0.13.2
 
-die() { echo "scripts/fuzz.sh: $*" >&2; exit 1; }
+die() { echo "scripts/check/fuzz.sh: $*" >&2; exit 1; }
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
-    echo "scripts/fuzz.sh: installing the nightly toolchain (libFuzzer's sanitizer flags need it)" >&2
+    echo "scripts/check/fuzz.sh: installing the nightly toolchain (libFuzzer's sanitizer flags need it)" >&2
     rustup toolchain install nightly --profile minimal || die "no nightly toolchain and 'rustup toolchain install nightly' failed; install it by hand and rerun"
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "scripts/fuzz.sh: installing cargo-fuzz $CARGO_FUZZ_VERSION" >&2
+    echo "scripts/check/fuzz.sh: installing cargo-fuzz $CARGO_FUZZ_VERSION" >&2
     cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION" \
         || die "cannot install cargo-fuzz $CARGO_FUZZ_VERSION from crates.io (offline?); install it by hand with 'cargo install cargo-fuzz --locked' and rerun"
 fi

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# strata serve beside llama.cpp's llama-server (reference kit) on the same model, threads, context
+# strata serve beside llama.cpp's llama-server (built by scripts/setup/build_llama_tools.sh against
+# strata's own llama.cpp libraries; LLAMA_SERVER to run another) on the same model, threads, context
 # and slots, alternating for ROUNDS rounds (default 3) on an otherwise idle machine; prints the
-# median of each measure and of the per-round ratios (scripts/bench_serve.py says what each is):
+# median of each measure and of the per-round ratios (scripts/bench/bench_serve.py says what each is):
 # aggregate generation t/s at 1 and 4 concurrent 128-token streams, time to first token of a
 # 512-token prompt and of the follow-up turn that hits the cache.
-#   bash scripts/bench_serve.sh [MODEL.gguf]     (default: Gemma 3 270M; THREADS=2, ROUNDS=3)
+#   bash scripts/bench/bench_serve.sh [MODEL.gguf]     (default: Gemma 3 270M; THREADS=2, ROUNDS=3)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 MODEL=${1:-.models/gemma-3-270m-q4_k_m.gguf}
-LS=${LLAMA_SERVER:-.reference/llama.cpp/build/bin/llama-server}
-[ -x "$LS" ] || { echo "missing $LS: run ../shared/tools/reference-kit.sh .reference first" >&2; exit 1; }
 cargo build --release -q
+[ -n "${LLAMA_SERVER:-}" ] || bash scripts/setup/build_llama_tools.sh server
+LS=${LLAMA_SERVER:-.llama-tools/bin/llama-server}
+[ -x "$LS" ] || { echo "missing $LS" >&2; exit 1; }
 T=${THREADS:-2}
 out=$(mktemp -d)
 pid=
@@ -25,11 +27,11 @@ wait_ready() {
 for round in $(seq "${ROUNDS:-3}"); do
   ./target/release/strata serve "$MODEL" --port 8391 -t "$T" -c 4096 -np 4 2>"$out/strata.log" & pid=$!
   wait_ready 8391
-  python3 scripts/bench_serve.py http://127.0.0.1:8391 >"$out/strata-$round.json"
+  python3 scripts/bench/bench_serve.py http://127.0.0.1:8391 >"$out/strata-$round.json"
   kill $pid; wait $pid 2>/dev/null || true
   LD_LIBRARY_PATH=$(dirname "$LS") "$LS" -m "$MODEL" --port 8392 -t "$T" -c 4096 -np 4 --no-webui 2>"$out/llama.log" & pid=$!
   wait_ready 8392
-  python3 scripts/bench_serve.py http://127.0.0.1:8392 >"$out/llama-$round.json"
+  python3 scripts/bench/bench_serve.py http://127.0.0.1:8392 >"$out/llama-$round.json"
   kill $pid; wait $pid 2>/dev/null || true
   pid=
 done

@@ -2,15 +2,16 @@
 # strata bench beside llama.cpp's llama-bench on the same GGUF files, threads and tests
 # (pp512, tg128, 5 repetitions each), on an otherwise idle machine. The two alternate for ROUNDS
 # rounds (default 3) so that drift in the machine's speed hits both; the table gives each
-# side's mean t/s over all rounds and the median of the per-round ratios. Needs the reference kit:
-#   bash ../shared/tools/reference-kit.sh .reference   (builds llama-bench from llama-cpp-python 0.3.36's llama.cpp)
-# or LLAMA_BENCH=path/to/llama-bench for another build (scripts/build_llama_bench.sh builds one
-# from the llama.cpp that strata links).
+# side's mean t/s over all rounds and the median of the per-round ratios. llama-bench is the one
+# scripts/setup/build_llama_tools.sh links with strata's own llama.cpp libraries (built here when
+# missing), so the two differ only in the binding; LLAMA_BENCH=path/to/llama-bench runs another.
+#   bash scripts/bench/bench_runner.sh     (THREADS="2 1", ROUNDS=3)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-LB=${LLAMA_BENCH:-.reference/llama.cpp/build/bin/llama-bench}
-[ -x "$LB" ] || { echo "missing $LB: run the reference kit first" >&2; exit 1; }
+cd "$(dirname "$0")/../.."
 cargo build --release -q
+[ -n "${LLAMA_BENCH:-}" ] || bash scripts/setup/build_llama_tools.sh bench
+LB=${LLAMA_BENCH:-.llama-tools/bin/llama-bench}
+[ -x "$LB" ] || { echo "missing $LB" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for model in .models/SmolLM2-135M-Instruct.Q4_1.gguf .models/gemma-3-270m-q4_k_m.gguf; do
