@@ -482,3 +482,26 @@ fn unavailable_answers_say_when_to_retry() {
         }
     });
 }
+
+/// A conversation whose slot another request took comes back from host memory (--cache-ram):
+/// its next turn evaluates only its new tokens, and answers as it would have without the cache.
+#[test]
+fn a_conversation_comes_back_from_the_prompt_cache() {
+    let model = common::model(common::SMOLLM2);
+    let turns = |server: &Server| {
+        let first = server.chat(&ask("What is the capital of France?", 16));
+        server.chat(&ask("Name a large animal that lives in the sea.", 16));
+        let mut follow = ask("What is the capital of France?", 16);
+        follow["messages"].as_array_mut().unwrap().extend([
+            json!({"role": "assistant", "content": content(&first)}),
+            json!({"role": "user", "content": "And of Germany?"}),
+        ]);
+        (first, server.chat(&follow))
+    };
+    let (first, second) = turns(&Server::start(model.to_str().unwrap(), &["-np", "1"]));
+    let p1 = first["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(second["timings"]["cache_n"].as_u64().unwrap() >= p1, "restored: {second}");
+    let (_, without) = turns(&Server::start(model.to_str().unwrap(), &["-np", "1", "--cache-ram", "0"]));
+    assert!(without["timings"]["cache_n"].as_u64().unwrap() < p1, "only the shared system prompt: {without}");
+    assert_eq!(content(&second), content(&without), "the cache changes the cost, not the answer");
+}

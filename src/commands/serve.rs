@@ -46,6 +46,10 @@ pub struct Args {
     /// connection stays open (llama-server's --timeout).
     #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// MiB of host memory for the prompts slots give up, restored when a request shares more
+    /// with one of them than with any slot (llama-server's --cache-ram; 0: off, -1: no limit).
+    #[arg(long = "cache-ram", value_name = "MIB", default_value_t = 1024, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
+    pub cache_ram: i64,
     /// Origins whose web pages may call the server from a browser (repeatable or comma-separated):
     /// `*`, or SCHEME://HOST[:PORT], PORT may be `*`. Default: this machine's loopback origins.
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_delimiter = ',')]
@@ -171,7 +175,8 @@ fn load(state: Arc<AppState>, args: Args) -> Result<()> {
         check_slot_context(model.n_ctx_train(), args.parallel)?;
     }
     let model = Arc::new(model);
-    let engine = engine::start(model.clone(), &context, args.parallel, args.max_queue)?;
+    let cache = usize::try_from(args.cache_ram).map_or(usize::MAX, |mib| mib << 20);
+    let engine = engine::start(model.clone(), &context, args.parallel, args.max_queue, cache)?;
     let alias = args
         .alias
         .unwrap_or_else(|| model.path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()));

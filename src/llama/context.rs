@@ -8,6 +8,7 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::{LlamaStateSeqFlags, SeqState};
 use strata_run::engine::{BatchToken, Decoder};
 
 use super::load::{ContextOptions, Model};
@@ -70,6 +71,19 @@ impl Model {
 }
 
 impl Decoder for LlamaDecoder<'_> {
+    type Saved = SeqState;
+
+    fn save(&mut self, seq: usize) -> Option<(SeqState, usize)> {
+        let state = self.ctx.state_seq_get(seq as i32, LlamaStateSeqFlags::empty()).ok()?;
+        let bytes = state.byte_len();
+        Some((state, bytes))
+    }
+
+    fn restore(&mut self, seq: usize, saved: &SeqState) -> bool {
+        let _ = self.ctx.kv_cache_seq_rm(seq as i32, None, None);
+        self.ctx.state_seq_set(saved, seq as i32).is_ok()
+    }
+
     fn n_seq(&self) -> usize {
         self.n_seq
     }

@@ -11,15 +11,22 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::llama::{ContextOptions, Model};
 
 /// Starts the engine thread over `model` with `n_slots` slots sharing a context of
-/// `opts.n_ctx` tokens; at most `queue` jobs wait for a slot.
-pub fn start(model: Arc<Model>, opts: &ContextOptions, n_slots: u32, queue: usize) -> Result<Handle> {
+/// `opts.n_ctx` tokens; at most `queue` jobs wait for a slot; up to `prompt_cache` bytes of
+/// prompts the slots give up are kept in host memory.
+pub fn start(
+    model: Arc<Model>,
+    opts: &ContextOptions,
+    n_slots: u32,
+    queue: usize,
+    prompt_cache: usize,
+) -> Result<Handle> {
     let (ready, is_ready) = std::sync::mpsc::channel();
     let opts = opts.clone();
     std::thread::Builder::new()
         .name("strata-engine".into())
         .spawn(move || match model.decoder(&opts, n_slots) {
             Ok(decoder) => {
-                let mut engine = Engine::new(decoder, queue);
+                let mut engine = Engine::new(decoder, queue).with_prompt_cache(prompt_cache);
                 let _ = ready.send(Ok(engine.handle()));
                 engine.run();
             }

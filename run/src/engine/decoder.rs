@@ -14,6 +14,8 @@ pub struct BatchToken {
 
 /// A model context with `n_seq` sequences of `n_ctx_seq` cache cells each.
 pub trait Decoder {
+    /// A sequence's cache saved in host memory (for the engine's prompt cache).
+    type Saved: Send;
     /// Sequences the context holds (the engine's slots).
     fn n_seq(&self) -> usize;
     /// Cells of KV cache each sequence has.
@@ -29,6 +31,11 @@ pub trait Decoder {
     /// Drops sequence `seq`'s cache from position `from` on; false if the cache cannot be cut
     /// there, and then the whole sequence is dropped.
     fn truncate(&mut self, seq: usize, from: usize) -> bool;
+    /// Saves sequence `seq`'s cache, with its size in bytes; `None` if it cannot.
+    fn save(&mut self, seq: usize) -> Option<(Self::Saved, usize)>;
+    /// Makes sequence `seq`'s cache the saved one; false if it cannot (the cache is then in an
+    /// unknown state, and the engine drops it).
+    fn restore(&mut self, seq: usize, saved: &Self::Saved) -> bool;
     /// Whether the token ends generation (EOS, EOT, `<end_of_turn>`, ...).
     fn is_eog(&self, token: i32) -> bool;
     /// The bytes of a token, as generated text shows it.

@@ -3,12 +3,13 @@
 //! binary, a table of logits in the tests. The token loop (prompt in chunks, sampling, stop
 //! strings across tokens and split UTF-8, end-of-generation, the limit, the end of the context,
 //! cancellation) and the slot scheduler (continuous batching, longest-prefix slot choice, the
-//! bounded queue) exist here once.
+//! bounded queue, prompts kept in host memory) exist here once.
 
 mod decoder;
 mod evaluate;
 mod job;
 mod metrics;
+mod prompt_cache;
 mod scheduler;
 #[cfg(test)]
 mod tests;
@@ -18,5 +19,6 @@ pub use decoder::{BatchToken, Decoder};
 pub use evaluate::logits_each;
 pub use job::{Event, Job, Refused, Sink, StopReason, Summary};
 pub use metrics::{Gauges, Histogram, Metrics};
-pub use scheduler::{Engine, Handle, Limits, SlotStatus};
+pub use prompt_cache::PromptCache;
+pub use scheduler::{Engine, Handle, Limits, SlotStatus, PROMPT_TAIL};
 pub use text::{check_stop_strings, TextStream, MAX_STOP};

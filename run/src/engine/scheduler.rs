@@ -12,8 +12,15 @@ use std::time::Instant;
 use super::decoder::{BatchToken, Decoder};
 use super::job::{Event, Job, Refused, Sink, StopReason, Summary};
 use super::metrics::{Gauges, Metrics};
+use super::prompt_cache::{PromptCache, MIN_TOKENS as MIN_CACHED_TOKENS};
 use super::text::TextStream;
 use crate::sampling::Sampler;
+
+/// The prompt's last tokens, always evaluated in a batch of their own (the cache's copy of them
+/// evaluated again): llama.cpp's CPU kernels compute a batch's rows in groups of four (the
+/// repacked GEMMs) and the rest one by one, with different rounding, so four rows alone give the
+/// first token the same logits whatever came before them.
+pub const PROMPT_TAIL: usize = 4;
 
 /// A job waiting for a slot.
 struct Queued {
@@ -131,6 +138,7 @@ pub struct Engine<D: Decoder> {
     decoder: D,
     slots: Vec<Slot>,
     shared: Arc<Shared>,
+    prompts: PromptCache<D::Saved>,
 }
 
 fn common_prefix(a: &[i32], b: &[i32]) -> usize {
@@ -159,7 +167,13 @@ impl<D: Decoder> Engine<D> {
             slots: Mutex::new(status),
             metrics: Mutex::new(Metrics::default()),
         });
-        Engine { decoder, slots, shared }
+        Engine { decoder, slots, shared, prompts: PromptCache::new(0) }
+    }
+
+    /// Keeps the prompts slots give up in host memory, up to `bytes` ([`PromptCache`]).
+    pub fn with_prompt_cache(mut self, bytes: usize) -> Engine<D> {
+        self.prompts = PromptCache::new(bytes);
+        self
     }
 
     pub fn handle(&self) -> Handle {
@@ -250,14 +264,11 @@ impl<D: Decoder> Engine<D> {
     pub fn step(&mut self) {
         self.end_cancelled();
         self.assign();
-        let (batch, owners) = self.form_batch();
-        if batch.is_empty() {
-            self.publish();
-            return;
-        }
-        if let Err(e) = self.decoder.decode(&batch) {
-            self.fail(&owners, &format!("{e:#}"));
-        } else {
+        for (batch, owners) in self.form_batches() {
+            if let Err(e) = self.decoder.decode(&batch) {
+                self.fail(&owners, &format!("{e:#}"));
+                continue;
+            }
             for (b, &i) in owners.iter().enumerate() {
                 if batch[b].logits {
                     self.next_token(i, b);
@@ -292,8 +303,28 @@ impl<D: Decoder> Engine<D> {
             let Some((i, _)) = best else { return };
             let Queued { job, at } = waiting.pop_front().expect("front");
             let slot = &mut self.slots[i];
-            // The last prompt token is evaluated again, for its logits.
-            let mut keep = common_prefix(&slot.cache, &job.prompt).min(job.prompt.len() - 1);
+            let mut keep = common_prefix(&slot.cache, &job.prompt);
+            if self.prompts.is_enabled() {
+                // What the slot holds and the job will not keep goes to the prompt cache; an
+                // entry there that shares more with the prompt comes back into the slot.
+                if keep < slot.cache.len() && slot.cache.len() >= MIN_CACHED_TOKENS {
+                    if let Some((state, bytes)) = self.decoder.save(i) {
+                        self.prompts.insert(slot.cache.clone(), state, bytes);
+                    }
+                }
+                if let Some((tokens, state)) = self.prompts.take_best(&job.prompt, keep) {
+                    if self.decoder.restore(i, &state) {
+                        keep = common_prefix(&tokens, &job.prompt);
+                        slot.cache = tokens;
+                    } else {
+                        self.decoder.truncate(i, 0);
+                        slot.cache.clear();
+                        keep = 0;
+                    }
+                }
+            }
+            // The prompt's tail is evaluated again, for the first token's logits ([`PROMPT_TAIL`]).
+            keep = keep.min(job.prompt.len() - PROMPT_TAIL.min(job.prompt.len()));
             if keep < slot.cache.len() && !self.decoder.truncate(i, keep) {
                 keep = 0;
             }
@@ -319,40 +350,55 @@ impl<D: Decoder> Engine<D> {
         }
     }
 
-    /// The batch: each generating slot's pending token, then prompt chunks, the slot that took
-    /// its slot first served first, as far as the batch has room. Each token goes to its slot's
-    /// cache; `owners` gives each token's slot.
-    fn form_batch(&mut self) -> (Vec<BatchToken>, Vec<usize>) {
-        let n_batch = self.decoder.n_batch();
-        let mut batch = Vec::new();
-        let mut owners = Vec::new();
+    /// The step's batches, each decoded on its own: every generating slot's pending token
+    /// together, then for each slot reading its prompt (the slot that took its slot first served
+    /// first, up to `n_batch` prompt tokens in all) a batch of its own: a chunk of the prompt, or
+    /// the prompt's last [`PROMPT_TAIL`] tokens. So a prompt is evaluated in batches that hold
+    /// nothing of other requests, and its last tokens (whose logits give the first token) always
+    /// in the same one: the first token does not depend on what else the server is doing, nor on
+    /// how much of the prompt a cache held. Each token goes to its slot's cache; `owners` gives
+    /// each token's slot.
+    fn form_batches(&mut self) -> Vec<(Vec<BatchToken>, Vec<usize>)> {
+        let mut batches = Vec::new();
+        let mut generating = (Vec::new(), Vec::new());
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(token) = slot.active.as_mut().and_then(|a| a.pending.take()) else { continue };
-            batch.push(BatchToken { token, seq: i, pos: slot.cache.len(), logits: true });
-            owners.push(i);
+            generating.0.push(BatchToken { token, seq: i, pos: slot.cache.len(), logits: true });
+            generating.1.push(i);
             slot.cache.push(token);
+        }
+        if !generating.0.is_empty() {
+            batches.push(generating);
         }
         let mut reading: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].active.as_ref().is_some_and(|a| a.fed < a.job.prompt.len()))
             .collect();
         reading.sort_by_key(|&i| self.slots[i].active.as_ref().map(|a| a.started));
+        let mut room = self.decoder.n_batch();
         for i in reading {
-            let room = n_batch - batch.len();
+            let slot = &mut self.slots[i];
+            let a = slot.active.as_mut().expect("reading");
+            let n = a.job.prompt.len();
+            let tail = n - PROMPT_TAIL.min(n);
+            let end = if a.fed < tail { (a.fed + room).min(tail) } else { n };
+            if end - a.fed > room {
+                break; // the tail waits for a step with room for all of it
+            }
+            let mut batch = Vec::with_capacity(end - a.fed);
+            for &token in &a.job.prompt[a.fed..end] {
+                let last = slot.cache.len() + 1 == n;
+                batch.push(BatchToken { token, seq: i, pos: slot.cache.len(), logits: last });
+                slot.cache.push(token);
+            }
+            room -= end - a.fed;
+            a.fed = end;
+            let owners = vec![i; batch.len()];
+            batches.push((batch, owners));
             if room == 0 {
                 break;
             }
-            let slot = &mut self.slots[i];
-            let a = slot.active.as_mut().expect("reading");
-            let end = (a.fed + room).min(a.job.prompt.len());
-            for &token in &a.job.prompt[a.fed..end] {
-                let last = slot.cache.len() + 1 == a.job.prompt.len();
-                batch.push(BatchToken { token, seq: i, pos: slot.cache.len(), logits: last });
-                owners.push(i);
-                slot.cache.push(token);
-            }
-            a.fed = end;
         }
-        (batch, owners)
+        batches
     }
 
     /// A failed decode: nothing of the batch is trustworthy, so its jobs fail and their slots'

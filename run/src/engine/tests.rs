@@ -63,6 +63,7 @@ struct Fake {
     /// Every decoded batch's size, and which call fails (if any).
     decoded: Vec<usize>,
     fail_at: Option<usize>,
+    saves: usize,
 }
 
 impl Fake {
@@ -75,11 +76,22 @@ impl Fake {
             last: Vec::new(),
             decoded: Vec::new(),
             fail_at: None,
+            saves: 0,
         }
     }
 }
 
 impl Decoder for Fake {
+    type Saved = Vec<i32>;
+
+    fn save(&mut self, seq: usize) -> Option<(Vec<i32>, usize)> {
+        self.saves += 1;
+        Some((self.caches[seq].clone(), 4 * self.caches[seq].len()))
+    }
+    fn restore(&mut self, seq: usize, saved: &Vec<i32>) -> bool {
+        self.caches[seq] = saved.clone();
+        true
+    }
     fn n_seq(&self) -> usize {
         self.n_seq
     }
@@ -273,17 +285,31 @@ fn a_failed_decode_fails_its_jobs_and_drops_their_caches() {
 #[test]
 fn a_follow_up_reuses_the_longest_prefix() {
     let mut engine = Engine::new(Fake::new(2, 64, 8), 4);
-    let (_, first, _) = run_one(&mut engine, &[1, 2, 1, 2, 1], limits(Some(2), &[]));
-    assert_eq!(first.cached_tokens, 0);
+    let first: Vec<i32> = [vec![3], vec![1; 19]].concat();
+    let (_, a, _) = run_one(&mut engine, &first, limits(Some(2), &[]));
+    assert_eq!(a.cached_tokens, 0);
     // The slot holds the prompt and the first generated token (the last one was never evaluated).
+    assert_eq!(engine.decoder().caches[a.slot].len(), 21);
     let before = engine.decoder().decoded.len();
-    let (_, second, _) = run_one(&mut engine, &[1, 2, 1, 2, 1, 2, 2], limits(Some(1), &[]));
-    assert_eq!((second.slot, second.cached_tokens), (first.slot, 6));
-    assert_eq!(engine.decoder().decoded[before..], [1], "only the new token was evaluated");
-    // A prompt the cache holds whole: its last token is evaluated again, for its logits.
-    let (_, third, _) = run_one(&mut engine, &[1, 2, 1, 2], limits(Some(1), &[]));
-    assert_eq!(third.cached_tokens, 3);
-    assert_eq!(engine.decoder().caches[first.slot][..4], [1, 2, 1, 2]);
+    let follow: Vec<i32> = [first.clone(), vec![2, 1, 2, 12, 12]].concat();
+    let (_, b, _) = run_one(&mut engine, &follow, limits(Some(1), &[]));
+    assert_eq!((b.slot, b.cached_tokens), (a.slot, 21));
+    assert_eq!(engine.decoder().decoded[before..], [PROMPT_TAIL], "only the new tokens were evaluated");
+    // A prompt the cache holds whole: its tail is evaluated again, for the first token's logits.
+    let (_, c, _) = run_one(&mut engine, &first[..10], limits(Some(1), &[]));
+    assert_eq!(c.cached_tokens, 10 - PROMPT_TAIL);
+}
+
+/// The prompt's tail is always evaluated in a batch of its own, of the same size, however the
+/// rest of the prompt was chunked or cached.
+#[test]
+fn the_prompt_tail_is_a_batch_of_its_own() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    run_one(&mut engine, &[1; 11], limits(Some(1), &[]));
+    assert_eq!(engine.decoder().decoded, [7, PROMPT_TAIL], "a chunk, then the tail");
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    run_one(&mut engine, &[1; 3], limits(Some(1), &[]));
+    assert_eq!(engine.decoder().decoded, [3], "a prompt shorter than the tail is all tail");
 }
 
 #[test]
@@ -378,4 +404,28 @@ fn a_hung_up_client_frees_its_slot_and_a_queued_one_is_dropped() {
     }
     assert_eq!(outcome(&rx3).expect("the third ran").0, "lo world!");
     drop(rx3);
+}
+
+#[test]
+fn a_prompt_a_slot_gave_up_comes_back_from_the_prompt_cache() {
+    let mut engine = Engine::new(Fake::new(1, 256, 64), 4).with_prompt_cache(1 << 20);
+    let first: Vec<i32> = [vec![3; 1], vec![1; 30]].concat();
+    let other: Vec<i32> = vec![2; 40];
+    let (text, a, _) = run_one(&mut engine, &first, limits(Some(4), &[]));
+    // Another prompt takes the only slot: the first conversation goes to host memory.
+    run_one(&mut engine, &other, limits(Some(4), &[]));
+    assert_eq!(engine.decoder().saves, 1);
+    // Its next turn shares the whole first exchange: restored, only the new tokens evaluated.
+    let follow: Vec<i32> = [first.clone(), vec![2, 1, 2], vec![12; 5]].concat();
+    let before = engine.decoder().decoded.len();
+    let (_, b, _) = run_one(&mut engine, &follow, limits(Some(2), &[]));
+    assert_eq!(b.cached_tokens, first.len() + 3, "the prompt and the evaluated answer tokens");
+    assert_eq!(engine.decoder().decoded[before..before + 2], [1, PROMPT_TAIL], "the new tokens, the tail last");
+    assert_eq!(text, "baba");
+    assert_eq!(a.cached_tokens, 0);
+    // Without the cache, the same follow-up evaluates everything.
+    let mut plain = Engine::new(Fake::new(1, 256, 64), 4);
+    run_one(&mut plain, &first, limits(Some(4), &[]));
+    run_one(&mut plain, &other, limits(Some(4), &[]));
+    assert_eq!(run_one(&mut plain, &follow, limits(Some(2), &[])).1.cached_tokens, 0);
 }
