@@ -373,3 +373,27 @@ fn a_borrowed_chat_template_is_announced() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A chat prompt starts with the BOS token exactly once where the model wants one (Gemma), whether
+/// the template writes `bos_token` (Gemma's own) or not (chatml borrowed for a base model), as
+/// llama-server tokenizes it; a model that wants none (SmolLM2) gets none added.
+#[test]
+fn chat_prompts_start_with_one_bos_where_the_model_wants_it() {
+    let messages = common::scratch_file("bos-messages.json", br#"[{"role": "user", "content": "Hi"}]"#);
+    let ids = |model: &str, extra: &[&str]| -> Vec<i64> {
+        let path = common::model(model);
+        let args =
+            [&["template", path.to_str().unwrap(), "--messages", messages.to_str().unwrap(), "--tokens"][..], extra]
+                .concat();
+        common::strata_ok(&args).lines().last().unwrap().split_whitespace().map(|t| t.parse().unwrap()).collect()
+    };
+    for extra in [&[][..], &["--builtin", "chatml"]] {
+        let tokens = ids(common::GEMMA3, extra);
+        assert_eq!(tokens[0], 2, "{extra:?}: {tokens:?}");
+        assert_ne!(tokens[1], 2, "{extra:?}: BOS twice: {tokens:?}");
+    }
+    // SmolLM2's BOS is <|im_start|>, which its template writes first: nothing is added before it.
+    let smol = ids(common::SMOLLM2, &[]);
+    assert_eq!(smol[0], 1, "{smol:?}");
+    assert_ne!(smol[1], 1, "{smol:?}");
+}

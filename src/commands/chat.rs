@@ -125,7 +125,7 @@ pub fn run(args: &Args) -> Result<()> {
         let answer_room =
             if args.drop_old_turns { args.n_predict.0.unwrap_or(usize::MAX).min(engine.n_ctx_slot() / 2) } else { 0 };
         let tokens = loop {
-            let tokens = model.tokenize(&template.render(&messages, &base_opts)?, false, true);
+            let tokens = model.tokenize_chat(&template.render(&messages, &base_opts)?);
             if tokens.len() + answer_room < engine.n_ctx_slot() {
                 break tokens;
             }

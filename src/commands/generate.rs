@@ -52,7 +52,7 @@ pub fn run(args: &Args) -> Result<()> {
     let prompt = read_prompt(args)?;
     let (model, context) = args.model.load(false)?;
     let params = args.sampling.params(&model)?;
-    let (text, add_special) = if args.chat {
+    let tokens = if args.chat {
         let template = args.template.resolve(&model)?;
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
@@ -60,12 +60,10 @@ pub fn run(args: &Args) -> Result<()> {
         }
         messages.push(Message::new("user", &prompt));
         let opts = RenderOptions { add_generation_prompt: true, ..args.template.render_options(&model) };
-        // The template writes BOS itself where the model wants it.
-        (template.render(&messages, &opts)?, false)
+        model.tokenize_chat(&template.render(&messages, &opts)?)
     } else {
-        (prompt, true)
+        model.tokenize(&prompt, true, false)
     };
-    let tokens = model.tokenize(&text, add_special, args.chat);
     let mut engine = single_engine(&model, &context)?;
     let limits = Limits { max_tokens: args.n_predict.0, stop: args.stop.clone(), ignore_eos: args.ignore_eos };
     let mut stdout = std::io::stdout();

@@ -77,7 +77,7 @@ pub fn run(args: &Args) -> Result<()> {
     print!("{text}");
     if args.tokens {
         let Some(model) = model else { bail!("--tokens needs a model to tokenize with") };
-        let ids = model.tokenize(&text, false, true);
+        let ids = model.tokenize_chat(&text);
         println!("\n{}", ids.iter().map(i32::to_string).collect::<Vec<_>>().join(" "));
     }
     Ok(())

@@ -233,6 +233,20 @@ impl Model {
         self.model.vocab().tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0).collect()
     }
 
+    /// Tokens for a chat template's text: its special tokens parsed, and the BOS token first
+    /// exactly once where the model wants one, whether the template wrote it or not (as
+    /// llama-server does: a template without `bos_token`, such as a built-in one on a model that
+    /// has none of its own, would otherwise leave the model without it).
+    pub fn tokenize_chat(&self, text: &str) -> Vec<i32> {
+        let mut tokens = self.tokenize(text, false, true);
+        if let Some(bos) = self.bos_added() {
+            if tokens.first() != Some(&bos) {
+                tokens.insert(0, bos);
+            }
+        }
+        tokens
+    }
+
     /// The bytes of one token (special tokens rendered as text when `special`).
     pub fn piece(&self, token: i32, special: bool) -> Vec<u8> {
         self.model.vocab().token_to_piece(LlamaToken(token), special, None)

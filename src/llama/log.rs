@@ -114,6 +114,25 @@ impl std::fmt::Display for Placement {
 mod tests {
     use super::*;
 
+    /// The llama.cpp sources strata links write the lines read here, in these words: a change of
+    /// wording when the pin moves fails this test, not the release of pages or the load line.
+    #[test]
+    fn log_lines_llama_cpp_writes() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out =
+            std::process::Command::new("bash").arg(repo.join("scripts/setup/llama_cpp_tree.sh")).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let tree = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        let source = |file: &str| std::fs::read_to_string(tree.join(file)).unwrap();
+        let model = source("src/llama-model.cpp");
+        assert!(model.contains(r#""%s: %12s model buffer size = %8.2f MiB\n""#), "{}", PLACEMENT_LINES[0]);
+        assert!(model.contains(r#""%s: enabling prefetch for '%s'\n""#), "{}", PLACEMENT_LINES[1]);
+        // "repack: repack tensor NAME with TYPE": __func__ is `repack`.
+        let repack = source("ggml/src/ggml-cpu/repack.cpp");
+        let logs = "int repack(struct ggml_tensor * t, const void * data, size_t data_size) override {\n        GGML_LOG_DEBUG(\"%s: repack tensor %s with %s_%dx%d\\n\", __func__";
+        assert!(repack.contains(logs), "{REPACK_LINE}");
+    }
+
     #[test]
     fn placement_from_llama_log() {
         let log: Vec<String> = [

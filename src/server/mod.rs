@@ -305,8 +305,7 @@ async fn chat(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens
         .template
         .render(&messages, &render)
         .map_err(|e| ApiError::bad(format!("the chat template failed on these messages: {e:#}")))?;
-    // The template writes BOS itself where the model wants it.
-    let tokens = r.model.tokenize(&text, false, true);
+    let tokens = r.model.tokenize_chat(&text);
     let kind = Kind::Chat(reasoning);
     run(s, r, tokens, opts, kind, counts).await
 }
