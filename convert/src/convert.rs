@@ -305,10 +305,9 @@ fn size_label(tensors: &[TensorSpec]) -> String {
         }
         total += size;
     }
-    if n_expert_tensors > 0 {
-        format!("{}x{}", expert_sum / n_expert_tensors, rounded_count(shared + expert))
-    } else {
-        rounded_count(total)
+    match expert_sum.checked_div(n_expert_tensors) {
+        Some(experts) => format!("{experts}x{}", rounded_count(shared + expert)),
+        None => rounded_count(total),
     }
 }
 

@@ -395,7 +395,7 @@ impl Policy {
         if is_output {
             // llama-quantize: the output (or the tied embedding) gets Q6_K, or Q8_0 where the
             // row does not divide into the preset's blocks.
-            let ty = if t.shape[0] % base.block_size() as u64 != 0 || base == GgmlType::Q8_0 {
+            let ty = if !t.shape[0].is_multiple_of(base.block_size() as u64) || base == GgmlType::Q8_0 {
                 GgmlType::Q8_0
             } else {
                 GgmlType::Q6_K
@@ -431,7 +431,7 @@ pub fn quantizable_type(name: &str) -> Result<GgmlType> {
 /// llama-quantize's fallback for a row width the type's blocks do not divide: 256-blocks to a
 /// 32-block type, then F16.
 pub fn fallback(ty: GgmlType, row_width: u64) -> GgmlType {
-    let fits = |t: GgmlType| row_width % t.block_size() as u64 == 0;
+    let fits = |t: GgmlType| row_width.is_multiple_of(t.block_size() as u64);
     if fits(ty) {
         return ty;
     }

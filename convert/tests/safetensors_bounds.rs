@@ -21,7 +21,7 @@ fn file(header: &str, data_len: usize) -> Vec<u8> {
 fn parse_err(bytes: &[u8]) -> String {
     let (result, largest) = largest_allocation(|| parse_tensors(bytes));
     assert!(largest <= 64 * bytes.len() + 4096, "allocated {largest} bytes for a {}-byte file", bytes.len());
-    format!("{:#}", result.err().expect("a lying header must not parse"))
+    format!("{:#}", result.expect_err("a lying header must not parse"))
 }
 
 #[test]

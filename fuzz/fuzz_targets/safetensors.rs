@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     for t in ckpt.tensors() {
         let width = t.row_width();
-        let rows = if width == 0 { 0 } else { t.n_elements() / width };
+        let rows = t.n_elements().checked_div(width).unwrap_or(0);
         let step = rows.div_ceil(4).max(1);
         let mut start = 0;
         while start < rows {

@@ -13,6 +13,10 @@
 //! where the CPU has AVX2 (lanes.rs), with the same bytes.
 //! Byte order is little-endian, as in GGUF.
 
+// The block math indexes several arrays in step, as ggml's C does, so that it reads line by line
+// beside ggml-quants.c; iterator chains would hide that correspondence.
+#![allow(clippy::needless_range_loop)]
+
 mod block;
 mod float;
 mod iquants;
@@ -72,7 +76,7 @@ fn supported_names() -> String {
 
 /// Bytes taken by one row of `n_per_row` elements of type `ty`.
 pub fn row_size(ty: GgmlType, n_per_row: usize) -> Result<usize, QuantizeError> {
-    if n_per_row % ty.block_size() != 0 {
+    if !n_per_row.is_multiple_of(ty.block_size()) {
         return Err(QuantizeError::RowWidth { ty, n_per_row });
     }
     Ok(n_per_row / ty.block_size() * ty.type_size())
@@ -118,7 +122,7 @@ const TASK_ELEMENTS: usize = 16 * 1024;
 /// returns the number of rows.
 fn check_buffers(ty: GgmlType, src_len: usize, n_per_row: usize, dst_len: usize) -> Result<usize, QuantizeError> {
     let row_bytes = row_size(ty, n_per_row)?;
-    if n_per_row == 0 || src_len % n_per_row != 0 {
+    if n_per_row == 0 || !src_len.is_multiple_of(n_per_row) {
         return Err(QuantizeError::BufferSize { what: "input", expected: n_per_row, actual: src_len });
     }
     let rows = src_len / n_per_row;

@@ -128,7 +128,8 @@ mod tests {
         let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
         let sum = |m: &[u8]| m.iter().map(|&b| b as u64).sum::<u64>();
         let before = sum(&map);
-        let released = release_mapped_pages(&path, &[100..3 * PAGE + 10]).unwrap();
+        let range = 100..3 * PAGE + 10;
+        let released = release_mapped_pages(&path, &[range]).unwrap();
         assert_eq!(released, 2 * PAGE, "whole pages inside the range");
         assert_eq!(sum(&map), before, "the pages read back from the file");
         drop(map);

@@ -17,6 +17,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# rustfmt and clippy: scripts/test.sh checks the formatting and the lints before the tests.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  echo "setup: adding rustfmt and clippy (rustup)"
+  rustup component add rustfmt clippy
+fi
+
 missing=()
 for pkg in cmake libclang-dev clang python3-venv libssl-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

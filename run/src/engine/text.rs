@@ -69,10 +69,8 @@ impl TextStream {
     /// An incomplete UTF-8 sequence at the end (a character cut by the token limit) is dropped,
     /// never turned into U+FFFD: only invalid bytes become that, in [`TextStream::push`].
     pub fn finish(self, stopped: bool, emit: &mut impl FnMut(&str)) -> String {
-        if !stopped {
-            if self.text.len() > self.emitted {
-                emit(&self.text[self.emitted..]);
-            }
+        if !stopped && self.text.len() > self.emitted {
+            emit(&self.text[self.emitted..]);
         }
         self.text
     }
