@@ -14,6 +14,9 @@ cargo build --release -q
 LS=${LLAMA_SERVER:-.llama-tools/bin/llama-server}
 [ -x "$LS" ] || { echo "missing $LS" >&2; exit 1; }
 T=${THREADS:-2}
+# A model without a chat template: llama-server falls back to chatml, so strata is given it too.
+template=()
+./target/release/strata inspect "$MODEL" --json | grep -q '"tokenizer.chat_template"' || template=(--chat-template chatml)
 out=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$out"' EXIT
@@ -25,7 +28,7 @@ wait_ready() {
   echo "server on port $1 did not start" >&2; exit 1
 }
 for round in $(seq "${ROUNDS:-3}"); do
-  ./target/release/strata serve "$MODEL" --port 8391 -t "$T" -c 4096 -np 4 2>"$out/strata.log" & pid=$!
+  ./target/release/strata serve "$MODEL" "${template[@]}" --port 8391 -t "$T" -c 4096 -np 4 2>"$out/strata.log" & pid=$!
   wait_ready 8391
   python3 scripts/bench/bench_serve.py http://127.0.0.1:8391 >"$out/strata-$round.json"
   kill $pid; wait $pid 2>/dev/null || true
