@@ -6,9 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q
-[ -n "${LLAMA_BENCH:-}" ] || bash scripts/setup/build_llama_tools.sh bench
-LB=${LLAMA_BENCH:-.llama-tools/bin/llama-bench}
-[ -x "$LB" ] || { echo "missing $LB" >&2; exit 1; }
+LB=$(bash scripts/bench/peer_tool.sh bench)
 model=.models/SmolLM2-135M-Instruct.Q4_1.gguf
 tg() { # tool, wait policy, threads -> tokens/s
   local policy=(env -u OMP_WAIT_POLICY)

@@ -14,9 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=${THREADS:-2}
 cargo build --release -q
-[ -n "${LLAMA_COMPLETION:-}" ] || bash scripts/setup/build_llama_tools.sh completion
-LC=${LLAMA_COMPLETION:-.llama-tools/bin/llama-completion}
-[ -x "$LC" ] || { echo "missing $LC" >&2; exit 1; }
+LC=$(bash scripts/bench/peer_tool.sh completion)
 S=./target/release/strata
 B=.bench
 mkdir -p $B

@@ -9,9 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q
-[ -n "${LLAMA_BENCH:-}" ] || bash scripts/setup/build_llama_tools.sh bench
-LB=${LLAMA_BENCH:-.llama-tools/bin/llama-bench}
-[ -x "$LB" ] || { echo "missing $LB" >&2; exit 1; }
+LB=$(bash scripts/bench/peer_tool.sh bench)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for model in .models/SmolLM2-135M-Instruct.Q4_1.gguf .models/gemma-3-270m-q4_k_m.gguf; do

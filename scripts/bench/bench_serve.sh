@@ -10,9 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODEL=${1:-.models/gemma-3-270m-q4_k_m.gguf}
 cargo build --release -q
-[ -n "${LLAMA_SERVER:-}" ] || bash scripts/setup/build_llama_tools.sh server
-LS=${LLAMA_SERVER:-.llama-tools/bin/llama-server}
-[ -x "$LS" ] || { echo "missing $LS" >&2; exit 1; }
+LS=$(bash scripts/bench/peer_tool.sh server)
 T=${THREADS:-2}
 # A model without a chat template: llama-server falls back to chatml, so strata is given it too.
 template=()

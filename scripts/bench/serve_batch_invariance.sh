@@ -10,8 +10,7 @@ cd "$(dirname "$0")/../.."
 N=${1:-48}
 ROUNDS=${ROUNDS:-3}
 cargo build --release -q
-bash scripts/setup/build_llama_tools.sh server
-LS=${LLAMA_SERVER:-.llama-tools/bin/llama-server}
+LS=$(bash scripts/bench/peer_tool.sh server)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null' EXIT
 differ() { # differ COMMAND...: starts a server on port 8393, prints how many of N answers differ
