@@ -181,7 +181,7 @@ async fn log_request(State(s): State<Arc<AppState>>, mut request: axum::extract:
 }
 
 /// Whether an answer is server-sent events.
-pub fn is_event_stream(headers: &HeaderMap) -> bool {
+fn is_event_stream(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/event-stream"))
 }
 

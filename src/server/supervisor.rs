@@ -287,12 +287,7 @@ async fn forward(s: &Arc<Supervisor>, request: Request) -> (Response, bool) {
     };
     let (mut parts, body) = answer.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let events = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/event-stream"));
-    if !events {
+    if !super::is_event_stream(&parts.headers) {
         return (Response::from_parts(parts, Body::new(body)), true);
     }
     parts.headers.remove(header::CONTENT_LENGTH);
