@@ -23,7 +23,8 @@ struct Entry<S> {
 /// Prefixes shorter than this are not worth a saved state.
 pub const MIN_TOKENS: usize = 16;
 
-fn common_prefix(a: &[i32], b: &[i32]) -> usize {
+/// How many tokens `a` and `b` share from the start.
+pub(super) fn common_prefix(a: &[i32], b: &[i32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 

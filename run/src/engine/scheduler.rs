@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::decoder::{BatchToken, Decoder};
 use super::job::{Event, Job, Refused, Sink, StopReason, Summary};
 use super::metrics::{Gauges, Metrics};
-use super::prompt_cache::{PromptCache, MIN_TOKENS as MIN_CACHED_TOKENS};
+use super::prompt_cache::{common_prefix, PromptCache, MIN_TOKENS as MIN_CACHED_TOKENS};
 use super::text::TextStream;
 use crate::sampling::Sampler;
 
@@ -139,10 +139,6 @@ pub struct Engine<D: Decoder> {
     slots: Vec<Slot>,
     shared: Arc<Shared>,
     prompts: PromptCache<D::Saved>,
-}
-
-fn common_prefix(a: &[i32], b: &[i32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 fn ms(from: Instant, to: Instant) -> f64 {
@@ -299,11 +295,11 @@ impl<D: Decoder> Engine<D> {
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.active.is_none())
-                .max_by_key(|(i, s)| (common_prefix(&s.cache, prompt), std::cmp::Reverse(*i)));
-            let Some((i, _)) = best else { return };
+                .map(|(i, s)| (common_prefix(&s.cache, prompt), std::cmp::Reverse(i)))
+                .max();
+            let Some((mut keep, std::cmp::Reverse(i))) = best else { return };
             let Queued { job, at } = waiting.pop_front().expect("front");
             let slot = &mut self.slots[i];
-            let mut keep = common_prefix(&slot.cache, &job.prompt);
             if self.prompts.is_enabled() {
                 // What the slot holds and the job will not keep goes to the prompt cache; an
                 // entry there that shares more with the prompt comes back into the slot.
@@ -512,10 +508,11 @@ pub struct Limits {
     pub ignore_eos: bool,
 }
 
-/// A sink for a job run on the caller's thread ([`Engine::generate`]).
-struct ChannelSink {
-    events: std::sync::mpsc::Sender<Event>,
-    cancel: Arc<std::sync::atomic::AtomicBool>,
+/// A sink for a job run on the caller's thread ([`Engine::generate`]): events into a channel,
+/// cancelled by a flag.
+pub(super) struct ChannelSink {
+    pub(super) events: std::sync::mpsc::Sender<Event>,
+    pub(super) cancel: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Sink for ChannelSink {

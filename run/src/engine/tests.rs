@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
+use super::scheduler::ChannelSink;
 use super::*;
 use crate::sampling::SamplingParams;
 
@@ -150,25 +151,10 @@ fn run_one(engine: &mut Engine<Fake>, prompt: &[i32], limits: Limits) -> (String
     (text, summary, pieces)
 }
 
-/// A sink that records events for a job submitted through a [`Handle`].
-struct Recorder {
-    events: mpsc::Sender<Event>,
-    cancel: Arc<AtomicBool>,
-}
-
-impl Sink for Recorder {
-    fn send(&mut self, event: Event) -> bool {
-        self.events.send(event).is_ok()
-    }
-    fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
-    }
-}
-
 fn job(prompt: &[i32], max_tokens: Option<usize>) -> (Job, mpsc::Receiver<Event>, Arc<AtomicBool>) {
     let (events, received) = mpsc::channel();
     let cancel = Arc::new(AtomicBool::new(false));
-    let sink = Box::new(Recorder { events, cancel: cancel.clone() });
+    let sink = Box::new(ChannelSink { events, cancel: cancel.clone() });
     (
         Job { prompt: prompt.to_vec(), params: greedy(), max_tokens, stop: Vec::new(), ignore_eos: false, sink },
         received,
