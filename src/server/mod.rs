@@ -94,7 +94,7 @@ impl AppState {
     }
 
     fn ready(&self) -> Result<&Ready, ApiError> {
-        self.ready.get().ok_or_else(|| ApiError::unavailable("Loading model", 5))
+        self.ready.get().ok_or_else(ApiError::loading)
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -34,6 +34,12 @@ impl ApiError {
         ApiError { retry_after: Some(seconds), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message) }
     }
 
+    /// The 503 while the model loads (both processes answer it: the supervisor before the
+    /// child listens, the child before its model is ready).
+    pub fn loading() -> ApiError {
+        ApiError::unavailable("Loading model", 5)
+    }
+
     fn kind(&self) -> &'static str {
         match self.status {
             StatusCode::UNAUTHORIZED => "authentication_error",

@@ -266,7 +266,7 @@ async fn forward(s: &Arc<Supervisor>, request: Request) -> (Response, bool) {
     }
     let addr = match s.status.borrow().clone() {
         Status::Ready(addr) => addr,
-        Status::Loading => return refused(ApiError::unavailable("Loading model", 5)),
+        Status::Loading => return refused(ApiError::loading()),
         Status::Down(reason) => return refused(unavailable(&reason)),
     };
     let (mut parts, body) = request.into_parts();
