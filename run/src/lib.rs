@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod chat;
+pub mod constraint;
 pub mod engine;
 pub mod layer_split;
 pub mod logits_file;

@@ -8,6 +8,9 @@
 //! 3. greedy argmax when `temperature <= 0` — the rest is skipped;
 //! 4. top-k, 5. typical-p, 6. top-p, 7. min-p (each off at 0, 1, 1 and 0);
 //! 8. temperature; 9. softmax and a draw from the seeded generator.
+//!
+//! A token whose logit is -inf (masked out by a grammar, [`crate::engine::Constraint`]) is never
+//! drawn.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -168,6 +171,10 @@ impl Sampler {
             return argmax(logits);
         }
         let mut cands = top_k(logits, p.top_k);
+        // A masked token may fill a place in the top k; it has no probability to keep.
+        if cands.len() > 1 {
+            cands.retain(|c| c.logit > f32::NEG_INFINITY);
+        }
         typical(&mut cands, p.typical_p);
         top_p(&mut cands, p.top_p);
         min_p(&mut cands, p.min_p);

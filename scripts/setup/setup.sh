@@ -34,10 +34,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c "import gguf, numpy, openai" 2>/dev/null; then
-  echo "setup: creating .venv with gguf, numpy and openai"
-  python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check gguf numpy openai
+if ! .venv/bin/python -c "import gguf, numpy, openai, anthropic, jsonschema" 2>/dev/null; then
+  echo "setup: creating .venv with gguf, numpy, openai, anthropic and jsonschema"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check gguf numpy openai anthropic jsonschema
 fi
 
 # The whole tree (176 MB, seconds to unpack): the crate's own copy of llama.cpp ships the tools'

@@ -87,17 +87,17 @@ pub fn run(args: &Args) -> Result<()> {
     let mut rows = Vec::new();
     if args.n_prompt > 0 {
         let prompt = tokens[..args.n_prompt].to_vec();
-        let limits = Limits { max_tokens: Some(0), ..Limits::default() };
         let speeds = measure(&mut engine, reps, args.n_prompt, |e| {
-            let (_, s) = e.generate(prompt.clone(), greedy.clone(), limits.clone(), |_| {}, || true)?;
+            let limits = Limits { max_tokens: Some(0), ..Limits::default() };
+            let (_, s) = e.generate(prompt.clone(), greedy.clone(), limits, |_| {}, || true)?;
             Ok(s.prompt_ms)
         })?;
         rows.push((format!("pp{}", args.n_prompt), speeds));
     }
     if args.n_gen > 0 {
-        let limits = Limits { max_tokens: Some(args.n_gen), stop: Vec::new(), ignore_eos: true };
         let speeds = measure(&mut engine, reps, args.n_gen, |e| {
-            let (_, s) = e.generate(tokens[..1].to_vec(), greedy.clone(), limits.clone(), |_| {}, || true)?;
+            let limits = Limits { max_tokens: Some(args.n_gen), ignore_eos: true, ..Limits::default() };
+            let (_, s) = e.generate(tokens[..1].to_vec(), greedy.clone(), limits, |_| {}, || true)?;
             Ok(s.prompt_ms + s.generation_ms)
         })?;
         rows.push((format!("tg{}", args.n_gen), speeds));

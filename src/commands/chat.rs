@@ -6,10 +6,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{bail, Context, Result};
 
-use super::run_args::{single_engine, with_hint, ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
+use super::run_args::{
+    single_engine, with_hint, GrammarArgs, ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit,
+};
 use strata_run::chat::reasoning::ThinkingFilter;
 use strata_run::chat::template::RenderOptions;
 use strata_run::chat::Message;
+use strata_run::constraint::both;
 use strata_run::engine::{Limits, StopReason};
 
 #[derive(clap::Args)]
@@ -20,6 +23,8 @@ pub struct Args {
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub template: TemplateArgs,
+    #[command(flatten)]
+    pub grammar: GrammarArgs,
     /// A system message for the conversation.
     #[arg(long)]
     pub system: Option<String>,
@@ -69,7 +74,9 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("-p/--prompt is empty: give the message to answer, or leave -p out to chat");
     }
     // A full-size sliding-window cache, so each turn can reuse the conversation so far.
+    let grammar = args.grammar.read()?;
     let (model, context) = args.model.load(true)?;
+    let compiler = grammar.as_ref().map(|g| g.compiler(&model)).transpose()?;
     let template = args.template.resolve(&model)?;
     let base_opts = RenderOptions { add_generation_prompt: true, ..args.template.render_options(&model) };
     let params = args.sampling.params(&model)?;
@@ -124,14 +131,15 @@ pub fn run(args: &Args) -> Result<()> {
         // (without -n, or for a larger one) half the context.
         let answer_room =
             if args.drop_old_turns { args.n_predict.0.unwrap_or(usize::MAX).min(engine.n_ctx_slot() / 2) } else { 0 };
-        let tokens = loop {
-            let tokens = model.tokenize_chat(&template.render(&messages, &base_opts)?);
+        let (tokens, text) = loop {
+            let text = template.render(&messages, &base_opts)?;
+            let tokens = model.tokenize_chat(&text);
             if tokens.len() + answer_room < engine.n_ctx_slot() {
-                break tokens;
+                break (tokens, text);
             }
             let first_turn = messages.iter().position(|m| m.role != "system").unwrap_or(0);
             if messages.len() - first_turn <= 1 && tokens.len() < engine.n_ctx_slot() {
-                break tokens; // only this turn is left: answer as much as fits
+                break (tokens, text); // only this turn is left: answer as much as fits
             }
             if !args.drop_old_turns || messages.len() - first_turn <= 1 {
                 messages.pop();
@@ -141,7 +149,12 @@ pub fn run(args: &Args) -> Result<()> {
             messages.drain(first_turn..(first_turn + 2).min(messages.len() - 1));
         };
         // -1: no limit; generation stops when the context is full.
-        let limits = Limits { max_tokens: args.n_predict.0, ..Limits::default() };
+        let constraint = match (&grammar, &compiler) {
+            (Some(g), Some(c)) => Some(g.constraint(c)?),
+            _ => None,
+        };
+        let constraint = both(constraint, args.template.thinking_budget(&model, &text));
+        let limits = Limits { max_tokens: args.n_predict.0, constraint, ..Limits::default() };
         let mut filter = ThinkingFilter::new(args.template.reasoning == Reasoning::Hide);
         let mut stdout = std::io::stdout();
         CTRL_C.store(ANSWERING, Ordering::SeqCst);

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
-use super::run_args::{single_engine, with_hint, ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit};
+use super::run_args::{
+    single_engine, with_hint, GrammarArgs, ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit,
+};
 use strata_run::chat::reasoning::ThinkingFilter;
 use strata_run::chat::template::RenderOptions;
 use strata_run::chat::Message;
+use strata_run::constraint::both;
 use strata_run::engine::{check_stop_strings, Limits};
 use strata_run::system_memory::ProcessMemory;
 
@@ -36,6 +39,8 @@ pub struct Args {
     pub system: Option<String>,
     #[command(flatten)]
     pub template: TemplateArgs,
+    #[command(flatten)]
+    pub grammar: GrammarArgs,
     /// Stop when this text appears (repeatable; not included in the output).
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
@@ -50,9 +55,14 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     check_stop_strings(&args.stop).map_err(|e| anyhow!("--stop: {e}"))?;
     let prompt = read_prompt(args)?;
+    let grammar = args.grammar.read()?;
     let (model, context) = args.model.load(false)?;
+    let constraint = match &grammar {
+        Some(g) => Some(g.constraint(&g.compiler(&model)?)?),
+        None => None,
+    };
     let params = args.sampling.params(&model)?;
-    let tokens = if args.chat {
+    let (tokens, constraint) = if args.chat {
         let template = args.template.resolve(&model)?;
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
@@ -60,12 +70,14 @@ pub fn run(args: &Args) -> Result<()> {
         }
         messages.push(Message::new("user", &prompt));
         let opts = RenderOptions { add_generation_prompt: true, ..args.template.render_options(&model) };
-        model.tokenize_chat(&template.render(&messages, &opts)?)
+        let text = template.render(&messages, &opts)?;
+        (model.tokenize_chat(&text), both(constraint, args.template.thinking_budget(&model, &text)))
     } else {
-        model.tokenize(&prompt, true, false)
+        (model.tokenize(&prompt, true, false), constraint)
     };
     let mut engine = single_engine(&model, &context)?;
-    let limits = Limits { max_tokens: args.n_predict.0, stop: args.stop.clone(), ignore_eos: args.ignore_eos };
+    let limits =
+        Limits { max_tokens: args.n_predict.0, stop: args.stop.clone(), ignore_eos: args.ignore_eos, constraint };
     let mut stdout = std::io::stdout();
     let stream = !args.json;
     let hide = args.template.reasoning == Reasoning::Hide;

@@ -8,14 +8,16 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use strata_gguf::{GgufFile, TensorClass};
 
+use strata_run::chat::reasoning::{open_segment, ThinkingBudget};
 use strata_run::chat::template::{builtin_for_architecture, ChatTemplate, RenderOptions};
+use strata_run::constraint::{Compiler, Grammar};
 use strata_run::sampling::SamplingParams;
 
 use super::human_bytes;
 use strata_run::planning::LazyMode;
 
 use crate::llama::{CacheType, ContextOptions, GpuLayers, LlamaDecoder, LoadOptions, Model};
-use strata_run::engine::{Engine, Refused};
+use strata_run::engine::{Constraint, Engine, Refused};
 
 /// The context size when `-c` is not given.
 pub const DEFAULT_CTX_SIZE: u32 = 4096;
@@ -332,6 +334,10 @@ pub struct TemplateArgs {
     /// Show or hide the thinking segment of answers.
     #[arg(long, value_enum, default_value_t = Reasoning::Show)]
     pub reasoning: Reasoning,
+    /// End the thinking segment after N tokens by writing its closing marker (0: no thinking;
+    /// -1: no limit).
+    #[arg(long = "reasoning-budget", value_name = "N", default_value = "-1", allow_negative_numbers = true)]
+    pub reasoning_budget: TokenLimit,
 }
 
 impl TemplateArgs {
@@ -358,8 +364,71 @@ impl TemplateArgs {
         ChatTemplate::builtin(name)
     }
 
+    /// The thinking budget's constraint for an answer to `prompt` (the rendered text), if
+    /// there is a budget.
+    pub fn thinking_budget(&self, model: &Model, prompt: &str) -> Option<Box<dyn Constraint>> {
+        thinking_budget(model, self.reasoning_budget.0?, prompt)
+    }
+
     pub fn render_options(&self, model: &Model) -> RenderOptions {
         let (bos_token, eos_token) = model.bos_eos_text();
-        RenderOptions { add_generation_prompt: false, bos_token, eos_token, enable_thinking: self.think }
+        RenderOptions { add_generation_prompt: false, bos_token, eos_token, enable_thinking: self.think, tools: None }
     }
+}
+
+/// What an answer must match (`generate`, `chat`): a JSON Schema or a grammar.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct GrammarArgs {
+    /// Answer with JSON that validates against the JSON Schema in this file.
+    #[arg(long = "json-schema", value_name = "FILE", conflicts_with = "grammar")]
+    pub json_schema: Option<PathBuf>,
+    /// Answer in the grammar in this file: llama.cpp's GBNF, or llguidance's Lark for a `.lark` file.
+    #[arg(long = "grammar", value_name = "FILE")]
+    pub grammar: Option<PathBuf>,
+}
+
+/// A grammar read from its file, and the file, to name in errors.
+pub struct GrammarFile {
+    pub grammar: Grammar,
+    pub path: PathBuf,
+}
+
+impl GrammarArgs {
+    /// The grammar asked for, read (and, for a schema, parsed); an error names the file.
+    pub fn read(&self) -> Result<Option<GrammarFile>> {
+        let Some(path) = self.json_schema.as_ref().or(self.grammar.as_ref()) else { return Ok(None) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let grammar = if self.json_schema.is_some() {
+            let schema = serde_json::from_str(&text)
+                .map_err(|e| anyhow!("{}: not a JSON Schema: the file is not valid JSON: {e}", path.display()))?;
+            Grammar::JsonSchema(schema)
+        } else if path.extension().is_some_and(|e| e == "lark") {
+            Grammar::Lark(text)
+        } else {
+            Grammar::Gbnf(text)
+        };
+        Ok(Some(GrammarFile { grammar, path: path.clone() }))
+    }
+}
+
+impl GrammarFile {
+    /// The compiler over `model`'s vocabulary, with the grammar checked against it.
+    pub fn compiler(&self, model: &Model) -> Result<Compiler> {
+        let compiler =
+            Compiler::new(&model.constraint_vocabulary()).map_err(|e| anyhow!("constrained sampling: {e}"))?;
+        compiler.check(&self.grammar).map_err(|e| anyhow!("{}: {e}", self.path.display()))?;
+        Ok(compiler)
+    }
+
+    /// The constraint for one answer.
+    pub fn constraint(&self, compiler: &Compiler) -> Result<Box<dyn Constraint>> {
+        compiler.constraint(&self.grammar).map_err(|e| anyhow!("{}: {e}", self.path.display()))
+    }
+}
+
+/// A constraint that ends the thinking segment after `budget` tokens, with the closing markers
+/// in `model`'s tokens; the answer starts inside a segment when `prompt` opened one.
+pub fn thinking_budget(model: &Model, budget: usize, prompt: &str) -> Option<Box<dyn Constraint>> {
+    let closers = ThinkingBudget::closing_markers().map(|m| model.tokenize(m, false, true)).collect();
+    Some(Box::new(ThinkingBudget::new(budget, closers, open_segment(prompt))))
 }

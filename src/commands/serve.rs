@@ -2,12 +2,14 @@
 //! an OpenAI-compatible server (src/server/), with the sampling, template and reasoning flags
 //! of `chat` as defaults that a request may override.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit, DEFAULT_CTX_SIZE};
+use strata_run::chat::tools::ToolFormat;
+
 use crate::server::access_log::LogFormat;
 use crate::server::cors::Origins;
 use crate::server::engine;
@@ -181,8 +183,12 @@ fn load(state: Arc<AppState>, args: Args) -> Result<()> {
         .alias
         .unwrap_or_else(|| model.path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()));
     let slot = engine.n_ctx_slot();
+    let template = args.template.resolve(&model)?;
     let ready = Ready {
-        template: args.template.resolve(&model)?,
+        tool_format: ToolFormat::detect(template.source()),
+        compiler: OnceLock::new(),
+        reasoning_budget: args.template.reasoning_budget.0,
+        template,
         render: args.template.render_options(&model),
         sampling: args.sampling.params(&model)?,
         max_tokens: args.n_predict.0,

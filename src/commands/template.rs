@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::run_args::{Reasoning, TemplateArgs};
+use super::run_args::{Reasoning, TemplateArgs, TokenLimit};
 use crate::llama::Model;
 use strata_run::chat::template::{ChatTemplate, RenderOptions};
 use strata_run::chat::Message;
@@ -40,14 +40,19 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let raw =
         std::fs::read_to_string(&args.messages).with_context(|| format!("{}: cannot read", args.messages.display()))?;
-    let messages: Vec<Message> = serde_json::from_str(&raw).with_context(|| {
-        format!("{}: expected a JSON array of {{\"role\", \"content\"}} objects", args.messages.display())
-    })?;
+    let expected =
+        || format!("{}: expected a JSON array of {{\"role\", \"content\"}} objects", args.messages.display());
+    let list: serde_json::Value = serde_json::from_str(&raw).with_context(expected)?;
+    let fields = serde_json::Map::from_iter([("messages".to_string(), list)]);
+    // Read as the server reads a request's messages (tool calls and tool results included).
+    let messages: Vec<Message> = crate::server::openai::messages(&fields)
+        .map_err(|e| anyhow::anyhow!("{}: {}", args.messages.display(), e.message))?;
     let mut opts = RenderOptions {
         add_generation_prompt: args.add_generation_prompt,
         bos_token: args.bos_token.clone(),
         eos_token: args.eos_token.clone(),
         enable_thinking: args.think,
+        tools: None,
     };
     let (text, model) = if let Some(path) = &args.model {
         let model = Model::load_vocab(path)?;
@@ -56,6 +61,7 @@ pub fn run(args: &Args) -> Result<()> {
             chat_template_file: args.file.clone(),
             think: args.think,
             reasoning: Reasoning::Show,
+            reasoning_budget: TokenLimit(None),
         };
         let template = template_args.resolve(&model)?;
         let defaults = template_args.render_options(&model);

@@ -128,6 +128,6 @@ impl Decoder for LlamaDecoder<'_> {
     }
 
     fn piece(&self, token: i32) -> Vec<u8> {
-        self.model.piece(token, false)
+        self.model.text_piece(token)
     }
 }

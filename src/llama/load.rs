@@ -74,6 +74,8 @@ pub struct Model {
     gpu_layers: Option<u32>,
     /// Bytes of the file's mapped pages released after llama.cpp repacked them.
     pub released: u64,
+    /// Control tokens that generated text shows (thinking and tool-call markers), sorted.
+    preserved: Vec<i32>,
 }
 
 /// How to create an evaluation context.
@@ -201,7 +203,8 @@ impl Model {
             loaded.map_err(|_| llama_error(format!("{}: llama.cpp could not load the model", path.display())))?;
         // llama.cpp's n_gpu_layers: -1 (its default) for all.
         let gpu_layers = gpu.then(|| u32::try_from(params.n_gpu_layers()).unwrap_or(u32::MAX));
-        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers, released })
+        let preserved = preserved_tokens(&model);
+        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers, released, preserved })
     }
 
     /// Loads only a model's vocabulary and metadata (llama.cpp's `vocab_only`): enough to
@@ -217,7 +220,8 @@ impl Model {
         let params = LlamaModelParams::default().with_vocab_only(true);
         let model = LlamaModel::load_from_file(&backend, path, &params)
             .map_err(|_| llama_error(format!("{}: llama.cpp could not load the model's vocabulary", path.display())))?;
-        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers: None, released: 0 })
+        let preserved = preserved_tokens(&model);
+        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers: None, released: 0, preserved })
     }
 
     /// Where the weights went.
@@ -250,6 +254,33 @@ impl Model {
     /// The bytes of one token (special tokens rendered as text when `special`).
     pub fn piece(&self, token: i32, special: bool) -> Vec<u8> {
         self.model.vocab().token_to_piece(LlamaToken(token), special, None)
+    }
+
+    /// A token's bytes as generated text shows them: control tokens are empty, except the
+    /// markers the chat layer reads ([`strata_run::chat::PRESERVED_MARKERS`]), as llama-server's
+    /// preserved tokens.
+    pub fn text_piece(&self, token: i32) -> Vec<u8> {
+        self.piece(token, self.preserved.binary_search(&token).is_ok())
+    }
+
+    /// The vocabulary as constrained sampling reads it: every token's bytes; control, unused
+    /// and unknown tokens marked (no grammar's text holds them) unless preserved; the
+    /// end-of-generation tokens.
+    pub fn constraint_vocabulary(&self) -> strata_run::constraint::Vocabulary {
+        use llama_cpp_2::token_type::LlamaTokenAttr;
+        let vocab = self.model.vocab();
+        let n = self.n_vocab() as i32;
+        let mut v = strata_run::constraint::Vocabulary { pieces: Vec::new(), control: Vec::new(), eog: Vec::new() };
+        for t in 0..n {
+            let attr = vocab.attr(LlamaToken(t));
+            let special = attr.intersects(LlamaTokenAttr::Control | LlamaTokenAttr::Unused | LlamaTokenAttr::Unknown);
+            v.pieces.push(self.piece(t, true));
+            v.control.push(special && self.preserved.binary_search(&t).is_err());
+            if self.is_eog(t) {
+                v.eog.push(t as u32);
+            }
+        }
+        v
     }
 
     /// Whether the token ends generation (EOS, EOT, `<end_of_turn>`, ...).
@@ -368,4 +399,17 @@ pub(super) fn progress_bar(path: &Path) -> indicatif::ProgressBar {
     );
     bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     bar
+}
+
+/// The control tokens whose text is one of the chat layer's markers.
+fn preserved_tokens(model: &LlamaModel) -> Vec<i32> {
+    use llama_cpp_2::token_type::LlamaTokenAttr;
+    let vocab = model.vocab();
+    (0..model.n_vocab())
+        .filter(|&t| vocab.attr(LlamaToken(t)).contains(LlamaTokenAttr::Control))
+        .filter(|&t| {
+            let text = vocab.token_to_piece(LlamaToken(t), true, None);
+            strata_run::chat::PRESERVED_MARKERS.iter().any(|m| m.as_bytes() == text.as_slice())
+        })
+        .collect()
 }

@@ -4,13 +4,16 @@
 //! It runs in a child process of [`supervisor`], which faces the clients.
 
 pub mod access_log;
+mod answer;
+mod anthropic;
+mod conversation;
 pub mod cors;
 pub mod engine;
 mod introspection;
 pub mod openai;
+mod responses;
 pub mod supervisor;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -21,22 +24,24 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use strata_run::chat::reasoning::{ReasoningSplitter, Split};
 use strata_run::chat::template::{ChatTemplate, RenderOptions};
+use strata_run::chat::tools::ToolFormat;
+use strata_run::constraint::Compiler;
 use strata_run::sampling::SamplingParams;
 use tokio::sync::mpsc;
 
 use crate::llama::Model;
 use access_log::{Entry, LogFormat, Tokens};
+use answer::{Kind, Shape};
+use conversation::Conversation;
 use engine::ClientSink;
 use openai::ApiError;
-use strata_run::engine::{Event, Handle, Job, Refused, Summary};
+use strata_run::engine::{Event, Handle, Job, Refused};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 8 << 20;
@@ -68,6 +73,12 @@ pub struct Ready {
     /// The model's name in responses and `/v1/models`.
     pub alias: String,
     pub created: u64,
+    /// How the model's template writes tool calls.
+    pub tool_format: ToolFormat,
+    /// Grammars over the model's vocabulary: built by the first request that needs one.
+    pub compiler: OnceLock<Result<Arc<Compiler>, String>>,
+    /// Thinking tokens an answer may spend (`--reasoning-budget`); a request may set its own.
+    pub reasoning_budget: Option<usize>,
 }
 
 /// What the model's process serves beside the completions.
@@ -107,18 +118,20 @@ impl AppState {
     }
 }
 
-/// Checks `Authorization: Bearer KEY` in constant time, when the server has a key.
+/// Checks the key in constant time, when the server has one: `Authorization: Bearer KEY`
+/// (OpenAI's clients) or `x-api-key: KEY` (Anthropic's).
 fn authorize(api_key: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = api_key else { return Ok(()) };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let header = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+    let bearer = header(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
+    let given = bearer.or_else(|| header(header::HeaderName::from_static("x-api-key"))).unwrap_or("");
     if constant_time_eq(given.as_bytes(), key.as_bytes()) {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or missing API key (Authorization: Bearer KEY)"))
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid or missing API key (Authorization: Bearer KEY, or x-api-key: KEY)",
+        ))
     }
 }
 
@@ -144,6 +157,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{id}", get(model))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
+        .route("/v1/responses", post(responses::responses))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/apply-template", post(apply_template))
@@ -286,12 +302,16 @@ async fn chat_completions(
 
 async fn chat(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens) -> Result<Response, ApiError> {
     let (r, f) = request(s, headers, body).await?;
-    let messages = openai::messages(&f)?;
-    let opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
-    let render = RenderOptions {
-        add_generation_prompt: true,
-        enable_thinking: openai::enable_thinking(&f)?.or(r.render.enable_thinking),
-        ..r.render.clone()
+    let mut opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
+    let tools = openai::tools(&f)?;
+    let conv = Conversation {
+        messages: openai::messages(&f)?,
+        choice: openai::tool_choice(&f, &tools)?,
+        tools,
+        parallel: openai::parallel_tool_calls(&f)?,
+        enable_thinking: openai::enable_thinking(&f)?,
+        reasoning_budget: openai::reasoning_budget(&f)?,
+        grammar: opts.grammar.take(),
     };
     let reasoning = match f.get("reasoning_format").and_then(Value::as_str) {
         None => r.reasoning,
@@ -301,13 +321,10 @@ async fn chat(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens
             return Err(ApiError::bad(format!("reasoning_format {other:?} is not one of none, deepseek, auto")))
         }
     };
-    let text = r
-        .template
-        .render(&messages, &render)
-        .map_err(|e| ApiError::bad(format!("the chat template failed on these messages: {e:#}")))?;
-    let tokens = r.model.tokenize_chat(&text);
-    let kind = Kind::Chat(reasoning);
-    run(s, r, tokens, opts, kind, counts).await
+    let prompt = r.prompt(conv)?;
+    opts.constraint = prompt.constraint;
+    let kind = Kind::Chat { reasoning, calls: prompt.calls, thinking: prompt.thinking };
+    run(s, r, prompt.tokens, opts, kind, counts).await
 }
 
 async fn completions(
@@ -322,16 +339,12 @@ async fn completions(
 async fn completion(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens) -> Result<Response, ApiError> {
     let (r, f) = request(s, headers, body).await?;
     let prompt = openai::prompt(&f)?;
-    let opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
+    let mut opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
+    if let Some(g) = opts.grammar.take() {
+        opts.constraint = Some(r.constraint(&g, Vec::new(), "the request's grammar")?);
+    }
     let tokens = r.model.tokenize(&prompt, true, false);
     run(s, r, tokens, opts, Kind::Completion, counts).await
-}
-
-/// Which endpoint a completion answers.
-#[derive(Clone, Copy)]
-enum Kind {
-    Chat(ReasoningOut),
-    Completion,
 }
 
 /// Queues the job and answers: one JSON object, or server-sent events as the text settles.
@@ -343,6 +356,20 @@ async fn run(
     kind: Kind,
     counts: Tokens,
 ) -> Result<Response, ApiError> {
+    let stream = opts.stream;
+    let include_usage = opts.include_usage;
+    let events = submit(r, tokens, opts)?;
+    let (id, created) = (s.next_id(if matches!(kind, Kind::Chat { .. }) { "chatcmpl" } else { "cmpl" }), now());
+    let shape = Shape { id, created, model: r.alias.clone(), kind, counts };
+    if stream {
+        Ok(answer::stream(shape, events, include_usage).into_response())
+    } else {
+        answer::collect(shape, events).await
+    }
+}
+
+/// Queues a job for `tokens`; its events come on the channel returned.
+fn submit(r: &Ready, tokens: Vec<i32>, opts: openai::Options) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
     let (events_tx, events) = mpsc::unbounded_channel();
     let job = Job {
         prompt: tokens,
@@ -350,6 +377,7 @@ async fn run(
         max_tokens: opts.max_tokens,
         stop: opts.stop,
         ignore_eos: opts.ignore_eos,
+        constraint: opts.constraint,
         sink: Box::new(ClientSink(events_tx)),
     };
     r.engine.submit(job).map_err(|e| match e {
@@ -361,203 +389,7 @@ async fn run(
         )),
         Refused::EmptyPrompt => ApiError::bad("the prompt is empty"),
     })?;
-    let (id, created) = (s.next_id(if matches!(kind, Kind::Chat(_)) { "chatcmpl" } else { "cmpl" }), now());
-    let shape = Shape { id, created, model: r.alias.clone(), kind, counts };
-    if opts.stream {
-        Ok(stream(shape, events, opts.include_usage).into_response())
-    } else {
-        collect(shape, events).await
-    }
-}
-
-/// What every chunk and response of one completion carries.
-struct Shape {
-    id: String,
-    created: u64,
-    model: String,
-    kind: Kind,
-    /// The access log's token counts, set when the job ends.
-    counts: Tokens,
-}
-
-impl Shape {
-    fn object(&self, chunk: bool) -> &'static str {
-        match (self.kind, chunk) {
-            (Kind::Chat(_), false) => "chat.completion",
-            (Kind::Chat(_), true) => "chat.completion.chunk",
-            (Kind::Completion, _) => "text_completion",
-        }
-    }
-
-    /// A choice holding `text` (split into content and reasoning for chat).
-    fn choice(&self, split: Split, finish: Option<&str>, chunk: bool) -> Value {
-        match self.kind {
-            Kind::Completion => json!({"index": 0, "text": split.content, "logprobs": null, "finish_reason": finish}),
-            Kind::Chat(_) => {
-                let mut message = json!({});
-                if !chunk {
-                    message["role"] = "assistant".into();
-                }
-                if !chunk || !split.content.is_empty() {
-                    message["content"] = split.content.into();
-                }
-                if !split.reasoning.is_empty() {
-                    message["reasoning_content"] = split.reasoning.into();
-                }
-                json!({"index": 0, if chunk { "delta" } else { "message" }: message, "finish_reason": finish})
-            }
-        }
-    }
-
-    fn body(&self, choices: Vec<Value>, chunk: bool) -> Value {
-        json!({"id": self.id, "object": self.object(chunk), "created": self.created, "model": self.model, "choices": choices})
-    }
-
-    fn splitter(&self) -> TextSplitter {
-        TextSplitter {
-            reasoning: match self.kind {
-                Kind::Chat(r) => r,
-                Kind::Completion => ReasoningOut::Inline,
-            },
-            splitter: ReasoningSplitter::default(),
-        }
-    }
-}
-
-/// Routes generated text to content and reasoning as the request asked.
-struct TextSplitter {
-    reasoning: ReasoningOut,
-    splitter: ReasoningSplitter,
-}
-
-impl TextSplitter {
-    fn push(&mut self, text: &str) -> Split {
-        let split = match self.reasoning {
-            ReasoningOut::Inline => Split { content: text.to_string(), reasoning: String::new() },
-            _ => self.splitter.push(text),
-        };
-        self.route(split)
-    }
-
-    fn finish(&mut self) -> Split {
-        let rest = self.splitter.finish();
-        self.route(rest)
-    }
-
-    fn route(&self, mut split: Split) -> Split {
-        if self.reasoning == ReasoningOut::Hide {
-            split.reasoning.clear();
-        }
-        split
-    }
-}
-
-/// Waits for the whole answer.
-async fn collect(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
-    let mut text = shape.splitter();
-    let mut all = Split::default();
-    while let Some(event) = events.recv().await {
-        match event {
-            Event::Text(t) => {
-                let part = text.push(&t);
-                all.content += &part.content;
-                all.reasoning += &part.reasoning;
-            }
-            Event::Done(summary) => {
-                shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
-                let rest = text.finish();
-                all.content += &rest.content;
-                all.reasoning += &rest.reasoning;
-                let mut body =
-                    shape.body(vec![shape.choice(all, Some(summary.stop_reason.finish_reason()), false)], false);
-                body["usage"] = openai::usage(&summary);
-                body["timings"] = openai::timings(&summary);
-                return Ok(Json(body).into_response());
-            }
-            Event::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
-        }
-    }
-    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine dropped the request"))
-}
-
-/// Server-sent events: a chunk per settled piece of text, the finish reason, usage when asked,
-/// then `[DONE]`. A client that hangs up drops the job at the engine's next step.
-fn stream(
-    shape: Shape,
-    mut events: mpsc::UnboundedReceiver<Event>,
-    include_usage: bool,
-) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
-    let (tx, mut rx) = mpsc::channel::<SseEvent>(64);
-    tokio::spawn(async move {
-        let data = |v: Value| SseEvent::default().data(v.to_string());
-        let mut text = shape.splitter();
-        if let Kind::Chat(_) = shape.kind {
-            let first = shape.body(
-                vec![json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})],
-                true,
-            );
-            if tx.send(data(first)).await.is_err() {
-                return;
-            }
-        }
-        loop {
-            let event = tokio::select! {
-                event = events.recv() => event,
-                // The client hung up: dropping `events` tells the engine.
-                () = tx.closed() => return,
-            };
-            let mut out = Vec::new();
-            let mut done = false;
-            match event {
-                Some(Event::Text(t)) => {
-                    let split = text.push(&t);
-                    if !split.content.is_empty() || !split.reasoning.is_empty() {
-                        out.push(data(shape.body(vec![shape.choice(split, None, true)], true)));
-                    }
-                }
-                Some(Event::Done(summary)) => {
-                    shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
-                    out.extend(finish_events(&shape, text.finish(), &summary, include_usage));
-                    done = true;
-                }
-                Some(Event::Failed(message)) => {
-                    out.push(data(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).body()));
-                    done = true;
-                }
-                None => done = true,
-            }
-            for e in out {
-                if tx.send(e).await.is_err() {
-                    return;
-                }
-            }
-            if done {
-                return;
-            }
-        }
-    });
-    let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok)));
-    Sse::new(events).keep_alive(KeepAlive::default())
-}
-
-/// The last text, the finish reason, usage if asked, `[DONE]`.
-fn finish_events(shape: &Shape, rest: Split, summary: &Summary, include_usage: bool) -> Vec<SseEvent> {
-    let data = |v: Value| SseEvent::default().data(v.to_string());
-    let mut out = Vec::new();
-    if !rest.content.is_empty() || !rest.reasoning.is_empty() {
-        out.push(data(shape.body(vec![shape.choice(rest, None, true)], true)));
-    }
-    let mut last =
-        shape.body(vec![shape.choice(Split::default(), Some(summary.stop_reason.finish_reason()), true)], true);
-    last["timings"] = openai::timings(summary);
-    out.push(data(last));
-    if include_usage {
-        let mut usage = shape.body(Vec::new(), true);
-        usage["usage"] = openai::usage(summary);
-        out.push(data(usage));
-    }
-    out.push(SseEvent::default().data("[DONE]"));
-    out
+    Ok(events)
 }
 
 async fn tokenize(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {

@@ -4,8 +4,10 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use strata_run::chat::Message;
-use strata_run::engine::check_stop_strings;
+use strata_run::chat::tools::{Tool, ToolChoice};
+use strata_run::chat::{Message, ToolCall};
+use strata_run::constraint::{check_schema_size, Grammar};
+use strata_run::engine::{check_stop_strings, Constraint};
 use strata_run::sampling::{random_seed, SamplingParams};
 
 use strata_run::engine::Summary;
@@ -122,6 +124,11 @@ pub struct Options {
     pub ignore_eos: bool,
     pub stream: bool,
     pub include_usage: bool,
+    /// What the text must match: `response_format`'s JSON mode or schema, or llama-server's
+    /// `json_schema` and `grammar` (GBNF) fields.
+    pub grammar: Option<Grammar>,
+    /// The grammar (or the tools' calls) compiled for this request's job.
+    pub constraint: Option<Box<dyn Constraint>>,
 }
 
 /// The most logit biases a request may give.
@@ -129,8 +136,6 @@ const MAX_LOGIT_BIAS: usize = 1024;
 
 /// Fields that would change the answer in ways strata does not do: refused, never ignored.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("tools", "tool calling is not supported"),
-    ("tool_choice", "tool calling is not supported"),
     ("functions", "function calling is not supported"),
     ("function_call", "function calling is not supported"),
     ("logprobs", "logprobs are not supported"),
@@ -171,13 +176,7 @@ pub fn options(
             return Err(ApiError::bad(format!("best_of is {n}: only 1 is supported")));
         }
     }
-    if let Some(format) = field(f, "response_format") {
-        if format.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(ApiError::bad(format!(
-                "response_format {format}: only {{\"type\": \"text\"}} is supported (no JSON mode or schema)"
-            )));
-        }
-    }
+    let grammar = grammar(f)?;
     let mut p = defaults.clone();
     if let Some(t) = number(f, "temperature", |x| x >= 0.0, "[0, inf)")? {
         p.temperature = t as f32;
@@ -259,13 +258,15 @@ pub fn options(
         Some(v) => return Err(ApiError::bad(format!("stream_options must be an object, not {v}"))),
     };
     let ignore_eos = boolean(f, "ignore_eos")?.unwrap_or(false);
-    Ok(Options { params: p, max_tokens, stop, ignore_eos, stream, include_usage })
+    Ok(Options { params: p, max_tokens, stop, ignore_eos, stream, include_usage, grammar, constraint: None })
 }
 
 /// Roles a message may have (`developer` is OpenAI's newer name for `system`).
-const ROLES: &[&str] = &["system", "developer", "user", "assistant"];
+const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
 
-/// `messages`: role and content (a string, or text parts); anything that is not text is refused.
+/// `messages`: role and content (a string, or text parts); an assistant's `tool_calls`, and
+/// `tool` messages answering them by `tool_call_id` (an id no earlier call has is refused).
+/// Anything that is not text is refused.
 pub fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
     let list = field(f, "messages")
         .and_then(Value::as_array)
@@ -273,31 +274,199 @@ pub fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
     if list.is_empty() {
         return Err(ApiError::bad("messages is empty"));
     }
+    let mut calls: Vec<ToolCall> = Vec::new();
+    let mut out = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let role = m
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad(format!("messages[{i}].role must be a string")))?;
+        let role = match role {
+            "developer" => "system",
+            r if ROLES.contains(&r) => r,
+            "function" => return Err(ApiError::bad(format!("messages[{i}].role \"function\": use \"tool\""))),
+            r => {
+                return Err(ApiError::bad(format!(
+                    "messages[{i}].role {r:?} is not one of system, developer, user, assistant, tool"
+                )))
+            }
+        };
+        let tool_calls = match m.get("tool_calls").filter(|t| !t.is_null()) {
+            None => Vec::new(),
+            Some(_) if role != "assistant" => {
+                return Err(ApiError::bad(format!("messages[{i}].tool_calls: only assistant messages make calls")))
+            }
+            Some(t) => message_calls(t, i)?,
+        };
+        // An assistant message that only calls may have no content.
+        let content = match m.get("content") {
+            None | Some(Value::Null) if !tool_calls.is_empty() => String::new(),
+            c => content(c, i)?,
+        };
+        let mut message = Message { tool_calls: tool_calls.clone(), ..Message::new(role, &content) };
+        calls.extend(tool_calls);
+        if role == "tool" {
+            let id = m.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
+                ApiError::bad(format!("messages[{i}].tool_call_id must be the id of the call it answers"))
+            })?;
+            let call = calls.iter().find(|c| c.id == id).ok_or_else(|| {
+                ApiError::bad(format!("messages[{i}].tool_call_id {id:?} answers no call an earlier message made"))
+            })?;
+            message.tool_call_id = Some(id.to_string());
+            message.name = Some(call.name.clone());
+        }
+        out.push(message);
+    }
+    Ok(out)
+}
+
+/// An assistant message's `tool_calls`: `[{"id", "type": "function", "function": {"name", "arguments"}}]`.
+fn message_calls(v: &Value, i: usize) -> Result<Vec<ToolCall>, ApiError> {
+    let list = v.as_array().ok_or_else(|| ApiError::bad(format!("messages[{i}].tool_calls must be a list")))?;
     list.iter()
         .enumerate()
-        .map(|(i, m)| {
-            let role = m
-                .get("role")
+        .map(|(j, c)| {
+            let at = format!("messages[{i}].tool_calls[{j}]");
+            let function = c.get("function").ok_or_else(|| ApiError::bad(format!("{at}.function is missing")))?;
+            let name = function
+                .get("name")
                 .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::bad(format!("messages[{i}].role must be a string")))?;
-            let role = match role {
-                "developer" => "system",
-                r if ROLES.contains(&r) => r,
-                "tool" | "function" => {
-                    return Err(ApiError::bad(format!("messages[{i}].role {role:?}: tool calling is not supported")))
-                }
-                r => {
-                    return Err(ApiError::bad(format!(
-                        "messages[{i}].role {r:?} is not one of system, developer, user, assistant"
-                    )))
+                .ok_or_else(|| ApiError::bad(format!("{at}.function.name must be a string")))?;
+            let arguments = match function.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                Some(v @ Value::Object(_)) => v.to_string(),
+                None | Some(Value::Null) => "{}".to_string(),
+                Some(v) => {
+                    return Err(ApiError::bad(format!("{at}.function.arguments must be a JSON string, not {v}")))
                 }
             };
-            if m.get("tool_calls").is_some_and(|t| !t.is_null()) {
-                return Err(ApiError::bad(format!("messages[{i}].tool_calls: tool calling is not supported")));
-            }
-            Ok(Message::new(role, &content(m.get("content"), i)?))
+            let id = c.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{i}_{j}"), String::from);
+            Ok(ToolCall { id, name: name.to_string(), arguments })
         })
         .collect()
+}
+
+/// The most functions one request may offer (OpenAI's limit).
+const MAX_TOOLS: usize = 128;
+
+/// `tools`: the functions the model may call, each `{"type": "function", "function": {"name",
+/// "description", "parameters"}}`; a name is 1-64 letters, digits, `_` or `-` (OpenAI's rule),
+/// given once; parameters are a JSON Schema object.
+pub fn tools(f: &Fields) -> Result<Vec<Tool>, ApiError> {
+    let Some(list) = field(f, "tools") else { return Ok(Vec::new()) };
+    let list = list.as_array().ok_or_else(|| ApiError::bad("tools must be a list of function tools"))?;
+    if list.len() > MAX_TOOLS {
+        return Err(ApiError::bad(format!("tools has {} functions; at most {MAX_TOOLS}", list.len())));
+    }
+    let mut tools: Vec<Tool> = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(ApiError::bad(format!("tools[{i}].type must be \"function\"")));
+        }
+        let function = t
+            .get("function")
+            .and_then(Value::as_object)
+            .ok_or_else(|| ApiError::bad(format!("tools[{i}].function must be an object")))?;
+        let name = function.get("name").and_then(Value::as_str).unwrap_or("");
+        let valid =
+            (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(ApiError::bad(format!(
+                "tools[{i}].function.name {name:?}: a name is 1 to 64 letters, digits, _ or -"
+            )));
+        }
+        if tools.iter().any(|t| t.name == name) {
+            return Err(ApiError::bad(format!("tools[{i}].function.name {name:?} is given twice")));
+        }
+        let parameters = match function.get("parameters") {
+            None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
+            Some(p @ Value::Object(_)) => p.clone(),
+            Some(p) => {
+                return Err(ApiError::bad(format!(
+                    "tools[{i}].function.parameters must be a JSON Schema object, not {p}"
+                )))
+            }
+        };
+        check_schema_size(&parameters).map_err(|e| ApiError::bad(format!("tools[{i}].function.parameters: {e}")))?;
+        let description = function.get("description").and_then(Value::as_str).map(String::from);
+        tools.push(Tool { name: name.to_string(), description, parameters });
+    }
+    Ok(tools)
+}
+
+/// `tool_choice`: "auto" (the default with tools), "none" (the default without), "required",
+/// or `{"type": "function", "function": {"name"}}` naming one of `tools`.
+pub fn tool_choice(f: &Fields, tools: &[Tool]) -> Result<ToolChoice, ApiError> {
+    let choice = match field(f, "tool_choice") {
+        None if tools.is_empty() => ToolChoice::None,
+        None => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(ApiError::bad(format!(
+                    "tool_choice {other:?} is not one of auto, none, required, or a named function"
+                )))
+            }
+        },
+        Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) => ToolChoice::Named(name.to_string()),
+            None => return Err(ApiError::bad(format!("tool_choice {v} names no function"))),
+        },
+    };
+    match &choice {
+        ToolChoice::Required | ToolChoice::Named(_) if tools.is_empty() => {
+            Err(ApiError::bad("tool_choice asks for a call, but no tools are given"))
+        }
+        ToolChoice::Named(name) if !tools.iter().any(|t| &t.name == name) => {
+            Err(ApiError::bad(format!("tool_choice names {name:?}, which is not one of the tools")))
+        }
+        _ => Ok(choice),
+    }
+}
+
+/// `parallel_tool_calls` (default true): whether one answer may make several calls.
+pub fn parallel_tool_calls(f: &Fields) -> Result<bool, ApiError> {
+    Ok(boolean(f, "parallel_tool_calls")?.unwrap_or(true))
+}
+
+/// The request's grammar: `response_format` (`text`, `json_object`, or `json_schema` with its
+/// `schema`), or llama-server's `json_schema` (a schema) and `grammar` (GBNF); one at most.
+fn grammar(f: &Fields) -> Result<Option<Grammar>, ApiError> {
+    let mut found = Vec::new();
+    if let Some(format) = field(f, "response_format") {
+        let kind = format.get("type").and_then(Value::as_str);
+        match kind {
+            Some("text") => {}
+            Some("json_object") => found.push(Grammar::JsonObject),
+            Some("json_schema") => {
+                let schema =
+                    format.pointer("/json_schema/schema").or_else(|| format.get("schema")).ok_or_else(|| {
+                        ApiError::bad("response_format json_schema needs {\"json_schema\": {\"name\", \"schema\"}}")
+                    })?;
+                found.push(Grammar::JsonSchema(schema.clone()));
+            }
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "response_format {format}: type must be one of text, json_object, json_schema"
+                )))
+            }
+        }
+    }
+    if let Some(schema) = field(f, "json_schema") {
+        found.push(Grammar::JsonSchema(schema.clone()));
+    }
+    match field(f, "grammar") {
+        None => {}
+        Some(Value::String(g)) if g.trim().is_empty() => {}
+        Some(Value::String(g)) => found.push(Grammar::Gbnf(g.clone())),
+        Some(v) => return Err(ApiError::bad(format!("grammar must be a GBNF string, not {v}"))),
+    }
+    if found.len() > 1 {
+        return Err(ApiError::bad("give one of response_format, json_schema and grammar, not several"));
+    }
+    Ok(found.pop())
 }
 
 fn content(v: Option<&Value>, i: usize) -> Result<String, ApiError> {
@@ -326,15 +495,30 @@ fn content(v: Option<&Value>, i: usize) -> Result<String, ApiError> {
     }
 }
 
-/// `chat_template_kwargs`: only `enable_thinking` (Qwen3, Gemma 4) is passed to templates.
+/// `reasoning_budget`: thinking tokens the answer may spend (-1: no limit).
+pub fn reasoning_budget(f: &Fields) -> Result<Option<Option<usize>>, ApiError> {
+    Ok(whole(f, "reasoning_budget", -1)?.map(|n| usize::try_from(n).ok()))
+}
+
+/// The template's `enable_thinking`: `chat_template_kwargs.enable_thinking` (Qwen3, Gemma 4;
+/// the only key passed to templates), else `reasoning_effort` (`none` turns thinking off, any
+/// other effort on).
 pub fn enable_thinking(f: &Fields) -> Result<Option<bool>, ApiError> {
+    let effort = match field(f, "reasoning_effort") {
+        None => None,
+        Some(Value::String(e)) if e == "none" => Some(false),
+        Some(Value::String(e)) if ["minimal", "low", "medium", "high"].contains(&e.as_str()) => Some(true),
+        Some(v) => {
+            return Err(ApiError::bad(format!("reasoning_effort {v} is not one of none, minimal, low, medium, high")))
+        }
+    };
     match field(f, "chat_template_kwargs") {
-        None => Ok(None),
+        None => Ok(effort),
         Some(Value::Object(kw)) => {
             if let Some(k) = kw.keys().find(|k| *k != "enable_thinking") {
                 return Err(ApiError::bad(format!("chat_template_kwargs.{k} is not supported (only enable_thinking)")));
             }
-            boolean(kw, "enable_thinking")
+            Ok(boolean(kw, "enable_thinking")?.or(effort))
         }
         Some(v) => Err(ApiError::bad(format!("chat_template_kwargs must be an object, not {v}"))),
     }

@@ -46,6 +46,9 @@ pub struct RenderOptions {
     pub eos_token: String,
     /// `enable_thinking` for templates that read it (Qwen3, Gemma 4); unset leaves the template's default.
     pub enable_thinking: Option<bool>,
+    /// The functions the model may call, as transformers passes `tools`: OpenAI's
+    /// `{"type": "function", "function": {...}}` objects; unset renders `tools` as none.
+    pub tools: Option<serde_json::Value>,
 }
 
 /// A parsed chat template, ready to render.
@@ -115,7 +118,7 @@ impl ChatTemplate {
             add_generation_prompt => opts.add_generation_prompt,
             bos_token => opts.bos_token,
             eos_token => opts.eos_token,
-            tools => Value::from(()),
+            tools => opts.tools.as_ref().map_or(Value::from(()), Value::from_serialize),
         };
         if let Some(thinking) = opts.enable_thinking {
             ctx = context! { enable_thinking => thinking, ..ctx };
@@ -415,7 +418,15 @@ mod conformance {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/templates");
         let doc: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
         let now = chrono::NaiveDateTime::parse_from_str(doc["now"].as_str().unwrap(), "%Y-%m-%dT%H:%M:%S").unwrap();
-        let conversations: Vec<Vec<Message>> = serde_json::from_value(doc["conversations"].clone()).unwrap();
+        let conversations: Vec<Vec<Message>> = doc["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let message = |m: &Value| Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap());
+                c.as_array().unwrap().iter().map(message).collect()
+            })
+            .collect();
         let special = &doc["special_tokens"];
         let mut mismatched: BTreeSet<String> = BTreeSet::new();
         let (mut matched, mut total) = (0, 0);
@@ -428,6 +439,7 @@ mod conformance {
                 bos_token: special["bos_token"].as_str().unwrap().into(),
                 eos_token: special["eos_token"].as_str().unwrap().into(),
                 enable_thinking: None,
+                tools: None,
             };
             let conv = &conversations[case["conversation"].as_u64().unwrap() as usize];
             let ours = ChatTemplate::with_clock(&source, name, Some(now)).and_then(|t| t.render(conv, &opts));

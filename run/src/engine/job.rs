@@ -13,8 +13,22 @@ pub struct Job {
     pub stop: Vec<String>,
     /// Keep generating past end-of-generation tokens.
     pub ignore_eos: bool,
+    /// What the text must match (a grammar), if anything.
+    pub constraint: Option<Box<dyn Constraint>>,
     /// Where the job's events go.
     pub sink: Box<dyn Sink>,
+}
+
+/// Limits what a job may generate (a JSON schema, a grammar): a token mask the sampler applies
+/// before it draws, and the generated tokens fed back.
+pub trait Constraint: Send {
+    /// Sets the logit of every token that may not come next to -inf; an error when none may
+    /// (the constraint cannot go on).
+    fn mask(&mut self, logits: &mut [f32]) -> Result<(), String>;
+    /// Records the generated token and its bytes.
+    fn accept(&mut self, token: i32, piece: &[u8]) -> Result<(), String>;
+    /// Whether the text is complete and nothing more may follow: generation ends there.
+    fn is_complete(&mut self) -> bool;
 }
 
 /// Where a job's events go, and whether its owner still wants it.
@@ -50,6 +64,8 @@ pub enum StopReason {
     Context,
     /// The job's owner asked to stop ([`Sink::cancelled`]).
     Interrupted,
+    /// The job's [`Constraint`] failed (no token may come next).
+    Constraint,
 }
 
 impl StopReason {
@@ -60,6 +76,7 @@ impl StopReason {
             StopReason::Limit => "limit",
             StopReason::Context => "context",
             StopReason::Interrupted => "interrupted",
+            StopReason::Constraint => "constraint",
         }
     }
 
@@ -68,7 +85,7 @@ impl StopReason {
     pub fn finish_reason(self) -> &'static str {
         match self {
             StopReason::Limit | StopReason::Context => "length",
-            StopReason::Eog | StopReason::StopString | StopReason::Interrupted => "stop",
+            StopReason::Eog | StopReason::StopString | StopReason::Interrupted | StopReason::Constraint => "stop",
         }
     }
 }

@@ -231,8 +231,8 @@ impl<D: Decoder> Engine<D> {
         let (events, received) = std::sync::mpsc::channel();
         let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sink = Box::new(ChannelSink { events, cancel: cancel.clone() });
-        let Limits { max_tokens, stop, ignore_eos } = limits;
-        self.handle().submit(Job { prompt, params, max_tokens, stop, ignore_eos, sink })?;
+        let Limits { max_tokens, stop, ignore_eos, constraint } = limits;
+        self.handle().submit(Job { prompt, params, max_tokens, stop, ignore_eos, constraint, sink })?;
         let mut text = String::new();
         loop {
             self.step();
@@ -423,7 +423,17 @@ impl<D: Decoder> Engine<D> {
         if a.job.max_tokens.is_some_and(|n| a.generated >= n) {
             return self.finish(i, StopReason::Limit);
         }
-        let token = a.sampler.sample(self.decoder.logits(b)) as i32;
+        let logits = self.decoder.logits(b);
+        let token = match a.job.constraint.as_mut() {
+            None => a.sampler.sample(logits) as i32,
+            Some(c) => {
+                let mut masked = logits.to_vec();
+                if c.mask(&mut masked).is_err() {
+                    return self.finish(i, StopReason::Constraint);
+                }
+                a.sampler.sample(&masked) as i32
+            }
+        };
         let now = Instant::now();
         if let Some(last) = a.last_token.replace(now) {
             lock(&self.shared.metrics).time_per_token.observe((now - last).as_secs_f64());
@@ -437,14 +447,25 @@ impl<D: Decoder> Engine<D> {
         }
         a.generated += 1;
         a.sampler.accept(token as u32);
+        let piece = self.decoder.piece(token);
+        let constraint_ended = match a.job.constraint.as_mut() {
+            None => None,
+            Some(c) => match c.accept(token, &piece) {
+                Err(_) => Some(StopReason::Constraint),
+                Ok(()) if c.is_complete() => Some(StopReason::Eog),
+                Ok(()) => None,
+            },
+        };
         let mut text = String::new();
-        let stopped = a.text.push(&self.decoder.piece(token), &mut |s: &str| text.push_str(s));
+        let stopped = a.text.push(&piece, &mut |s: &str| text.push_str(s));
         if !text.is_empty() && !a.job.sink.send(Event::Text(text)) {
             slot.active = None; // no one listens: the slot is free, its cache kept
             return;
         }
         let end = if stopped {
             Some(StopReason::StopString)
+        } else if constraint_ended.is_some() {
+            constraint_ended
         } else if a.job.max_tokens.is_some_and(|n| a.generated >= n) {
             Some(StopReason::Limit)
         } else if slot.cache.len() >= n_ctx {
@@ -500,12 +521,13 @@ impl<D: Decoder> Engine<D> {
     }
 }
 
-/// What a job's text may run to: the limits of [`Engine::generate`].
-#[derive(Clone, Debug, Default)]
+/// What a job's text may run to and must match: the limits of [`Engine::generate`].
+#[derive(Default)]
 pub struct Limits {
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
+    pub constraint: Option<Box<dyn super::job::Constraint>>,
 }
 
 /// A sink for a job run on the caller's thread ([`Engine::generate`]): events into a channel,

@@ -141,7 +141,7 @@ fn greedy() -> SamplingParams {
 }
 
 fn limits(max_tokens: Option<usize>, stop: &[&str]) -> Limits {
-    Limits { max_tokens, stop: stop.iter().map(|s| s.to_string()).collect(), ignore_eos: false }
+    Limits { max_tokens, stop: stop.iter().map(|s| s.to_string()).collect(), ..Limits::default() }
 }
 
 fn run_one(engine: &mut Engine<Fake>, prompt: &[i32], limits: Limits) -> (String, Summary, Vec<String>) {
@@ -156,7 +156,15 @@ fn job(prompt: &[i32], max_tokens: Option<usize>) -> (Job, mpsc::Receiver<Event>
     let cancel = Arc::new(AtomicBool::new(false));
     let sink = Box::new(ChannelSink { events, cancel: cancel.clone() });
     (
-        Job { prompt: prompt.to_vec(), params: greedy(), max_tokens, stop: Vec::new(), ignore_eos: false, sink },
+        Job {
+            prompt: prompt.to_vec(),
+            params: greedy(),
+            max_tokens,
+            stop: Vec::new(),
+            ignore_eos: false,
+            constraint: None,
+            sink,
+        },
         received,
         cancel,
     )
@@ -210,7 +218,7 @@ fn the_limit_and_the_end_of_generation() {
     assert_eq!((text.as_str(), summary.stop_reason, summary.completion_tokens), ("", StopReason::Limit, 0));
     let (text, summary, _) = run_one(&mut engine, &[3], limits(None, &[]));
     assert_eq!((text.as_str(), summary.stop_reason, summary.completion_tokens), ("lo world!", StopReason::Eog, 4));
-    let ignore = Limits { max_tokens: Some(6), stop: Vec::new(), ignore_eos: true };
+    let ignore = Limits { max_tokens: Some(6), ignore_eos: true, ..Limits::default() };
     let (text, summary, _) = run_one(&mut engine, &[3], ignore);
     assert_eq!((text.as_str(), summary.stop_reason), ("lo world!<eos>a", StopReason::Limit));
 }
@@ -414,4 +422,34 @@ fn a_prompt_a_slot_gave_up_comes_back_from_the_prompt_cache() {
     run_one(&mut plain, &first, limits(Some(4), &[]));
     run_one(&mut plain, &other, limits(Some(4), &[]));
     assert_eq!(run_one(&mut plain, &follow, limits(Some(2), &[])).1.cached_tokens, 0);
+}
+
+/// The fake vocabulary as a grammar sees it (token 0 the end of generation).
+fn compiler() -> crate::constraint::Compiler {
+    let pieces: Vec<Vec<u8>> = PIECES.iter().map(|p| p.to_vec()).collect();
+    let control = (0..PIECES.len()).map(|t| t == 0).collect();
+    crate::constraint::Compiler::new(&crate::constraint::Vocabulary { pieces, control, eog: vec![0] }).unwrap()
+}
+
+#[test]
+fn a_grammar_overrides_the_models_choice_and_ends_the_answer() {
+    let mut engine = Engine::new(Fake::new(1, 64, 16), 1);
+    // The model would say "Hello world!"; the grammar allows only "ab" twice then "!".
+    let grammar = crate::constraint::Grammar::Lark(r#"start: "ab" "ab" "!""#.into());
+    let constraint = Some(compiler().constraint(&grammar).unwrap());
+    let (text, summary, _) = run_one(&mut engine, &[3], Limits { constraint, ..Limits::default() });
+    assert_eq!(text, "abab!");
+    assert_eq!(summary.stop_reason, StopReason::Eog);
+    assert_eq!(summary.completion_tokens, 5);
+}
+
+#[test]
+fn a_lazy_grammar_leaves_the_text_before_its_trigger_alone() {
+    let mut engine = Engine::new(Fake::new(1, 64, 16), 1);
+    // The model says "Hello world!"; from " wor" on, the grammar wants "ab!".
+    let grammar = crate::constraint::Grammar::Lark(r#"start: "ab" "!""#.into());
+    let constraint = Some(compiler().lazy(&grammar, vec![" wor".into()]).unwrap());
+    let (text, summary, _) = run_one(&mut engine, &[3], Limits { constraint, ..Limits::default() });
+    assert_eq!(text, "lo worab!");
+    assert_eq!(summary.stop_reason, StopReason::Eog);
 }

@@ -1,0 +1,348 @@
+//! A completion's answer, from the engine's events: one JSON object, or server-sent events as
+//! the text settles, in OpenAI's shapes. A chat answer's thinking goes to `reasoning_content`;
+//! where tools were offered, the calls the model wrote become `tool_calls`.
+
+use std::convert::Infallible;
+
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use strata_run::chat::reasoning::{ReasoningSplitter, Split};
+use strata_run::chat::tools::{self, ToolFormat};
+use strata_run::chat::ToolCall;
+use strata_run::engine::{Event, Summary};
+use tokio::sync::mpsc;
+
+use super::access_log::Tokens;
+use super::openai::{self, ApiError};
+use super::ReasoningOut;
+
+/// Which endpoint a completion answers.
+pub enum Kind {
+    /// `thinking`: the thinking segment the prompt opened, if any.
+    Chat {
+        reasoning: ReasoningOut,
+        calls: Option<Calls>,
+        thinking: Option<usize>,
+    },
+    Completion,
+}
+
+/// The tool calls a chat answer may hold: their format, and the markers that open one (none:
+/// the whole answer is a call, or the format's JSON).
+pub struct Calls {
+    pub format: ToolFormat,
+    pub triggers: Vec<String>,
+}
+
+/// What every chunk and response of one completion carries.
+pub struct Shape {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub kind: Kind,
+    /// The access log's token counts, set when the job ends.
+    pub counts: Tokens,
+}
+
+/// An answer's text so far: content and reasoning, and the calls once the answer is whole.
+#[derive(Default)]
+pub struct Piece {
+    pub text: Split,
+    pub calls: Vec<ToolCall>,
+}
+
+impl Shape {
+    fn object(&self, chunk: bool) -> &'static str {
+        match (&self.kind, chunk) {
+            (Kind::Chat { .. }, false) => "chat.completion",
+            (Kind::Chat { .. }, true) => "chat.completion.chunk",
+            (Kind::Completion, _) => "text_completion",
+        }
+    }
+
+    /// A choice holding `piece` (for chat: content, reasoning and calls).
+    fn choice(&self, piece: Piece, finish: Option<&str>, chunk: bool) -> Value {
+        let Piece { text, calls } = piece;
+        if let Kind::Completion = self.kind {
+            return json!({"index": 0, "text": text.content, "logprobs": null, "finish_reason": finish});
+        }
+        let mut message = json!({});
+        if !chunk {
+            message["role"] = "assistant".into();
+        }
+        if !text.content.is_empty() {
+            message["content"] = text.content.into();
+        } else if !chunk {
+            message["content"] = if calls.is_empty() { "".into() } else { Value::Null };
+        }
+        if !text.reasoning.is_empty() {
+            message["reasoning_content"] = text.reasoning.into();
+        }
+        if !calls.is_empty() {
+            message["tool_calls"] = calls.iter().enumerate().map(|(i, c)| call_json(i, c, chunk)).collect();
+        }
+        json!({"index": 0, if chunk { "delta" } else { "message" }: message, "finish_reason": finish})
+    }
+
+    fn body(&self, choices: Vec<Value>, chunk: bool) -> Value {
+        json!({"id": self.id, "object": self.object(chunk), "created": self.created, "model": self.model, "choices": choices})
+    }
+
+    fn reader(&self) -> Reader {
+        match &self.kind {
+            Kind::Chat { reasoning, calls, thinking } => Reader::new(*reasoning, calls.as_ref(), *thinking),
+            Kind::Completion => Reader::new(ReasoningOut::Inline, None, None),
+        }
+    }
+}
+
+/// One call as OpenAI writes it: whole in a message; in a stream, each call's first delta.
+fn call_json(index: usize, call: &ToolCall, chunk: bool) -> Value {
+    let mut v =
+        json!({"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}});
+    if chunk {
+        v["index"] = index.into();
+    }
+    v
+}
+
+/// Reads generated text into content, reasoning and calls, as the request asked.
+pub struct Reader {
+    reasoning: ReasoningOut,
+    splitter: ReasoningSplitter,
+    calls: Option<CallText>,
+}
+
+impl Reader {
+    /// A reader for an answer that starts inside thinking segment `thinking`, if given.
+    pub fn new(reasoning: ReasoningOut, calls: Option<&Calls>, thinking: Option<usize>) -> Reader {
+        Reader {
+            reasoning,
+            splitter: thinking.map_or_else(ReasoningSplitter::default, ReasoningSplitter::inside),
+            calls: calls.map(|c| CallText {
+                format: c.format,
+                holding: c.triggers.is_empty(),
+                triggers: c.triggers.clone(),
+                text: String::new(),
+                emitted: 0,
+            }),
+        }
+    }
+
+    /// What of `text` can be shown now.
+    pub fn push(&mut self, text: &str) -> Split {
+        let split = match self.reasoning {
+            ReasoningOut::Inline => Split { content: text.to_string(), reasoning: String::new() },
+            _ => self.splitter.push(text),
+        };
+        self.route(split)
+    }
+
+    /// The rest, and the calls the whole answer holds.
+    pub fn finish(&mut self) -> Piece {
+        let rest = self.splitter.finish();
+        let mut split = self.route(rest);
+        let mut calls = Vec::new();
+        if let Some(c) = &mut self.calls {
+            let (content, found) = c.finish();
+            split.content.push_str(&content);
+            calls = found;
+        }
+        Piece { text: split, calls }
+    }
+
+    fn route(&mut self, mut split: Split) -> Split {
+        if self.reasoning == ReasoningOut::Hide {
+            split.reasoning.clear();
+        }
+        if let Some(c) = &mut self.calls {
+            split.content = c.push(&split.content);
+        }
+        split
+    }
+}
+
+/// The content of an answer that may hold calls: shown as it comes until a call may have begun
+/// (the start of a trigger), then held, and read for calls when the answer is whole.
+struct CallText {
+    format: ToolFormat,
+    triggers: Vec<String>,
+    /// The content so far.
+    text: String,
+    /// How much of it has been shown.
+    emitted: usize,
+    /// A call has begun (or the whole answer is one): nothing more is shown until the end.
+    holding: bool,
+}
+
+impl CallText {
+    fn push(&mut self, content: &str) -> String {
+        self.text.push_str(content);
+        if self.holding {
+            return String::new();
+        }
+        let rest = &self.text[self.emitted..];
+        let safe = match self.triggers.iter().filter_map(|t| rest.find(t.as_str())).min() {
+            Some(at) => {
+                self.holding = true;
+                at
+            }
+            // A trigger's beginning at the end may be the start of a call: held back.
+            None => {
+                let partial = self
+                    .triggers
+                    .iter()
+                    .flat_map(|t| (1..t.len()).filter(|&n| t.is_char_boundary(n) && rest.ends_with(&t[..n])))
+                    .max()
+                    .unwrap_or(0);
+                rest.len() - partial
+            }
+        };
+        let shown = rest[..safe].to_string();
+        self.emitted += safe;
+        shown
+    }
+
+    /// The content not yet shown, and the calls, from the whole answer.
+    fn finish(&mut self) -> (String, Vec<ToolCall>) {
+        let (content, calls) = tools::parse(self.format, &self.text);
+        let shown = &self.text[..self.emitted];
+        let rest = match content.strip_prefix(shown) {
+            Some(rest) => rest.to_string(),
+            None if self.emitted == 0 => content,
+            None => String::new(),
+        };
+        (rest, calls)
+    }
+}
+
+/// The finish reason: `tool_calls` when the answer made calls.
+pub fn finish_reason(summary: &Summary, calls: &[ToolCall]) -> &'static str {
+    if calls.is_empty() {
+        summary.stop_reason.finish_reason()
+    } else {
+        "tool_calls"
+    }
+}
+
+/// Waits for the whole answer.
+pub async fn collect(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
+    let mut reader = shape.reader();
+    let mut all = Split::default();
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Text(t) => {
+                let part = reader.push(&t);
+                all.content += &part.content;
+                all.reasoning += &part.reasoning;
+            }
+            Event::Done(summary) => {
+                shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
+                let rest = reader.finish();
+                all.content += &rest.text.content;
+                all.reasoning += &rest.text.reasoning;
+                let finish = finish_reason(&summary, &rest.calls);
+                let piece = Piece { text: all, calls: rest.calls };
+                let mut body = shape.body(vec![shape.choice(piece, Some(finish), false)], false);
+                body["usage"] = openai::usage(&summary);
+                body["timings"] = openai::timings(&summary);
+                return Ok(Json(body).into_response());
+            }
+            Event::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
+        }
+    }
+    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine dropped the request"))
+}
+
+/// Server-sent events: a chunk per settled piece of text, the calls, the finish reason, usage
+/// when asked, then `[DONE]`. A client that hangs up drops the job at the engine's next step.
+pub fn stream(
+    shape: Shape,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    include_usage: bool,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let (tx, mut rx) = mpsc::channel::<SseEvent>(64);
+    tokio::spawn(async move {
+        let data = |v: Value| SseEvent::default().data(v.to_string());
+        let mut reader = shape.reader();
+        if let Kind::Chat { .. } = shape.kind {
+            let first = shape.body(
+                vec![json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})],
+                true,
+            );
+            if tx.send(data(first)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                // The client hung up: dropping `events` tells the engine.
+                () = tx.closed() => return,
+            };
+            let mut out = Vec::new();
+            let mut done = false;
+            match event {
+                Some(Event::Text(t)) => {
+                    let text = reader.push(&t);
+                    if !text.content.is_empty() || !text.reasoning.is_empty() {
+                        let piece = Piece { text, calls: Vec::new() };
+                        out.push(data(shape.body(vec![shape.choice(piece, None, true)], true)));
+                    }
+                }
+                Some(Event::Done(summary)) => {
+                    shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
+                    out.extend(finish_events(&shape, reader.finish(), &summary, include_usage));
+                    done = true;
+                }
+                Some(Event::Failed(message)) => {
+                    out.push(data(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).body()));
+                    done = true;
+                }
+                None => done = true,
+            }
+            for e in out {
+                if tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+            if done {
+                return;
+            }
+        }
+    });
+    let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok)));
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// The last text, each call (its id and name with empty arguments, then the arguments, as
+/// OpenAI streams them), the finish reason, usage if asked, `[DONE]`.
+fn finish_events(shape: &Shape, rest: Piece, summary: &Summary, include_usage: bool) -> Vec<SseEvent> {
+    let data = |v: Value| SseEvent::default().data(v.to_string());
+    let mut out = Vec::new();
+    let finish = finish_reason(summary, &rest.calls);
+    if !rest.text.content.is_empty() || !rest.text.reasoning.is_empty() {
+        let piece = Piece { text: rest.text, calls: Vec::new() };
+        out.push(data(shape.body(vec![shape.choice(piece, None, true)], true)));
+    }
+    for (i, call) in rest.calls.iter().enumerate() {
+        let opening = ToolCall { arguments: String::new(), ..call.clone() };
+        let delta = json!({"tool_calls": [call_json(i, &opening, true)]});
+        out.push(data(shape.body(vec![json!({"index": 0, "delta": delta, "finish_reason": null})], true)));
+        let delta = json!({"tool_calls": [{"index": i, "function": {"arguments": call.arguments}}]});
+        out.push(data(shape.body(vec![json!({"index": 0, "delta": delta, "finish_reason": null})], true)));
+    }
+    let mut last = shape.body(vec![shape.choice(Piece::default(), Some(finish), true)], true);
+    last["timings"] = openai::timings(summary);
+    out.push(data(last));
+    if include_usage {
+        let mut usage = shape.body(Vec::new(), true);
+        usage["usage"] = openai::usage(summary);
+        out.push(data(usage));
+    }
+    out.push(SseEvent::default().data("[DONE]"));
+    out
+}

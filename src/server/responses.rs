@@ -1,0 +1,393 @@
+//! OpenAI's Responses API on the same engine, stateless: `POST /v1/responses` with text and
+//! function calls in and out, `text.format` for structured output, and streaming events. Nothing
+//! is stored, so `previous_response_id` is refused with a 400 that says so.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Map, Value};
+use strata_run::chat::{Message, ToolCall};
+use strata_run::engine::{Event, StopReason, Summary};
+use tokio::sync::mpsc;
+
+use super::access_log::Tokens;
+use super::answer::{Piece, Reader};
+use super::conversation::Conversation;
+use super::openai::{self, ApiError, Fields};
+use super::{now, request, respond, submit, AppState, ReasoningOut};
+
+/// `POST /v1/responses`.
+pub async fn responses(
+    State(s): State<Arc<AppState>>,
+    Extension(counts): Extension<Tokens>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(create(&s, &headers, body, counts).await)
+}
+
+async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens) -> Result<Response, ApiError> {
+    let (r, f) = request(s, headers, body).await?;
+    if f.get("previous_response_id").is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::bad(
+            "previous_response_id: this server stores no responses; send the whole conversation in input",
+        ));
+    }
+    let chat = chat_fields(&f)?;
+    let mut opts = openai::options(&chat, &r.sampling, r.max_tokens, r.model.n_vocab())?;
+    let tools = openai::tools(&chat)?;
+    let conv = Conversation {
+        messages: input(&f)?,
+        choice: openai::tool_choice(&chat, &tools)?,
+        tools,
+        parallel: openai::parallel_tool_calls(&chat)?,
+        enable_thinking: match f.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str) {
+            None => None,
+            Some("none") => Some(false),
+            Some(_) => Some(true),
+        },
+        reasoning_budget: None,
+        grammar: opts.grammar.take(),
+    };
+    let prompt = r.prompt(conv)?;
+    opts.constraint = prompt.constraint;
+    let stream = opts.stream;
+    let events = submit(r, prompt.tokens, opts)?;
+    let answer = Answer {
+        id: s.next_id("resp"),
+        created: now(),
+        model: r.alias.clone(),
+        reader: Reader::new(ReasoningOut::Split, prompt.calls.as_ref(), prompt.thinking),
+        counts,
+        sequence: 0,
+    };
+    if stream {
+        Ok(answer.stream(events).into_response())
+    } else {
+        answer.collect(events).await
+    }
+}
+
+/// The request's options under the chat API's names, for [`openai`]'s readers: sampling,
+/// `max_output_tokens`, tools (`{"type": "function", "name", ...}` flattened in this API),
+/// `tool_choice`, and `text.format` as `response_format`.
+fn chat_fields(f: &Fields) -> Result<Fields, ApiError> {
+    let mut out = Map::new();
+    for name in ["temperature", "top_p", "stream", "parallel_tool_calls", "seed"] {
+        if let Some(v) = f.get(name) {
+            out.insert(name.into(), v.clone());
+        }
+    }
+    if let Some(n) = f.get("max_output_tokens") {
+        out.insert("max_tokens".into(), n.clone());
+    }
+    if let Some(Value::Array(tools)) = f.get("tools") {
+        let tools = tools
+            .iter()
+            .map(|t| {
+                let mut function = t.clone();
+                if let Some(o) = function.as_object_mut() {
+                    o.remove("type");
+                    o.remove("strict");
+                }
+                json!({"type": t.get("type"), "function": function})
+            })
+            .collect();
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    match f.get("tool_choice") {
+        Some(Value::Object(c)) if c.get("type").and_then(Value::as_str) == Some("function") => {
+            out.insert("tool_choice".into(), json!({"type": "function", "function": {"name": c.get("name")}}));
+        }
+        Some(c) => {
+            out.insert("tool_choice".into(), c.clone());
+        }
+        None => {}
+    }
+    if let Some(format) = f.get("text").and_then(|t| t.get("format")) {
+        let format = match format.get("type").and_then(Value::as_str) {
+            Some("json_schema") => json!({"type": "json_schema", "json_schema": {"schema": format.get("schema")}}),
+            _ => format.clone(),
+        };
+        out.insert("response_format".into(), format);
+    }
+    Ok(out)
+}
+
+/// `instructions` and `input`: a string, or items — messages (text content), `function_call`s
+/// and their `function_call_output`s; earlier reasoning items are passed over.
+fn input(f: &Fields) -> Result<Vec<Message>, ApiError> {
+    let mut messages = Vec::new();
+    if let Some(Value::String(i)) = f.get("instructions") {
+        messages.push(Message::new("system", i));
+    }
+    let items = match f.get("input") {
+        Some(Value::String(s)) => return Ok([messages, vec![Message::new("user", s)]].concat()),
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        _ => return Err(ApiError::bad("input must be a string or a non-empty list of items")),
+    };
+    let mut as_chat: Vec<Value> = messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
+    for (i, item) in items.iter().enumerate() {
+        let field = |name: &str| {
+            item.get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad(format!("input[{i}].{name} must be a string")))
+        };
+        match item.get("type").and_then(Value::as_str) {
+            None | Some("message") => {
+                let content = match item.get("content") {
+                    Some(Value::Array(parts)) => Value::Array(
+                        parts
+                            .iter()
+                            .map(|p| match p.get("type").and_then(Value::as_str) {
+                                Some("input_text" | "output_text") => json!({"type": "text", "text": p.get("text")}),
+                                _ => p.clone(),
+                            })
+                            .collect(),
+                    ),
+                    other => other.cloned().unwrap_or(Value::Null),
+                };
+                as_chat.push(json!({"role": item.get("role"), "content": content}));
+            }
+            Some("function_call") => {
+                let call = json!({"id": field("call_id")?, "type": "function",
+                                  "function": {"name": field("name")?, "arguments": field("arguments")?}});
+                // Consecutive calls are one assistant turn.
+                match as_chat.last_mut() {
+                    Some(last) if last["role"] == "assistant" && last.get("tool_calls").is_some() => {
+                        last["tool_calls"].as_array_mut().expect("a list").push(call)
+                    }
+                    _ => as_chat.push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+                }
+            }
+            Some("function_call_output") => {
+                let output = match item.get("output") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => String::new(),
+                };
+                as_chat.push(json!({"role": "tool", "tool_call_id": field("call_id")?, "content": output}));
+            }
+            Some("reasoning") => {}
+            Some(kind) => return Err(ApiError::bad(format!("input[{i}]: {kind} items are not supported"))),
+        }
+    }
+    openai::messages(&Map::from_iter([("messages".to_string(), Value::Array(as_chat))]))
+}
+
+/// One response being written.
+struct Answer {
+    id: String,
+    created: u64,
+    model: String,
+    reader: Reader,
+    counts: Tokens,
+    /// The next streamed event's number.
+    sequence: u64,
+}
+
+fn message_item(id: &str, text: &str, status: &str) -> Value {
+    json!({"type": "message", "id": id, "status": status, "role": "assistant",
+           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+}
+
+fn reasoning_item(id: &str, text: &str) -> Value {
+    json!({"type": "reasoning", "id": id, "summary": [], "content": [{"type": "reasoning_text", "text": text}]})
+}
+
+fn call_item(call: &ToolCall, status: &str) -> Value {
+    json!({"type": "function_call", "id": format!("fc_{}", call.id), "call_id": call.id, "name": call.name,
+           "arguments": call.arguments, "status": status})
+}
+
+impl Answer {
+    /// The response object; `done` carries the summary of a finished one.
+    fn response(&self, output: Vec<Value>, done: Option<&Summary>) -> Value {
+        let (status, incomplete, usage) = match done {
+            None => ("in_progress", Value::Null, Value::Null),
+            Some(s) => {
+                let cut = matches!(s.stop_reason, StopReason::Limit | StopReason::Context);
+                let usage = json!({
+                    "input_tokens": s.prompt_tokens, "input_tokens_details": {"cached_tokens": s.cached_tokens},
+                    "output_tokens": s.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": s.prompt_tokens + s.completion_tokens,
+                });
+                let incomplete = if cut { json!({"reason": "max_output_tokens"}) } else { Value::Null };
+                (if cut { "incomplete" } else { "completed" }, incomplete, usage)
+            }
+        };
+        json!({"id": self.id, "object": "response", "created_at": self.created, "status": status, "model": self.model,
+               "output": output, "incomplete_details": incomplete, "error": null, "usage": usage,
+               "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "metadata": {}})
+    }
+
+    /// The output items of a finished answer.
+    fn output(&self, reasoning: &str, text: &str, calls: &[ToolCall]) -> Vec<Value> {
+        let mut output = Vec::new();
+        if !reasoning.is_empty() {
+            output.push(reasoning_item(&format!("rs_{}", self.id), reasoning));
+        }
+        if !text.is_empty() || calls.is_empty() {
+            output.push(message_item(&format!("msg_{}", self.id), text, "completed"));
+        }
+        output.extend(calls.iter().map(|c| call_item(c, "completed")));
+        output
+    }
+
+    async fn collect(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
+        let (mut text, mut reasoning) = (String::new(), String::new());
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Text(t) => {
+                    let split = self.reader.push(&t);
+                    text += &split.content;
+                    reasoning += &split.reasoning;
+                }
+                Event::Done(summary) => {
+                    self.counts.set(summary.prompt_tokens, summary.completion_tokens);
+                    let Piece { text: rest, calls } = self.reader.finish();
+                    text += &rest.content;
+                    reasoning += &rest.reasoning;
+                    let output = self.output(&reasoning, &text, &calls);
+                    return Ok(Json(self.response(output, Some(&summary))).into_response());
+                }
+                Event::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
+            }
+        }
+        Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine dropped the request"))
+    }
+
+    /// A numbered event named by its `type`.
+    fn event(&mut self, mut v: Value) -> SseEvent {
+        v["sequence_number"] = self.sequence.into();
+        self.sequence += 1;
+        let name = v["type"].as_str().unwrap_or("message").to_string();
+        SseEvent::default().event(name).data(v.to_string())
+    }
+
+    /// `response.created`, then the message's text as `response.output_text.delta`s (its item
+    /// and part opened first, closed at the end), each call as an item with its arguments in one
+    /// delta, and `response.completed` with the whole response. Reasoning is in the last one.
+    fn stream(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+    ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+        let (tx, mut rx) = mpsc::channel::<SseEvent>(64);
+        tokio::spawn(async move {
+            let msg_id = format!("msg_{}", self.id);
+            let (mut text, mut reasoning, mut open) = (String::new(), String::new(), false);
+            let created = self.response(Vec::new(), None);
+            let first = vec![
+                self.event(json!({"type": "response.created", "response": created.clone()})),
+                self.event(json!({"type": "response.in_progress", "response": created})),
+            ];
+            for e in first {
+                if tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let next = tokio::select! {
+                    e = events.recv() => e,
+                    () = tx.closed() => return,
+                };
+                let mut out = Vec::new();
+                let mut done = false;
+                let delta = |this: &mut Answer, piece: &str, open: &mut bool, out: &mut Vec<SseEvent>| {
+                    if piece.is_empty() {
+                        return;
+                    }
+                    if !*open {
+                        *open = true;
+                        let item = message_item(&msg_id, "", "in_progress");
+                        out.push(
+                            this.event(json!({"type": "response.output_item.added", "output_index": 0, "item": item})),
+                        );
+                        let part = json!({"type": "output_text", "text": "", "annotations": []});
+                        out.push(this.event(json!({"type": "response.content_part.added", "item_id": msg_id,
+                                                   "output_index": 0, "content_index": 0, "part": part})));
+                    }
+                    out.push(
+                        this.event(json!({"type": "response.output_text.delta", "item_id": msg_id,
+                                               "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []})),
+                    );
+                };
+                match next {
+                    Some(Event::Text(t)) => {
+                        let split = self.reader.push(&t);
+                        reasoning += &split.reasoning;
+                        text += &split.content;
+                        delta(&mut self, &split.content, &mut open, &mut out);
+                    }
+                    Some(Event::Done(summary)) => {
+                        self.counts.set(summary.prompt_tokens, summary.completion_tokens);
+                        let Piece { text: rest, calls } = self.reader.finish();
+                        reasoning += &rest.reasoning;
+                        text += &rest.content;
+                        delta(&mut self, &rest.content, &mut open, &mut out);
+                        let mut index = 0;
+                        if open {
+                            let part = json!({"type": "output_text", "text": text, "annotations": []});
+                            out.push(self.event(json!({"type": "response.output_text.done", "item_id": msg_id,
+                                                       "output_index": 0, "content_index": 0, "text": text, "logprobs": []})));
+                            out.push(self.event(json!({"type": "response.content_part.done", "item_id": msg_id,
+                                                       "output_index": 0, "content_index": 0, "part": part})));
+                            let item = message_item(&msg_id, &text, "completed");
+                            out.push(
+                                self.event(
+                                    json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+                                ),
+                            );
+                            index = 1;
+                        }
+                        for call in &calls {
+                            let item = call_item(&ToolCall { arguments: String::new(), ..call.clone() }, "in_progress");
+                            let item_id = item["id"].clone();
+                            out.push(self.event(
+                                json!({"type": "response.output_item.added", "output_index": index, "item": item}),
+                            ));
+                            out.push(
+                                self.event(
+                                    json!({"type": "response.function_call_arguments.delta", "item_id": item_id,
+                                                       "output_index": index, "delta": call.arguments}),
+                                ),
+                            );
+                            out.push(
+                                self.event(json!({"type": "response.function_call_arguments.done", "item_id": item_id,
+                                                       "output_index": index, "arguments": call.arguments})),
+                            );
+                            out.push(self.event(json!({"type": "response.output_item.done", "output_index": index,
+                                                       "item": call_item(call, "completed")})));
+                            index += 1;
+                        }
+                        let output = self.output(&reasoning, &text, &calls);
+                        let response = self.response(output, Some(&summary));
+                        out.push(self.event(json!({"type": "response.completed", "response": response})));
+                        done = true;
+                    }
+                    Some(Event::Failed(message)) => {
+                        out.push(self.event(json!({"type": "error", "code": "server_error", "message": message})));
+                        done = true;
+                    }
+                    None => done = true,
+                }
+                for e in out {
+                    if tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+                if done {
+                    return;
+                }
+            }
+        });
+        let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok)));
+        Sse::new(events).keep_alive(KeepAlive::default())
+    }
+}
