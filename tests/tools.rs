@@ -229,3 +229,29 @@ fn real_templates_give_valid_calls_from_random_weights() {
         }
     }
 }
+
+/// `strata bench --json-schema` generates under the schema beside the free generation and reports
+/// the constraint's time per token.
+#[test]
+fn bench_reports_the_constraints_cost() {
+    let model = common::model(common::SMOLLM2);
+    let schema = common::repo().join("scripts/bench/person.schema.json");
+    let out = common::strata_ok(&[
+        "bench",
+        model.to_str().unwrap(),
+        "-p",
+        "0",
+        "-n",
+        "16",
+        "-r",
+        "1",
+        "--json-schema",
+        schema.to_str().unwrap(),
+        "--json",
+    ]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let tests: Vec<&str> = r["tests"].as_array().unwrap().iter().map(|t| t["test"].as_str().unwrap()).collect();
+    assert_eq!(tests, ["tg16", "tg16 (json-schema)"]);
+    assert!(r["tests"][1]["tokens_per_second"].as_f64().is_some_and(|t| t > 0.0), "{r}");
+    assert!(r["constraint_ms_per_token"].as_f64().is_some_and(|ms| ms > 0.0), "{r}");
+}

@@ -2,13 +2,14 @@
 //! (pp: a batch of N tokens into an empty cache; tg: N tokens decoded one at a time from an empty
 //! cache), after one warm-up run, over repetitions, reported as mean ± standard deviation.
 
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::json;
 
-use super::run_args::{ModelArgs, DEFAULT_CTX_SIZE};
-use strata_run::engine::{logits_each, Decoder, Engine, Limits};
+use super::run_args::{GrammarArgs, ModelArgs, DEFAULT_CTX_SIZE};
+use strata_run::engine::{logits_each, Constraint, Decoder, Engine, Limits};
 use strata_run::sampling::{Sampler, SamplingParams};
 
 #[derive(clap::Args)]
@@ -26,24 +27,60 @@ pub struct Args {
     pub repetitions: usize,
     #[arg(long)]
     pub json: bool,
+    /// Also generate under a JSON Schema (`--json-schema`) or grammar (`--grammar`), from a
+    /// prompt asking for JSON, and time the constraint per token.
+    #[command(flatten)]
+    pub grammar: GrammarArgs,
 }
 
-/// Tokens per second of each repetition of `run` (which returns the milliseconds its `n` tokens
-/// took), after one warm-up, each from an empty cache.
+/// The prompt of the constrained generation.
+const GRAMMAR_PROMPT: &str = "A JSON object describing a person, with every field filled in:\n";
+
+/// Tokens per second of each repetition of `run` (which returns how many tokens it ran and the
+/// milliseconds they took), after one warm-up, each from an empty cache.
 fn measure<D: Decoder>(
     engine: &mut Engine<D>,
     reps: usize,
-    n: usize,
-    mut run: impl FnMut(&mut Engine<D>) -> Result<f64>,
+    mut run: impl FnMut(&mut Engine<D>) -> Result<(usize, f64)>,
 ) -> Result<Vec<f64>> {
     engine.clear();
     run(engine)?;
     let mut speeds = Vec::with_capacity(reps);
     for _ in 0..reps {
         engine.clear();
-        speeds.push(n as f64 * 1e3 / run(engine)?);
+        let (n, ms) = run(engine)?;
+        speeds.push(n as f64 * 1e3 / ms);
     }
     Ok(speeds)
+}
+
+/// A constraint that counts the time spent in it (`strata bench --json-schema`).
+struct Timed {
+    inner: Box<dyn Constraint>,
+    /// Time in mask and accept, and the tokens masked.
+    spent: Arc<Mutex<(Duration, usize)>>,
+}
+
+impl Constraint for Timed {
+    fn mask(&mut self, logits: &mut [f32]) -> Result<(), String> {
+        let start = Instant::now();
+        let r = self.inner.mask(logits);
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        spent.0 += start.elapsed();
+        spent.1 += 1;
+        r
+    }
+
+    fn accept(&mut self, token: i32, piece: &[u8]) -> Result<(), String> {
+        let start = Instant::now();
+        let r = self.inner.accept(token, piece);
+        self.spent.lock().unwrap_or_else(|e| e.into_inner()).0 += start.elapsed();
+        r
+    }
+
+    fn is_complete(&mut self) -> bool {
+        self.inner.is_complete()
+    }
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -53,6 +90,7 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    let grammar = args.grammar.read()?;
     let mut model_args = args.model.clone();
     model_args.ctx_size =
         Some(model_args.ctx_size.unwrap_or(DEFAULT_CTX_SIZE).max((args.n_prompt + args.n_gen) as u32));
@@ -87,20 +125,39 @@ pub fn run(args: &Args) -> Result<()> {
     let mut rows = Vec::new();
     if args.n_prompt > 0 {
         let prompt = tokens[..args.n_prompt].to_vec();
-        let speeds = measure(&mut engine, reps, args.n_prompt, |e| {
+        let speeds = measure(&mut engine, reps, |e| {
             let limits = Limits { max_tokens: Some(0), ..Limits::default() };
             let (_, s) = e.generate(prompt.clone(), greedy.clone(), limits, |_| {}, || true)?;
-            Ok(s.prompt_ms)
+            Ok((args.n_prompt, s.prompt_ms))
         })?;
         rows.push((format!("pp{}", args.n_prompt), speeds));
     }
     if args.n_gen > 0 {
-        let speeds = measure(&mut engine, reps, args.n_gen, |e| {
+        let speeds = measure(&mut engine, reps, |e| {
             let limits = Limits { max_tokens: Some(args.n_gen), ignore_eos: true, ..Limits::default() };
             let (_, s) = e.generate(tokens[..1].to_vec(), greedy.clone(), limits, |_| {}, || true)?;
-            Ok(s.prompt_ms + s.generation_ms)
+            Ok((args.n_gen, s.prompt_ms + s.generation_ms))
         })?;
         rows.push((format!("tg{}", args.n_gen), speeds));
+    }
+    // The same generation under the grammar, which may end it sooner: tokens per second of what
+    // was generated, and the grammar's own time per token (mask and accept).
+    let mut mask_ms = None;
+    if let (Some(g), true) = (&grammar, args.n_gen > 0) {
+        let compiler = g.compiler(&model)?;
+        let spent = Arc::new(Mutex::new((Duration::ZERO, 0)));
+        let prompt = model.tokenize(GRAMMAR_PROMPT, true, false);
+        let speeds = measure(&mut engine, reps, |e| {
+            let constraint = Timed { inner: g.constraint(&compiler)?, spent: spent.clone() };
+            let limits =
+                Limits { max_tokens: Some(args.n_gen), constraint: Some(Box::new(constraint)), ..Limits::default() };
+            let (_, s) = e.generate(prompt.clone(), greedy.clone(), limits, |_| {}, || true)?;
+            Ok((s.completion_tokens, s.generation_ms))
+        })?;
+        let label = if args.grammar.json_schema.is_some() { "json-schema" } else { "grammar" };
+        rows.push((format!("tg{} ({label})", args.n_gen), speeds));
+        let (time, tokens) = *spent.lock().unwrap_or_else(|e| e.into_inner());
+        mask_ms = Some(time.as_secs_f64() * 1e3 / tokens.max(1) as f64);
     }
     let name = model.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if args.json {
@@ -112,7 +169,8 @@ pub fn run(args: &Args) -> Result<()> {
             })
             .collect();
         let sampling: Vec<_> = sampling.iter().map(|(label, ms)| json!({"test": label, "ms_per_token": ms})).collect();
-        let report = json!({"model": name, "threads": context.n_threads, "n_vocab": model.n_vocab(), "tests": tests, "sampling": sampling});
+        let report = json!({"model": name, "threads": context.n_threads, "n_vocab": model.n_vocab(), "tests": tests,
+                            "sampling": sampling, "constraint_ms_per_token": mask_ms});
         return super::print(&serde_json::to_string_pretty(&report)?);
     }
     let mut out = String::from("| model | size | threads | test | t/s |\n|---|---:|---:|---:|---:|\n");
@@ -126,6 +184,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     for (label, ms) in &sampling {
         out += &format!("| {name} | vocab {} | 1 | {label} | {ms:.3} ms/token |\n", model.n_vocab());
+    }
+    if let Some(ms) = mask_ms {
+        out += &format!("| {name} | vocab {} | 1 | constraint (mask + accept) | {ms:.3} ms/token |\n", model.n_vocab());
     }
     super::print(&out)
 }

@@ -233,9 +233,19 @@ fn mask(matcher: &mut Matcher, logits: &mut [f32]) -> Result<(), String> {
     if allowed.is_zero() {
         return Err("no token may come next".into());
     }
-    for (i, l) in logits.iter_mut().enumerate() {
-        if !allowed.is_allowed(i as u32) {
-            *l = f32::NEG_INFINITY;
+    // A word of the mask at a time: most words of a 262k vocabulary allow nothing, or everything.
+    let words = allowed.as_slice();
+    for (w, chunk) in logits.chunks_mut(32).enumerate() {
+        match words.get(w).copied().unwrap_or(0) {
+            u32::MAX if chunk.len() == 32 => {}
+            0 => chunk.fill(f32::NEG_INFINITY),
+            bits => {
+                for (b, l) in chunk.iter_mut().enumerate() {
+                    if bits & (1 << b) == 0 {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+            }
         }
     }
     Ok(())

@@ -207,3 +207,36 @@ fn huge_and_deep_grammars_are_refused_not_overflowing() {
     let lark = format!("start: {}\"a\"{}", "(".repeat(10_000), ")".repeat(10_000));
     assert!(compiler.check(&Grammar::Lark(lark)).is_err());
 }
+
+/// The keywords docs/tools.md lists as supported compile; those it lists as refused are named.
+#[test]
+fn documented_keywords() {
+    let compiler = Compiler::new(&vocabulary()).unwrap();
+    for (schema, refused) in [
+        (json!({"type": "array", "uniqueItems": true}), "uniqueItems"),
+        (json!({"type": "array", "contains": {"type": "integer"}}), "contains"),
+        (json!({"not": {"type": "integer"}}), "not"),
+        (json!({"if": {"type": "integer"}, "then": {"minimum": 1}}), "if"),
+        (json!({"type": "object", "dependentRequired": {"a": ["b"]}}), "dependentRequired"),
+        (json!({"type": "object", "dependentSchemas": {"a": {}}}), "dependentSchemas"),
+        (json!({"oneOf": [{"type": "integer"}, {"type": "number"}]}), "oneOf"),
+    ] {
+        let err = compiler.check(&Grammar::JsonSchema(schema.clone())).unwrap_err();
+        assert!(err.contains(refused), "{schema}: {err}");
+    }
+    for schema in [
+        json!({"oneOf": [{"type": "integer"}, {"type": "string"}]}),
+        json!({"type": "string", "format": "email"}),
+        json!({"type": "string", "format": "date-time"}),
+        json!({"type": "string", "format": "uuid"}),
+        json!({"type": "string", "pattern": "^[a-z]+$", "minLength": 2}),
+        json!({"type": "object", "patternProperties": {"^a": {"type": "integer"}}, "minProperties": 1}),
+        json!({"definitions": {"a": {"type": "integer"}}, "$ref": "#/definitions/a"}),
+        json!({"type": "object", "title": "x", "description": "y", "examples": [1], "default": {}}),
+        json!({"type": "array", "prefixItems": [{"type": "integer"}], "items": false}),
+        json!({"type": "number", "exclusiveMinimum": 0, "multipleOf": 0.5}),
+        json!({"allOf": [{"type": "object"}, {"required": ["a"]}], "properties": {"a": {"const": 1}}}),
+    ] {
+        compiler.check(&Grammar::JsonSchema(schema.clone())).unwrap_or_else(|e| panic!("{schema}: {e}"));
+    }
+}

@@ -118,6 +118,8 @@ struct Active {
     cached: usize,
     /// The sampled token not yet evaluated.
     pending: Option<i32>,
+    /// The logits with the constraint's mask applied (kept to reuse its memory).
+    masked: Vec<f32>,
     generated: usize,
     text: TextStream,
     queued_at: Instant,
@@ -335,6 +337,7 @@ impl<D: Decoder> Engine<D> {
                 fed: keep,
                 cached: keep,
                 pending: None,
+                masked: Vec::new(),
                 generated: 0,
                 text,
                 queued_at: at,
@@ -427,11 +430,12 @@ impl<D: Decoder> Engine<D> {
         let token = match a.job.constraint.as_mut() {
             None => a.sampler.sample(logits) as i32,
             Some(c) => {
-                let mut masked = logits.to_vec();
-                if c.mask(&mut masked).is_err() {
+                a.masked.clear();
+                a.masked.extend_from_slice(logits);
+                if c.mask(&mut a.masked).is_err() {
                     return self.finish(i, StopReason::Constraint);
                 }
-                a.sampler.sample(&masked) as i32
+                a.sampler.sample(&a.masked) as i32
             }
         };
         let now = Instant::now();
