@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         },
         bos_token: String::from_utf8_lossy(opts_part.get(1..).unwrap_or_default()).into_owned(),
         eos_token: parts.get(2).cloned().unwrap_or_default(),
+        tools: None,
     };
     let messages: Vec<Message> = parts
         .get(3..)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every parser of untrusted input (issue 6): GGUF, importance matrices (GGUF and .dat),
 # safetensors (+ shard index), SentencePiece tokenizer.model, config.json, the tokenizer folder
-# readers, chat templates and models.toml. Each target runs SECONDS (default 600) under libFuzzer with AddressSanitizer,
+# readers, chat templates, models.toml, and grammars and tool-call output (grammar). Each target runs SECONDS (default 600) under libFuzzer with AddressSanitizer,
 # starting from the committed seeds in fuzz/corpus/<target>/ (new inputs go to the ignored
 # fuzz/target/corpus/<target>/, so the seeds stay as committed).
 #
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SECS=${1:-600}
-TARGETS=(${FUZZ_TARGETS:-gguf imatrix safetensors sentencepiece config tokenizer chat_template models_toml})
+TARGETS=(${FUZZ_TARGETS:-gguf imatrix safetensors sentencepiece config tokenizer chat_template models_toml grammar})
 CARGO_FUZZ_VERSION=0.13.2
 
 die() { echo "scripts/check/fuzz.sh: $*" >&2; exit 1; }

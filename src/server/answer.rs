@@ -228,9 +228,13 @@ pub fn finish_reason(summary: &Summary, calls: &[ToolCall]) -> &'static str {
     }
 }
 
-/// Waits for the whole answer.
-pub async fn collect(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
-    let mut reader = shape.reader();
+/// Waits for the whole answer: its content, reasoning and calls, and the job's summary (the
+/// access log's counts set from it).
+pub async fn whole(
+    mut events: mpsc::UnboundedReceiver<Event>,
+    reader: &mut Reader,
+    counts: &Tokens,
+) -> Result<(Piece, Summary), ApiError> {
     let mut all = Split::default();
     while let Some(event) = events.recv().await {
         match event {
@@ -240,16 +244,11 @@ pub async fn collect(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>) -
                 all.reasoning += &part.reasoning;
             }
             Event::Done(summary) => {
-                shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
+                counts.set(summary.prompt_tokens, summary.completion_tokens);
                 let rest = reader.finish();
                 all.content += &rest.text.content;
                 all.reasoning += &rest.text.reasoning;
-                let finish = finish_reason(&summary, &rest.calls);
-                let piece = Piece { text: all, calls: rest.calls };
-                let mut body = shape.body(vec![shape.choice(piece, Some(finish), false)], false);
-                body["usage"] = openai::usage(&summary);
-                body["timings"] = openai::timings(&summary);
-                return Ok(Json(body).into_response());
+                return Ok((Piece { text: all, calls: rest.calls }, summary));
             }
             Event::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
         }
@@ -257,23 +256,32 @@ pub async fn collect(shape: Shape, mut events: mpsc::UnboundedReceiver<Event>) -
     Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine dropped the request"))
 }
 
-/// Server-sent events: a chunk per settled piece of text, the calls, the finish reason, usage
-/// when asked, then `[DONE]`. A client that hangs up drops the job at the engine's next step.
-pub fn stream(
-    shape: Shape,
+/// The whole answer in OpenAI's shape.
+pub async fn collect(shape: Shape, events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
+    let (piece, summary) = whole(events, &mut shape.reader(), &shape.counts).await?;
+    let finish = finish_reason(&summary, &piece.calls);
+    let mut body = shape.body(vec![shape.choice(piece, Some(finish), false)], false);
+    body["usage"] = openai::usage(&summary);
+    body["timings"] = openai::timings(&summary);
+    Ok(Json(body).into_response())
+}
+
+/// The stream of server-sent events every API answers with: `first`'s events at once, then
+/// `step`'s for each of the job's events until it ends. A client that hangs up drops the
+/// receiver, which the engine sees at its next step.
+pub type EventStream =
+    Sse<axum::response::sse::KeepAliveStream<futures_util::stream::BoxStream<'static, Result<SseEvent, Infallible>>>>;
+
+/// Runs `step` over the job's `events` on a task of its own, sending what it makes.
+pub fn event_stream(
     mut events: mpsc::UnboundedReceiver<Event>,
-    include_usage: bool,
-) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    first: Vec<SseEvent>,
+    mut step: impl FnMut(Option<Event>) -> Vec<SseEvent> + Send + 'static,
+) -> EventStream {
     let (tx, mut rx) = mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
-        let data = |v: Value| SseEvent::default().data(v.to_string());
-        let mut reader = shape.reader();
-        if let Kind::Chat { .. } = shape.kind {
-            let first = shape.body(
-                vec![json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null})],
-                true,
-            );
-            if tx.send(data(first)).await.is_err() {
+        for e in first {
+            if tx.send(e).await.is_err() {
                 return;
             }
         }
@@ -283,28 +291,8 @@ pub fn stream(
                 // The client hung up: dropping `events` tells the engine.
                 () = tx.closed() => return,
             };
-            let mut out = Vec::new();
-            let mut done = false;
-            match event {
-                Some(Event::Text(t)) => {
-                    let text = reader.push(&t);
-                    if !text.content.is_empty() || !text.reasoning.is_empty() {
-                        let piece = Piece { text, calls: Vec::new() };
-                        out.push(data(shape.body(vec![shape.choice(piece, None, true)], true)));
-                    }
-                }
-                Some(Event::Done(summary)) => {
-                    shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
-                    out.extend(finish_events(&shape, reader.finish(), &summary, include_usage));
-                    done = true;
-                }
-                Some(Event::Failed(message)) => {
-                    out.push(data(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).body()));
-                    done = true;
-                }
-                None => done = true,
-            }
-            for e in out {
+            let done = !matches!(event, Some(Event::Text(_)));
+            for e in step(event) {
                 if tx.send(e).await.is_err() {
                     return;
                 }
@@ -315,7 +303,37 @@ pub fn stream(
         }
     });
     let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok)));
-    Sse::new(events).keep_alive(KeepAlive::default())
+    Sse::new(futures_util::StreamExt::boxed(events)).keep_alive(KeepAlive::default())
+}
+
+/// Server-sent events in OpenAI's shape: a chunk per settled piece of text, the calls, the
+/// finish reason, usage when asked, then `[DONE]`.
+pub fn stream(shape: Shape, events: mpsc::UnboundedReceiver<Event>, include_usage: bool) -> EventStream {
+    let data = |v: Value| SseEvent::default().data(v.to_string());
+    let mut first = Vec::new();
+    if let Kind::Chat { .. } = shape.kind {
+        let role = json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null});
+        first.push(data(shape.body(vec![role], true)));
+    }
+    let mut reader = shape.reader();
+    event_stream(events, first, move |event| match event {
+        Some(Event::Text(t)) => {
+            let text = reader.push(&t);
+            if text.content.is_empty() && text.reasoning.is_empty() {
+                return Vec::new();
+            }
+            let piece = Piece { text, calls: Vec::new() };
+            vec![data(shape.body(vec![shape.choice(piece, None, true)], true))]
+        }
+        Some(Event::Done(summary)) => {
+            shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
+            finish_events(&shape, reader.finish(), &summary, include_usage)
+        }
+        Some(Event::Failed(message)) => {
+            vec![data(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).body())]
+        }
+        None => Vec::new(),
+    })
 }
 
 /// The last text, each call (its id and name with empty arguments, then the arguments, as

@@ -3,13 +3,12 @@
 //! `POST /v1/messages/count_tokens`. A request is read into a [`Conversation`]; errors come in
 //! Anthropic's shape, `{"type": "error", "error": {"type", "message"}}`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
@@ -19,7 +18,7 @@ use strata_run::engine::{Event, StopReason, Summary};
 use tokio::sync::mpsc;
 
 use super::access_log::Tokens;
-use super::answer::{Piece, Reader};
+use super::answer::{event_stream, whole, EventStream, Reader};
 use super::conversation::Conversation;
 use super::openai::{self, ApiError, Fields};
 use super::{request, submit, AppState, ReasoningOut};
@@ -278,8 +277,8 @@ struct Answer {
 }
 
 /// `stop_reason`: `tool_use` when the answer made calls.
-fn stop_reason(summary: &Summary, piece: &Piece) -> &'static str {
-    if !piece.calls.is_empty() {
+fn stop_reason(summary: &Summary, calls: &[ToolCall]) -> &'static str {
+    if !calls.is_empty() {
         return "tool_use";
     }
     match summary.stop_reason {
@@ -302,105 +301,62 @@ impl Answer {
         })
     }
 
-    async fn collect(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
-        let (mut text, mut thinking) = (String::new(), String::new());
-        while let Some(event) = events.recv().await {
-            match event {
-                Event::Text(t) => {
-                    let split = self.reader.push(&t);
-                    text += &split.content;
-                    thinking += &split.reasoning;
-                }
-                Event::Done(summary) => {
-                    self.counts.set(summary.prompt_tokens, summary.completion_tokens);
-                    let rest = self.reader.finish();
-                    text += &rest.text.content;
-                    thinking += &rest.text.reasoning;
-                    let mut content = Vec::new();
-                    if !thinking.is_empty() {
-                        content.push(json!({"type": "thinking", "thinking": thinking, "signature": ""}));
-                    }
-                    if !text.is_empty() {
-                        content.push(json!({"type": "text", "text": text}));
-                    }
-                    content.extend(rest.calls.iter().map(tool_use));
-                    let stop = stop_reason(&summary, &rest);
-                    return Ok(Json(self.message(content, Some(stop), summary.completion_tokens)).into_response());
-                }
-                Event::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
-            }
+    async fn collect(mut self, events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
+        let (piece, summary) = whole(events, &mut self.reader, &self.counts).await?;
+        let mut content = Vec::new();
+        if !piece.text.reasoning.is_empty() {
+            content.push(json!({"type": "thinking", "thinking": piece.text.reasoning, "signature": ""}));
         }
-        Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine dropped the request"))
+        if !piece.text.content.is_empty() {
+            content.push(json!({"type": "text", "text": piece.text.content}));
+        }
+        content.extend(piece.calls.iter().map(tool_use));
+        let stop = stop_reason(&summary, &piece.calls);
+        Ok(Json(self.message(content, Some(stop), summary.completion_tokens)).into_response())
     }
 
     /// Anthropic's events: `message_start`, then per block `content_block_start`, its deltas and
     /// `content_block_stop` (thinking, text, then each `tool_use` with its input as one
     /// `input_json_delta`), `message_delta` with the stop reason, `message_stop`.
-    fn stream(
-        mut self,
-        mut events: mpsc::UnboundedReceiver<Event>,
-    ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
-        let (tx, mut rx) = mpsc::channel::<SseEvent>(64);
-        tokio::spawn(async move {
-            let mut blocks = Blocks::default();
-            let start = json!({"type": "message_start", "message": self.message(Vec::new(), None, 0)});
-            if tx.send(event(start)).await.is_err() {
-                return;
-            }
-            loop {
-                let next = tokio::select! {
-                    e = events.recv() => e,
-                    () = tx.closed() => return,
-                };
-                let mut out = Vec::new();
-                let mut done = false;
-                match next {
-                    Some(Event::Text(t)) => {
-                        let split = self.reader.push(&t);
-                        blocks.text("thinking", &split.reasoning, &mut out);
-                        blocks.text("text", &split.content, &mut out);
-                    }
-                    Some(Event::Done(summary)) => {
-                        self.counts.set(summary.prompt_tokens, summary.completion_tokens);
-                        let rest = self.reader.finish();
-                        blocks.text("thinking", &rest.text.reasoning, &mut out);
-                        blocks.text("text", &rest.text.content, &mut out);
-                        for call in &rest.calls {
-                            blocks.close(&mut out);
-                            let opening = json!({"type": "tool_use", "id": call.id, "name": call.name, "input": {}});
-                            out.push(blocks.open(opening));
-                            let delta = json!({"type": "input_json_delta", "partial_json": call.arguments});
-                            out.push(blocks.delta(delta));
-                        }
+    fn stream(mut self, events: mpsc::UnboundedReceiver<Event>) -> EventStream {
+        let start = json!({"type": "message_start", "message": self.message(Vec::new(), None, 0)});
+        let mut blocks = Blocks::default();
+        event_stream(events, vec![event(start)], move |next| {
+            let mut out = Vec::new();
+            match next {
+                Some(Event::Text(t)) => {
+                    let split = self.reader.push(&t);
+                    blocks.text("thinking", &split.reasoning, &mut out);
+                    blocks.text("text", &split.content, &mut out);
+                }
+                Some(Event::Done(summary)) => {
+                    self.counts.set(summary.prompt_tokens, summary.completion_tokens);
+                    let rest = self.reader.finish();
+                    blocks.text("thinking", &rest.text.reasoning, &mut out);
+                    blocks.text("text", &rest.text.content, &mut out);
+                    for call in &rest.calls {
                         blocks.close(&mut out);
-                        let stop = stop_reason(&summary, &rest);
-                        out.push(event(json!({
-                            "type": "message_delta",
-                            "delta": {"stop_reason": stop, "stop_sequence": null},
-                            "usage": {"output_tokens": summary.completion_tokens},
-                        })));
-                        out.push(event(json!({"type": "message_stop"})));
-                        done = true;
+                        let opening = json!({"type": "tool_use", "id": call.id, "name": call.name, "input": {}});
+                        out.push(blocks.open(opening));
+                        let delta = json!({"type": "input_json_delta", "partial_json": call.arguments});
+                        out.push(blocks.delta(delta));
                     }
-                    Some(Event::Failed(message)) => {
-                        let error = json!({"type": "error", "error": {"type": "api_error", "message": message}});
-                        out.push(event(error));
-                        done = true;
-                    }
-                    None => done = true,
+                    blocks.close(&mut out);
+                    let stop = stop_reason(&summary, &rest.calls);
+                    out.push(event(json!({
+                        "type": "message_delta",
+                        "delta": {"stop_reason": stop, "stop_sequence": null},
+                        "usage": {"output_tokens": summary.completion_tokens},
+                    })));
+                    out.push(event(json!({"type": "message_stop"})));
                 }
-                for e in out {
-                    if tx.send(e).await.is_err() {
-                        return;
-                    }
+                Some(Event::Failed(message)) => {
+                    out.push(event(json!({"type": "error", "error": {"type": "api_error", "message": message}})));
                 }
-                if done {
-                    return;
-                }
+                None => {}
             }
-        });
-        let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok)));
-        Sse::new(events).keep_alive(KeepAlive::default())
+            out
+        })
     }
 }
 

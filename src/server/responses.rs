@@ -2,13 +2,12 @@
 //! function calls in and out, `text.format` for structured output, and streaming events. Nothing
 //! is stored, so `previous_response_id` is refused with a 400 that says so.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::HeaderMap;
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
@@ -17,7 +16,7 @@ use strata_run::engine::{Event, StopReason, Summary};
 use tokio::sync::mpsc;
 
 use super::access_log::Tokens;
-use super::answer::{Piece, Reader};
+use super::answer::{event_stream, whole, EventStream, Piece, Reader};
 use super::conversation::Conversation;
 use super::openai::{self, ApiError, Fields};
 use super::{now, request, respond, submit, AppState, ReasoningOut};
@@ -240,27 +239,10 @@ impl Answer {
         output
     }
 
-    async fn collect(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
-        let (mut text, mut reasoning) = (String::new(), String::new());
-        while let Some(event) = events.recv().await {
-            match event {
-                Event::Text(t) => {
-                    let split = self.reader.push(&t);
-                    text += &split.content;
-                    reasoning += &split.reasoning;
-                }
-                Event::Done(summary) => {
-                    self.counts.set(summary.prompt_tokens, summary.completion_tokens);
-                    let Piece { text: rest, calls } = self.reader.finish();
-                    text += &rest.content;
-                    reasoning += &rest.reasoning;
-                    let output = self.output(&reasoning, &text, &calls);
-                    return Ok(Json(self.response(output, Some(&summary))).into_response());
-                }
-                Event::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
-            }
-        }
-        Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine dropped the request"))
+    async fn collect(mut self, events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
+        let (piece, summary) = whole(events, &mut self.reader, &self.counts).await?;
+        let output = self.output(&piece.text.reasoning, &piece.text.content, &piece.calls);
+        Ok(Json(self.response(output, Some(&summary))).into_response())
     }
 
     /// A numbered event named by its `type`.
@@ -274,120 +256,96 @@ impl Answer {
     /// `response.created`, then the message's text as `response.output_text.delta`s (its item
     /// and part opened first, closed at the end), each call as an item with its arguments in one
     /// delta, and `response.completed` with the whole response. Reasoning is in the last one.
-    fn stream(
-        mut self,
-        mut events: mpsc::UnboundedReceiver<Event>,
-    ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
-        let (tx, mut rx) = mpsc::channel::<SseEvent>(64);
-        tokio::spawn(async move {
-            let msg_id = format!("msg_{}", self.id);
-            let (mut text, mut reasoning, mut open) = (String::new(), String::new(), false);
-            let created = self.response(Vec::new(), None);
-            let first = vec![
-                self.event(json!({"type": "response.created", "response": created.clone()})),
-                self.event(json!({"type": "response.in_progress", "response": created})),
-            ];
-            for e in first {
-                if tx.send(e).await.is_err() {
-                    return;
+    fn stream(mut self, events: mpsc::UnboundedReceiver<Event>) -> EventStream {
+        let created = self.response(Vec::new(), None);
+        let first = vec![
+            self.event(json!({"type": "response.created", "response": created.clone()})),
+            self.event(json!({"type": "response.in_progress", "response": created})),
+        ];
+        let mut streamed = Streamed { msg_id: format!("msg_{}", self.id), ..Streamed::default() };
+        event_stream(events, first, move |next| {
+            let mut out = Vec::new();
+            match next {
+                Some(Event::Text(t)) => {
+                    let split = self.reader.push(&t);
+                    streamed.reasoning += &split.reasoning;
+                    streamed.text(&mut self, &split.content, &mut out);
                 }
+                Some(Event::Done(summary)) => {
+                    self.counts.set(summary.prompt_tokens, summary.completion_tokens);
+                    let Piece { text: rest, calls } = self.reader.finish();
+                    streamed.reasoning += &rest.reasoning;
+                    streamed.text(&mut self, &rest.content, &mut out);
+                    streamed.finish(&mut self, &calls, &summary, &mut out);
+                }
+                Some(Event::Failed(message)) => {
+                    out.push(self.event(json!({"type": "error", "code": "server_error", "message": message})));
+                }
+                None => {}
             }
-            loop {
-                let next = tokio::select! {
-                    e = events.recv() => e,
-                    () = tx.closed() => return,
-                };
-                let mut out = Vec::new();
-                let mut done = false;
-                let delta = |this: &mut Answer, piece: &str, open: &mut bool, out: &mut Vec<SseEvent>| {
-                    if piece.is_empty() {
-                        return;
-                    }
-                    if !*open {
-                        *open = true;
-                        let item = message_item(&msg_id, "", "in_progress");
-                        out.push(
-                            this.event(json!({"type": "response.output_item.added", "output_index": 0, "item": item})),
-                        );
-                        let part = json!({"type": "output_text", "text": "", "annotations": []});
-                        out.push(this.event(json!({"type": "response.content_part.added", "item_id": msg_id,
-                                                   "output_index": 0, "content_index": 0, "part": part})));
-                    }
-                    out.push(
-                        this.event(json!({"type": "response.output_text.delta", "item_id": msg_id,
-                                               "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []})),
-                    );
-                };
-                match next {
-                    Some(Event::Text(t)) => {
-                        let split = self.reader.push(&t);
-                        reasoning += &split.reasoning;
-                        text += &split.content;
-                        delta(&mut self, &split.content, &mut open, &mut out);
-                    }
-                    Some(Event::Done(summary)) => {
-                        self.counts.set(summary.prompt_tokens, summary.completion_tokens);
-                        let Piece { text: rest, calls } = self.reader.finish();
-                        reasoning += &rest.reasoning;
-                        text += &rest.content;
-                        delta(&mut self, &rest.content, &mut open, &mut out);
-                        let mut index = 0;
-                        if open {
-                            let part = json!({"type": "output_text", "text": text, "annotations": []});
-                            out.push(self.event(json!({"type": "response.output_text.done", "item_id": msg_id,
-                                                       "output_index": 0, "content_index": 0, "text": text, "logprobs": []})));
-                            out.push(self.event(json!({"type": "response.content_part.done", "item_id": msg_id,
-                                                       "output_index": 0, "content_index": 0, "part": part})));
-                            let item = message_item(&msg_id, &text, "completed");
-                            out.push(
-                                self.event(
-                                    json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
-                                ),
-                            );
-                            index = 1;
-                        }
-                        for call in &calls {
-                            let item = call_item(&ToolCall { arguments: String::new(), ..call.clone() }, "in_progress");
-                            let item_id = item["id"].clone();
-                            out.push(self.event(
-                                json!({"type": "response.output_item.added", "output_index": index, "item": item}),
-                            ));
-                            out.push(
-                                self.event(
-                                    json!({"type": "response.function_call_arguments.delta", "item_id": item_id,
-                                                       "output_index": index, "delta": call.arguments}),
-                                ),
-                            );
-                            out.push(
-                                self.event(json!({"type": "response.function_call_arguments.done", "item_id": item_id,
-                                                       "output_index": index, "arguments": call.arguments})),
-                            );
-                            out.push(self.event(json!({"type": "response.output_item.done", "output_index": index,
-                                                       "item": call_item(call, "completed")})));
-                            index += 1;
-                        }
-                        let output = self.output(&reasoning, &text, &calls);
-                        let response = self.response(output, Some(&summary));
-                        out.push(self.event(json!({"type": "response.completed", "response": response})));
-                        done = true;
-                    }
-                    Some(Event::Failed(message)) => {
-                        out.push(self.event(json!({"type": "error", "code": "server_error", "message": message})));
-                        done = true;
-                    }
-                    None => done = true,
-                }
-                for e in out {
-                    if tx.send(e).await.is_err() {
-                        return;
-                    }
-                }
-                if done {
-                    return;
-                }
-            }
-        });
-        let events = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok)));
-        Sse::new(events).keep_alive(KeepAlive::default())
+            out
+        })
+    }
+}
+
+/// What a streamed response has sent of its message.
+#[derive(Default)]
+struct Streamed {
+    msg_id: String,
+    text: String,
+    reasoning: String,
+    /// The message's item and part have been opened.
+    open: bool,
+}
+
+impl Streamed {
+    /// A piece of the message's text, opening its item and part first.
+    fn text(&mut self, a: &mut Answer, piece: &str, out: &mut Vec<SseEvent>) {
+        if piece.is_empty() {
+            return;
+        }
+        let id = &self.msg_id;
+        if !self.open {
+            self.open = true;
+            let item = message_item(id, "", "in_progress");
+            out.push(a.event(json!({"type": "response.output_item.added", "output_index": 0, "item": item})));
+            let part = json!({"type": "output_text", "text": "", "annotations": []});
+            out.push(a.event(json!({"type": "response.content_part.added", "item_id": id, "output_index": 0,
+                                    "content_index": 0, "part": part})));
+        }
+        self.text += piece;
+        out.push(a.event(json!({"type": "response.output_text.delta", "item_id": id, "output_index": 0,
+                                "content_index": 0, "delta": piece, "logprobs": []})));
+    }
+
+    /// The message closed, each call as an item, and the whole response.
+    fn finish(&mut self, a: &mut Answer, calls: &[ToolCall], summary: &Summary, out: &mut Vec<SseEvent>) {
+        let (id, text) = (&self.msg_id, &self.text);
+        let mut index = 0;
+        if self.open {
+            let part = json!({"type": "output_text", "text": text, "annotations": []});
+            out.push(a.event(json!({"type": "response.output_text.done", "item_id": id, "output_index": 0,
+                                    "content_index": 0, "text": text, "logprobs": []})));
+            out.push(a.event(json!({"type": "response.content_part.done", "item_id": id, "output_index": 0,
+                                    "content_index": 0, "part": part})));
+            let item = message_item(id, text, "completed");
+            out.push(a.event(json!({"type": "response.output_item.done", "output_index": 0, "item": item})));
+            index = 1;
+        }
+        for call in calls {
+            let item = call_item(&ToolCall { arguments: String::new(), ..call.clone() }, "in_progress");
+            let item_id = item["id"].clone();
+            out.push(a.event(json!({"type": "response.output_item.added", "output_index": index, "item": item})));
+            out.push(a.event(json!({"type": "response.function_call_arguments.delta", "item_id": item_id,
+                                    "output_index": index, "delta": call.arguments})));
+            out.push(a.event(json!({"type": "response.function_call_arguments.done", "item_id": item_id,
+                                    "output_index": index, "arguments": call.arguments})));
+            out.push(a.event(json!({"type": "response.output_item.done", "output_index": index,
+                                    "item": call_item(call, "completed")})));
+            index += 1;
+        }
+        let output = a.output(&self.reasoning, text, calls);
+        let response = a.response(output, Some(summary));
+        out.push(a.event(json!({"type": "response.completed", "response": response})));
     }
 }
