@@ -170,7 +170,7 @@ fn generate_follows_a_schema_file_and_a_gbnf_file() {
 /// reasoning budget of 0); with `auto` the answer is text or well-formed calls, never an error.
 #[test]
 fn real_templates_give_valid_calls_from_random_weights() {
-    let templates = common::repo().join("run/src/chat/tools/testdata");
+    let templates = common::repo().join("tests/fixtures/templates/llama.cpp");
     let cases = [
         ("gemma4", "google-gemma-4-31B-it.jinja"),
         ("qwen3", "Qwen-Qwen3-0.6B.jinja"),
@@ -255,4 +255,67 @@ fn bench_reports_the_constraints_cost() {
     assert_eq!(tests, ["tg16", "tg16 (json-schema)"]);
     assert!(r["tests"][1]["tokens_per_second"].as_f64().is_some_and(|t| t > 0.0), "{r}");
     assert!(r["constraint_ms_per_token"].as_f64().is_some_and(|ms| ms > 0.0), "{r}");
+}
+
+/// The `data:` JSON objects of a server-sent event stream.
+fn events(body: &str) -> Vec<Value> {
+    body.lines().filter_map(|l| l.strip_prefix("data: ")).filter_map(|d| serde_json::from_str(d).ok()).collect()
+}
+
+/// A template that opens the thinking segment in the prompt (DeepSeek R1's) over a tiny
+/// random-weight model, which never closes it by itself: a reasoning budget closes it by forcing
+/// `</think>`, and every API keeps the thinking apart — chat's `reasoning_content`, the Responses
+/// API's reasoning item (streamed before the message, at output index 0), Anthropic's thinking
+/// block; a budget of 0 leaves no thinking at all.
+#[test]
+fn a_budget_ends_thinking_and_every_api_keeps_it_apart() {
+    let model = common::repo().join("tests/fixtures/models/qwen3/llamacpp-q8_0.gguf");
+    let template =
+        common::repo().join("tests/fixtures/templates/llama.cpp/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja");
+    let server = Server::start(
+        model.to_str().unwrap(),
+        &["--chat-template-file", template.to_str().unwrap(), "--think", "true", "--reasoning-budget", "6", "-np", "1"],
+    );
+    let user = json!([{"role": "user", "content": "Hi"}]);
+    let chat = |budget: Option<i64>| {
+        let mut body = json!({"messages": user, "max_tokens": 40, "temperature": 1.0, "seed": 7});
+        if let Some(b) = budget {
+            body["reasoning_budget"] = b.into();
+        }
+        server.chat(&body)
+    };
+    // The server's budget: some thinking, closed, then an answer.
+    let v = chat(None);
+    let message = &v["choices"][0]["message"];
+    assert!(message["reasoning_content"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+    assert!(message["content"].as_str().is_some_and(|c| !c.contains("</think>")), "{v}");
+    // Without a budget the model thinks until it stops: everything is reasoning.
+    let v = chat(Some(-1));
+    assert_eq!(v["choices"][0]["message"]["content"], "", "{v}");
+    assert!(v["choices"][0]["message"]["reasoning_content"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+    // A budget of 0: closed at once.
+    let v = chat(Some(0));
+    let thought = v["choices"][0]["message"]["reasoning_content"].as_str().unwrap_or("");
+    assert!(thought.trim().is_empty(), "{v}");
+
+    let body = json!({"input": "Hi", "max_output_tokens": 40, "temperature": 1.0, "seed": 7, "stream": true});
+    let (status, text) = server.post_raw("/v1/responses", "", body.to_string().as_bytes());
+    assert_eq!(status, 200, "{text}");
+    let kinds: Vec<Value> = events(&text);
+    let first_reasoning = kinds.iter().position(|e| e["type"] == "response.reasoning_text.delta");
+    let first_text = kinds.iter().position(|e| e["type"] == "response.output_text.delta");
+    assert!(first_reasoning.is_some() && first_text.is_some() && first_reasoning < first_text, "{text}");
+    let done = kinds.iter().find(|e| e["type"] == "response.completed").unwrap();
+    assert_eq!(done["response"]["output"][0]["type"], "reasoning", "{done}");
+    assert_eq!(done["response"]["output"][1]["type"], "message", "{done}");
+    let at = |kind: &str| kinds.iter().find(|e| e["type"] == kind).unwrap()["output_index"].clone();
+    assert_eq!((at("response.reasoning_text.delta"), at("response.output_text.delta")), (json!(0), json!(1)));
+    let numbers: Vec<u64> = kinds.iter().filter_map(|e| e["sequence_number"].as_u64()).collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers count up: {numbers:?}");
+
+    let body = json!({"messages": user, "max_tokens": 40, "temperature": 1.0, "seed": 7});
+    let (status, v) = server.post("/v1/messages", &body);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["content"][0]["type"], "thinking", "{v}");
+    assert_eq!(v["content"][1]["type"], "text", "{v}");
 }

@@ -128,6 +128,7 @@ impl Reader {
                 triggers: c.triggers.clone(),
                 text: String::new(),
                 emitted: 0,
+                sent: Vec::new(),
             }),
         }
     }
@@ -139,6 +140,17 @@ impl Reader {
             _ => self.splitter.push(text),
         };
         self.route(split)
+    }
+
+    /// Calls complete so far (each with its index among the answer's calls), not given before:
+    /// a stream sends each call once it is whole, before the answer ends.
+    pub fn new_calls(&mut self) -> Vec<(usize, ToolCall)> {
+        self.calls.as_mut().map_or_else(Vec::new, CallText::new_calls)
+    }
+
+    /// How many calls [`Reader::new_calls`] has given.
+    pub fn calls_given(&self) -> usize {
+        self.calls.as_ref().map_or(0, |c| c.sent.len())
     }
 
     /// The rest, and the calls the whole answer holds.
@@ -176,6 +188,8 @@ struct CallText {
     emitted: usize,
     /// A call has begun (or the whole answer is one): nothing more is shown until the end.
     holding: bool,
+    /// The calls already streamed (complete before the answer was).
+    sent: Vec<ToolCall>,
 }
 
 impl CallText {
@@ -206,9 +220,27 @@ impl CallText {
         shown
     }
 
-    /// The content not yet shown, and the calls, from the whole answer.
+    /// Calls complete since the last look, each with its index, while calls are being written.
+    fn new_calls(&mut self) -> Vec<(usize, ToolCall)> {
+        if !self.holding {
+            return Vec::new();
+        }
+        let (_, calls) = tools::parse(self.format, &self.text);
+        let new: Vec<(usize, ToolCall)> = calls.into_iter().enumerate().skip(self.sent.len()).collect();
+        self.sent.extend(new.iter().map(|(_, c)| c.clone()));
+        new
+    }
+
+    /// The content not yet shown, and the calls, from the whole answer (those already streamed
+    /// keep their ids).
     fn finish(&mut self) -> (String, Vec<ToolCall>) {
-        let (content, calls) = tools::parse(self.format, &self.text);
+        let (content, mut calls) = tools::parse(self.format, &self.text);
+        if calls.len() < self.sent.len() {
+            calls = self.sent.clone();
+        }
+        for (call, sent) in calls.iter_mut().zip(&self.sent) {
+            call.id = sent.id.clone();
+        }
         let shown = &self.text[..self.emitted];
         let rest = match content.strip_prefix(shown) {
             Some(rest) => rest.to_string(),
@@ -319,15 +351,20 @@ pub fn stream(shape: Shape, events: mpsc::UnboundedReceiver<Event>, include_usag
     event_stream(events, first, move |event| match event {
         Some(Event::Text(t)) => {
             let text = reader.push(&t);
-            if text.content.is_empty() && text.reasoning.is_empty() {
-                return Vec::new();
+            let mut out = Vec::new();
+            if !text.content.is_empty() || !text.reasoning.is_empty() {
+                let piece = Piece { text, calls: Vec::new() };
+                out.push(data(shape.body(vec![shape.choice(piece, None, true)], true)));
             }
-            let piece = Piece { text, calls: Vec::new() };
-            vec![data(shape.body(vec![shape.choice(piece, None, true)], true))]
+            for (i, call) in reader.new_calls() {
+                out.extend(call_deltas(&shape, i, &call));
+            }
+            out
         }
         Some(Event::Done(summary)) => {
             shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
-            finish_events(&shape, reader.finish(), &summary, include_usage)
+            let given = reader.calls_given();
+            finish_events(&shape, reader.finish(), given, &summary, include_usage)
         }
         Some(Event::Failed(message)) => {
             vec![data(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).body())]
@@ -336,9 +373,20 @@ pub fn stream(shape: Shape, events: mpsc::UnboundedReceiver<Event>, include_usag
     })
 }
 
-/// The last text, each call (its id and name with empty arguments, then the arguments, as
-/// OpenAI streams them), the finish reason, usage if asked, `[DONE]`.
-fn finish_events(shape: &Shape, rest: Piece, summary: &Summary, include_usage: bool) -> Vec<SseEvent> {
+/// Call `i` as OpenAI streams one: its id and name with empty arguments, then the arguments.
+fn call_deltas(shape: &Shape, i: usize, call: &ToolCall) -> Vec<SseEvent> {
+    let opening = ToolCall { arguments: String::new(), ..call.clone() };
+    let deltas = [
+        json!({"tool_calls": [call_json(i, &opening, true)]}),
+        json!({"tool_calls": [{"index": i, "function": {"arguments": call.arguments}}]}),
+    ];
+    let chunk = |delta| json!({"index": 0, "delta": delta, "finish_reason": null});
+    deltas.into_iter().map(|d| SseEvent::default().data(shape.body(vec![chunk(d)], true).to_string())).collect()
+}
+
+/// The last text, the calls not yet streamed ([`call_deltas`]), the finish reason, usage if
+/// asked, `[DONE]`.
+fn finish_events(shape: &Shape, rest: Piece, given: usize, summary: &Summary, include_usage: bool) -> Vec<SseEvent> {
     let data = |v: Value| SseEvent::default().data(v.to_string());
     let mut out = Vec::new();
     let finish = finish_reason(summary, &rest.calls);
@@ -346,12 +394,8 @@ fn finish_events(shape: &Shape, rest: Piece, summary: &Summary, include_usage: b
         let piece = Piece { text: rest.text, calls: Vec::new() };
         out.push(data(shape.body(vec![shape.choice(piece, None, true)], true)));
     }
-    for (i, call) in rest.calls.iter().enumerate() {
-        let opening = ToolCall { arguments: String::new(), ..call.clone() };
-        let delta = json!({"tool_calls": [call_json(i, &opening, true)]});
-        out.push(data(shape.body(vec![json!({"index": 0, "delta": delta, "finish_reason": null})], true)));
-        let delta = json!({"tool_calls": [{"index": i, "function": {"arguments": call.arguments}}]});
-        out.push(data(shape.body(vec![json!({"index": 0, "delta": delta, "finish_reason": null})], true)));
+    for (i, call) in rest.calls.iter().enumerate().skip(given) {
+        out.extend(call_deltas(shape, i, call));
     }
     let mut last = shape.body(vec![shape.choice(Piece::default(), Some(finish), true)], true);
     last["timings"] = openai::timings(summary);
@@ -363,4 +407,32 @@ fn finish_events(shape: &Shape, rest: Piece, summary: &Summary, include_usage: b
     }
     out.push(SseEvent::default().data("[DONE]"));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream gives each call as soon as it is whole, with the id the answer's end keeps;
+    /// text before the trigger is shown as it comes, and a trigger's first bytes are held.
+    #[test]
+    fn calls_are_given_as_they_complete() {
+        let calls = Calls { format: ToolFormat::Hermes, triggers: vec!["<tool_call>".into()] };
+        let mut reader = Reader::new(ReasoningOut::Split, Some(&calls), None);
+        assert_eq!(reader.push("Let me look.").content, "Let me look.");
+        assert_eq!(reader.push(" <tool_").content, " ");
+        assert!(reader.new_calls().is_empty());
+        assert_eq!(reader.push("call>\n{\"name\": \"f\", \"arguments\": {\"a\": ").content, "");
+        assert!(reader.new_calls().is_empty(), "the first call is not whole yet");
+        reader.push("1}}\n</tool_call>\n<tool_call>\n{\"name\": \"g\", ");
+        let first = reader.new_calls();
+        assert_eq!(first.len(), 1);
+        assert_eq!((first[0].0, first[0].1.name.as_str(), first[0].1.arguments.as_str()), (0, "f", "{\"a\":1}"));
+        reader.push("\"arguments\": {}}\n</tool_call>");
+        assert_eq!(reader.calls_given(), 1);
+        let end = reader.finish();
+        assert_eq!(end.calls.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["f", "g"]);
+        assert_eq!(end.calls[0].id, first[0].1.id, "a streamed call keeps its id");
+        assert_eq!(end.text.content, "");
+    }
 }

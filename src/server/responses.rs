@@ -262,19 +262,20 @@ impl Answer {
             self.event(json!({"type": "response.created", "response": created.clone()})),
             self.event(json!({"type": "response.in_progress", "response": created})),
         ];
-        let mut streamed = Streamed { msg_id: format!("msg_{}", self.id), ..Streamed::default() };
+        let mut streamed =
+            Streamed { msg_id: format!("msg_{}", self.id), rs_id: format!("rs_{}", self.id), ..Streamed::default() };
         event_stream(events, first, move |next| {
             let mut out = Vec::new();
             match next {
                 Some(Event::Text(t)) => {
                     let split = self.reader.push(&t);
-                    streamed.reasoning += &split.reasoning;
+                    streamed.reasoning(&mut self, &split.reasoning, &mut out);
                     streamed.text(&mut self, &split.content, &mut out);
                 }
                 Some(Event::Done(summary)) => {
                     self.counts.set(summary.prompt_tokens, summary.completion_tokens);
                     let Piece { text: rest, calls } = self.reader.finish();
-                    streamed.reasoning += &rest.reasoning;
+                    streamed.reasoning(&mut self, &rest.reasoning, &mut out);
                     streamed.text(&mut self, &rest.content, &mut out);
                     streamed.finish(&mut self, &calls, &summary, &mut out);
                 }
@@ -288,51 +289,87 @@ impl Answer {
     }
 }
 
-/// What a streamed response has sent of its message.
+/// What a streamed response has sent: its reasoning item, then its message, then its calls,
+/// each at the next output index.
 #[derive(Default)]
 struct Streamed {
     msg_id: String,
+    rs_id: String,
     text: String,
     reasoning: String,
-    /// The message's item and part have been opened.
-    open: bool,
+    /// The output index of the reasoning item and of the message, once opened.
+    reasoning_at: Option<usize>,
+    message_at: Option<usize>,
+    reasoning_done: bool,
+    next: usize,
 }
 
 impl Streamed {
+    /// A piece of the reasoning, opening its item first.
+    fn reasoning(&mut self, a: &mut Answer, piece: &str, out: &mut Vec<SseEvent>) {
+        if piece.is_empty() || self.reasoning_done {
+            return;
+        }
+        let id = &self.rs_id;
+        let at = *self.reasoning_at.get_or_insert_with(|| {
+            let at = self.next;
+            self.next += 1;
+            let item = reasoning_item(id, "");
+            out.push(a.event(json!({"type": "response.output_item.added", "output_index": at, "item": item})));
+            at
+        });
+        self.reasoning += piece;
+        out.push(a.event(json!({"type": "response.reasoning_text.delta", "item_id": id, "output_index": at,
+                                "content_index": 0, "delta": piece})));
+    }
+
+    /// The reasoning item closed, if one is open.
+    fn close_reasoning(&mut self, a: &mut Answer, out: &mut Vec<SseEvent>) {
+        let Some(at) = self.reasoning_at.filter(|_| !self.reasoning_done) else { return };
+        self.reasoning_done = true;
+        let (id, text) = (&self.rs_id, &self.reasoning);
+        out.push(a.event(json!({"type": "response.reasoning_text.done", "item_id": id, "output_index": at,
+                                "content_index": 0, "text": text})));
+        let item = reasoning_item(id, text);
+        out.push(a.event(json!({"type": "response.output_item.done", "output_index": at, "item": item})));
+    }
+
     /// A piece of the message's text, opening its item and part first.
     fn text(&mut self, a: &mut Answer, piece: &str, out: &mut Vec<SseEvent>) {
         if piece.is_empty() {
             return;
         }
+        self.close_reasoning(a, out);
         let id = &self.msg_id;
-        if !self.open {
-            self.open = true;
+        let at = *self.message_at.get_or_insert_with(|| {
+            let at = self.next;
+            self.next += 1;
             let item = message_item(id, "", "in_progress");
-            out.push(a.event(json!({"type": "response.output_item.added", "output_index": 0, "item": item})));
+            out.push(a.event(json!({"type": "response.output_item.added", "output_index": at, "item": item})));
             let part = json!({"type": "output_text", "text": "", "annotations": []});
-            out.push(a.event(json!({"type": "response.content_part.added", "item_id": id, "output_index": 0,
+            out.push(a.event(json!({"type": "response.content_part.added", "item_id": id, "output_index": at,
                                     "content_index": 0, "part": part})));
-        }
+            at
+        });
         self.text += piece;
-        out.push(a.event(json!({"type": "response.output_text.delta", "item_id": id, "output_index": 0,
+        out.push(a.event(json!({"type": "response.output_text.delta", "item_id": id, "output_index": at,
                                 "content_index": 0, "delta": piece, "logprobs": []})));
     }
 
-    /// The message closed, each call as an item, and the whole response.
+    /// The open items closed, each call as an item, and the whole response.
     fn finish(&mut self, a: &mut Answer, calls: &[ToolCall], summary: &Summary, out: &mut Vec<SseEvent>) {
+        self.close_reasoning(a, out);
         let (id, text) = (&self.msg_id, &self.text);
-        let mut index = 0;
-        if self.open {
+        if let Some(at) = self.message_at {
             let part = json!({"type": "output_text", "text": text, "annotations": []});
-            out.push(a.event(json!({"type": "response.output_text.done", "item_id": id, "output_index": 0,
+            out.push(a.event(json!({"type": "response.output_text.done", "item_id": id, "output_index": at,
                                     "content_index": 0, "text": text, "logprobs": []})));
-            out.push(a.event(json!({"type": "response.content_part.done", "item_id": id, "output_index": 0,
+            out.push(a.event(json!({"type": "response.content_part.done", "item_id": id, "output_index": at,
                                     "content_index": 0, "part": part})));
             let item = message_item(id, text, "completed");
-            out.push(a.event(json!({"type": "response.output_item.done", "output_index": 0, "item": item})));
-            index = 1;
+            out.push(a.event(json!({"type": "response.output_item.done", "output_index": at, "item": item})));
         }
-        for call in calls {
+        for (index, call) in (self.next..).zip(calls) {
             let item = call_item(&ToolCall { arguments: String::new(), ..call.clone() }, "in_progress");
             let item_id = item["id"].clone();
             out.push(a.event(json!({"type": "response.output_item.added", "output_index": index, "item": item})));
@@ -342,7 +379,6 @@ impl Streamed {
                                     "output_index": index, "arguments": call.arguments})));
             out.push(a.event(json!({"type": "response.output_item.done", "output_index": index,
                                     "item": call_item(call, "completed")})));
-            index += 1;
         }
         let output = a.output(&self.reasoning, text, calls);
         let response = a.response(output, Some(summary));

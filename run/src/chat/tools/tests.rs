@@ -121,26 +121,80 @@ fn generated_ids_are_fresh() {
 #[test]
 fn detects_the_format_of_real_templates() {
     let templates: &[(&str, &str, ToolFormat)] = &[
-        ("Qwen 2.5", include_str!("testdata/Qwen-Qwen2.5-7B-Instruct.jinja"), Hermes),
-        ("Qwen 3", include_str!("testdata/Qwen-Qwen3-0.6B.jinja"), Hermes),
-        ("Hermes 2 Pro", include_str!("testdata/NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja"), Hermes),
-        ("Hermes 3", include_str!("testdata/NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja"), Hermes),
-        ("Llama 3.1", include_str!("testdata/meta-llama-Llama-3.1-8B-Instruct.jinja"), Llama3),
-        ("Llama 3.2", include_str!("testdata/meta-llama-Llama-3.2-3B-Instruct.jinja"), Llama3),
-        ("Llama 3.3", include_str!("testdata/meta-llama-Llama-3.3-70B-Instruct.jinja"), Llama3),
-        ("Mistral Nemo", include_str!("testdata/mistralai-Mistral-Nemo-Instruct-2407.jinja"), Mistral),
-        ("Mistral Small 3.2", include_str!("testdata/Mistral-Small-3.2-24B-Instruct-2506.jinja"), Mistral),
-        ("Devstral", include_str!("testdata/unsloth-mistral-Devstral-Small-2507.jinja"), Mistral),
-        ("Ministral 3", include_str!("testdata/mistralai-Ministral-3-14B-Reasoning-2512.jinja"), Mistral),
-        ("Gemma 4", include_str!("testdata/google-gemma-4-31B-it.jinja"), Gemma4),
+        (
+            "Qwen 2.5",
+            include_str!("../../../../tests/fixtures/templates/llama.cpp/Qwen-Qwen2.5-7B-Instruct.jinja"),
+            Hermes,
+        ),
+        ("Qwen 3", include_str!("../../../../tests/fixtures/templates/llama.cpp/Qwen-Qwen3-0.6B.jinja"), Hermes),
+        (
+            "Hermes 2 Pro",
+            include_str!(
+                "../../../../tests/fixtures/templates/llama.cpp/NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja"
+            ),
+            Hermes,
+        ),
+        (
+            "Hermes 3",
+            include_str!(
+                "../../../../tests/fixtures/templates/llama.cpp/NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja"
+            ),
+            Hermes,
+        ),
+        (
+            "Llama 3.1",
+            include_str!("../../../../tests/fixtures/templates/llama.cpp/meta-llama-Llama-3.1-8B-Instruct.jinja"),
+            Llama3,
+        ),
+        (
+            "Llama 3.2",
+            include_str!("../../../../tests/fixtures/templates/llama.cpp/meta-llama-Llama-3.2-3B-Instruct.jinja"),
+            Llama3,
+        ),
+        (
+            "Llama 3.3",
+            include_str!("../../../../tests/fixtures/templates/llama.cpp/meta-llama-Llama-3.3-70B-Instruct.jinja"),
+            Llama3,
+        ),
+        (
+            "Mistral Nemo",
+            include_str!("../../../../tests/fixtures/templates/llama.cpp/mistralai-Mistral-Nemo-Instruct-2407.jinja"),
+            Mistral,
+        ),
+        (
+            "Mistral Small 3.2",
+            include_str!("../../../../tests/fixtures/templates/llama.cpp/Mistral-Small-3.2-24B-Instruct-2506.jinja"),
+            Mistral,
+        ),
+        (
+            "Devstral",
+            include_str!("../../../../tests/fixtures/templates/llama.cpp/unsloth-mistral-Devstral-Small-2507.jinja"),
+            Mistral,
+        ),
+        (
+            "Ministral 3",
+            include_str!(
+                "../../../../tests/fixtures/templates/llama.cpp/mistralai-Ministral-3-14B-Reasoning-2512.jinja"
+            ),
+            Mistral,
+        ),
+        ("Gemma 4", include_str!("../../../../tests/fixtures/templates/llama.cpp/google-gemma-4-31B-it.jinja"), Gemma4),
         // No tool support.
-        ("SmolLM2", include_str!("testdata/HuggingFaceTB-SmolLM2-135M-Instruct.jinja"), Generic),
-        ("Gemma 3", include_str!("testdata/google-gemma-3-it.jinja"), Generic),
-        ("Gemma 2", include_str!("testdata/google-gemma-2-2b-it.jinja"), Generic),
+        (
+            "SmolLM2",
+            include_str!("../../../../tests/fixtures/templates/HuggingFaceTB-SmolLM2-135M-Instruct.jinja"),
+            Generic,
+        ),
+        ("Gemma 3", include_str!("../../../../tests/fixtures/templates/google-gemma-3-it.jinja"), Generic),
+        ("Gemma 2", include_str!("../../../../tests/fixtures/templates/llama.cpp/google-gemma-2-2b-it.jinja"), Generic),
         // Tools, in a format not handled here: `<tool_call>` or `<|python_tag|>` but not their JSON.
-        ("Qwen3-Coder", include_str!("testdata/Qwen3-Coder.jinja"), Generic),
-        ("GLM 4.6", include_str!("testdata/GLM-4.6.jinja"), Generic),
-        ("functionary v3.1", include_str!("testdata/meetkai-functionary-medium-v3.1.jinja"), Generic),
+        ("Qwen3-Coder", include_str!("../../../../tests/fixtures/templates/llama.cpp/Qwen3-Coder.jinja"), Generic),
+        ("GLM 4.6", include_str!("../../../../tests/fixtures/templates/llama.cpp/GLM-4.6.jinja"), Generic),
+        (
+            "functionary v3.1",
+            include_str!("../../../../tests/fixtures/templates/llama.cpp/meetkai-functionary-medium-v3.1.jinja"),
+            Generic,
+        ),
     ];
     for (model, source, format) in templates {
         assert_eq!(ToolFormat::detect(source), *format, "{model}");
