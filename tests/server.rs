@@ -349,6 +349,13 @@ fn cors_json_bodies_and_error_shapes() {
     server.chat(&with_choice);
     with_choice["tool_choice"] = json!("required");
     assert_eq!(server.post("/v1/chat/completions", &with_choice).0, 400);
+    // The OpenAI routes without `/v1`, as llama-server serves them.
+    let (status, _, body) = raw(&server, "GET", "/models", "", "");
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["data"][0]["id"].clone()), (200, json!("smol")));
+    let (status, v) = server.post("/chat/completions", &ask("Hi", 2));
+    assert_eq!((status, v["object"].clone()), (200, json!("chat.completion")), "{v}");
+    let (status, v) = server.post("/completions", &json!({"prompt": "The sky is", "max_tokens": 2}));
+    assert_eq!((status, v["object"].clone()), (200, json!("text_completion")), "{v}");
 }
 
 /// --cors-origin replaces the default list.

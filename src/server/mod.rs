@@ -153,11 +153,18 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/v1/health", get(health))
+        // The OpenAI routes also without `/v1`, as llama-server serves them (clients given a
+        // base URL without it).
         .route("/v1/models", get(models))
+        .route("/models", get(models))
         .route("/v1/models/{id}", get(model))
+        .route("/models/{id}", get(model))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
+        .route("/completions", post(completions))
         .route("/v1/responses", post(responses::responses))
+        .route("/responses", post(responses::responses))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/tokenize", post(tokenize))
