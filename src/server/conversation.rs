@@ -103,12 +103,17 @@ impl Ready {
         triggers: Vec<String>,
         what: &str,
     ) -> Result<Box<dyn Constraint>, ApiError> {
-        let compiler = self
-            .compiler
-            .get_or_init(|| Compiler::new(&self.model.constraint_vocabulary()).map(Arc::new))
-            .as_ref()
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("constrained sampling: {e}")))?;
-        let made = if triggers.is_empty() { compiler.constraint(grammar) } else { compiler.lazy(grammar, triggers) };
-        made.map_err(|e| ApiError::bad(format!("{what}: {e}")))
+        // Building the vocabulary's trie (a second or two for 262k tokens, once) and compiling a
+        // grammar are CPU work: the runtime's other tasks move to another worker meanwhile.
+        tokio::task::block_in_place(|| {
+            let compiler = self
+                .compiler
+                .get_or_init(|| Compiler::new(&self.model.constraint_vocabulary()).map(Arc::new))
+                .as_ref()
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("constrained sampling: {e}")))?;
+            let made =
+                if triggers.is_empty() { compiler.constraint(grammar) } else { compiler.lazy(grammar, triggers) };
+            made.map_err(|e| ApiError::bad(format!("{what}: {e}")))
+        })
     }
 }
