@@ -96,9 +96,9 @@ async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
 /// The request's sampling fields under OpenAI's names, for [`openai::options`].
 fn sampling_fields(f: &Fields) -> Result<Fields, ApiError> {
     let mut out = Map::new();
-    for (ours, theirs) in [("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k")] {
-        if let Some(v) = f.get(theirs) {
-            out.insert(ours.into(), v.clone());
+    for name in ["temperature", "top_p", "top_k"] {
+        if let Some(v) = f.get(name) {
+            out.insert(name.into(), v.clone());
         }
     }
     if let Some(t) = f.get("temperature").and_then(Value::as_f64) {
