@@ -156,6 +156,35 @@ impl Sampler {
 
     /// Picks the next token from `logits` (one per vocabulary entry).
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        self.draw(logits, false).0
+    }
+
+    /// Picks the next token as [`Sampler::sample`] does, with the probabilities llama-server
+    /// reports for it (`n_probs`): before sampling, the model's own distribution (a softmax over
+    /// the raw logits) for the token and the `n` likeliest; after sampling (`post`), the
+    /// distribution the token was drawn from (the candidates left by the chain, at the
+    /// temperature; greedy: the token alone, certain).
+    pub fn sample_with_probs(&mut self, logits: &[f32], n: usize, post: bool) -> (u32, TokenProbs) {
+        let (token, drawn) = self.draw(logits, post);
+        let probs = match drawn {
+            Some(cands) => {
+                let prob = cands.iter().find(|c| c.0 == token).map_or(0.0, |c| c.1);
+                TokenProbs { token, logprob: prob.ln(), top: cands.into_iter().take(n).collect(), post: true }
+            }
+            None => {
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let lse = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
+                let top = if n == 0 { Vec::new() } else { top_k(logits, n) };
+                let top = top.into_iter().map(|c| (c.token, c.logit - lse)).collect();
+                TokenProbs { token, logprob: logits[token as usize] - lse, top, post: false }
+            }
+        };
+        (token, probs)
+    }
+
+    /// The chain: the token, and with `post` the candidates it was drawn from with their
+    /// probabilities, likeliest first.
+    fn draw(&mut self, logits: &[f32], post: bool) -> (u32, Option<Vec<(u32, f32)>>) {
         let p = &self.params;
         let mut adjusted: Option<Vec<f32>> = None;
         let needs_penalties = p.repeat_penalty != 1.0 || p.presence_penalty != 0.0 || p.frequency_penalty != 0.0;
@@ -168,7 +197,8 @@ impl Sampler {
         }
         let logits = adjusted.as_deref().unwrap_or(logits);
         if p.temperature <= 0.0 {
-            return argmax(logits);
+            let token = argmax(logits);
+            return (token, post.then(|| vec![(token, 1.0)]));
         }
         let mut cands = top_k(logits, p.top_k);
         // A masked token may fill a place in the top k; it has no probability to keep.
@@ -179,8 +209,24 @@ impl Sampler {
         top_p(&mut cands, p.top_p);
         min_p(&mut cands, p.min_p);
         let probs = softmax(&cands, p.temperature);
-        cands[draw(&probs, self.rng.uniform())].token
+        let token = cands[draw(&probs, self.rng.uniform())].token;
+        let drawn =
+            post.then(|| cands.iter().zip(&probs).filter(|(_, &q)| q > 0.0).map(|(c, &q)| (c.token, q)).collect());
+        (token, drawn)
     }
+}
+
+/// A sampled token's probability and the likeliest alternatives ([`Sampler::sample_with_probs`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenProbs {
+    pub token: u32,
+    /// The token's log-probability.
+    pub logprob: f32,
+    /// The likeliest tokens, likeliest first: log-probabilities before sampling, probabilities
+    /// after (`post`).
+    pub top: Vec<(u32, f32)>,
+    /// Whether these are the sampler's probabilities (after sampling) rather than the model's.
+    pub post: bool,
 }
 
 /// Adds each bias to its token's logit (out-of-range tokens are ignored).
@@ -473,6 +519,34 @@ mod tests {
         };
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));
+    }
+
+    #[test]
+    fn probabilities_before_and_after_sampling() {
+        let probs = [0.5f32, 0.25, 0.15, 0.1];
+        let logits: Vec<f32> = probs.iter().map(|p| p.ln() + 3.0).collect();
+        // Before sampling: the model's log-probabilities, likeliest first, whatever the chain.
+        let mut s = Sampler::new(SamplingParams { seed: 7, top_k: 2, ..Default::default() });
+        let (token, p) = s.sample_with_probs(&logits, 3, false);
+        assert!(!p.post);
+        let expect = [(0, 0.5f32), (1, 0.25), (2, 0.15)];
+        for ((id, lp), (eid, ep)) in p.top.iter().zip(expect) {
+            assert_eq!(*id, eid);
+            assert!((lp - ep.ln()).abs() < 1e-5, "{lp} vs {}", ep.ln());
+        }
+        assert!((p.logprob - probs[token as usize].ln()).abs() < 1e-5);
+        // After sampling: the distribution drawn from (top-k 2 at temperature 1: 2/3, 1/3).
+        let params =
+            SamplingParams { seed: 7, top_k: 2, top_p: 1.0, min_p: 0.0, temperature: 1.0, ..Default::default() };
+        let mut s = Sampler::new(params);
+        let (token, p) = s.sample_with_probs(&logits, 10, true);
+        assert!(p.post && token < 2);
+        assert_eq!(p.top.len(), 2, "only the candidates left");
+        assert!((p.top[0].1 - 2.0 / 3.0).abs() < 1e-5 && (p.top[1].1 - 1.0 / 3.0).abs() < 1e-5);
+        // Greedy after sampling: the token alone, certain.
+        let mut s = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() });
+        let (token, p) = s.sample_with_probs(&logits, 5, true);
+        assert_eq!((token, p.top, p.logprob), (0, vec![(0, 1.0)], 0.0));
     }
 
     #[test]

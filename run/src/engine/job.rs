@@ -1,7 +1,7 @@
 //! What the engine is asked (a [`Job`]) and what it answers, through the job's [`Sink`]: settled
 //! text as it comes, then a [`Summary`] (or a failure).
 
-use crate::sampling::SamplingParams;
+use crate::sampling::{SamplingParams, TokenProbs};
 
 /// One generation to run.
 pub struct Job {
@@ -15,6 +15,9 @@ pub struct Job {
     pub ignore_eos: bool,
     /// What the text must match (a grammar), if anything.
     pub constraint: Option<Box<dyn Constraint>>,
+    /// Whether each generated token is also reported ([`Event::Token`]), and with which
+    /// probabilities.
+    pub detail: Detail,
     /// Where the job's events go.
     pub sink: Box<dyn Sink>,
 }
@@ -31,6 +34,32 @@ pub trait Constraint: Send {
     fn is_complete(&mut self) -> bool;
 }
 
+/// What a job reports of each generated token beside the text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Detail {
+    /// Send an [`Event::Token`] for every generated token.
+    pub tokens: bool,
+    /// With the `n` likeliest tokens' probabilities ([`crate::sampling::Sampler::sample_with_probs`]).
+    pub probs: Option<Probs>,
+}
+
+/// The probabilities a job reports for each token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probs {
+    pub n: usize,
+    /// The sampler's distribution rather than the model's.
+    pub post_sampling: bool,
+}
+
+/// A generated token, as [`Detail`] asks: before the text it belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    pub id: i32,
+    /// The token's bytes (part of a UTF-8 character, possibly).
+    pub piece: Vec<u8>,
+    pub probs: Option<TokenProbs>,
+}
+
 /// Where a job's events go, and whether its owner still wants it.
 pub trait Sink: Send {
     /// Hands over an event; false when no one listens any more (the job is then dropped).
@@ -43,6 +72,8 @@ pub trait Sink: Send {
 /// What a job sends back.
 #[derive(Debug)]
 pub enum Event {
+    /// A generated token (only when the job's [`Detail`] asks), sent before its text.
+    Token(Generated),
     /// Settled text: whole UTF-8 that cannot be the start of a stop string.
     Text(String),
     /// The end, with counts and timings (after the last text).
@@ -118,8 +149,21 @@ impl Summary {
         self.prompt_evaluated() as f64 * 1e3 / self.prompt_ms.max(1e-6)
     }
 
+    /// Tokens a second after the first, which comes from the prompt's logits: `generation_ms`
+    /// spans the other `completion_tokens - 1` steps (0 for one token).
     pub fn generation_tokens_per_second(&self) -> f64 {
-        self.completion_tokens as f64 * 1e3 / self.generation_ms.max(1e-6)
+        match self.completion_tokens {
+            0 | 1 => 0.0,
+            n => (n - 1) as f64 * 1e3 / self.generation_ms.max(1e-6),
+        }
+    }
+
+    /// Milliseconds a generation step took on average (0 for one token).
+    pub fn generation_ms_per_token(&self) -> f64 {
+        match self.completion_tokens {
+            0 | 1 => 0.0,
+            n => self.generation_ms / (n - 1) as f64,
+        }
     }
 }
 

@@ -49,7 +49,7 @@ impl Histogram {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metrics {
     /// Finished jobs by stop reason, in [`StopReason`] order.
-    finished: [u64; 5],
+    finished: [u64; 6],
     pub failed: u64,
     /// Prompt tokens asked, and of them those the slots' caches already held.
     pub prompt_tokens: u64,
@@ -59,6 +59,14 @@ pub struct Metrics {
     pub time_to_first_token: Histogram,
     /// Between a job's successive tokens.
     pub time_per_token: Histogram,
+    /// Milliseconds spent on prompts, and generating after the first token.
+    pub prompt_ms: f64,
+    pub generation_ms: f64,
+    /// Batches decoded, and the slots they held, summed.
+    pub decodes: u64,
+    pub busy_slots_decoded: u64,
+    /// The most tokens a slot has held.
+    pub n_tokens_max: u64,
 }
 
 /// The state of the moment, beside the counts.
@@ -69,8 +77,14 @@ pub struct Gauges {
     pub queued: usize,
 }
 
-const REASONS: [StopReason; 5] =
-    [StopReason::Eog, StopReason::StopString, StopReason::Limit, StopReason::Context, StopReason::Interrupted];
+const REASONS: [StopReason; 6] = [
+    StopReason::Eog,
+    StopReason::StopString,
+    StopReason::Limit,
+    StopReason::Context,
+    StopReason::Interrupted,
+    StopReason::Constraint,
+];
 
 impl Metrics {
     /// Counts a finished job.
@@ -79,6 +93,8 @@ impl Metrics {
         self.prompt_tokens += s.prompt_tokens as u64;
         self.cached_tokens += s.cached_tokens as u64;
         self.generated_tokens += s.completion_tokens as u64;
+        self.prompt_ms += s.prompt_ms;
+        self.generation_ms += s.generation_ms;
     }
 
     /// Jobs finished, all reasons together.
@@ -119,7 +135,52 @@ impl Metrics {
         gauge("strata_slots", "Slots (sequences decoded together).", g.slots);
         gauge("strata_slots_busy", "Slots running a generation.", g.slots_busy);
         gauge("strata_queue_depth", "Requests waiting for a slot.", g.queued);
+        self.llama_server_names(&mut out, g);
         out
+    }
+
+    /// The same counts under llama-server's names (`llamacpp:`), so dashboards made for it
+    /// work: its counters and gauges as its `/metrics` defines them. strata has no speculative
+    /// decoding: those counters stay 0.
+    fn llama_server_names(&self, out: &mut String, g: &Gauges) {
+        let evaluated = self.prompt_tokens - self.cached_tokens;
+        let rate = |tokens: u64, ms: f64| if ms > 0.0 { tokens as f64 * 1e3 / ms } else { 0.0 };
+        let counters: [(&str, &str, f64); 10] = [
+            ("prompt_tokens_total", "Number of prompt tokens processed.", evaluated as f64),
+            ("prompt_tokens_cached_total", "Number of prompt tokens reused from the cache.", self.cached_tokens as f64),
+            ("prompt_seconds_total", "Prompt process time.", self.prompt_ms / 1e3),
+            ("tokens_predicted_total", "Number of generation tokens processed.", self.generated_tokens as f64),
+            ("tokens_predicted_seconds_total", "Predict process time.", self.generation_ms / 1e3),
+            ("n_decode_total", "Total number of llama_decode() calls.", self.decodes as f64),
+            ("n_tokens_max", "Largest observed n_tokens.", self.n_tokens_max as f64),
+            ("spec_decode_num_draft_tokens_total", "Draft tokens proposed (no speculative decoding).", 0.0),
+            ("spec_decode_num_accepted_tokens_total", "Draft tokens accepted (no speculative decoding).", 0.0),
+            ("spec_decode_num_drafts_total", "Drafts made (no speculative decoding).", 0.0),
+        ];
+        let generated_after_first = self.generated_tokens.saturating_sub(self.finished_total());
+        let gauges: [(&str, &str, f64); 5] = [
+            ("prompt_tokens_seconds", "Average prompt throughput in tokens/s.", rate(evaluated, self.prompt_ms)),
+            (
+                "predicted_tokens_seconds",
+                "Average generation throughput in tokens/s.",
+                rate(generated_after_first, self.generation_ms),
+            ),
+            ("requests_processing", "Number of requests processing.", g.slots_busy as f64),
+            ("requests_deferred", "Number of requests deferred.", g.queued as f64),
+            (
+                "n_busy_slots_per_decode",
+                "Average number of busy slots per llama_decode() call.",
+                if self.decodes > 0 { self.busy_slots_decoded as f64 / self.decodes as f64 } else { 0.0 },
+            ),
+        ];
+        for (kind, list) in [("counter", &counters[..]), ("gauge", &gauges[..])] {
+            for (name, help, value) in list {
+                let _ = writeln!(
+                    out,
+                    "# HELP llamacpp:{name} {help}\n# TYPE llamacpp:{name} {kind}\nllamacpp:{name} {value}"
+                );
+            }
+        }
     }
 }
 

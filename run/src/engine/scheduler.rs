@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::decoder::{BatchToken, Decoder};
-use super::job::{Event, Job, Refused, Sink, StopReason, Summary};
+use super::job::{Event, Generated, Job, Refused, Sink, StopReason, Summary};
 use super::metrics::{Gauges, Metrics};
 use super::prompt_cache::{common_prefix, PromptCache, MIN_TOKENS as MIN_CACHED_TOKENS};
 use super::text::TextStream;
@@ -234,7 +234,8 @@ impl<D: Decoder> Engine<D> {
         let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sink = Box::new(ChannelSink { events, cancel: cancel.clone() });
         let Limits { max_tokens, stop, ignore_eos, constraint } = limits;
-        self.handle().submit(Job { prompt, params, max_tokens, stop, ignore_eos, constraint, sink })?;
+        let detail = Default::default();
+        self.handle().submit(Job { prompt, params, max_tokens, stop, ignore_eos, constraint, detail, sink })?;
         let mut text = String::new();
         loop {
             self.step();
@@ -246,6 +247,7 @@ impl<D: Decoder> Engine<D> {
                     }
                     Event::Done(summary) => return Ok((text, summary)),
                     Event::Failed(message) => anyhow::bail!(message),
+                    Event::Token(_) => {}
                 }
             }
             if self.is_idle() {
@@ -266,6 +268,14 @@ impl<D: Decoder> Engine<D> {
             if let Err(e) = self.decoder.decode(&batch) {
                 self.fail(&owners, &format!("{e:#}"));
                 continue;
+            }
+            {
+                let mut m = lock(&self.shared.metrics);
+                m.decodes += 1;
+                let mut seqs = owners.clone();
+                seqs.dedup();
+                m.busy_slots_decoded += seqs.len() as u64;
+                m.n_tokens_max = seqs.iter().map(|&i| self.slots[i].cache.len() as u64).fold(m.n_tokens_max, u64::max);
             }
             for (b, &i) in owners.iter().enumerate() {
                 if batch[b].logits {
@@ -427,15 +437,22 @@ impl<D: Decoder> Engine<D> {
             return self.finish(i, StopReason::Limit);
         }
         let logits = self.decoder.logits(b);
-        let token = match a.job.constraint.as_mut() {
-            None => a.sampler.sample(logits) as i32,
+        let logits = match a.job.constraint.as_mut() {
+            None => logits,
             Some(c) => {
                 a.masked.clear();
                 a.masked.extend_from_slice(logits);
                 if c.mask(&mut a.masked).is_err() {
                     return self.finish(i, StopReason::Constraint);
                 }
-                a.sampler.sample(&a.masked) as i32
+                &a.masked
+            }
+        };
+        let (token, probs) = match a.job.detail.probs {
+            None => (a.sampler.sample(logits) as i32, None),
+            Some(p) => {
+                let (token, probs) = a.sampler.sample_with_probs(logits, p.n, p.post_sampling);
+                (token as i32, Some(probs))
             }
         };
         let now = Instant::now();
@@ -460,6 +477,10 @@ impl<D: Decoder> Engine<D> {
                 Ok(()) => None,
             },
         };
+        if a.job.detail.tokens && !a.job.sink.send(Event::Token(Generated { id: token, piece: piece.clone(), probs })) {
+            slot.active = None;
+            return;
+        }
         let mut text = String::new();
         let stopped = a.text.push(&piece, &mut |s: &str| text.push_str(s));
         if !text.is_empty() && !a.job.sink.send(Event::Text(text)) {

@@ -163,6 +163,7 @@ fn job(prompt: &[i32], max_tokens: Option<usize>) -> (Job, mpsc::Receiver<Event>
             stop: Vec::new(),
             ignore_eos: false,
             constraint: None,
+            detail: Default::default(),
             sink,
         },
         received,
@@ -178,9 +179,41 @@ fn outcome(received: &mpsc::Receiver<Event>) -> Option<(String, Summary)> {
             Event::Text(t) => text += &t,
             Event::Done(s) => return Some((text, s)),
             Event::Failed(m) => panic!("failed: {m}"),
+            Event::Token(_) => {}
         }
     }
     None
+}
+
+/// A job that asks for its tokens gets each, with its bytes and probabilities, before the
+/// text it belongs to; the greedy token is the likeliest of those reported.
+#[test]
+fn tokens_and_their_probabilities_are_reported_before_their_text() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    let (mut j, rx, _) = job(&[12], Some(4));
+    j.detail = super::Detail { tokens: true, probs: Some(super::Probs { n: 3, post_sampling: false }) };
+    engine.handle().submit(j).unwrap();
+    let mut events = Vec::new();
+    while !matches!(events.last(), Some(Event::Done(_))) {
+        engine.step();
+        events.extend(rx.try_iter());
+    }
+    let tokens: Vec<&super::Generated> =
+        events.iter().filter_map(|e| if let Event::Token(g) = e { Some(g) } else { None }).collect();
+    assert_eq!(tokens.len(), 4);
+    // The text is the tokens' bytes, and no text comes before the tokens that make it.
+    let bytes: Vec<u8> = tokens.iter().flat_map(|g| g.piece.clone()).collect();
+    let text: String =
+        events.iter().filter_map(|e| if let Event::Text(t) = e { Some(t.as_str()) } else { None }).collect();
+    assert_eq!(String::from_utf8_lossy(&bytes), text);
+    assert!(matches!(events[0], Event::Token(_)));
+    for g in tokens {
+        let p = g.probs.as_ref().expect("asked for");
+        assert!(p.logprob <= 0.0 && !p.post);
+        assert_eq!(p.top.len(), 3);
+        assert_eq!(p.top[0], (g.id as u32, p.logprob), "greedy takes the likeliest");
+        assert!(p.top.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
 }
 
 #[test]
