@@ -146,6 +146,7 @@ impl ModelArgs {
             swa_full,
             cache_type_k,
             cache_type_v,
+            kv_unified: false,
         })
     }
 }
@@ -322,7 +323,8 @@ pub enum Reasoning {
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct TemplateArgs {
-    /// Use a built-in template (chatml, gemma, llama3, mistral) instead of the model's.
+    /// Use a built-in template instead of the model's: llama.cpp's names (chatml, llama2, llama3,
+    /// mistral-v7, gemma, phi3, command-r, deepseek3, ...; `strata template --builtin x` lists them).
     #[arg(long = "chat-template", value_name = "NAME")]
     pub chat_template: Option<String>,
     /// Use the Jinja template in this file instead of the model's.
@@ -372,7 +374,14 @@ impl TemplateArgs {
 
     pub fn render_options(&self, model: &Model) -> RenderOptions {
         let (bos_token, eos_token) = model.bos_eos_text();
-        RenderOptions { add_generation_prompt: false, bos_token, eos_token, enable_thinking: self.think, tools: None }
+        RenderOptions {
+            add_generation_prompt: false,
+            bos_token,
+            eos_token,
+            enable_thinking: self.think,
+            tools: None,
+            llama_cpp_variables: true,
+        }
     }
 }
 

@@ -17,7 +17,8 @@ pub struct Args {
     /// A Jinja template file instead of a model's.
     #[arg(long = "file", value_name = "T.jinja")]
     pub file: Option<PathBuf>,
-    /// A built-in template by name (chatml, gemma, llama3, mistral).
+    /// A built-in template by name: any of llama.cpp's (chatml, llama2, llama3, mistral-v7, gemma,
+    /// phi3, command-r, ...; an unknown name lists them all).
     #[arg(long = "builtin", value_name = "NAME")]
     pub builtin: Option<String>,
     /// The conversation: a JSON array of {"role", "content"}.
@@ -53,6 +54,7 @@ pub fn run(args: &Args) -> Result<()> {
         eos_token: args.eos_token.clone(),
         enable_thinking: args.think,
         tools: None,
+        llama_cpp_variables: true,
     };
     let (text, model) = if let Some(path) = &args.model {
         let model = Model::load_vocab(path)?;

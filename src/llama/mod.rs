@@ -3,6 +3,8 @@
 //! weights' pages ([`pages`]), contexts as the engine's decoder ([`context`]), RPC servers
 //! ([`rpc`]) and ggml's eval callback, which collects importance matrices ([`imatrix`]).
 
+#[cfg(test)]
+mod chat_builtin_check;
 mod context;
 mod devices;
 pub mod imatrix;

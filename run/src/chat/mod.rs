@@ -1,6 +1,7 @@
 //! Chat: messages, templates (Jinja, rendered in Rust), the thinking segment of answers, and
 //! tool calls (how each model family writes them, read back into calls).
 
+pub mod builtin_templates;
 pub mod reasoning;
 pub mod template;
 pub mod tools;
@@ -39,6 +40,9 @@ pub struct Message {
     pub tool_call_id: Option<String>,
     /// The function a `tool` message answers for (templates that name it).
     pub name: Option<String>,
+    /// An assistant message's thinking, apart from its content (templates that render it, as
+    /// Qwen3's does for the turns since the last user message).
+    pub reasoning_content: Option<String>,
 }
 
 impl Message {
@@ -64,7 +68,7 @@ impl ToolCall {
 }
 
 /// As transformers' templates read a message: `role`, `content`, and `tool_calls`,
-/// `tool_call_id`, `name` when present.
+/// `tool_call_id`, `name`, `reasoning_content` when present.
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
@@ -78,6 +82,9 @@ impl Serialize for Message {
         }
         if let Some(name) = &self.name {
             m.serialize_entry("name", name)?;
+        }
+        if let Some(reasoning) = &self.reasoning_content {
+            m.serialize_entry("reasoning_content", reasoning)?;
         }
         m.end()
     }

@@ -5,28 +5,9 @@
 use anyhow::{anyhow, Result};
 use minijinja::{context, Environment, Error, ErrorKind, Value};
 
+pub use super::builtin_templates::BUILTINS;
 use super::Message;
 use crate::memory_budget;
-
-/// Templates for files that carry none, by name.
-pub const BUILTINS: &[(&str, &str)] = &[
-    (
-        "chatml",
-        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
-    ),
-    (
-        "gemma",
-        "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}",
-    ),
-    (
-        "llama3",
-        "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
-    ),
-    (
-        "mistral",
-        "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% elif message['role'] == 'system' %}{{ message['content'] + '\n\n' }}{% endif %}{% endfor %}",
-    ),
-];
 
 /// The built-in template for a model without one, by its `general.architecture`; others get
 /// chatml.
@@ -49,6 +30,11 @@ pub struct RenderOptions {
     /// The functions the model may call, as transformers passes `tools`: OpenAI's
     /// `{"type": "function", "function": {...}}` objects; unset renders `tools` as none.
     pub tools: Option<serde_json::Value>,
+    /// llama.cpp's extra variables, as llama-server and llama-cli pass them: today's
+    /// `date_string` (Llama 3.x's system prompt) and `datetime`, and `functions` (the tools as
+    /// indented JSON, or empty; firefunction). transformers passes none of them (Llama 3.x then
+    /// prints its fixed default date).
+    pub llama_cpp_variables: bool,
 }
 
 /// A parsed chat template, ready to render.
@@ -57,6 +43,8 @@ pub struct ChatTemplate {
     /// Where the template came from (a file, a model's metadata key), to begin its errors.
     origin: String,
     source: String,
+    /// The clock of `strftime_now`, `date_string` and `datetime` (`None`: the local time).
+    now: Option<chrono::NaiveDateTime>,
 }
 
 impl ChatTemplate {
@@ -93,7 +81,7 @@ impl ChatTemplate {
         });
         env.add_template_owned("chat", without_generation_tags(source))
             .map_err(|e| anyhow!("{origin}: chat template: {}", describe(&e)))?;
-        Ok(ChatTemplate { env, origin: origin.to_string(), source: source.to_string() })
+        Ok(ChatTemplate { env, origin: origin.to_string(), source: source.to_string(), now })
     }
 
     /// The template's text, as given.
@@ -120,6 +108,19 @@ impl ChatTemplate {
             eos_token => opts.eos_token,
             tools => opts.tools.as_ref().map_or(Value::from(()), Value::from_serialize),
         };
+        if opts.llama_cpp_variables {
+            let now = self.now.unwrap_or_else(|| chrono::Local::now().naive_local());
+            let functions = match &opts.tools {
+                Some(tools) => serde_json::to_string_pretty(tools).unwrap_or_default(),
+                None => String::new(),
+            };
+            ctx = context! {
+                date_string => now.format("%d %b %Y").to_string(),
+                datetime => now.format("%b %d %Y").to_string(),
+                functions => functions,
+                ..ctx
+            };
+        }
         if let Some(thinking) = opts.enable_thinking {
             ctx = context! { enable_thinking => thinking, ..ctx };
         }
@@ -271,11 +272,12 @@ mod tests {
     #[test]
     fn gemma_builtin_folds_the_system_prompt() {
         let t = ChatTemplate::builtin("gemma").unwrap();
+        // As llama.cpp's gemma: no BOS written (tokenizing adds the model's), the system prompt trimmed.
         let opts = RenderOptions { add_generation_prompt: true, bos_token: "<bos>".into(), ..Default::default() };
         let out = t.render(&conv(), &opts).unwrap();
         assert_eq!(
             out,
-            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n"
+            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n"
         );
     }
 
@@ -316,7 +318,7 @@ mod tests {
             .to_string();
         assert!(err.starts_with("t.jinja: chat template: line 3"), "{err}");
         let err = ChatTemplate::builtin("nope").err().unwrap().to_string();
-        assert!(err.contains("chatml, gemma, llama3, mistral"), "{err}");
+        assert!(err.contains("known ones are chatml, llama2, ") && err.contains(", mistral-v7, "), "{err}");
     }
 
     #[test]
@@ -352,12 +354,14 @@ mod tests {
             err("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").contains("fuel")
         );
         let t = ChatTemplate::with_clock(
-            "{{ strftime_now('%d %b %Y') }}",
+            "{{ strftime_now('%d %b %Y') }}|{{ date_string }}|{{ datetime }}",
             "t.jinja",
             chrono::NaiveDate::from_ymd_opt(2026, 1, 2).and_then(|d| d.and_hms_opt(0, 0, 0)),
         )
         .unwrap();
-        assert_eq!(t.render(&[], &RenderOptions::default()).unwrap(), "02 Jan 2026");
+        // llama.cpp's date variables (Llama 3.x's `date_string`, firefunction's `datetime`).
+        let extras = RenderOptions { llama_cpp_variables: true, ..RenderOptions::default() };
+        assert_eq!(t.render(&[], &extras).unwrap(), "02 Jan 2026|02 Jan 2026|Jan 02 2026");
     }
 }
 
@@ -440,6 +444,7 @@ mod conformance {
                 eos_token: special["eos_token"].as_str().unwrap().into(),
                 enable_thinking: None,
                 tools: None,
+                llama_cpp_variables: false,
             };
             let conv = &conversations[case["conversation"].as_u64().unwrap() as usize];
             let ours = ChatTemplate::with_clock(&source, name, Some(now)).and_then(|t| t.render(conv, &opts));
