@@ -185,7 +185,12 @@ fn bad_requests_get_clear_errors_and_do_not_disturb_others() {
             ("top_p zero", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "top_p": 0}).to_string(), 400, "top_p is 0"),
             ("huge logit_bias", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "logit_bias": {"5": 1e30}}).to_string(), 400, "logit_bias[5] is"),
             ("logit_bias token out of range", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "logit_bias": {"99999999": 1}}).to_string(), 400, "not a token id below 49152"),
-            ("n of 3", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "n": 3}).to_string(), 400, "n is 3"),
+            ("n of 17", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "n": 17}).to_string(), 400, "n is 17; at most 16"),
+            ("n with stream", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "n": 2, "stream": true}).to_string(), 400, "stream is not supported with it"),
+            ("top_logprobs of 21", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 21}).to_string(), 400, "top_logprobs is more than 20"),
+            ("n_probs of 101", "/completion".into(), json!({"prompt": "hi", "n_probs": 101}).to_string(), 400, "n_probs is 101; at most 100"),
+            ("completion token out of range", "/completion".into(), json!({"prompt": [1, 99999999]}).to_string(), 400, "prompt[1] is 99999999, not a token id below 49152"),
+            ("completion with a slot", "/completion".into(), json!({"prompt": "hi", "id_slot": 1}).to_string(), 400, "id_slot 1"),
             ("tool with a bad name", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f g"}}]}).to_string(), 400, "a name is 1 to 64"),
             ("legacy functions", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "functions": [{"name": "f"}]}).to_string(), 400, "functions: function calling is not supported"),
             ("json schema", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_schema"}}).to_string(), 400, "response_format"),
@@ -354,8 +359,33 @@ fn cors_json_bodies_and_error_shapes() {
     assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["data"][0]["id"].clone()), (200, json!("smol")));
     let (status, v) = server.post("/chat/completions", &ask("Hi", 2));
     assert_eq!((status, v["object"].clone()), (200, json!("chat.completion")), "{v}");
-    let (status, v) = server.post("/completions", &json!({"prompt": "The sky is", "max_tokens": 2}));
-    assert_eq!((status, v["object"].clone()), (200, json!("text_completion")), "{v}");
+    // `/completions` is llama-server's own completion API there, as `/completion`: token ids in,
+    // llama.cpp's fields out.
+    let (status, v) = server.post("/completions", &json!({"prompt": "The sky is", "n_predict": 2}));
+    assert_eq!((status, v["stop_type"].clone(), v["tokens_predicted"].clone()), (200, json!("limit"), json!(2)), "{v}");
+    let (status, v) = server.post("/completion", &json!({"prompt": [504, 3658, 314], "n_predict": 2, "n_probs": 3}));
+    assert_eq!((status, v["tokens_evaluated"].clone()), (200, json!(3)), "{v}");
+    let probs = v["completion_probabilities"].as_array().unwrap();
+    assert_eq!(probs.len(), 2, "{v}");
+    assert!(probs
+        .iter()
+        .all(|p| p["logprob"].as_f64().unwrap() <= 0.0 && p["top_logprobs"].as_array().unwrap().len() == 3));
+    // OpenAI's logprobs and n choices on the chat route.
+    let mut two = ask("Hi", 3);
+    two["n"] = json!(2);
+    two["logprobs"] = json!(true);
+    two["top_logprobs"] = json!(2);
+    let (status, v) = server.post("/v1/chat/completions", &two);
+    assert_eq!(status, 200, "{v}");
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2);
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], json!(i));
+        let tokens = c["logprobs"]["content"].as_array().unwrap();
+        let text: String = tokens.iter().map(|t| t["token"].as_str().unwrap()).collect();
+        assert_eq!(text, c["message"]["content"].as_str().unwrap(), "the tokens spell the content");
+        assert!(tokens.iter().all(|t| t["top_logprobs"].as_array().unwrap().len() == 2));
+    }
 }
 
 /// --cors-origin replaces the default list.
@@ -433,7 +463,8 @@ fn props_slots_metrics_and_the_access_log() {
 }
 
 /// serve checks what it can before it says it listens: a missing or broken model file, a
-/// context that leaves a slot under 256 tokens (llama.cpp would silently raise it).
+/// context that leaves a slot so far under 256 tokens that llama.cpp's raise would more than
+/// double it (up to double, it starts with a warning).
 #[test]
 fn serve_refuses_before_listening() {
     let model = common::model(common::SMOLLM2);
@@ -445,7 +476,7 @@ fn serve_refuses_before_listening() {
             vec!["serve", model.to_str().unwrap(), "-c", "64", "-np", "64"],
             vec!["-c 64 over 64 slots leaves 1 tokens each", "raise -c to 16384"],
         ),
-        (vec!["serve", model.to_str().unwrap(), "-np", "32"], vec!["-c 4096 over 32 slots leaves 128 tokens each"]),
+        (vec!["serve", model.to_str().unwrap(), "-np", "64"], vec!["-c 4096 over 64 slots leaves 64 tokens each"]),
     ] {
         let out = common::strata(&args);
         let stderr = common::assert_clean_failure(&out, &needles);
@@ -458,6 +489,12 @@ fn serve_refuses_before_listening() {
         "{:#?}",
         server.stderr
     );
+    // Twice the context asked: a warning, and four slots of 256.
+    let server = Server::start(model.to_str().unwrap(), &["-np", "4", "-c", "512"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.stderr.lock().unwrap().clone();
+    assert!(log.iter().any(|l| l.starts_with("warning: -c 512 over 4 slots leaves 128 tokens each")), "{log:#?}");
+    assert!(log.iter().any(|l| l == "model loaded: 4 slots of 256 tokens"), "{log:#?}");
 }
 
 /// A full queue and a loading model answer 503 with Retry-After.
@@ -512,4 +549,49 @@ fn a_conversation_comes_back_from_the_prompt_cache() {
     let (_, without) = turns(&Server::start(model.to_str().unwrap(), &["-np", "1", "--cache-ram", "0"]));
     assert!(without["timings"]["cache_n"].as_u64().unwrap() < p1, "only the shared system prompt: {without}");
     assert_eq!(content(&second), content(&without), "the cache changes the cost, not the answer");
+}
+
+/// The processes whose parent is `pid` (from /proc).
+fn children_of(pid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        // pid (comm) state ppid ...: comm may hold spaces, so read after its closing parenthesis.
+        .filter_map(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok()))
+        .filter(|&ppid: &u32| ppid == pid)
+        .count()
+}
+
+/// `--sleep-idle-seconds`: after the idle time the model's process ends (all its memory given
+/// back); `/health`, `/props` and `/v1/models` answer without waking it; a completion does.
+#[test]
+fn an_idle_model_sleeps_and_a_request_wakes_it() {
+    let model = common::model(common::SMOLLM2);
+    let server = Server::start(model.to_str().unwrap(), &["--sleep-idle-seconds", "1", "-np", "1", "-c", "512"]);
+    let pid = server.child.id();
+    assert_eq!(children_of(pid), 1, "the model's process runs");
+    let sleeping = || {
+        let (status, body) = server.try_get("/props").unwrap();
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["is_sleeping"].as_bool().unwrap()
+    };
+    let start = Instant::now();
+    while !sleeping() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no sleep after 10 s idle");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Asleep: the model's process ends as soon as its stdin closes.
+    while children_of(pid) > 0 {
+        assert!(start.elapsed() < Duration::from_secs(15), "the model's process did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.try_get("/health").unwrap().0, 200);
+    let (status, models) = server.try_get("/v1/models").unwrap();
+    assert!(status == 200 && models.contains("SmolLM2"), "{models}");
+    assert!(sleeping(), "read-only routes don't wake it");
+    let (status, body) = server.post("/v1/completions", &json!({"prompt": "Once upon a time", "max_tokens": 4}));
+    assert_eq!(status, 200, "{body}");
+    assert!(!body["choices"][0]["text"].as_str().unwrap().is_empty());
+    assert!(!sleeping());
+    assert_eq!(children_of(pid), 1, "awake again");
 }

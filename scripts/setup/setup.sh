@@ -34,10 +34,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c "import gguf, numpy, openai, anthropic, jsonschema" 2>/dev/null; then
-  echo "setup: creating .venv with gguf, numpy, openai, anthropic and jsonschema"
+# gguf, numpy: checking GGUF files; openai, anthropic, jsonschema: the real clients of the server
+# tests; pytest and the rest: llama.cpp's own server tests (scripts/compat/), at the versions of
+# their requirements.txt where strata's clients allow.
+if ! .venv/bin/python -c "import gguf, numpy, openai, anthropic, jsonschema, pytest, filelock, aiohttp, prometheus_client, requests, wget" 2>/dev/null; then
+  echo "setup: creating .venv with gguf, numpy, openai, anthropic, jsonschema and llama.cpp's server test requirements"
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check gguf numpy openai anthropic jsonschema
+  .venv/bin/pip install -q --disable-pip-version-check gguf numpy openai anthropic jsonschema \
+    "pytest~=8.3.3" "filelock~=3.16" "aiohttp~=3.9" "prometheus-client~=0.20.0" "requests~=2.32" "wget~=3.2"
 fi
 
 # The whole tree (176 MB, seconds to unpack): the crate's own copy of llama.cpp ships the tools'

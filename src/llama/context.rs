@@ -52,7 +52,7 @@ impl Model {
     ) -> Result<LlamaDecoder<'_>> {
         let n_ctx = if opts.n_ctx == 0 { self.n_ctx_train() } else { opts.n_ctx };
         let n_seq = n_seq.max(1);
-        let params = extra(opts.params(n_ctx).with_n_seq_max(n_seq).with_kv_unified(false));
+        let params = extra(opts.params(n_ctx).with_n_seq_max(n_seq).with_kv_unified(opts.kv_unified));
         take_last_error();
         let ctx = rpc::watched(|| self.model.new_context(&self.backend, params)).map_err(|_| {
             let seqs = if n_seq > 1 { format!(" for {n_seq} sequences") } else { String::new() };
@@ -61,7 +61,7 @@ impl Model {
         let n_batch = ctx.n_batch() as usize;
         Ok(LlamaDecoder {
             model: self,
-            n_ctx_seq: ctx.n_ctx() as usize / n_seq as usize,
+            n_ctx_seq: if opts.kv_unified { ctx.n_ctx() as usize } else { ctx.n_ctx() as usize / n_seq as usize },
             ctx,
             batch: LlamaBatch::new(n_batch, 1),
             n_batch,
@@ -106,8 +106,13 @@ impl Decoder for LlamaDecoder<'_> {
             self.batch.add(LlamaToken(t.token), t.pos as i32, &[t.seq as i32], t.logits).context("batch is full")?;
         }
         take_last_error();
-        rpc::watched(|| self.ctx.decode(&mut self.batch))
-            .map_err(|e| llama_error(format!("llama.cpp could not evaluate the tokens ({e})")))
+        rpc::watched(|| self.ctx.decode(&mut self.batch)).map_err(|e| match e {
+            // The cache is full: with --kv-unified the slots together outgrew it.
+            llama_cpp_2::DecodeError::NoKvCacheSlot => {
+                llama_error("the context size has been exceeded: the KV cache has no room for these tokens".into())
+            }
+            e => llama_error(format!("llama.cpp could not evaluate the tokens ({e})")),
+        })
     }
 
     fn logits(&self, i: usize) -> &[f32] {

@@ -90,6 +90,9 @@ pub struct ContextOptions {
     /// Types of the cached keys and values.
     pub cache_type_k: CacheType,
     pub cache_type_v: CacheType,
+    /// One KV cache shared by every sequence, each of which may fill all of it (llama.cpp's
+    /// `--kv-unified`), instead of an equal share each.
+    pub kv_unified: bool,
 }
 
 /// A KV cache type, as llama.cpp's `--cache-type-k/-v` accept them.

@@ -9,17 +9,21 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use strata_run::chat::reasoning::{ReasoningSplitter, Split};
 use strata_run::chat::tools::{self, ToolFormat};
 use strata_run::chat::ToolCall;
-use strata_run::engine::{Event, Summary};
+
+use strata_run::engine::{Event, Generated, Summary};
 use tokio::sync::mpsc;
 
 use super::access_log::Tokens;
 use super::openai::{self, ApiError};
 use super::ReasoningOut;
+use crate::llama::Model;
 
 /// Which endpoint a completion answers.
+#[derive(Clone)]
 pub enum Kind {
     /// `thinking`: the thinking segment the prompt opened, if any.
     Chat {
@@ -32,6 +36,7 @@ pub enum Kind {
 
 /// The tool calls a chat answer may hold: their format, and the markers that open one (none:
 /// the whole answer is a call, or the format's JSON).
+#[derive(Clone)]
 pub struct Calls {
     pub format: ToolFormat,
     pub triggers: Vec<String>,
@@ -45,6 +50,23 @@ pub struct Shape {
     pub kind: Kind,
     /// The access log's token counts, set when the job ends.
     pub counts: Tokens,
+    /// The vocabulary, when the request asked for logprobs (the alternatives' text).
+    pub logprobs: Option<Arc<Model>>,
+    /// The choice's index (`n` above 1).
+    pub index: usize,
+    /// `__verbose` for a whole answer, when asked ([`super::Ready::verbose`]).
+    pub verbose: Option<Value>,
+}
+
+/// A token's entry in OpenAI's `logprobs.content`: text, log-probability, bytes and the
+/// likeliest alternatives (llama-server writes the same for `/v1/completions`).
+pub fn logprob_json(model: &Model, g: &Generated) -> Option<Value> {
+    let p = g.probs.as_ref()?;
+    let entry = |bytes: &[u8], logprob: f32| json!({"token": String::from_utf8_lossy(bytes), "logprob": logprob, "bytes": bytes});
+    let mut e = entry(&g.piece, p.logprob);
+    let top = p.top.iter().map(|&(id, v)| entry(&model.piece(id as i32, true), if p.post { v.ln() } else { v }));
+    e["top_logprobs"] = top.collect();
+    Some(e)
 }
 
 /// An answer's text so far: content and reasoning, and the calls once the answer is whole.
@@ -67,7 +89,7 @@ impl Shape {
     fn choice(&self, piece: Piece, finish: Option<&str>, chunk: bool) -> Value {
         let Piece { text, calls } = piece;
         if let Kind::Completion = self.kind {
-            return json!({"index": 0, "text": text.content, "logprobs": null, "finish_reason": finish});
+            return json!({"index": self.index, "text": text.content, "logprobs": null, "finish_reason": finish});
         }
         let mut message = json!({});
         if !chunk {
@@ -84,10 +106,35 @@ impl Shape {
         if !calls.is_empty() {
             message["tool_calls"] = calls.iter().enumerate().map(|(i, c)| call_json(i, c, chunk)).collect();
         }
-        json!({"index": 0, if chunk { "delta" } else { "message" }: message, "finish_reason": finish})
+        json!({"index": self.index, if chunk { "delta" } else { "message" }: message, "finish_reason": finish})
     }
 
-    fn body(&self, choices: Vec<Value>, chunk: bool) -> Value {
+    /// `choice` with the logprobs of `tokens`, when the request asked for them.
+    fn choice_with(&self, piece: Piece, finish: Option<&str>, chunk: bool, tokens: &mut Vec<Generated>) -> Value {
+        let mut c = self.choice(piece, finish, chunk);
+        if let Some(model) = &self.logprobs {
+            let content: Vec<Value> = tokens.iter().filter_map(|g| logprob_json(model, g)).collect();
+            c["logprobs"] = json!({ "content": content });
+        }
+        tokens.clear();
+        c
+    }
+
+    /// The same answer's ids and names, for another of its choices.
+    pub fn clone_ids(&self) -> Shape {
+        Shape {
+            id: self.id.clone(),
+            created: self.created,
+            model: self.model.clone(),
+            kind: self.kind.clone(),
+            counts: Tokens::default(),
+            logprobs: self.logprobs.clone(),
+            index: self.index,
+            verbose: None,
+        }
+    }
+
+    pub fn body(&self, choices: Vec<Value>, chunk: bool) -> Value {
         json!({"id": self.id, "object": self.object(chunk), "created": self.created, "model": self.model, "choices": choices})
     }
 
@@ -114,6 +161,8 @@ pub struct Reader {
     reasoning: ReasoningOut,
     splitter: ReasoningSplitter,
     calls: Option<CallText>,
+    /// Generated tokens not yet given with a piece of text (when the job reports them).
+    pub tokens: Vec<Generated>,
 }
 
 impl Reader {
@@ -130,6 +179,7 @@ impl Reader {
                 emitted: 0,
                 sent: Vec::new(),
             }),
+            tokens: Vec::new(),
         }
     }
 
@@ -283,6 +333,7 @@ pub async fn whole(
                 return Ok((Piece { text: all, calls: rest.calls }, summary));
             }
             Event::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
+            Event::Token(g) => reader.tokens.push(g),
         }
     }
     Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine dropped the request"))
@@ -290,12 +341,25 @@ pub async fn whole(
 
 /// The whole answer in OpenAI's shape.
 pub async fn collect(shape: Shape, events: mpsc::UnboundedReceiver<Event>) -> Result<Response, ApiError> {
-    let (piece, summary) = whole(events, &mut shape.reader(), &shape.counts).await?;
-    let finish = finish_reason(&summary, &piece.calls);
-    let mut body = shape.body(vec![shape.choice(piece, Some(finish), false)], false);
+    let (choice, summary) = collect_choice(&shape, events).await?;
+    let mut body = shape.body(vec![choice], false);
+    if let Some(v) = &shape.verbose {
+        body["__verbose"] = v.clone();
+    }
     body["usage"] = openai::usage(&summary);
     body["timings"] = openai::timings(&summary);
     Ok(Json(body).into_response())
+}
+
+/// One whole choice and its job's summary.
+pub async fn collect_choice(
+    shape: &Shape,
+    events: mpsc::UnboundedReceiver<Event>,
+) -> Result<(Value, Summary), ApiError> {
+    let mut reader = shape.reader();
+    let (piece, summary) = whole(events, &mut reader, &shape.counts).await?;
+    let finish = finish_reason(&summary, &piece.calls);
+    Ok((shape.choice_with(piece, Some(finish), false, &mut reader.tokens), summary))
 }
 
 /// The stream of server-sent events every API answers with: `first`'s events at once, then
@@ -323,7 +387,7 @@ pub fn event_stream(
                 // The client hung up: dropping `events` tells the engine.
                 () = tx.closed() => return,
             };
-            let done = !matches!(event, Some(Event::Text(_)));
+            let done = !matches!(event, Some(Event::Text(_) | Event::Token(_)));
             for e in step(event) {
                 if tx.send(e).await.is_err() {
                     return;
@@ -344,7 +408,8 @@ pub fn stream(shape: Shape, events: mpsc::UnboundedReceiver<Event>, include_usag
     let data = |v: Value| SseEvent::default().data(v.to_string());
     let mut first = Vec::new();
     if let Kind::Chat { .. } = shape.kind {
-        let role = json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null});
+        let role =
+            json!({"index": shape.index, "delta": {"role": "assistant", "content": null}, "finish_reason": null});
         first.push(data(shape.body(vec![role], true)));
     }
     let mut reader = shape.reader();
@@ -354,7 +419,7 @@ pub fn stream(shape: Shape, events: mpsc::UnboundedReceiver<Event>, include_usag
             let mut out = Vec::new();
             if !text.content.is_empty() || !text.reasoning.is_empty() {
                 let piece = Piece { text, calls: Vec::new() };
-                out.push(data(shape.body(vec![shape.choice(piece, None, true)], true)));
+                out.push(data(shape.body(vec![shape.choice_with(piece, None, true, &mut reader.tokens)], true)));
             }
             for (i, call) in reader.new_calls() {
                 out.extend(call_deltas(&shape, i, &call));
@@ -364,10 +429,15 @@ pub fn stream(shape: Shape, events: mpsc::UnboundedReceiver<Event>, include_usag
         Some(Event::Done(summary)) => {
             shape.counts.set(summary.prompt_tokens, summary.completion_tokens);
             let given = reader.calls_given();
-            finish_events(&shape, reader.finish(), given, &summary, include_usage)
+            let rest = reader.finish();
+            finish_events(&shape, rest, &mut reader.tokens, given, &summary, include_usage)
         }
         Some(Event::Failed(message)) => {
             vec![data(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).body())]
+        }
+        Some(Event::Token(g)) => {
+            reader.tokens.push(g);
+            Vec::new()
         }
         None => Vec::new(),
     })
@@ -386,13 +456,20 @@ fn call_deltas(shape: &Shape, i: usize, call: &ToolCall) -> Vec<SseEvent> {
 
 /// The last text, the calls not yet streamed ([`call_deltas`]), the finish reason, usage if
 /// asked, `[DONE]`.
-fn finish_events(shape: &Shape, rest: Piece, given: usize, summary: &Summary, include_usage: bool) -> Vec<SseEvent> {
+fn finish_events(
+    shape: &Shape,
+    rest: Piece,
+    tokens: &mut Vec<Generated>,
+    given: usize,
+    summary: &Summary,
+    include_usage: bool,
+) -> Vec<SseEvent> {
     let data = |v: Value| SseEvent::default().data(v.to_string());
     let mut out = Vec::new();
     let finish = finish_reason(summary, &rest.calls);
     if !rest.text.content.is_empty() || !rest.text.reasoning.is_empty() {
         let piece = Piece { text: rest.text, calls: Vec::new() };
-        out.push(data(shape.body(vec![shape.choice(piece, None, true)], true)));
+        out.push(data(shape.body(vec![shape.choice_with(piece, None, true, tokens)], true)));
     }
     for (i, call) in rest.calls.iter().enumerate().skip(given) {
         out.extend(call_deltas(shape, i, call));
@@ -403,6 +480,7 @@ fn finish_events(shape: &Shape, rest: Piece, given: usize, summary: &Summary, in
     if include_usage {
         let mut usage = shape.body(Vec::new(), true);
         usage["usage"] = openai::usage(summary);
+        usage["timings"] = openai::timings(summary);
         out.push(data(usage));
     }
     out.push(SseEvent::default().data("[DONE]"));

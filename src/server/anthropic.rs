@@ -72,7 +72,7 @@ async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
         return Err(ApiError::bad("max_tokens: a whole number of tokens is required"));
     }
     let (conv, thinking) = conversation(&f)?;
-    let mut opts = openai::options(&sampling_fields(&f)?, &r.sampling, r.max_tokens, r.model.n_vocab())?;
+    let mut opts = openai::options(&sampling_fields(&f)?, r)?;
     let prompt = r.prompt(conv)?;
     opts.constraint = prompt.constraint;
     let input_tokens = prompt.tokens.len();
@@ -144,12 +144,15 @@ fn conversation(f: &Fields) -> Result<(Conversation, Option<bool>), ApiError> {
         };
         let mut text = String::new();
         let mut made = Vec::new();
+        let mut thinking = String::new();
         for (j, b) in blocks.iter().enumerate() {
             let at = format!("messages.{i}.content.{j}");
             match (role, b.get("type").and_then(Value::as_str)) {
                 (_, Some("text")) => text += str_field(b, "text", &at)?,
-                // Earlier thinking is not sent back to the model (as the templates drop it).
-                ("assistant", Some("thinking" | "redacted_thinking")) => {}
+                // Earlier thinking goes to the template as the message's reasoning_content
+                // (templates that render it keep it for the turns since the last user message).
+                ("assistant", Some("thinking")) => thinking += str_field(b, "thinking", &at)?,
+                ("assistant", Some("redacted_thinking")) => {}
                 ("assistant", Some("tool_use")) => {
                     let input = b.get("input").filter(|v| v.is_object()).cloned().unwrap_or_else(|| json!({}));
                     let call = ToolCall {
@@ -187,7 +190,8 @@ fn conversation(f: &Fields) -> Result<(Conversation, Option<bool>), ApiError> {
             }
         }
         if role == "assistant" || !text.is_empty() {
-            messages.push(Message { tool_calls: made.clone(), ..Message::new(role, &text) });
+            let reasoning_content = (!thinking.is_empty()).then(|| thinking.clone());
+            messages.push(Message { tool_calls: made.clone(), reasoning_content, ..Message::new(role, &text) });
         }
         calls.extend(made);
     }
@@ -210,6 +214,7 @@ fn conversation(f: &Fields) -> Result<(Conversation, Option<bool>), ApiError> {
         enable_thinking: thinking,
         reasoning_budget: budget,
         grammar: None,
+        continue_final: None,
     };
     Ok((conv, thinking))
 }
@@ -293,11 +298,18 @@ fn tool_use(call: &ToolCall) -> Value {
 }
 
 impl Answer {
-    fn message(&self, content: Vec<Value>, stop: Option<&str>, output_tokens: usize) -> Value {
+    /// The message; `cached`: prompt tokens the slot's cache held (Anthropic counts them apart
+    /// from `input_tokens`, as `cache_read_input_tokens`).
+    fn message(&self, content: Vec<Value>, stop: Option<&str>, output_tokens: usize, cached: usize) -> Value {
         json!({
             "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": content,
             "stop_reason": stop, "stop_sequence": null,
-            "usage": {"input_tokens": self.input_tokens, "output_tokens": output_tokens},
+            "usage": {
+                "input_tokens": self.input_tokens - cached.min(self.input_tokens),
+                "cache_read_input_tokens": cached,
+                "cache_creation_input_tokens": 0,
+                "output_tokens": output_tokens,
+            },
         })
     }
 
@@ -312,14 +324,14 @@ impl Answer {
         }
         content.extend(piece.calls.iter().map(tool_use));
         let stop = stop_reason(&summary, &piece.calls);
-        Ok(Json(self.message(content, Some(stop), summary.completion_tokens)).into_response())
+        Ok(Json(self.message(content, Some(stop), summary.completion_tokens, summary.cached_tokens)).into_response())
     }
 
     /// Anthropic's events: `message_start`, then per block `content_block_start`, its deltas and
     /// `content_block_stop` (thinking, text, then each `tool_use` with its input as one
     /// `input_json_delta`), `message_delta` with the stop reason, `message_stop`.
     fn stream(mut self, events: mpsc::UnboundedReceiver<Event>) -> EventStream {
-        let start = json!({"type": "message_start", "message": self.message(Vec::new(), None, 0)});
+        let start = json!({"type": "message_start", "message": self.message(Vec::new(), None, 0, 0)});
         let mut blocks = Blocks::default();
         event_stream(events, vec![event(start)], move |next| {
             let mut out = Vec::new();
@@ -353,7 +365,7 @@ impl Answer {
                 Some(Event::Failed(message)) => {
                     out.push(event(json!({"type": "error", "error": {"type": "api_error", "message": message}})));
                 }
-                None => {}
+                Some(Event::Token(_)) | None => {}
             }
             out
         })

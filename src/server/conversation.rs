@@ -30,6 +30,10 @@ pub struct Conversation {
     pub reasoning_budget: Option<Option<usize>>,
     /// A grammar the answer must match (not with tools).
     pub grammar: Option<Grammar>,
+    /// Whether a last assistant message is continued (its text ends the prompt, the answer
+    /// goes on from it) rather than closed: `None` continues it, as llama-server's prefill and
+    /// Anthropic's Messages do; `continue_final_message` says so explicitly.
+    pub continue_final: Option<bool>,
 }
 
 /// A conversation ready to generate.
@@ -48,7 +52,29 @@ impl Ready {
     /// a call is constrained from the answer's start (`required`, a named function) or from the
     /// format's marker (`auto`), so free text stays free.
     pub fn prompt(&self, conv: Conversation) -> Result<Prompt, ApiError> {
-        let Conversation { mut messages, tools, choice, parallel, enable_thinking, reasoning_budget, grammar } = conv;
+        let Conversation {
+            mut messages,
+            tools,
+            choice,
+            parallel,
+            enable_thinking,
+            reasoning_budget,
+            grammar,
+            continue_final,
+        } = conv;
+        // A last assistant message without calls is the start of the answer: the prompt ends
+        // with the template's opening of an assistant turn, then its text.
+        let prefill = match messages.last() {
+            Some(m) if m.role == "assistant" && m.tool_calls.is_empty() && continue_final != Some(false) => {
+                messages.pop().map(|m| m.content)
+            }
+            _ => None,
+        };
+        if prefill.is_some() && messages.last().is_some_and(|m| m.role == "assistant") {
+            return Err(ApiError::bad(
+                "two assistant messages end the conversation: only the last one can be continued",
+            ));
+        }
         let mut render = RenderOptions {
             add_generation_prompt: true,
             enable_thinking: enable_thinking.or(self.render.enable_thinking),
@@ -85,10 +111,11 @@ impl Ready {
             }
             calls = Some(Calls { format, triggers });
         }
-        let text = self
+        let mut text = self
             .template
             .render(&messages, &render)
             .map_err(|e| ApiError::bad(format!("the chat template failed on these messages: {e:#}")))?;
+        text.push_str(prefill.as_deref().unwrap_or_default());
         if let Some(budget) = reasoning_budget.unwrap_or(self.reasoning_budget) {
             constraint = both(constraint, thinking_budget(&self.model, budget, &text));
         }

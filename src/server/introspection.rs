@@ -26,6 +26,7 @@ pub async fn props(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respon
                     "typical_p": p.typical_p, "repeat_penalty": p.repeat_penalty, "repeat_last_n": p.repeat_last_n,
                     "presence_penalty": p.presence_penalty, "frequency_penalty": p.frequency_penalty,
                     "n_predict": r.max_tokens.map_or(-1, |n| n as i64),
+                    "seed": r.seed.map_or(-1, |s| s as i64),
                 },
             },
             "total_slots": r.n_slots,
@@ -37,6 +38,8 @@ pub async fn props(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respon
             "modalities": {"vision": false, "audio": false},
             "endpoint_slots": s.options.slots,
             "endpoint_metrics": s.options.metrics,
+            // The model's process answers only while awake; the supervisor says when it sleeps.
+            "is_sleeping": false,
             "build_info": format!("strata {}", env!("CARGO_PKG_VERSION")),
         }))
         .into_response())
@@ -63,7 +66,10 @@ pub async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             ));
         }
         let (metrics, gauges) = s.ready()?.engine.metrics();
-        let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
-        Ok((content_type, metrics.prometheus(&gauges)).into_response())
+        let headers = [
+            (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8".to_string()),
+            (header::HeaderName::from_static("process-start-time-unix"), s.started.to_string()),
+        ];
+        Ok((headers, metrics.prometheus(&gauges)).into_response())
     })())
 }

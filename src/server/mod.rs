@@ -10,6 +10,7 @@ mod conversation;
 pub mod cors;
 pub mod engine;
 mod introspection;
+mod native;
 pub mod openai;
 mod responses;
 pub mod supervisor;
@@ -70,8 +71,12 @@ pub struct Ready {
     pub sampling: SamplingParams,
     pub max_tokens: Option<usize>,
     pub reasoning: ReasoningOut,
-    /// The model's name in responses and `/v1/models`.
+    /// The model's name in responses and `/v1/models`: the first of its aliases in sorted order.
     pub alias: String,
+    /// Every name the model answers to (`--alias a,b`), sorted.
+    pub aliases: Vec<String>,
+    /// Labels listed with the model in `/v1/models` (`--tags`).
+    pub tags: Vec<String>,
     pub created: u64,
     /// How the model's template writes tool calls.
     pub tool_format: ToolFormat,
@@ -79,6 +84,13 @@ pub struct Ready {
     pub compiler: OnceLock<Result<Arc<Compiler>, String>>,
     /// Thinking tokens an answer may spend (`--reasoning-budget`); a request may set its own.
     pub reasoning_budget: Option<usize>,
+    /// The server's `--seed`: the seed of requests that give none (else one each).
+    pub seed: Option<u64>,
+    /// The model's end-of-generation tokens: banned (a bias of -inf) by `ignore_eos`.
+    pub eog: Vec<u32>,
+    /// `--verbose`: every whole answer carries `__verbose` (the prompt as the model saw it), as
+    /// llama-server's do; a request's `verbose: true` asks the same.
+    pub verbose: bool,
 }
 
 /// What the model's process serves beside the completions.
@@ -97,11 +109,13 @@ pub struct AppState {
     pub api_key: Option<String>,
     pub options: Options,
     ids: AtomicU64,
+    /// When this process started (Unix seconds): `/metrics`' `Process-Start-Time-Unix`.
+    pub started: u64,
 }
 
 impl AppState {
     pub fn new(api_key: Option<String>, options: Options) -> Arc<AppState> {
-        Arc::new(AppState { ready: OnceLock::new(), api_key, options, ids: AtomicU64::new(0) })
+        Arc::new(AppState { ready: OnceLock::new(), api_key, options, ids: AtomicU64::new(0), started: now() })
     }
 
     fn ready(&self) -> Result<&Ready, ApiError> {
@@ -161,12 +175,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models/{id}", get(model))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/chat/completions", post(chat_completions))
+        .route("/v1/chat/completions/input_tokens", post(chat_input_tokens))
+        .route("/chat/completions/input_tokens", post(chat_input_tokens))
         .route("/v1/completions", post(completions))
-        .route("/completions", post(completions))
+        // llama-server's own API at /completions; OpenAI's only under /v1.
+        .route("/completions", post(native::completion))
         .route("/v1/responses", post(responses::responses))
         .route("/responses", post(responses::responses))
+        .route("/v1/responses/input_tokens", post(responses::input_tokens))
+        .route("/responses/input_tokens", post(responses::input_tokens))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/completion", post(native::completion))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/apply-template", post(apply_template))
@@ -224,7 +244,12 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, header_timeou
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            // Header names as llama-server writes them (`Process-Start-Time-Unix`): some clients
+            // read them from a case-sensitive map.
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .title_case_headers(true);
             let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
         });
     }
@@ -272,7 +297,7 @@ async fn model(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Pat
     respond((|| {
         s.authorize(&headers)?;
         let r = s.ready()?;
-        if id != r.alias {
+        if !r.aliases.contains(&id) {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("no model {id:?}: this server serves {:?}", r.alias),
@@ -283,7 +308,14 @@ async fn model(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Pat
 }
 
 fn model_object(r: &Ready) -> Value {
-    json!({"id": r.alias, "object": "model", "created": r.created, "owned_by": "strata"})
+    json!({
+        "id": r.alias,
+        "object": "model",
+        "created": r.created,
+        "owned_by": "strata",
+        "aliases": r.aliases,
+        "tags": r.tags,
+    })
 }
 
 /// Authorization, readiness and the body as a JSON object: what every POST starts with.
@@ -309,16 +341,52 @@ async fn chat_completions(
 
 async fn chat(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens) -> Result<Response, ApiError> {
     let (r, f) = request(s, headers, body).await?;
-    let mut opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
-    let tools = openai::tools(&f)?;
+    let (prompt, opts, kind) = chat_prompt(r, &f)?;
+    run(s, r, prompt, opts, kind, counts).await
+}
+
+/// `POST /chat/completions/input_tokens`: how many tokens a chat request's prompt is, as
+/// llama-server counts them (the rendered template, tools and all).
+async fn chat_input_tokens(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    respond(
+        async {
+            let (r, f) = request(&s, &headers, body).await?;
+            let (prompt, _, _) = chat_prompt(r, &f)?;
+            Ok(Json(json!({"input_tokens": prompt.len()})).into_response())
+        }
+        .await,
+    )
+}
+
+/// `continue_final_message` (vLLM's and transformers' name for continuing a last assistant
+/// message), which `add_generation_prompt: true` contradicts.
+fn continue_final(f: &openai::Fields) -> Result<Option<bool>, ApiError> {
+    let flag = |name: &str| match f.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v) => Err(ApiError::bad(format!("{name} must be true or false, not {v}"))),
+    };
+    match (flag("continue_final_message")?, flag("add_generation_prompt")?) {
+        (Some(true), Some(true)) => {
+            Err(ApiError::bad("continue_final_message and add_generation_prompt cannot both be true"))
+        }
+        (c, _) => Ok(c),
+    }
+}
+
+/// A chat request's prompt tokens, options and answer kind.
+fn chat_prompt(r: &Ready, f: &openai::Fields) -> Result<(Vec<i32>, openai::Options, Kind), ApiError> {
+    let mut opts = openai::options(f, r)?;
+    let tools = openai::tools(f)?;
     let conv = Conversation {
-        messages: openai::messages(&f)?,
-        choice: openai::tool_choice(&f, &tools)?,
+        messages: openai::messages(f)?,
+        choice: openai::tool_choice(f, &tools)?,
         tools,
-        parallel: openai::parallel_tool_calls(&f)?,
-        enable_thinking: openai::enable_thinking(&f)?,
-        reasoning_budget: openai::reasoning_budget(&f)?,
+        parallel: openai::parallel_tool_calls(f)?,
+        enable_thinking: openai::enable_thinking(f)?,
+        reasoning_budget: openai::reasoning_budget(f)?,
         grammar: opts.grammar.take(),
+        continue_final: continue_final(f)?,
     };
     let reasoning = match f.get("reasoning_format").and_then(Value::as_str) {
         None => r.reasoning,
@@ -331,7 +399,7 @@ async fn chat(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens
     let prompt = r.prompt(conv)?;
     opts.constraint = prompt.constraint;
     let kind = Kind::Chat { reasoning, calls: prompt.calls, thinking: prompt.thinking };
-    run(s, r, prompt.tokens, opts, kind, counts).await
+    Ok((prompt.tokens, opts, kind))
 }
 
 async fn completions(
@@ -346,7 +414,7 @@ async fn completions(
 async fn completion(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens) -> Result<Response, ApiError> {
     let (r, f) = request(s, headers, body).await?;
     let prompt = openai::prompt(&f)?;
-    let mut opts = openai::options(&f, &r.sampling, r.max_tokens, r.model.n_vocab())?;
+    let mut opts = openai::options(&f, r)?;
     if let Some(g) = opts.grammar.take() {
         opts.constraint = Some(r.constraint(&g, Vec::new(), "the request's grammar")?);
     }
@@ -365,14 +433,58 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let stream = opts.stream;
     let include_usage = opts.include_usage;
-    let events = submit(r, tokens, opts)?;
     let (id, created) = (s.next_id(if matches!(kind, Kind::Chat { .. }) { "chatcmpl" } else { "cmpl" }), now());
-    let shape = Shape { id, created, model: r.alias.clone(), kind, counts };
+    let logprobs = opts.detail.probs.map(|_| r.model.clone());
+    let verbose = (r.verbose || opts.verbose).then(|| {
+        let bytes: Vec<u8> = tokens.iter().flat_map(|&t| r.model.piece(t, true)).collect();
+        json!({"prompt": String::from_utf8_lossy(&bytes)})
+    });
+    let shape = Shape { id, created, model: r.alias.clone(), kind, counts, logprobs, index: 0, verbose };
+    if opts.n > 1 {
+        return choices(r, tokens, opts, shape).await;
+    }
+    let events = submit(r, tokens, opts)?;
     if stream {
         Ok(answer::stream(shape, events, include_usage).into_response())
     } else {
         answer::collect(shape, events).await
     }
+}
+
+/// `n` choices for one prompt: a job each (seeds `seed`, `seed + 1`, ...), all queued before any
+/// is awaited so they share the batch; one answer with every choice, usage summed.
+async fn choices(r: &Ready, tokens: Vec<i32>, opts: openai::Options, shape: Shape) -> Result<Response, ApiError> {
+    if opts.stream {
+        return Err(ApiError::bad("n above 1 is answered whole: stream is not supported with it"));
+    }
+    if opts.constraint.is_some() {
+        return Err(ApiError::bad("n above 1 with a grammar, a schema or tools is not supported"));
+    }
+    let mut jobs = Vec::new();
+    for i in 0..opts.n {
+        jobs.push(submit(r, tokens.clone(), opts.for_choice(i))?);
+    }
+    let (mut choices, mut total) = (Vec::new(), None::<strata_run::engine::Summary>);
+    for (index, events) in jobs.into_iter().enumerate() {
+        let one = Shape { index, kind: shape.kind.clone(), logprobs: shape.logprobs.clone(), ..shape.clone_ids() };
+        let (choice, summary) = answer::collect_choice(&one, events).await?;
+        choices.push(choice);
+        total = Some(match total {
+            None => summary,
+            Some(t) => {
+                strata_run::engine::Summary { completion_tokens: t.completion_tokens + summary.completion_tokens, ..t }
+            }
+        });
+    }
+    let total = total.ok_or_else(|| ApiError::bad("n must be at least 1"))?;
+    shape.counts.set(total.prompt_tokens, total.completion_tokens);
+    let mut body = shape.body(choices, false);
+    if let Some(v) = &shape.verbose {
+        body["__verbose"] = v.clone();
+    }
+    body["usage"] = openai::usage(&total);
+    body["timings"] = openai::timings(&total);
+    Ok(Json(body).into_response())
 }
 
 /// Queues a job for `tokens`; its events come on the channel returned.
@@ -385,15 +497,20 @@ fn submit(r: &Ready, tokens: Vec<i32>, opts: openai::Options) -> Result<mpsc::Un
         stop: opts.stop,
         ignore_eos: opts.ignore_eos,
         constraint: opts.constraint,
+        detail: opts.detail,
         sink: Box::new(ClientSink(events_tx)),
     };
     r.engine.submit(job).map_err(|e| match e {
         Refused::QueueFull => ApiError::unavailable("every slot is busy and the queue is full: try again later", 1),
-        Refused::PromptTooLong { tokens, n_ctx_slot } => ApiError::bad(format!(
-            "the prompt is {tokens} tokens; a slot's context holds {n_ctx_slot} (the total context split over {} slots): \
-             shorten the prompt, or raise -c or lower --parallel",
-            r.n_slots
-        )),
+        Refused::PromptTooLong { tokens, n_ctx_slot } => ApiError::exceeds_context(
+            format!(
+                "the prompt is {tokens} tokens; a slot's context holds {n_ctx_slot} (the total context split over {} \
+                 slots): shorten the prompt, or raise -c or lower --parallel",
+                r.n_slots
+            ),
+            tokens,
+            n_ctx_slot,
+        ),
         Refused::EmptyPrompt => ApiError::bad("the prompt is empty"),
     })?;
     Ok(events)
@@ -457,9 +574,13 @@ async fn apply_template(State(s): State<Arc<AppState>>, headers: HeaderMap, body
                 Some(Value::Bool(b)) => *b,
                 Some(v) => return Err(ApiError::bad(format!("add_generation_prompt must be true or false, not {v}"))),
             };
+            // Tools as the chat completion would give them to a template that renders them.
+            let tools = openai::tools(&f)?;
             let render = RenderOptions {
                 add_generation_prompt: add,
                 enable_thinking: openai::enable_thinking(&f)?.or(r.render.enable_thinking),
+                tools: (!tools.is_empty() && r.tool_format.template_renders_tools())
+                    .then(|| tools.iter().map(strata_run::chat::tools::Tool::to_openai).collect()),
                 ..r.render.clone()
             };
             let prompt = r

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use strata_run::chat::tools::{Tool, ToolChoice};
 use strata_run::chat::{Message, ToolCall};
 use strata_run::constraint::{check_schema_size, Grammar};
-use strata_run::engine::{check_stop_strings, Constraint};
+use strata_run::engine::{check_stop_strings, Constraint, Detail, Probs};
 use strata_run::sampling::{random_seed, SamplingParams};
 
 use strata_run::engine::Summary;
@@ -20,6 +20,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for a 503.
     pub retry_after: Option<u64>,
+    /// A prompt longer than a slot's context: its tokens and the slot's (llama-server's
+    /// `exceed_context_size_error`, with `n_prompt_tokens` and `n_ctx`).
+    pub exceeded: Option<(usize, usize)>,
 }
 
 impl ApiError {
@@ -28,7 +31,12 @@ impl ApiError {
     }
 
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), retry_after: None }
+        ApiError { status, message: message.into(), retry_after: None, exceeded: None }
+    }
+
+    /// A 400 for a prompt of `tokens` that a slot's context of `n_ctx` cannot hold.
+    pub fn exceeds_context(message: impl Into<String>, tokens: usize, n_ctx: usize) -> ApiError {
+        ApiError { exceeded: Some((tokens, n_ctx)), ..ApiError::bad(message) }
     }
 
     /// A 503: the server cannot take the request now; try again in `seconds`.
@@ -43,6 +51,9 @@ impl ApiError {
     }
 
     fn kind(&self) -> &'static str {
+        if self.exceeded.is_some() {
+            return "exceed_context_size_error";
+        }
         match self.status {
             StatusCode::UNAUTHORIZED => "authentication_error",
             StatusCode::FORBIDDEN => "permission_error",
@@ -55,7 +66,12 @@ impl ApiError {
 
     /// The error object, as responses and server-sent events carry it.
     pub fn body(&self) -> Value {
-        json!({"error": {"message": self.message, "type": self.kind(), "code": self.status.as_u16()}})
+        let mut error = json!({"message": self.message, "type": self.kind(), "code": self.status.as_u16()});
+        if let Some((tokens, n_ctx)) = self.exceeded {
+            error["n_prompt_tokens"] = json!(tokens);
+            error["n_ctx"] = json!(n_ctx);
+        }
+        json!({ "error": error })
     }
 }
 
@@ -81,11 +97,11 @@ pub fn object(body: &[u8]) -> Result<Fields, ApiError> {
     }
 }
 
-fn field<'a>(f: &'a Fields, name: &str) -> Option<&'a Value> {
+pub(crate) fn field<'a>(f: &'a Fields, name: &str) -> Option<&'a Value> {
     f.get(name).filter(|v| !v.is_null())
 }
 
-fn number(f: &Fields, name: &str, ok: impl Fn(f64) -> bool, range: &str) -> Result<Option<f64>, ApiError> {
+pub(crate) fn number(f: &Fields, name: &str, ok: impl Fn(f64) -> bool, range: &str) -> Result<Option<f64>, ApiError> {
     match field(f, name) {
         None => Ok(None),
         Some(v) => match v.as_f64() {
@@ -96,7 +112,7 @@ fn number(f: &Fields, name: &str, ok: impl Fn(f64) -> bool, range: &str) -> Resu
     }
 }
 
-fn whole(f: &Fields, name: &str, min: i64) -> Result<Option<i64>, ApiError> {
+pub(crate) fn whole(f: &Fields, name: &str, min: i64) -> Result<Option<i64>, ApiError> {
     match field(f, name) {
         None => Ok(None),
         Some(v) => match v.as_i64() {
@@ -107,7 +123,7 @@ fn whole(f: &Fields, name: &str, min: i64) -> Result<Option<i64>, ApiError> {
     }
 }
 
-fn boolean(f: &Fields, name: &str) -> Result<Option<bool>, ApiError> {
+pub(crate) fn boolean(f: &Fields, name: &str) -> Result<Option<bool>, ApiError> {
     match field(f, name) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -129,7 +145,40 @@ pub struct Options {
     pub grammar: Option<Grammar>,
     /// The grammar (or the tools' calls) compiled for this request's job.
     pub constraint: Option<Box<dyn Constraint>>,
+    /// The tokens and probabilities reported beside the text (logprobs, `n_probs`).
+    pub detail: Detail,
+    /// Choices asked (`n`): a job each.
+    pub n: usize,
+    /// llama-server's `verbose`: the answer carries `__verbose`.
+    pub verbose: bool,
 }
+
+impl Options {
+    /// The options of choice `i` of `n`: the same, with seed `seed + i` (so choices differ when
+    /// sampling) and no grammar (one compiled constraint serves one job).
+    pub fn for_choice(&self, i: usize) -> Options {
+        let mut params = self.params.clone();
+        params.seed = params.seed.wrapping_add(i as u64);
+        Options {
+            params,
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+            ignore_eos: self.ignore_eos,
+            stream: self.stream,
+            include_usage: self.include_usage,
+            grammar: None,
+            constraint: None,
+            detail: self.detail,
+            n: 1,
+            verbose: self.verbose,
+        }
+    }
+}
+
+/// The most choices (`n`) a request may ask for.
+const MAX_CHOICES: usize = 16;
+/// The most alternatives (`top_logprobs`) per token, as OpenAI allows.
+const MAX_TOP_LOGPROBS: i64 = 20;
 
 /// The most logit biases a request may give.
 const MAX_LOGIT_BIAS: usize = 1024;
@@ -138,8 +187,6 @@ const MAX_LOGIT_BIAS: usize = 1024;
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("functions", "function calling is not supported"),
     ("function_call", "function calling is not supported"),
-    ("logprobs", "logprobs are not supported"),
-    ("top_logprobs", "logprobs are not supported"),
     ("echo", "echo is not supported"),
     ("suffix", "suffix (insertion) is not supported"),
     ("audio", "audio output is not supported"),
@@ -148,12 +195,8 @@ const UNSUPPORTED: &[(&str, &str)] = &[
 ];
 
 /// The sampling and length options of a request over the server's defaults.
-pub fn options(
-    f: &Fields,
-    defaults: &SamplingParams,
-    default_max_tokens: Option<usize>,
-    n_vocab: usize,
-) -> Result<Options, ApiError> {
+pub fn options(f: &Fields, r: &super::Ready) -> Result<Options, ApiError> {
+    let (defaults, default_max_tokens, n_vocab) = (&r.sampling, r.max_tokens, r.model.n_vocab());
     for (name, why) in UNSUPPORTED {
         let given = match field(f, name) {
             None | Some(Value::Bool(false)) => false,
@@ -166,11 +209,24 @@ pub fn options(
             return Err(ApiError::bad(format!("{name}: {why}")));
         }
     }
-    if let Some(n) = whole(f, "n", 1)? {
-        if n != 1 {
-            return Err(ApiError::bad(format!("n is {n}: only one choice per request is supported")));
-        }
+    let n = whole(f, "n", 1)?.unwrap_or(1) as usize;
+    if n > MAX_CHOICES {
+        return Err(ApiError::bad(format!("n is {n}; at most {MAX_CHOICES} choices per request")));
     }
+    let top = whole(f, "top_logprobs", 0)?;
+    if top.is_some_and(|t| t > MAX_TOP_LOGPROBS) {
+        return Err(ApiError::bad(format!("top_logprobs is more than {MAX_TOP_LOGPROBS}")));
+    }
+    // Chat's `logprobs: true` (with `top_logprobs`), or the completions' `logprobs: N`.
+    let probs = match field(f, "logprobs") {
+        None | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(top.unwrap_or(0) as usize),
+        Some(Value::Number(k)) => match k.as_u64() {
+            Some(k) if k <= MAX_TOP_LOGPROBS as u64 => Some(k as usize),
+            _ => return Err(ApiError::bad(format!("logprobs is {k}; a whole number up to {MAX_TOP_LOGPROBS}"))),
+        },
+        Some(v) => return Err(ApiError::bad(format!("logprobs must be true, false or a number, not {v}"))),
+    };
     if let Some(n) = whole(f, "best_of", 1)? {
         if n != 1 {
             return Err(ApiError::bad(format!("best_of is {n}: only 1 is supported")));
@@ -206,7 +262,8 @@ pub fn options(
         p.repeat_last_n = n as usize;
     }
     match field(f, "seed") {
-        None => p.seed = random_seed(),
+        // The server's --seed, as llama-server; else a new one per request.
+        None => p.seed = r.seed.unwrap_or_else(random_seed),
         Some(v) => match v.as_i64() {
             Some(-1) => p.seed = random_seed(),
             Some(s) if s >= 0 => p.seed = s as u64,
@@ -217,23 +274,7 @@ pub fn options(
         },
     }
     if let Some(bias) = field(f, "logit_bias") {
-        let map = bias.as_object().ok_or_else(|| {
-            ApiError::bad(format!("logit_bias must be an object of token ids to numbers, not {bias}"))
-        })?;
-        if map.len() > MAX_LOGIT_BIAS {
-            return Err(ApiError::bad(format!("logit_bias has {} entries; at most {MAX_LOGIT_BIAS}", map.len())));
-        }
-        p.logit_bias.clear();
-        for (token, value) in map {
-            let id = token.parse::<u32>().ok().filter(|&t| (t as usize) < n_vocab);
-            let id =
-                id.ok_or_else(|| ApiError::bad(format!("logit_bias: {token:?} is not a token id below {n_vocab}")))?;
-            let v = value.as_f64().filter(|v| (-100.0..=100.0).contains(v));
-            let v = v.ok_or_else(|| {
-                ApiError::bad(format!("logit_bias[{token}] is {value}; it must be a number in [-100, 100]"))
-            })?;
-            p.logit_bias.push((id, v as f32));
-        }
+        p.logit_bias = logit_bias(bias, n_vocab, &|text| r.model.tokenize(text, false, false))?;
     }
     let max_tokens = match (whole(f, "max_completion_tokens", 1)?, whole(f, "max_tokens", 1)?) {
         (Some(n), _) | (None, Some(n)) => Some(n as usize),
@@ -258,7 +299,23 @@ pub fn options(
         Some(v) => return Err(ApiError::bad(format!("stream_options must be an object, not {v}"))),
     };
     let ignore_eos = boolean(f, "ignore_eos")?.unwrap_or(false);
-    Ok(Options { params: p, max_tokens, stop, ignore_eos, stream, include_usage, grammar, constraint: None })
+    if ignore_eos {
+        // As llama-server: the end-of-generation tokens banned, so the answer runs to its limit.
+        p.logit_bias.extend(r.eog.iter().map(|&t| (t, f32::NEG_INFINITY)));
+    }
+    Ok(Options {
+        params: p,
+        max_tokens,
+        stop,
+        ignore_eos,
+        stream,
+        include_usage,
+        grammar,
+        constraint: None,
+        detail: Detail { tokens: probs.is_some(), probs: probs.map(|n| Probs { n, post_sampling: false }) },
+        n,
+        verbose: boolean(f, "verbose")?.unwrap_or(false),
+    })
 }
 
 /// Roles a message may have (`developer` is OpenAI's newer name for `system`).
@@ -304,6 +361,15 @@ pub fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
             c => content(c, i)?,
         };
         let mut message = Message { tool_calls: tool_calls.clone(), ..Message::new(role, &content) };
+        match m.get("reasoning_content") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(r)) if role == "assistant" => message.reasoning_content = Some(r.clone()),
+            Some(v) => {
+                return Err(ApiError::bad(format!(
+                    "messages[{i}].reasoning_content must be text, in an assistant message, not {v}"
+                )))
+            }
+        }
         calls.extend(tool_calls);
         if role == "tool" {
             let id = m.get("tool_call_id").and_then(Value::as_str).ok_or_else(|| {
@@ -431,15 +497,19 @@ pub fn parallel_tool_calls(f: &Fields) -> Result<bool, ApiError> {
     Ok(boolean(f, "parallel_tool_calls")?.unwrap_or(true))
 }
 
-/// The request's grammar: `response_format` (`text`, `json_object`, or `json_schema` with its
-/// `schema`), or llama-server's `json_schema` (a schema) and `grammar` (GBNF); one at most.
+/// The request's grammar: `response_format` (`text`, `json_object` (with llama-server's optional
+/// `schema`), or `json_schema` with its `schema`), or llama-server's `json_schema` (a schema) and `grammar` (GBNF); one at most.
 fn grammar(f: &Fields) -> Result<Option<Grammar>, ApiError> {
     let mut found = Vec::new();
     if let Some(format) = field(f, "response_format") {
         let kind = format.get("type").and_then(Value::as_str);
         match kind {
             Some("text") => {}
-            Some("json_object") => found.push(Grammar::JsonObject),
+            // llama-server's extension: json_object with a `schema` is that schema.
+            Some("json_object") => match format.get("schema").filter(|s| !s.is_null()) {
+                Some(schema) => found.push(Grammar::JsonSchema(schema.clone())),
+                None => found.push(Grammar::JsonObject),
+            },
             Some("json_schema") => {
                 let schema =
                     format.pointer("/json_schema/schema").or_else(|| format.get("schema")).ok_or_else(|| {
@@ -536,6 +606,79 @@ pub fn prompt(f: &Fields) -> Result<String, ApiError> {
     }
 }
 
+/// `logit_bias`: OpenAI's object of token ids to biases, or llama-server's forms too: a list of
+/// `[token, bias]` pairs, and strings in place of token ids (the bias applies to each of the
+/// string's tokens); a bias of `false` bans the token.
+fn logit_bias(bias: &Value, n_vocab: usize, tokenize: &dyn Fn(&str) -> Vec<i32>) -> Result<Vec<(u32, f32)>, ApiError> {
+    let pairs: Vec<(&Value, &Value)> = match bias {
+        Value::Object(map) => {
+            return pairs_to_bias(map.iter().map(|(k, v)| (Key::Text(k), v)), n_vocab, tokenize);
+        }
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item.as_array().map(Vec::as_slice) {
+                Some([token, value]) => Ok((token, value)),
+                _ => Err(ApiError::bad(format!("logit_bias: each entry must be [token, bias], not {item}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        v => return Err(ApiError::bad(format!("logit_bias must be an object or a list of [token, bias], not {v}"))),
+    };
+    let keys = pairs.iter().map(|(t, v)| match t {
+        Value::String(s) => Ok((Key::Text(s), *v)),
+        Value::Number(n) => Ok((Key::Id(n), *v)),
+        other => Err(ApiError::bad(format!("logit_bias: a token must be an id or a string, not {other}"))),
+    });
+    let keys = keys.collect::<Result<Vec<_>, _>>()?;
+    pairs_to_bias(keys.into_iter(), n_vocab, tokenize)
+}
+
+/// A `logit_bias` key: a token id, or text (an id written as a string, or text to tokenize).
+enum Key<'a> {
+    Id(&'a serde_json::Number),
+    Text(&'a str),
+}
+
+fn pairs_to_bias<'a>(
+    pairs: impl Iterator<Item = (Key<'a>, &'a Value)>,
+    n_vocab: usize,
+    tokenize: &dyn Fn(&str) -> Vec<i32>,
+) -> Result<Vec<(u32, f32)>, ApiError> {
+    let mut out = Vec::new();
+    for (key, value) in pairs {
+        let name = match &key {
+            Key::Id(n) => n.to_string(),
+            Key::Text(s) if s.parse::<i64>().is_ok() => s.to_string(),
+            Key::Text(s) => format!("{s:?}"),
+        };
+        let bias = match value {
+            Value::Bool(false) => f32::NEG_INFINITY,
+            v => {
+                let b = v.as_f64().filter(|b| (-100.0..=100.0).contains(b));
+                b.ok_or_else(|| {
+                    ApiError::bad(format!("logit_bias[{name}] is {v}; it must be a number in [-100, 100] or false"))
+                })? as f32
+            }
+        };
+        let ids: Vec<i64> = match key {
+            Key::Id(n) => vec![n.as_i64().unwrap_or(-1)],
+            Key::Text(s) => match s.parse::<i64>() {
+                Ok(id) => vec![id],
+                Err(_) => tokenize(s).into_iter().map(i64::from).collect(),
+            },
+        };
+        for id in ids {
+            let id = u32::try_from(id).ok().filter(|&t| (t as usize) < n_vocab);
+            let id =
+                id.ok_or_else(|| ApiError::bad(format!("logit_bias: {name} is not a token id below {n_vocab}")))?;
+            out.push((id, bias));
+        }
+        if out.len() > MAX_LOGIT_BIAS {
+            return Err(ApiError::bad(format!("logit_bias has more than {MAX_LOGIT_BIAS} tokens")));
+        }
+    }
+    Ok(out)
+}
+
 /// `usage` and llama-server's `timings`, from a finished job.
 pub fn usage(s: &Summary) -> Value {
     json!({
@@ -552,7 +695,11 @@ pub fn timings(s: &Summary) -> Value {
         "cache_n": s.cached_tokens,
         "prompt_n": s.prompt_tokens - s.cached_tokens,
         "prompt_ms": s.prompt_ms,
+        "prompt_per_token_ms": s.prompt_ms / s.prompt_evaluated().max(1) as f64,
+        "prompt_per_second": s.prompt_tokens_per_second(),
         "predicted_n": s.completion_tokens,
         "predicted_ms": s.generation_ms,
+        "predicted_per_token_ms": s.generation_ms_per_token(),
+        "predicted_per_second": s.generation_tokens_per_second(),
     })
 }

@@ -31,35 +31,27 @@ pub async fn responses(
     respond(create(&s, &headers, body, counts).await)
 }
 
+/// `POST /v1/responses/input_tokens`: how many tokens a request's prompt is.
+pub async fn input_tokens(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    respond(
+        async {
+            let (r, f) = request(&s, &headers, body).await?;
+            let (prompt, _) = prompt(r, &f)?;
+            Ok(Json(json!({"object": "response.input_tokens", "input_tokens": prompt.tokens.len()})).into_response())
+        }
+        .await,
+    )
+}
+
 async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens) -> Result<Response, ApiError> {
     let (r, f) = request(s, headers, body).await?;
-    if f.get("previous_response_id").is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::bad(
-            "previous_response_id: this server stores no responses; send the whole conversation in input",
-        ));
-    }
-    let chat = chat_fields(&f)?;
-    let mut opts = openai::options(&chat, &r.sampling, r.max_tokens, r.model.n_vocab())?;
-    let tools = openai::tools(&chat)?;
-    let conv = Conversation {
-        messages: input(&f)?,
-        choice: openai::tool_choice(&chat, &tools)?,
-        tools,
-        parallel: openai::parallel_tool_calls(&chat)?,
-        enable_thinking: match f.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str) {
-            None => None,
-            Some("none") => Some(false),
-            Some(_) => Some(true),
-        },
-        reasoning_budget: None,
-        grammar: opts.grammar.take(),
-    };
-    let prompt = r.prompt(conv)?;
+    let (prompt, mut opts) = prompt(r, &f)?;
     opts.constraint = prompt.constraint;
     let stream = opts.stream;
     let events = submit(r, prompt.tokens, opts)?;
     let answer = Answer {
-        id: s.next_id("resp"),
+        // OpenAI's ids: `resp_…` (its SDK's tests and clients check the prefix).
+        id: s.next_id("resp").replacen('-', "_", 1),
         created: now(),
         model: r.alias.clone(),
         reader: Reader::new(ReasoningOut::Split, prompt.calls.as_ref(), prompt.thinking),
@@ -71,6 +63,33 @@ async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
     } else {
         answer.collect(events).await
     }
+}
+
+/// A request's prompt and options.
+fn prompt(r: &super::Ready, f: &openai::Fields) -> Result<(super::conversation::Prompt, openai::Options), ApiError> {
+    if f.get("previous_response_id").is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::bad(
+            "previous_response_id: this server stores no responses; send the whole conversation in input",
+        ));
+    }
+    let chat = chat_fields(f)?;
+    let mut opts = openai::options(&chat, r)?;
+    let tools = openai::tools(&chat)?;
+    let conv = Conversation {
+        messages: input(f)?,
+        choice: openai::tool_choice(&chat, &tools)?,
+        tools,
+        parallel: openai::parallel_tool_calls(&chat)?,
+        enable_thinking: match f.get("reasoning").and_then(|r| r.get("effort")).and_then(Value::as_str) {
+            None => None,
+            Some("none") => Some(false),
+            Some(_) => Some(true),
+        },
+        reasoning_budget: None,
+        grammar: opts.grammar.take(),
+        continue_final: None,
+    };
+    Ok((r.prompt(conv)?, opts))
 }
 
 /// The request's options under the chat API's names, for [`openai`]'s readers: sampling,
@@ -282,7 +301,7 @@ impl Answer {
                 Some(Event::Failed(message)) => {
                     out.push(self.event(json!({"type": "error", "code": "server_error", "message": message})));
                 }
-                None => {}
+                Some(Event::Token(_)) | None => {}
             }
             out
         })

@@ -3,6 +3,11 @@
 //! Ollama's server does with its runners. A model lost mid-request — ggml aborts the process when
 //! an RPC server dies — then costs the requests in flight a 503, not the server: `/health` says
 //! why the model is down, and the child is started again, with backoff, until it loads.
+//!
+//! With `--sleep-idle-seconds N` the supervisor also ends the child after N seconds without a
+//! request, which gives all of the model's memory back, and starts it again for the next request
+//! that needs the model. While it sleeps, `/health`, `/props`, `/v1/models` and `/metrics` are
+//! answered from what the child said just before it ended.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -36,6 +41,35 @@ enum Status {
     Ready(SocketAddr),
     /// The child ended, for this reason; another is loading the model.
     Down(String),
+    /// Idle: the child was ended to give its memory back (`--sleep-idle-seconds`).
+    Asleep,
+}
+
+/// The read-only routes answered while the model sleeps, and what the child answered to each
+/// just before it ended.
+const READ_ONLY: &[&str] = &["/props", "/v1/models", "/metrics"];
+
+/// What the model sleeps by: the idle time, and the state of the moment.
+struct Sleep {
+    idle: Duration,
+    state: std::sync::Mutex<SleepState>,
+    /// Wakes the thread that runs the children.
+    wake: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct SleepState {
+    /// Requests being answered (a stream counts until it ends).
+    in_flight: usize,
+    last_active: Option<Instant>,
+    /// The child's stdin: dropping it ends the child.
+    child_stdin: Option<std::process::ChildStdin>,
+    /// The model sleeps until a request wakes it.
+    sleeping: bool,
+    /// The child was ended to sleep: its end is no failure (kept until the runner has seen it).
+    ended_to_sleep: bool,
+    /// Read-only answers saved before sleeping: path, content type, body.
+    saved: Vec<(String, String, Bytes)>,
 }
 
 /// The shared state of the supervisor's routes and of the thread that runs the children.
@@ -48,6 +82,7 @@ pub struct Supervisor {
     /// The origins browsers may call from.
     origins: Origins,
     log_format: LogFormat,
+    sleep: Option<Sleep>,
 }
 
 /// The longest wait between two starts of the child.
@@ -62,6 +97,7 @@ impl Supervisor {
         child_idle: Duration,
         origins: Origins,
         log_format: LogFormat,
+        sleep_idle: Option<Duration>,
     ) -> Arc<Supervisor> {
         // Pooled connections are dropped well before the child would close them, so that none
         // is used as it closes (what is left of that race, `send` retries).
@@ -69,7 +105,15 @@ impl Supervisor {
             .pool_idle_timeout(child_idle / 2)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build_http();
-        Arc::new(Supervisor { status: watch::Sender::new(Status::Loading), client, api_key, origins, log_format })
+        let sleep = sleep_idle.map(|idle| Sleep { idle, state: Default::default(), wake: Default::default() });
+        Arc::new(Supervisor {
+            status: watch::Sender::new(Status::Loading),
+            client,
+            api_key,
+            origins,
+            log_format,
+            sleep,
+        })
     }
 
     /// Runs `program args` until the process ends, relaying its stderr (less its listening
@@ -88,6 +132,11 @@ impl Supervisor {
                 .stderr(Stdio::piped())
                 .spawn()
                 .with_context(|| format!("cannot start {}", program.display()))?;
+            if let Some(sleep) = &self.sleep {
+                let mut state = lock(&sleep.state);
+                state.child_stdin = child.stdin.take();
+                state.last_active = Some(Instant::now());
+            }
             let (mut addr, mut error) = (None, None);
             for line in BufReader::new(child.stderr.take().context("no stderr")?).lines() {
                 let Ok(line) = line else { break };
@@ -106,6 +155,20 @@ impl Supervisor {
                 say(&line);
             }
             let status = child.wait().context("cannot wait for the model's process")?;
+            if let Some(sleep) = &self.sleep {
+                let mut state = lock(&sleep.state);
+                if std::mem::take(&mut state.ended_to_sleep) {
+                    if state.sleeping {
+                        say("the model sleeps (--sleep-idle-seconds): its memory is given back until a request needs it");
+                    }
+                    while state.sleeping {
+                        state = sleep.wake.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                    }
+                    self.status.send_replace(Status::Loading);
+                    backoff = Duration::from_secs(1);
+                    continue;
+                }
+            }
             let reason = error.unwrap_or_else(|| format!("the model's process ended ({status})"));
             if !loaded_once {
                 if status.code().is_none() {
@@ -160,6 +223,122 @@ fn closed_before_answering(e: &hyper_util::client::legacy::Error) -> bool {
         && e.source()
             .and_then(|s| s.downcast_ref::<hyper::Error>())
             .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Supervisor {
+    /// Puts the model to sleep once it has been idle long enough: checks twice a second.
+    pub async fn sleep_when_idle(self: Arc<Self>) {
+        let Some(sleep) = &self.sleep else { return };
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Status::Ready(addr) = *self.status.borrow() else { continue };
+            let idle = {
+                let state = lock(&sleep.state);
+                state.in_flight == 0 && state.last_active.is_some_and(|t| t.elapsed() >= sleep.idle)
+            };
+            if !idle {
+                continue;
+            }
+            let mut saved = Vec::new();
+            for path in READ_ONLY {
+                if let Some(answer) = self.fetch(addr, path).await {
+                    saved.push(answer);
+                }
+            }
+            let mut state = lock(&sleep.state);
+            // A request came while the answers were being saved: stay awake.
+            if state.in_flight > 0 || state.last_active.is_some_and(|t| t.elapsed() < sleep.idle) {
+                continue;
+            }
+            state.saved = saved;
+            state.sleeping = true;
+            state.ended_to_sleep = true;
+            // Asleep before the child ends, so that no request is sent to it as it goes.
+            self.status.send_replace(Status::Asleep);
+            state.child_stdin = None; // the child ends when its stdin closes
+        }
+    }
+
+    /// A read-only route's answer from the child, to keep while it sleeps.
+    async fn fetch(&self, addr: SocketAddr, path: &str) -> Option<(String, String, Bytes)> {
+        let mut request = Request::get(format!("http://{addr}{path}")).body(Body::empty()).ok()?;
+        if let Some(key) = &self.api_key {
+            request.headers_mut().insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {key}")).ok()?);
+        }
+        let answer = self.client.request(request).await.ok()?;
+        if !answer.status().is_success() {
+            return None;
+        }
+        let kind = answer.headers().get(header::CONTENT_TYPE)?.to_str().ok()?.to_string();
+        let body = axum::body::to_bytes(Body::new(answer.into_body()), super::BODY_LIMIT).await.ok()?;
+        Some((path.to_string(), kind, body))
+    }
+
+    /// While the model sleeps: the saved answer of a read-only route (`/props` saying it
+    /// sleeps), or none for a request that needs the model.
+    fn asleep_answer(&self, path: &str) -> Option<Response> {
+        let sleep = self.sleep.as_ref()?;
+        let path = match path {
+            "/health" | "/v1/health" => return Some(axum::Json(serde_json::json!({"status": "ok"})).into_response()),
+            "/models" => "/v1/models",
+            p => p,
+        };
+        let state = lock(&sleep.state);
+        let (_, kind, body) = state.saved.iter().find(|(p, _, _)| p == path)?;
+        let body = if path == "/props" {
+            let mut props: serde_json::Value = serde_json::from_slice(body).ok()?;
+            props["is_sleeping"] = true.into();
+            Bytes::from(props.to_string())
+        } else {
+            body.clone()
+        };
+        Some(([(header::CONTENT_TYPE, kind.clone())], body).into_response())
+    }
+
+    /// Wakes the model for a request that needs it; waits until it is loaded (or down).
+    async fn wake(&self) {
+        let Some(sleep) = &self.sleep else { return };
+        {
+            let mut state = lock(&sleep.state);
+            if state.sleeping {
+                state.sleeping = false;
+                sleep.wake.notify_all();
+            }
+        }
+        let mut status = self.status.subscribe();
+        let _ = status.wait_for(|s| matches!(s, Status::Ready(_) | Status::Down(_))).await;
+    }
+
+    /// Counts a request in flight until the guard drops (the end of its answer).
+    fn busy(self: &Arc<Self>) -> Option<Busy> {
+        let sleep = self.sleep.as_ref()?;
+        let mut state = lock(&sleep.state);
+        state.in_flight += 1;
+        state.last_active = Some(Instant::now());
+        Some(Busy(self.clone()))
+    }
+}
+
+/// Routes that need no model beside [`READ_ONLY`]'s: the health check and the models' list.
+fn is_health_or_models(path: &str) -> bool {
+    matches!(path, "/health" | "/v1/health" | "/models")
+}
+
+/// A request in flight ([`Supervisor::busy`]).
+struct Busy(Arc<Supervisor>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(sleep) = &self.0.sleep {
+            let mut state = lock(&sleep.state);
+            state.in_flight -= 1;
+            state.last_active = Some(Instant::now());
+        }
+    }
 }
 
 /// A line on stderr; one that cannot be written (stderr closed) is not worth stopping for.
@@ -264,9 +443,23 @@ async fn forward(s: &Arc<Supervisor>, request: Request) -> (Response, bool) {
         let why = "the request body must be JSON, sent with Content-Type: application/json";
         return refused(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why));
     }
+    // Read-only routes neither count as activity nor wake a sleeping model.
+    let busy = if READ_ONLY.contains(&request.uri().path()) || is_health_or_models(request.uri().path()) {
+        None
+    } else {
+        s.busy()
+    };
+    if *s.status.borrow() == Status::Asleep {
+        if request.method() == Method::GET {
+            if let Some(answer) = s.asleep_answer(request.uri().path()) {
+                return (answer, false);
+            }
+        }
+        s.wake().await;
+    }
     let addr = match s.status.borrow().clone() {
         Status::Ready(addr) => addr,
-        Status::Loading => return refused(ApiError::loading()),
+        Status::Loading | Status::Asleep => return refused(ApiError::loading()),
         Status::Down(reason) => return refused(unavailable(&reason)),
     };
     let (mut parts, body) = request.into_parts();
@@ -292,17 +485,19 @@ async fn forward(s: &Arc<Supervisor>, request: Request) -> (Response, bool) {
     }
     parts.headers.remove(header::CONTENT_LENGTH);
     let chunks = Body::new(body).into_data_stream();
-    let stream = futures_util::stream::unfold((chunks, Some(s.clone())), move |(mut chunks, s)| async move {
-        let s = s?;
-        match chunks.next().await {
-            Some(Ok(chunk)) => Some((Ok::<Bytes, std::convert::Infallible>(chunk), (chunks, Some(s)))),
-            None => None,
-            Some(Err(_)) => {
-                let error = unavailable(&s.reason_lost(addr).await);
-                Some((Ok(Bytes::from(format!("data: {}\n\n", error.body()))), (chunks, None)))
+    // The stream keeps the request in flight (`busy`) until it ends.
+    let stream =
+        futures_util::stream::unfold((chunks, Some(s.clone()), busy), move |(mut chunks, s, busy)| async move {
+            let s = s?;
+            match chunks.next().await {
+                Some(Ok(chunk)) => Some((Ok::<Bytes, std::convert::Infallible>(chunk), (chunks, Some(s), busy))),
+                None => None,
+                Some(Err(_)) => {
+                    let error = unavailable(&s.reason_lost(addr).await);
+                    Some((Ok(Bytes::from(format!("data: {}\n\n", error.body()))), (chunks, None, busy)))
+                }
             }
-        }
-    });
+        });
     (Response::from_parts(parts, Body::from_stream(stream)), true)
 }
 
@@ -353,7 +548,7 @@ mod tests {
                 }
             });
             let origins = Origins::new(&[]).unwrap();
-            let supervisor = Supervisor::new(None, Duration::from_secs(10), origins, LogFormat::Text);
+            let supervisor = Supervisor::new(None, Duration::from_secs(10), origins, LogFormat::Text, None);
             supervisor.status.send_replace(Status::Ready(addr));
             for i in 0..3 {
                 let request = Request::get("/v1/models").body(Body::empty()).unwrap();

@@ -27,14 +27,16 @@ impl Server {
             .spawn()
             .expect("start strata serve");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut before = Vec::new();
         let addr = loop {
             let line = lines.next().expect("strata serve ended before listening").unwrap();
             if let Some(a) = line.strip_prefix("listening on http://") {
                 break a.to_string();
             }
+            before.push(line);
         };
         // Keep draining stderr so the server never blocks on it.
-        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(before));
         let kept = stderr.clone();
         std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| kept.lock().unwrap().push(l)));
         let server = Server { child, addr, stderr };

@@ -1,0 +1,351 @@
+//! llama-server's own completion API, `POST /completion`: a prompt as text, token ids, a mix of
+//! both, or a list of such prompts (one answer each), answered with llama.cpp's fields
+//! (`content`, `tokens`, `stop`, `stop_type`, `timings`, `generation_settings`,
+//! `completion_probabilities`, ...), whole or as server-sent events of one token each.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::Event as SseEvent;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Map, Value};
+use strata_run::engine::{Detail, Event, Generated, Probs, StopReason, Summary};
+use tokio::sync::mpsc;
+
+use super::access_log::Tokens;
+use super::answer::EventStream;
+use super::openai::{self, boolean, field, whole, ApiError, Fields};
+use super::{request, respond, submit, AppState, Ready};
+
+/// The multimodal part of a prompt object: refused, as by llama-server without a projector.
+const MULTIMODAL_KEY: &str = "multimodal_data";
+/// The text of a prompt object.
+const PROMPT_STRING_KEY: &str = "prompt_string";
+/// The most `n_probs` a request may ask for.
+const MAX_N_PROBS: i64 = 100;
+
+pub async fn completion(
+    State(s): State<Arc<AppState>>,
+    Extension(counts): Extension<Tokens>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(answer(&s, &headers, body, counts).await)
+}
+
+/// What a request asks beside the sampling: how the answer is written.
+#[derive(Clone)]
+struct Asked {
+    n_probs: Option<Probs>,
+    return_tokens: bool,
+    response_fields: Vec<String>,
+    settings: Value,
+}
+
+async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens) -> Result<Response, ApiError> {
+    let (r, f) = request(s, headers, body).await?;
+    let prompts = prompts(r, &f)?;
+    let mut opts = openai::options(&f, r)?;
+    // llama-server's n_predict (max_tokens too); -1 or none: the server's -n.
+    if let Some(n) = whole(&f, "n_predict", -1)? {
+        opts.max_tokens = usize::try_from(n).ok().or(r.max_tokens);
+    }
+    let n_probs = match whole(&f, "n_probs", 0)? {
+        Some(n) if n > MAX_N_PROBS => return Err(ApiError::bad(format!("n_probs is {n}; at most {MAX_N_PROBS}"))),
+        Some(n) if n > 0 => {
+            Some(Probs { n: n as usize, post_sampling: boolean(&f, "post_sampling_probs")?.unwrap_or(false) })
+        }
+        _ => None,
+    };
+    let response_fields = match field(&f, "response_fields") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(String::from).ok_or_else(|| ApiError::bad("response_fields must hold strings")))
+            .collect::<Result<_, _>>()?,
+        Some(v) => return Err(ApiError::bad(format!("response_fields must be a list of strings, not {v}"))),
+    };
+    if let Some(id) = whole(&f, "id_slot", -1)? {
+        if id != -1 {
+            return Err(ApiError::bad(format!(
+                "id_slot {id}: strata chooses the slot (the one holding the longest prefix); -1 only"
+            )));
+        }
+    }
+    let settings = json!({
+        "n_predict": opts.max_tokens.map_or(-1, |n| n as i64),
+        "max_tokens": opts.max_tokens.map_or(-1, |n| n as i64),
+        "seed": opts.params.seed,
+        "temperature": opts.params.temperature,
+        "top_k": opts.params.top_k,
+        "top_p": opts.params.top_p,
+        "min_p": opts.params.min_p,
+        "typical_p": opts.params.typical_p,
+        "repeat_last_n": opts.params.repeat_last_n,
+        "repeat_penalty": opts.params.repeat_penalty,
+        "presence_penalty": opts.params.presence_penalty,
+        "frequency_penalty": opts.params.frequency_penalty,
+        "stop": opts.stop,
+        "logit_bias": opts.params.logit_bias.iter().map(|&(token, bias)| {
+            json!({"token": token, "bias": if bias.is_finite() { json!(bias) } else { Value::Null }})
+        }).collect::<Vec<_>>(),
+        "ignore_eos": opts.ignore_eos,
+        "stream": opts.stream,
+        "n_probs": n_probs.map_or(0, |p| p.n),
+        "post_sampling_probs": n_probs.is_some_and(|p| p.post_sampling),
+        "samplers": ["logit_bias", "penalties", "top_k", "typ_p", "top_p", "min_p", "temperature"],
+        // llama.cpp's adaptive-p sampler, which strata does not have: disabled, as llama.cpp's default.
+        "adaptive_target": -1.0,
+        "adaptive_decay": 0.9,
+    });
+    let asked =
+        Asked { n_probs, return_tokens: boolean(&f, "return_tokens")?.unwrap_or(false), response_fields, settings };
+    opts.detail = Detail { tokens: true, probs: n_probs };
+    if let Some(g) = opts.grammar.take() {
+        opts.constraint = Some(r.constraint(&g, Vec::new(), "the request's grammar")?);
+    }
+    let stream = opts.stream;
+    if prompts.len() == 1 {
+        let tokens = prompts.into_iter().next().unwrap_or_default();
+        let prompt_text = text_of(r, &tokens);
+        let events = submit(r, tokens, opts)?;
+        let shape = Answer { model: r.alias.clone(), prompt: prompt_text, asked, index: 0 };
+        return if stream {
+            Ok(shape.stream(r.model.clone(), events).into_response())
+        } else {
+            let (body, summary) = shape.collect(r, events).await?;
+            counts.set(summary.prompt_tokens, summary.completion_tokens);
+            Ok(Json(body).into_response())
+        };
+    }
+    if stream {
+        return Err(ApiError::bad("stream with several prompts is not supported: send them one per request"));
+    }
+    // Several prompts: a job each, all queued before any is awaited, so they share the batch.
+    let mut jobs = Vec::new();
+    if opts.constraint.is_some() {
+        return Err(ApiError::bad("a grammar with several prompts is not supported: send them one per request"));
+    }
+    for (index, tokens) in prompts.into_iter().enumerate() {
+        let prompt_text = text_of(r, &tokens);
+        let events = submit(r, tokens, opts.for_choice(0))?;
+        jobs.push((Answer { model: r.alias.clone(), prompt: prompt_text, asked: asked.clone(), index }, events));
+    }
+    let mut bodies = Vec::new();
+    let (mut prompt_tokens, mut completion_tokens) = (0, 0);
+    for (shape, events) in jobs {
+        let (body, summary) = shape.collect(r, events).await?;
+        prompt_tokens += summary.prompt_tokens;
+        completion_tokens += summary.completion_tokens;
+        bodies.push(body);
+    }
+    counts.set(prompt_tokens, completion_tokens);
+    Ok(Json(Value::Array(bodies)).into_response())
+}
+
+/// The request's prompts as token ids: llama-server's rules. A string, an object with
+/// `prompt_string`, or a list holding any number (one sequence of ids and strings) is one
+/// prompt; any other list is a prompt per element.
+fn prompts(r: &Ready, f: &Fields) -> Result<Vec<Vec<i32>>, ApiError> {
+    let prompt =
+        field(f, "prompt").or_else(|| field(f, "content")).ok_or_else(|| ApiError::bad("prompt is missing"))?;
+    let list = match prompt {
+        Value::Array(items) if !items.iter().any(Value::is_number) => {
+            if items.is_empty() {
+                return Err(ApiError::bad("prompt is an empty list"));
+            }
+            items.iter().map(|p| one_prompt(r, p)).collect::<Result<Vec<_>, _>>()?
+        }
+        p => vec![one_prompt(r, p)?],
+    };
+    Ok(list)
+}
+
+/// One prompt: a string (with the model's BOS), an object with `prompt_string`, or a list of
+/// token ids and strings (strings tokenized without BOS, as llama-server does after the first).
+fn one_prompt(r: &Ready, p: &Value) -> Result<Vec<i32>, ApiError> {
+    let n_vocab = r.model.n_vocab();
+    match p {
+        Value::String(s) => Ok(r.model.tokenize(s, true, true)),
+        Value::Object(o) => {
+            if o.get(MULTIMODAL_KEY).is_some_and(|v| !v.is_null()) {
+                return Err(ApiError::bad(format!(
+                    "prompt.{MULTIMODAL_KEY}: this model has no projector for images or audio"
+                )));
+            }
+            let text = o
+                .get(PROMPT_STRING_KEY)
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad(format!("a prompt object needs {PROMPT_STRING_KEY} as a string")))?;
+            Ok(r.model.tokenize(text, true, true))
+        }
+        Value::Array(items) => {
+            let mut tokens = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) => tokens.extend(r.model.tokenize(s, i == 0, true)),
+                    Value::Number(n) => {
+                        let id = n.as_u64().filter(|&id| (id as usize) < n_vocab);
+                        let id = id.ok_or_else(|| {
+                            ApiError::bad(format!("prompt[{i}] is {n}, not a token id below {n_vocab}"))
+                        })?;
+                        tokens.push(id as i32);
+                    }
+                    v => return Err(ApiError::bad(format!("prompt[{i}] must be a token id or a string, not {v}"))),
+                }
+            }
+            Ok(tokens)
+        }
+        v => Err(ApiError::bad(format!("prompt must be a string, token ids or a list of prompts, not {v}"))),
+    }
+}
+
+fn text_of(r: &Ready, tokens: &[i32]) -> String {
+    let bytes: Vec<u8> = tokens.iter().flat_map(|&t| r.model.piece(t, true)).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// How one prompt's answer is written.
+struct Answer {
+    model: String,
+    prompt: String,
+    asked: Asked,
+    index: usize,
+}
+
+/// llama.cpp's `stop_type`.
+fn stop_type(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::Eog | StopReason::Constraint => "eos",
+        StopReason::Limit | StopReason::Context => "limit",
+        StopReason::StopString => "word",
+        StopReason::Interrupted => "none",
+    }
+}
+
+/// A token's entry in `completion_probabilities`, llama.cpp's shape.
+fn probability(model: &crate::llama::Model, g: &Generated) -> Option<Value> {
+    let p = g.probs.as_ref()?;
+    let entry = |id: u32, bytes: Vec<u8>, value: f32, post: bool| {
+        let mut e = Map::new();
+        e.insert("id".into(), json!(id));
+        e.insert("token".into(), json!(String::from_utf8_lossy(&bytes)));
+        e.insert("bytes".into(), json!(bytes));
+        e.insert(if post { "prob" } else { "logprob" }.into(), json!(value));
+        e
+    };
+    let value = if p.post { p.logprob.exp() } else { p.logprob };
+    let mut e = entry(g.id as u32, g.piece.clone(), value, p.post);
+    let top: Vec<Value> =
+        p.top.iter().map(|&(id, v)| Value::Object(entry(id, model.piece(id as i32, true), v, p.post))).collect();
+    e.insert(if p.post { "top_probs" } else { "top_logprobs" }.into(), Value::Array(top));
+    Some(Value::Object(e))
+}
+
+impl Answer {
+    /// The final object: the whole answer (`stream` false) or the last event's.
+    fn last(&self, content: &str, tokens: &[i32], probs: Vec<Value>, s: &Summary, stopping_word: &str) -> Value {
+        let mut v = json!({
+            "index": self.index,
+            "content": content,
+            "tokens": if self.asked.return_tokens { json!(tokens) } else { json!([]) },
+            "id_slot": s.slot,
+            "stop": true,
+            "model": self.model,
+            "tokens_predicted": s.completion_tokens,
+            "tokens_evaluated": s.prompt_tokens,
+            "generation_settings": self.asked.settings,
+            "prompt": self.prompt,
+            "has_new_line": content.contains('\n'),
+            "truncated": false,
+            "stop_type": stop_type(s.stop_reason),
+            "stopping_word": stopping_word,
+            "tokens_cached": s.prompt_tokens + s.completion_tokens,
+            "timings": openai::timings(s),
+        });
+        if self.asked.n_probs.is_some() {
+            v["completion_probabilities"] = Value::Array(probs);
+        }
+        if !self.asked.response_fields.is_empty() {
+            return pick(&v, &self.asked.response_fields);
+        }
+        v
+    }
+
+    async fn collect(
+        &self,
+        r: &Ready,
+        mut events: mpsc::UnboundedReceiver<Event>,
+    ) -> Result<(Value, Summary), ApiError> {
+        let (mut content, mut tokens, mut probs) = (String::new(), Vec::new(), Vec::new());
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Token(g) => {
+                    tokens.push(g.id);
+                    probs.extend(probability(&r.model, &g));
+                }
+                Event::Text(t) => content += &t,
+                Event::Done(summary) => return Ok((self.last(&content, &tokens, probs, &summary, ""), summary)),
+                Event::Failed(message) => {
+                    return Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message))
+                }
+            }
+        }
+        Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "the engine dropped the request"))
+    }
+
+    /// Server-sent events: one per settled piece of text with the tokens it came from, then
+    /// the final object (content empty: it was sent).
+    fn stream(self, model: Arc<crate::llama::Model>, events: mpsc::UnboundedReceiver<Event>) -> EventStream {
+        let data = |v: Value| SseEvent::default().data(v.to_string());
+        let mut pending: Vec<Generated> = Vec::new();
+        let mut predicted = 0;
+        super::answer::event_stream(events, Vec::new(), move |event| match event {
+            Some(Event::Token(g)) => {
+                pending.push(g);
+                Vec::new()
+            }
+            Some(Event::Text(t)) => {
+                predicted += pending.len();
+                let mut v = json!({
+                    "index": self.index,
+                    "content": t,
+                    "tokens": pending.iter().map(|g| g.id).collect::<Vec<_>>(),
+                    "stop": false,
+                    "id_slot": -1,
+                    "tokens_predicted": predicted,
+                });
+                if self.asked.n_probs.is_some() {
+                    v["completion_probabilities"] =
+                        Value::Array(pending.iter().filter_map(|g| probability(&model, g)).collect());
+                }
+                pending.clear();
+                vec![data(v)]
+            }
+            Some(Event::Done(summary)) => {
+                let probs = pending.iter().filter_map(|g| probability(&model, g)).collect();
+                let tokens: Vec<i32> = pending.iter().map(|g| g.id).collect();
+                vec![data(self.last("", &tokens, probs, &summary, ""))]
+            }
+            Some(Event::Failed(message)) => {
+                vec![data(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message).body())]
+            }
+            None => Vec::new(),
+        })
+    }
+}
+
+/// `response_fields`: only these fields, each a path (`generation_settings/n_predict`) kept
+/// under its path as the key, as llama-server writes them.
+fn pick(v: &Value, fields: &[String]) -> Value {
+    let mut out = Map::new();
+    for path in fields {
+        if let Some(found) = v.pointer(&format!("/{path}")) {
+            out.insert(path.clone(), found.clone());
+        }
+    }
+    Value::Object(out)
+}
