@@ -30,6 +30,8 @@ fuzz_target!(|data: &[u8]| {
         bos_token: String::from_utf8_lossy(opts_part.get(1..).unwrap_or_default()).into_owned(),
         eos_token: parts.get(2).cloned().unwrap_or_default(),
         tools: None,
+        // llama.cpp's date and `functions` variables, as the runtime renders.
+        llama_cpp_variables: flags & 8 != 0,
     };
     let messages: Vec<Message> = parts
         .get(3..)
