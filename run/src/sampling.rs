@@ -169,14 +169,14 @@ impl Sampler {
         let probs = match drawn {
             Some(cands) => {
                 let prob = cands.iter().find(|c| c.0 == token).map_or(0.0, |c| c.1);
-                TokenProbs { token, logprob: prob.ln(), top: cands.into_iter().take(n).collect(), post: true }
+                TokenProbs { logprob: prob.ln(), top: cands.into_iter().take(n).collect(), post: true }
             }
             None => {
                 let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let lse = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
                 let top = if n == 0 { Vec::new() } else { top_k(logits, n) };
                 let top = top.into_iter().map(|c| (c.token, c.logit - lse)).collect();
-                TokenProbs { token, logprob: logits[token as usize] - lse, top, post: false }
+                TokenProbs { logprob: logits[token as usize] - lse, top, post: false }
             }
         };
         (token, probs)
@@ -219,7 +219,6 @@ impl Sampler {
 /// A sampled token's probability and the likeliest alternatives ([`Sampler::sample_with_probs`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenProbs {
-    pub token: u32,
     /// The token's log-probability.
     pub logprob: f32,
     /// The likeliest tokens, likeliest first: log-probabilities before sampling, probabilities

@@ -259,6 +259,12 @@ impl Model {
         self.model.vocab().token_to_piece(LlamaToken(token), special, None)
     }
 
+    /// The text of `tokens`, special tokens as their text (invalid UTF-8 replaced).
+    pub fn detokenize(&self, tokens: &[i32]) -> String {
+        let bytes: Vec<u8> = tokens.iter().flat_map(|&t| self.piece(t, true)).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
     /// A token's bytes as generated text shows them: control tokens are empty, except the
     /// markers the chat layer reads ([`strata_run::chat::PRESERVED_MARKERS`]), as llama-server's
     /// preserved tokens.

@@ -58,14 +58,27 @@ pub struct Shape {
     pub verbose: Option<Value>,
 }
 
-/// A token's entry in OpenAI's `logprobs.content`: text, log-probability, bytes and the
-/// likeliest alternatives (llama-server writes the same for `/v1/completions`).
-pub fn logprob_json(model: &Model, g: &Generated) -> Option<Value> {
+/// A token's probabilities, for OpenAI's `logprobs.content`: `token`, its `logprob`, `bytes` and
+/// the likeliest alternatives in `top_logprobs`. With `ids`, llama.cpp's `completion_probabilities`
+/// (`/completion`): each entry's `id` too, and after sampling `prob` and `top_probs` instead.
+pub fn token_probs(model: &Model, g: &Generated, ids: bool) -> Option<Value> {
     let p = g.probs.as_ref()?;
-    let entry = |bytes: &[u8], logprob: f32| json!({"token": String::from_utf8_lossy(bytes), "logprob": logprob, "bytes": bytes});
-    let mut e = entry(&g.piece, p.logprob);
-    let top = p.top.iter().map(|&(id, v)| entry(&model.piece(id as i32, true), if p.post { v.ln() } else { v }));
-    e["top_logprobs"] = top.collect();
+    let probs = ids && p.post;
+    let entry = |id: u32, bytes: &[u8], value: f32| {
+        let mut e = json!({"token": String::from_utf8_lossy(bytes), "bytes": bytes});
+        if ids {
+            e["id"] = json!(id);
+        }
+        e[if probs { "prob" } else { "logprob" }] = json!(value);
+        e
+    };
+    let mut e = entry(g.id as u32, &g.piece, if probs { p.logprob.exp() } else { p.logprob });
+    // After sampling the alternatives hold probabilities, which OpenAI's shape gives as logs.
+    let top = p
+        .top
+        .iter()
+        .map(|&(id, v)| entry(id, &model.piece(id as i32, true), if p.post && !probs { v.ln() } else { v }));
+    e[if probs { "top_probs" } else { "top_logprobs" }] = top.collect();
     Some(e)
 }
 
@@ -113,15 +126,16 @@ impl Shape {
     fn choice_with(&self, piece: Piece, finish: Option<&str>, chunk: bool, tokens: &mut Vec<Generated>) -> Value {
         let mut c = self.choice(piece, finish, chunk);
         if let Some(model) = &self.logprobs {
-            let content: Vec<Value> = tokens.iter().filter_map(|g| logprob_json(model, g)).collect();
+            let content: Vec<Value> = tokens.iter().filter_map(|g| token_probs(model, g, false)).collect();
             c["logprobs"] = json!({ "content": content });
         }
         tokens.clear();
         c
     }
 
-    /// The same answer's ids and names, for another of its choices.
-    pub fn clone_ids(&self) -> Shape {
+    /// The shape of choice `index` of the same answer (the access log's counts and `__verbose`
+    /// stay with the answer).
+    pub fn for_choice(&self, index: usize) -> Shape {
         Shape {
             id: self.id.clone(),
             created: self.created,
@@ -129,7 +143,7 @@ impl Shape {
             kind: self.kind.clone(),
             counts: Tokens::default(),
             logprobs: self.logprobs.clone(),
-            index: self.index,
+            index,
             verbose: None,
         }
     }

@@ -10,25 +10,18 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::openai::ApiError;
+use super::openai::{self, ApiError};
 use super::{respond, AppState};
 
 pub async fn props(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     respond((|| {
         s.authorize(&headers)?;
         let r = s.ready()?;
-        let p = &r.sampling;
+        let mut params = openai::sampling_json(&r.sampling);
+        params["n_predict"] = json!(r.max_tokens.map_or(-1, |n| n as i64));
+        params["seed"] = json!(r.seed.map_or(-1, |s| s as i64));
         Ok(Json(json!({
-            "default_generation_settings": {
-                "n_ctx": r.engine.n_ctx_slot(),
-                "params": {
-                    "temperature": p.temperature, "top_k": p.top_k, "top_p": p.top_p, "min_p": p.min_p,
-                    "typical_p": p.typical_p, "repeat_penalty": p.repeat_penalty, "repeat_last_n": p.repeat_last_n,
-                    "presence_penalty": p.presence_penalty, "frequency_penalty": p.frequency_penalty,
-                    "n_predict": r.max_tokens.map_or(-1, |n| n as i64),
-                    "seed": r.seed.map_or(-1, |s| s as i64),
-                },
-            },
+            "default_generation_settings": {"n_ctx": r.engine.n_ctx_slot(), "params": params},
             "total_slots": r.n_slots,
             "model_alias": r.alias,
             "model_path": r.model.path,

@@ -361,12 +361,7 @@ async fn chat_input_tokens(State(s): State<Arc<AppState>>, headers: HeaderMap, b
 /// `continue_final_message` (vLLM's and transformers' name for continuing a last assistant
 /// message), which `add_generation_prompt: true` contradicts.
 fn continue_final(f: &openai::Fields) -> Result<Option<bool>, ApiError> {
-    let flag = |name: &str| match f.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => Err(ApiError::bad(format!("{name} must be true or false, not {v}"))),
-    };
-    match (flag("continue_final_message")?, flag("add_generation_prompt")?) {
+    match (openai::boolean(f, "continue_final_message")?, openai::boolean(f, "add_generation_prompt")?) {
         (Some(true), Some(true)) => {
             Err(ApiError::bad("continue_final_message and add_generation_prompt cannot both be true"))
         }
@@ -435,10 +430,7 @@ async fn run(
     let include_usage = opts.include_usage;
     let (id, created) = (s.next_id(if matches!(kind, Kind::Chat { .. }) { "chatcmpl" } else { "cmpl" }), now());
     let logprobs = opts.detail.probs.map(|_| r.model.clone());
-    let verbose = (r.verbose || opts.verbose).then(|| {
-        let bytes: Vec<u8> = tokens.iter().flat_map(|&t| r.model.piece(t, true)).collect();
-        json!({"prompt": String::from_utf8_lossy(&bytes)})
-    });
+    let verbose = (r.verbose || opts.verbose).then(|| json!({"prompt": r.model.detokenize(&tokens)}));
     let shape = Shape { id, created, model: r.alias.clone(), kind, counts, logprobs, index: 0, verbose };
     if opts.n > 1 {
         return choices(r, tokens, opts, shape).await;
@@ -464,17 +456,14 @@ async fn choices(r: &Ready, tokens: Vec<i32>, opts: openai::Options, shape: Shap
     for i in 0..opts.n {
         jobs.push(submit(r, tokens.clone(), opts.for_choice(i))?);
     }
-    let (mut choices, mut total) = (Vec::new(), None::<strata_run::engine::Summary>);
+    let mut choices = Vec::new();
+    let mut total: Option<strata_run::engine::Summary> = None;
     for (index, events) in jobs.into_iter().enumerate() {
-        let one = Shape { index, kind: shape.kind.clone(), logprobs: shape.logprobs.clone(), ..shape.clone_ids() };
-        let (choice, summary) = answer::collect_choice(&one, events).await?;
+        let (choice, summary) = answer::collect_choice(&shape.for_choice(index), events).await?;
         choices.push(choice);
-        total = Some(match total {
-            None => summary,
-            Some(t) => {
-                strata_run::engine::Summary { completion_tokens: t.completion_tokens + summary.completion_tokens, ..t }
-            }
-        });
+        // The prompt counted once, the choices' tokens summed.
+        let t = total.get_or_insert(strata_run::engine::Summary { completion_tokens: 0, ..summary });
+        t.completion_tokens += summary.completion_tokens;
     }
     let total = total.ok_or_else(|| ApiError::bad("n must be at least 1"))?;
     shape.counts.set(total.prompt_tokens, total.completion_tokens);
@@ -550,15 +539,15 @@ async fn detokenize(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                 .get("tokens")
                 .and_then(Value::as_array)
                 .ok_or_else(|| ApiError::bad("tokens must be a list of token ids"))?;
-            let mut bytes = Vec::new();
+            let mut ids = Vec::with_capacity(list.len());
             for (i, t) in list.iter().enumerate() {
                 let id = t.as_u64().filter(|&id| (id as usize) < r.model.n_vocab());
                 let id = id.ok_or_else(|| {
                     ApiError::bad(format!("tokens[{i}] is {t}, not a token id below {}", r.model.n_vocab()))
                 })?;
-                bytes.extend(r.model.piece(id as i32, true));
+                ids.push(id as i32);
             }
-            Ok(Json(json!({"content": String::from_utf8_lossy(&bytes)})).into_response())
+            Ok(Json(json!({"content": r.model.detokenize(&ids)})).into_response())
         }
         .await,
     )
@@ -569,11 +558,7 @@ async fn apply_template(State(s): State<Arc<AppState>>, headers: HeaderMap, body
         async {
             let (r, f) = request(&s, &headers, body).await?;
             let messages = openai::messages(&f)?;
-            let add = match f.get("add_generation_prompt") {
-                None | Some(Value::Null) => true,
-                Some(Value::Bool(b)) => *b,
-                Some(v) => return Err(ApiError::bad(format!("add_generation_prompt must be true or false, not {v}"))),
-            };
+            let add = openai::boolean(&f, "add_generation_prompt")?.unwrap_or(true);
             // Tools as the chat completion would give them to a template that renders them.
             let tools = openai::tools(&f)?;
             let render = RenderOptions {

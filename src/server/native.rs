@@ -16,7 +16,7 @@ use strata_run::engine::{Detail, Event, Generated, Probs, StopReason, Summary};
 use tokio::sync::mpsc;
 
 use super::access_log::Tokens;
-use super::answer::EventStream;
+use super::answer::{token_probs, EventStream};
 use super::openai::{self, boolean, field, whole, ApiError, Fields};
 use super::{request, respond, submit, AppState, Ready};
 
@@ -75,19 +75,11 @@ async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
             )));
         }
     }
-    let settings = json!({
+    let mut settings = openai::sampling_json(&opts.params);
+    let more = json!({
         "n_predict": opts.max_tokens.map_or(-1, |n| n as i64),
         "max_tokens": opts.max_tokens.map_or(-1, |n| n as i64),
         "seed": opts.params.seed,
-        "temperature": opts.params.temperature,
-        "top_k": opts.params.top_k,
-        "top_p": opts.params.top_p,
-        "min_p": opts.params.min_p,
-        "typical_p": opts.params.typical_p,
-        "repeat_last_n": opts.params.repeat_last_n,
-        "repeat_penalty": opts.params.repeat_penalty,
-        "presence_penalty": opts.params.presence_penalty,
-        "frequency_penalty": opts.params.frequency_penalty,
         "stop": opts.stop,
         "logit_bias": opts.params.logit_bias.iter().map(|&(token, bias)| {
             json!({"token": token, "bias": if bias.is_finite() { json!(bias) } else { Value::Null }})
@@ -101,6 +93,9 @@ async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
         "adaptive_target": -1.0,
         "adaptive_decay": 0.9,
     });
+    if let (Some(all), Value::Object(more)) = (settings.as_object_mut(), more) {
+        all.extend(more);
+    }
     let asked =
         Asked { n_probs, return_tokens: boolean(&f, "return_tokens")?.unwrap_or(false), response_fields, settings };
     opts.detail = Detail { tokens: true, probs: n_probs };
@@ -110,7 +105,7 @@ async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
     let stream = opts.stream;
     if prompts.len() == 1 {
         let tokens = prompts.into_iter().next().unwrap_or_default();
-        let prompt_text = text_of(r, &tokens);
+        let prompt_text = r.model.detokenize(&tokens);
         let events = submit(r, tokens, opts)?;
         let shape = Answer { model: r.alias.clone(), prompt: prompt_text, asked, index: 0 };
         return if stream {
@@ -130,7 +125,7 @@ async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
         return Err(ApiError::bad("a grammar with several prompts is not supported: send them one per request"));
     }
     for (index, tokens) in prompts.into_iter().enumerate() {
-        let prompt_text = text_of(r, &tokens);
+        let prompt_text = r.model.detokenize(&tokens);
         let events = submit(r, tokens, opts.for_choice(0))?;
         jobs.push((Answer { model: r.alias.clone(), prompt: prompt_text, asked: asked.clone(), index }, events));
     }
@@ -203,11 +198,6 @@ fn one_prompt(r: &Ready, p: &Value) -> Result<Vec<i32>, ApiError> {
     }
 }
 
-fn text_of(r: &Ready, tokens: &[i32]) -> String {
-    let bytes: Vec<u8> = tokens.iter().flat_map(|&t| r.model.piece(t, true)).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 /// How one prompt's answer is written.
 struct Answer {
     model: String,
@@ -224,25 +214,6 @@ fn stop_type(reason: StopReason) -> &'static str {
         StopReason::StopString => "word",
         StopReason::Interrupted => "none",
     }
-}
-
-/// A token's entry in `completion_probabilities`, llama.cpp's shape.
-fn probability(model: &crate::llama::Model, g: &Generated) -> Option<Value> {
-    let p = g.probs.as_ref()?;
-    let entry = |id: u32, bytes: Vec<u8>, value: f32, post: bool| {
-        let mut e = Map::new();
-        e.insert("id".into(), json!(id));
-        e.insert("token".into(), json!(String::from_utf8_lossy(&bytes)));
-        e.insert("bytes".into(), json!(bytes));
-        e.insert(if post { "prob" } else { "logprob" }.into(), json!(value));
-        e
-    };
-    let value = if p.post { p.logprob.exp() } else { p.logprob };
-    let mut e = entry(g.id as u32, g.piece.clone(), value, p.post);
-    let top: Vec<Value> =
-        p.top.iter().map(|&(id, v)| Value::Object(entry(id, model.piece(id as i32, true), v, p.post))).collect();
-    e.insert(if p.post { "top_probs" } else { "top_logprobs" }.into(), Value::Array(top));
-    Some(Value::Object(e))
 }
 
 impl Answer {
@@ -285,7 +256,7 @@ impl Answer {
             match event {
                 Event::Token(g) => {
                     tokens.push(g.id);
-                    probs.extend(probability(&r.model, &g));
+                    probs.extend(token_probs(&r.model, &g, true));
                 }
                 Event::Text(t) => content += &t,
                 Event::Done(summary) => return Ok((self.last(&content, &tokens, probs, &summary, ""), summary)),
@@ -320,13 +291,13 @@ impl Answer {
                 });
                 if self.asked.n_probs.is_some() {
                     v["completion_probabilities"] =
-                        Value::Array(pending.iter().filter_map(|g| probability(&model, g)).collect());
+                        Value::Array(pending.iter().filter_map(|g| token_probs(&model, g, true)).collect());
                 }
                 pending.clear();
                 vec![data(v)]
             }
             Some(Event::Done(summary)) => {
-                let probs = pending.iter().filter_map(|g| probability(&model, g)).collect();
+                let probs = pending.iter().filter_map(|g| token_probs(&model, g, true)).collect();
                 let tokens: Vec<i32> = pending.iter().map(|g| g.id).collect();
                 vec![data(self.last("", &tokens, probs, &summary, ""))]
             }

@@ -610,39 +610,21 @@ pub fn prompt(f: &Fields) -> Result<String, ApiError> {
 /// `[token, bias]` pairs, and strings in place of token ids (the bias applies to each of the
 /// string's tokens); a bias of `false` bans the token.
 fn logit_bias(bias: &Value, n_vocab: usize, tokenize: &dyn Fn(&str) -> Vec<i32>) -> Result<Vec<(u32, f32)>, ApiError> {
-    let pairs: Vec<(&Value, &Value)> = match bias {
-        Value::Object(map) => {
-            return pairs_to_bias(map.iter().map(|(k, v)| (Key::Text(k), v)), n_vocab, tokenize);
-        }
+    let pairs: Vec<(Key, &Value)> = match bias {
+        Value::Object(map) => map.iter().map(|(k, v)| (Key::Text(k), v)).collect(),
         Value::Array(items) => items
             .iter()
             .map(|item| match item.as_array().map(Vec::as_slice) {
-                Some([token, value]) => Ok((token, value)),
+                Some([Value::String(s), value]) => Ok((Key::Text(s), value)),
+                Some([Value::Number(n), value]) => Ok((Key::Id(n), value)),
+                Some([other, _]) => {
+                    Err(ApiError::bad(format!("logit_bias: a token must be an id or a string, not {other}")))
+                }
                 _ => Err(ApiError::bad(format!("logit_bias: each entry must be [token, bias], not {item}"))),
             })
             .collect::<Result<_, _>>()?,
         v => return Err(ApiError::bad(format!("logit_bias must be an object or a list of [token, bias], not {v}"))),
     };
-    let keys = pairs.iter().map(|(t, v)| match t {
-        Value::String(s) => Ok((Key::Text(s), *v)),
-        Value::Number(n) => Ok((Key::Id(n), *v)),
-        other => Err(ApiError::bad(format!("logit_bias: a token must be an id or a string, not {other}"))),
-    });
-    let keys = keys.collect::<Result<Vec<_>, _>>()?;
-    pairs_to_bias(keys.into_iter(), n_vocab, tokenize)
-}
-
-/// A `logit_bias` key: a token id, or text (an id written as a string, or text to tokenize).
-enum Key<'a> {
-    Id(&'a serde_json::Number),
-    Text(&'a str),
-}
-
-fn pairs_to_bias<'a>(
-    pairs: impl Iterator<Item = (Key<'a>, &'a Value)>,
-    n_vocab: usize,
-    tokenize: &dyn Fn(&str) -> Vec<i32>,
-) -> Result<Vec<(u32, f32)>, ApiError> {
     let mut out = Vec::new();
     for (key, value) in pairs {
         let name = match &key {
@@ -677,6 +659,27 @@ fn pairs_to_bias<'a>(
         }
     }
     Ok(out)
+}
+
+/// A `logit_bias` key: a token id, or text (an id written as a string, or text to tokenize).
+enum Key<'a> {
+    Id(&'a serde_json::Number),
+    Text(&'a str),
+}
+
+/// The sampler's settings as llama-server reports them (`/props`, `generation_settings`).
+pub fn sampling_json(p: &SamplingParams) -> Value {
+    json!({
+        "temperature": p.temperature,
+        "top_k": p.top_k,
+        "top_p": p.top_p,
+        "min_p": p.min_p,
+        "typical_p": p.typical_p,
+        "repeat_last_n": p.repeat_last_n,
+        "repeat_penalty": p.repeat_penalty,
+        "presence_penalty": p.presence_penalty,
+        "frequency_penalty": p.frequency_penalty,
+    })
 }
 
 /// `usage` and llama-server's `timings`, from a finished job.

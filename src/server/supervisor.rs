@@ -45,9 +45,25 @@ enum Status {
     Asleep,
 }
 
-/// The read-only routes answered while the model sleeps, and what the child answered to each
-/// just before it ended.
-const READ_ONLY: &[&str] = &["/props", "/v1/models", "/metrics"];
+/// The routes whose answers the child gives just before it sleeps, answered from them while it
+/// sleeps.
+const SAVED: &[&str] = &["/props", "/v1/models", "/metrics"];
+
+/// The health check, which needs neither a key nor the model.
+fn is_health(path: &str) -> bool {
+    matches!(path, "/health" | "/v1/health")
+}
+
+/// The saved route (of [`SAVED`]) that answers `path` while the model sleeps.
+fn saved_as(path: &str) -> Option<&'static str> {
+    let path = if path == "/models" { "/v1/models" } else { path };
+    SAVED.iter().copied().find(|&p| p == path)
+}
+
+/// Routes that read and don't need the model: they neither count as activity nor wake it.
+fn is_read_only(path: &str) -> bool {
+    is_health(path) || saved_as(path).is_some()
+}
 
 /// What the model sleeps by: the idle time, and the state of the moment.
 struct Sleep {
@@ -225,6 +241,13 @@ fn closed_before_answering(e: &hyper_util::client::legacy::Error) -> bool {
             .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
 }
 
+impl SleepState {
+    /// No request in flight, and none for `idle`.
+    fn idle_for(&self, idle: Duration) -> bool {
+        self.in_flight == 0 && self.last_active.is_some_and(|t| t.elapsed() >= idle)
+    }
+}
+
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -236,22 +259,18 @@ impl Supervisor {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let Status::Ready(addr) = *self.status.borrow() else { continue };
-            let idle = {
-                let state = lock(&sleep.state);
-                state.in_flight == 0 && state.last_active.is_some_and(|t| t.elapsed() >= sleep.idle)
-            };
-            if !idle {
+            if !lock(&sleep.state).idle_for(sleep.idle) {
                 continue;
             }
             let mut saved = Vec::new();
-            for path in READ_ONLY {
+            for path in SAVED {
                 if let Some(answer) = self.fetch(addr, path).await {
                     saved.push(answer);
                 }
             }
             let mut state = lock(&sleep.state);
             // A request came while the answers were being saved: stay awake.
-            if state.in_flight > 0 || state.last_active.is_some_and(|t| t.elapsed() < sleep.idle) {
+            if !state.idle_for(sleep.idle) {
                 continue;
             }
             state.saved = saved;
@@ -282,11 +301,10 @@ impl Supervisor {
     /// sleeps), or none for a request that needs the model.
     fn asleep_answer(&self, path: &str) -> Option<Response> {
         let sleep = self.sleep.as_ref()?;
-        let path = match path {
-            "/health" | "/v1/health" => return Some(axum::Json(serde_json::json!({"status": "ok"})).into_response()),
-            "/models" => "/v1/models",
-            p => p,
-        };
+        if is_health(path) {
+            return Some(axum::Json(serde_json::json!({"status": "ok"})).into_response());
+        }
+        let path = saved_as(path)?;
         let state = lock(&sleep.state);
         let (_, kind, body) = state.saved.iter().find(|(p, _, _)| p == path)?;
         let body = if path == "/props" {
@@ -321,11 +339,6 @@ impl Supervisor {
         state.last_active = Some(Instant::now());
         Some(Busy(self.clone()))
     }
-}
-
-/// Routes that need no model beside [`READ_ONLY`]'s: the health check and the models' list.
-fn is_health_or_models(path: &str) -> bool {
-    matches!(path, "/health" | "/v1/health" | "/models")
 }
 
 /// A request in flight ([`Supervisor::busy`]).
@@ -434,7 +447,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// 503; one lost in the middle of server-sent events ends them with an error event.
 async fn forward(s: &Arc<Supervisor>, request: Request) -> (Response, bool) {
     let refused = |e: ApiError| (e.into_response(), false);
-    if !matches!(request.uri().path(), "/health" | "/v1/health") {
+    if !is_health(request.uri().path()) {
         if let Err(e) = super::authorize(s.api_key.as_deref(), request.headers()) {
             return refused(e);
         }
@@ -444,11 +457,7 @@ async fn forward(s: &Arc<Supervisor>, request: Request) -> (Response, bool) {
         return refused(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why));
     }
     // Read-only routes neither count as activity nor wake a sleeping model.
-    let busy = if READ_ONLY.contains(&request.uri().path()) || is_health_or_models(request.uri().path()) {
-        None
-    } else {
-        s.busy()
-    };
+    let busy = if is_read_only(request.uri().path()) { None } else { s.busy() };
     if *s.status.borrow() == Status::Asleep {
         if request.method() == Method::GET {
             if let Some(answer) = s.asleep_answer(request.uri().path()) {

@@ -272,10 +272,10 @@ impl<D: Decoder> Engine<D> {
             {
                 let mut m = lock(&self.shared.metrics);
                 m.decodes += 1;
-                let mut seqs = owners.clone();
-                seqs.dedup();
-                m.busy_slots_decoded += seqs.len() as u64;
-                m.n_tokens_max = seqs.iter().map(|&i| self.slots[i].cache.len() as u64).fold(m.n_tokens_max, u64::max);
+                // A batch holds each slot's tokens together: the slots are where the owner changes.
+                m.busy_slots_decoded += 1 + owners.windows(2).filter(|w| w[0] != w[1]).count() as u64;
+                m.n_tokens_max =
+                    owners.iter().map(|&i| self.slots[i].cache.len() as u64).fold(m.n_tokens_max, u64::max);
             }
             for (b, &i) in owners.iter().enumerate() {
                 if batch[b].logits {
