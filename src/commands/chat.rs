@@ -177,10 +177,10 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!(
             "[turn {turn}: {} prompt tokens, {} evaluated, {} from cache; {} generated at {:.1} t/s; stop: {}]",
             out.prompt_tokens,
-            out.prompt_evaluated(),
+            out.progress().prompt_evaluated(),
             out.cached_tokens,
             out.completion_tokens,
-            out.generation_tokens_per_second(),
+            out.progress().generation_tokens_per_second(),
             out.stop_reason.name()
         );
         if out.stop_reason == StopReason::Context {

@@ -94,8 +94,8 @@ pub fn run(args: &Args) -> Result<()> {
             "text": ThinkingFilter::new(hide).push(&text),
             "prompt_tokens": out.prompt_tokens,
             "generated_tokens": out.completion_tokens,
-            "prompt_tokens_per_second": out.prompt_tokens_per_second(),
-            "generation_tokens_per_second": out.generation_tokens_per_second(),
+            "prompt_tokens_per_second": out.progress().prompt_tokens_per_second(),
+            "generation_tokens_per_second": out.progress().generation_tokens_per_second(),
             "stop_reason": out.stop_reason.name(),
             "memory": ProcessMemory::read()?,
         });
@@ -106,9 +106,9 @@ pub fn run(args: &Args) -> Result<()> {
             eprintln!(
                 "[{} prompt tokens at {:.1} t/s, {} generated at {:.1} t/s, stop: {}]",
                 out.prompt_tokens,
-                out.prompt_tokens_per_second(),
+                out.progress().prompt_tokens_per_second(),
                 out.completion_tokens,
-                out.generation_tokens_per_second(),
+                out.progress().generation_tokens_per_second(),
                 out.stop_reason.name()
             );
         }

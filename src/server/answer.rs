@@ -18,7 +18,7 @@ use strata_run::engine::{Event, Generated, Summary};
 use tokio::sync::mpsc;
 
 use super::access_log::Tokens;
-use super::openai::{self, ApiError};
+use super::openai::{self, ApiError, Telemetry};
 use super::ReasoningOut;
 use crate::llama::Model;
 
@@ -56,6 +56,8 @@ pub struct Shape {
     pub index: usize,
     /// `__verbose` for a whole answer, when asked ([`super::Ready::verbose`]).
     pub verbose: Option<Value>,
+    /// llama-server's progress events and per-token timings, when asked.
+    pub telemetry: Telemetry,
 }
 
 /// A token's probabilities, for OpenAI's `logprobs.content`: `token`, its `logprob`, `bytes` and
@@ -145,6 +147,17 @@ impl Shape {
             logprobs: self.logprobs.clone(),
             index,
             verbose: None,
+            telemetry: self.telemetry,
+        }
+    }
+
+    /// A stream's empty chunk: chat's opening delta (the role), a completion's empty text.
+    fn opening(&self) -> Value {
+        match self.kind {
+            Kind::Chat { .. } => {
+                json!({"index": self.index, "delta": {"role": "assistant", "content": null}, "finish_reason": null})
+            }
+            Kind::Completion => json!({"index": self.index, "text": "", "logprobs": null, "finish_reason": null}),
         }
     }
 
@@ -348,6 +361,7 @@ pub async fn whole(
             }
             Event::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)),
             Event::Token(g) => reader.tokens.push(g),
+            Event::Progress(_) => {}
         }
     }
     Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the engine dropped the request"))
@@ -361,7 +375,7 @@ pub async fn collect(shape: Shape, events: mpsc::UnboundedReceiver<Event>) -> Re
         body["__verbose"] = v.clone();
     }
     body["usage"] = openai::usage(&summary);
-    body["timings"] = openai::timings(&summary);
+    body["timings"] = openai::timings(&summary.progress());
     Ok(Json(body).into_response())
 }
 
@@ -401,7 +415,7 @@ pub fn event_stream(
                 // The client hung up: dropping `events` tells the engine.
                 () = tx.closed() => return,
             };
-            let done = !matches!(event, Some(Event::Text(_) | Event::Token(_)));
+            let done = !matches!(event, Some(Event::Text(_) | Event::Token(_) | Event::Progress(_)));
             for e in step(event) {
                 if tx.send(e).await.is_err() {
                     return;
@@ -417,23 +431,34 @@ pub fn event_stream(
 }
 
 /// Server-sent events in OpenAI's shape: a chunk per settled piece of text, the calls, the
-/// finish reason, usage when asked, then `[DONE]`.
+/// finish reason, usage when asked, then `[DONE]`; llama-server's progress chunks and timings
+/// when asked.
 pub fn stream(shape: Shape, events: mpsc::UnboundedReceiver<Event>, include_usage: bool) -> EventStream {
     let data = |v: Value| SseEvent::default().data(v.to_string());
     let mut first = Vec::new();
     if let Kind::Chat { .. } = shape.kind {
-        let role =
-            json!({"index": shape.index, "delta": {"role": "assistant", "content": null}, "finish_reason": null});
-        first.push(data(shape.body(vec![role], true)));
+        first.push(data(shape.body(vec![shape.opening()], true)));
     }
     let mut reader = shape.reader();
+    let mut telemetry = shape.telemetry;
     event_stream(events, first, move |event| match event {
+        Some(Event::Progress(p)) => match telemetry.update(p) {
+            None => Vec::new(),
+            Some(progress) => {
+                let mut chunk = shape.body(vec![shape.opening()], true);
+                chunk["prompt_progress"] = progress;
+                telemetry.stamp(&mut chunk);
+                vec![data(chunk)]
+            }
+        },
         Some(Event::Text(t)) => {
             let text = reader.push(&t);
             let mut out = Vec::new();
             if !text.content.is_empty() || !text.reasoning.is_empty() {
                 let piece = Piece { text, calls: Vec::new() };
-                out.push(data(shape.body(vec![shape.choice_with(piece, None, true, &mut reader.tokens)], true)));
+                let mut chunk = shape.body(vec![shape.choice_with(piece, None, true, &mut reader.tokens)], true);
+                telemetry.stamp(&mut chunk);
+                out.push(data(chunk));
             }
             for (i, call) in reader.new_calls() {
                 out.extend(call_deltas(&shape, i, &call));
@@ -489,12 +514,12 @@ fn finish_events(
         out.extend(call_deltas(shape, i, call));
     }
     let mut last = shape.body(vec![shape.choice(Piece::default(), Some(finish), true)], true);
-    last["timings"] = openai::timings(summary);
+    last["timings"] = openai::timings(&summary.progress());
     out.push(data(last));
     if include_usage {
         let mut usage = shape.body(Vec::new(), true);
         usage["usage"] = openai::usage(summary);
-        usage["timings"] = openai::timings(summary);
+        usage["timings"] = openai::timings(&summary.progress());
         out.push(data(usage));
     }
     out.push(SseEvent::default().data("[DONE]"));

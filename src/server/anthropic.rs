@@ -365,7 +365,7 @@ impl Answer {
                 Some(Event::Failed(message)) => {
                     out.push(event(json!({"type": "error", "error": {"type": "api_error", "message": message}})));
                 }
-                Some(Event::Token(_)) | None => {}
+                Some(Event::Token(_) | Event::Progress(_)) | None => {}
             }
             out
         })

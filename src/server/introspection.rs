@@ -58,7 +58,7 @@ pub async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Resp
                 "/metrics is off: start strata serve with --metrics",
             ));
         }
-        let (metrics, gauges) = s.ready()?.engine.metrics();
+        let (metrics, gauges) = s.ready()?.engine.scrape();
         let headers = [
             (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8".to_string()),
             (header::HeaderName::from_static("process-start-time-unix"), s.started.to_string()),

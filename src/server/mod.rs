@@ -431,7 +431,8 @@ async fn run(
     let (id, created) = (s.next_id(if matches!(kind, Kind::Chat { .. }) { "chatcmpl" } else { "cmpl" }), now());
     let logprobs = opts.detail.probs.map(|_| r.model.clone());
     let verbose = (r.verbose || opts.verbose).then(|| json!({"prompt": r.model.detokenize(&tokens)}));
-    let shape = Shape { id, created, model: r.alias.clone(), kind, counts, logprobs, index: 0, verbose };
+    let telemetry = opts.telemetry;
+    let shape = Shape { id, created, model: r.alias.clone(), kind, counts, logprobs, index: 0, verbose, telemetry };
     if opts.n > 1 {
         return choices(r, tokens, opts, shape).await;
     }
@@ -472,7 +473,7 @@ async fn choices(r: &Ready, tokens: Vec<i32>, opts: openai::Options, shape: Shap
         body["__verbose"] = v.clone();
     }
     body["usage"] = openai::usage(&total);
-    body["timings"] = openai::timings(&total);
+    body["timings"] = openai::timings(&total.progress());
     Ok(Json(body).into_response())
 }
 

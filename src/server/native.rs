@@ -43,6 +43,7 @@ struct Asked {
     return_tokens: bool,
     response_fields: Vec<String>,
     settings: Value,
+    telemetry: openai::Telemetry,
 }
 
 async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Tokens) -> Result<Response, ApiError> {
@@ -96,9 +97,14 @@ async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
     if let (Some(all), Value::Object(more)) = (settings.as_object_mut(), more) {
         all.extend(more);
     }
-    let asked =
-        Asked { n_probs, return_tokens: boolean(&f, "return_tokens")?.unwrap_or(false), response_fields, settings };
-    opts.detail = Detail { tokens: true, probs: n_probs };
+    let asked = Asked {
+        n_probs,
+        return_tokens: boolean(&f, "return_tokens")?.unwrap_or(false),
+        response_fields,
+        settings,
+        telemetry: opts.telemetry,
+    };
+    opts.detail = Detail { tokens: true, probs: n_probs, ..opts.detail };
     if let Some(g) = opts.grammar.take() {
         opts.constraint = Some(r.constraint(&g, Vec::new(), "the request's grammar")?);
     }
@@ -235,7 +241,7 @@ impl Answer {
             "stop_type": stop_type(s.stop_reason),
             "stopping_word": stopping_word,
             "tokens_cached": s.prompt_tokens + s.completion_tokens,
-            "timings": openai::timings(s),
+            "timings": openai::timings(&s.progress()),
         });
         if self.asked.n_probs.is_some() {
             v["completion_probabilities"] = Value::Array(probs);
@@ -259,6 +265,7 @@ impl Answer {
                     probs.extend(token_probs(&r.model, &g, true));
                 }
                 Event::Text(t) => content += &t,
+                Event::Progress(_) => {}
                 Event::Done(summary) => return Ok((self.last(&content, &tokens, probs, &summary, ""), summary)),
                 Event::Failed(message) => {
                     return Err(ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message))
@@ -274,7 +281,25 @@ impl Answer {
         let data = |v: Value| SseEvent::default().data(v.to_string());
         let mut pending: Vec<Generated> = Vec::new();
         let mut predicted = 0;
+        let mut telemetry = self.asked.telemetry;
         super::answer::event_stream(events, Vec::new(), move |event| match event {
+            Some(Event::Progress(p)) => match telemetry.update(p) {
+                None => Vec::new(),
+                Some(progress) => {
+                    let mut v = json!({
+                        "index": self.index,
+                        "content": "",
+                        "tokens": [],
+                        "stop": false,
+                        "id_slot": p.slot,
+                        "tokens_predicted": 0,
+                        "tokens_evaluated": p.prompt_tokens,
+                        "prompt_progress": progress,
+                    });
+                    telemetry.stamp(&mut v);
+                    vec![data(v)]
+                }
+            },
             Some(Event::Token(g)) => {
                 pending.push(g);
                 Vec::new()
@@ -294,6 +319,7 @@ impl Answer {
                         Value::Array(pending.iter().filter_map(|g| token_probs(&model, g, true)).collect());
                 }
                 pending.clear();
+                telemetry.stamp(&mut v);
                 vec![data(v)]
             }
             Some(Event::Done(summary)) => {

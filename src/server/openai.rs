@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use strata_run::chat::tools::{Tool, ToolChoice};
 use strata_run::chat::{Message, ToolCall};
 use strata_run::constraint::{check_schema_size, Grammar};
-use strata_run::engine::{check_stop_strings, Constraint, Detail, Probs};
+use strata_run::engine::{check_stop_strings, Constraint, Detail, Probs, Progress};
 use strata_run::sampling::{random_seed, SamplingParams};
 
 use strata_run::engine::Summary;
@@ -151,6 +151,8 @@ pub struct Options {
     pub n: usize,
     /// llama-server's `verbose`: the answer carries `__verbose`.
     pub verbose: bool,
+    /// llama-server's `return_progress` and `timings_per_token`.
+    pub telemetry: Telemetry,
 }
 
 impl Options {
@@ -171,6 +173,7 @@ impl Options {
             detail: self.detail,
             n: 1,
             verbose: self.verbose,
+            telemetry: self.telemetry,
         }
     }
 }
@@ -303,6 +306,8 @@ pub fn options(f: &Fields, r: &super::Ready) -> Result<Options, ApiError> {
         // As llama-server: the end-of-generation tokens banned, so the answer runs to its limit.
         p.logit_bias.extend(r.eog.iter().map(|&t| (t, f32::NEG_INFINITY)));
     }
+    let telemetry = Telemetry::read(f)?;
+    let probs_detail = probs.map(|n| Probs { n, post_sampling: false });
     Ok(Options {
         params: p,
         max_tokens,
@@ -312,9 +317,10 @@ pub fn options(f: &Fields, r: &super::Ready) -> Result<Options, ApiError> {
         include_usage,
         grammar,
         constraint: None,
-        detail: Detail { tokens: probs.is_some(), probs: probs.map(|n| Probs { n, post_sampling: false }) },
+        detail: Detail { tokens: probs.is_some(), probs: probs_detail, progress: telemetry.wanted(stream) },
         n,
         verbose: boolean(f, "verbose")?.unwrap_or(false),
+        telemetry,
     })
 }
 
@@ -692,17 +698,61 @@ pub fn usage(s: &Summary) -> Value {
     })
 }
 
-pub fn timings(s: &Summary) -> Value {
+/// llama-server's `timings`, of a finished job ([`Summary::progress`]) or a running one.
+pub fn timings(p: &Progress) -> Value {
     json!({
-        "slot": s.slot,
-        "cache_n": s.cached_tokens,
-        "prompt_n": s.prompt_tokens - s.cached_tokens,
-        "prompt_ms": s.prompt_ms,
-        "prompt_per_token_ms": s.prompt_ms / s.prompt_evaluated().max(1) as f64,
-        "prompt_per_second": s.prompt_tokens_per_second(),
-        "predicted_n": s.completion_tokens,
-        "predicted_ms": s.generation_ms,
-        "predicted_per_token_ms": s.generation_ms_per_token(),
-        "predicted_per_second": s.generation_tokens_per_second(),
+        "slot": p.slot,
+        "cache_n": p.cached_tokens,
+        "prompt_n": p.prompt_evaluated(),
+        "prompt_ms": p.prompt_ms,
+        "prompt_per_token_ms": p.prompt_ms / p.prompt_evaluated().max(1) as f64,
+        "prompt_per_second": p.prompt_tokens_per_second(),
+        "predicted_n": p.completion_tokens,
+        "predicted_ms": p.generation_ms,
+        "predicted_per_token_ms": p.generation_ms_per_token(),
+        "predicted_per_second": p.generation_tokens_per_second(),
     })
+}
+
+/// llama-server's extras in a stream, as a request asks: `return_progress` (an event as the
+/// prompt's evaluation begins and after each of its batches, with `prompt_progress`) and
+/// `timings_per_token` (the timings of the moment with each piece of text). The job reports its
+/// progress ([`Detail::progress`]); this keeps the latest.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Telemetry {
+    pub progress: bool,
+    pub timings: bool,
+    latest: Option<Progress>,
+}
+
+impl Telemetry {
+    fn read(f: &Fields) -> Result<Telemetry, ApiError> {
+        Ok(Telemetry {
+            progress: boolean(f, "return_progress")?.unwrap_or(false),
+            timings: boolean(f, "timings_per_token")?.unwrap_or(false),
+            latest: None,
+        })
+    }
+
+    /// Whether the job must report its progress (only a stream has somewhere to send it).
+    fn wanted(&self, stream: bool) -> bool {
+        stream && (self.progress || self.timings)
+    }
+
+    /// Takes the job's progress: the `prompt_progress` of an event to send, while the prompt is
+    /// read and when the request asked for them.
+    pub fn update(&mut self, p: Progress) -> Option<Value> {
+        self.latest = Some(p);
+        (self.progress && p.completion_tokens == 0).then(|| {
+            json!({"total": p.prompt_tokens, "cache": p.cached_tokens, "processed": p.prompt_done,
+                   "time_ms": p.prompt_ms as u64})
+        })
+    }
+
+    /// Adds the latest `timings` to an event, when the request asked for them.
+    pub fn stamp(&self, v: &mut Value) {
+        if let Some(p) = self.latest.as_ref().filter(|_| self.timings) {
+            v["timings"] = timings(p);
+        }
+    }
 }

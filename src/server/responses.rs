@@ -47,7 +47,7 @@ async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
     let (r, f) = request(s, headers, body).await?;
     let (prompt, mut opts) = prompt(r, &f)?;
     opts.constraint = prompt.constraint;
-    let stream = opts.stream;
+    let (stream, telemetry) = (opts.stream, opts.telemetry);
     let events = submit(r, prompt.tokens, opts)?;
     let answer = Answer {
         // OpenAI's ids: `resp_…` (its SDK's tests and clients check the prefix).
@@ -57,6 +57,7 @@ async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
         reader: Reader::new(ReasoningOut::Split, prompt.calls.as_ref(), prompt.thinking),
         counts,
         sequence: 0,
+        telemetry,
     };
     if stream {
         Ok(answer.stream(events).into_response())
@@ -97,7 +98,9 @@ fn prompt(r: &super::Ready, f: &openai::Fields) -> Result<(super::conversation::
 /// `tool_choice`, and `text.format` as `response_format`.
 fn chat_fields(f: &Fields) -> Result<Fields, ApiError> {
     let mut out = Map::new();
-    for name in ["temperature", "top_p", "stream", "parallel_tool_calls", "seed"] {
+    for name in
+        ["temperature", "top_p", "stream", "parallel_tool_calls", "seed", "return_progress", "timings_per_token"]
+    {
         if let Some(v) = f.get(name) {
             out.insert(name.into(), v.clone());
         }
@@ -208,6 +211,8 @@ struct Answer {
     counts: Tokens,
     /// The next streamed event's number.
     sequence: u64,
+    /// llama-server's progress events and per-token timings, when asked.
+    telemetry: openai::Telemetry,
 }
 
 fn message_item(id: &str, text: &str, status: &str) -> Value {
@@ -286,6 +291,15 @@ impl Answer {
         event_stream(events, first, move |next| {
             let mut out = Vec::new();
             match next {
+                Some(Event::Progress(p)) => {
+                    if let Some(progress) = self.telemetry.update(p) {
+                        let response = self.response(Vec::new(), None);
+                        let mut v = json!({"type": "response.in_progress", "response": response,
+                                           "prompt_progress": progress});
+                        self.telemetry.stamp(&mut v);
+                        out.push(self.event(v));
+                    }
+                }
                 Some(Event::Text(t)) => {
                     let split = self.reader.push(&t);
                     streamed.reasoning(&mut self, &split.reasoning, &mut out);
@@ -371,8 +385,10 @@ impl Streamed {
             at
         });
         self.text += piece;
-        out.push(a.event(json!({"type": "response.output_text.delta", "item_id": id, "output_index": at,
-                                "content_index": 0, "delta": piece, "logprobs": []})));
+        let mut delta = json!({"type": "response.output_text.delta", "item_id": id, "output_index": at,
+                               "content_index": 0, "delta": piece, "logprobs": []});
+        a.telemetry.stamp(&mut delta);
+        out.push(a.event(delta));
     }
 
     /// The open items closed, each call as an item, and the whole response.
@@ -401,6 +417,8 @@ impl Streamed {
         }
         let output = a.output(&self.reasoning, text, calls);
         let response = a.response(output, Some(summary));
-        out.push(a.event(json!({"type": "response.completed", "response": response})));
+        // llama-server's timings, beside the response.
+        let timings = openai::timings(&summary.progress());
+        out.push(a.event(json!({"type": "response.completed", "response": response, "timings": timings})));
     }
 }

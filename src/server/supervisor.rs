@@ -263,7 +263,9 @@ impl Supervisor {
                 continue;
             }
             let mut saved = Vec::new();
-            for path in SAVED {
+            // `/metrics` twice: a scrape empties the window of llama-server's throughput gauges,
+            // so the first answers the first scrape while asleep, the second every later one.
+            for path in SAVED.iter().chain(&["/metrics"]) {
                 if let Some(answer) = self.fetch(addr, path).await {
                     saved.push(answer);
                 }
@@ -305,16 +307,19 @@ impl Supervisor {
             return Some(axum::Json(serde_json::json!({"status": "ok"})).into_response());
         }
         let path = saved_as(path)?;
-        let state = lock(&sleep.state);
-        let (_, kind, body) = state.saved.iter().find(|(p, _, _)| p == path)?;
+        let mut state = lock(&sleep.state);
+        let at = state.saved.iter().position(|(p, _, _)| p == path)?;
+        // An answer saved twice (`/metrics`) gives its first once.
+        let once = state.saved[at + 1..].iter().any(|(p, _, _)| p == path);
+        let (_, kind, body) = if once { state.saved.remove(at) } else { state.saved[at].clone() };
         let body = if path == "/props" {
-            let mut props: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let mut props: serde_json::Value = serde_json::from_slice(&body).ok()?;
             props["is_sleeping"] = true.into();
             Bytes::from(props.to_string())
         } else {
-            body.clone()
+            body
         };
-        Some(([(header::CONTENT_TYPE, kind.clone())], body).into_response())
+        Some(([(header::CONTENT_TYPE, kind)], body).into_response())
     }
 
     /// Wakes the model for a request that needs it; waits until it is loaded (or down).

@@ -41,6 +41,9 @@ pub struct Detail {
     pub tokens: bool,
     /// With the `n` likeliest tokens' probabilities ([`crate::sampling::Sampler::sample_with_probs`]).
     pub probs: Option<Probs>,
+    /// Send an [`Event::Progress`] when the job takes its slot, after each batch of its prompt,
+    /// and with each generated token (before its [`Event::Token`]).
+    pub progress: bool,
 }
 
 /// The probabilities a job reports for each token.
@@ -60,6 +63,53 @@ pub struct Generated {
     pub probs: Option<TokenProbs>,
 }
 
+/// Where a running job stands ([`Detail::progress`]): llama-server's `prompt_progress` and its
+/// timings of the moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Progress {
+    /// The slot (sequence) that runs the job.
+    pub slot: usize,
+    pub prompt_tokens: usize,
+    /// Prompt tokens the slot's cache already held (not evaluated again).
+    pub cached_tokens: usize,
+    /// Prompt tokens in the slot's cache so far: `cached_tokens` when the job takes its slot,
+    /// `prompt_tokens` once the prompt is read.
+    pub prompt_done: usize,
+    pub completion_tokens: usize,
+    /// From taking a slot to the first token, or to now while the prompt is read.
+    pub prompt_ms: f64,
+    /// From the first token to now.
+    pub generation_ms: f64,
+}
+
+impl Progress {
+    /// Prompt tokens evaluated so far (the rest came from the cache).
+    pub fn prompt_evaluated(&self) -> usize {
+        self.prompt_done - self.cached_tokens
+    }
+
+    pub fn prompt_tokens_per_second(&self) -> f64 {
+        self.prompt_evaluated() as f64 * 1e3 / self.prompt_ms.max(1e-6)
+    }
+
+    /// Tokens a second after the first, which comes from the prompt's logits: `generation_ms`
+    /// spans the other `completion_tokens - 1` steps (0 for one token).
+    pub fn generation_tokens_per_second(&self) -> f64 {
+        match self.completion_tokens {
+            0 | 1 => 0.0,
+            n => (n - 1) as f64 * 1e3 / self.generation_ms.max(1e-6),
+        }
+    }
+
+    /// Milliseconds a generation step took on average (0 for one token).
+    pub fn generation_ms_per_token(&self) -> f64 {
+        match self.completion_tokens {
+            0 | 1 => 0.0,
+            n => self.generation_ms / (n - 1) as f64,
+        }
+    }
+}
+
 /// Where a job's events go, and whether its owner still wants it.
 pub trait Sink: Send {
     /// Hands over an event; false when no one listens any more (the job is then dropped).
@@ -72,6 +122,8 @@ pub trait Sink: Send {
 /// What a job sends back.
 #[derive(Debug)]
 pub enum Event {
+    /// Where the job stands (only when the job's [`Detail`] asks).
+    Progress(Progress),
     /// A generated token (only when the job's [`Detail`] asks), sent before its text.
     Token(Generated),
     /// Settled text: whole UTF-8 that cannot be the start of a stop string.
@@ -140,29 +192,16 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Prompt tokens evaluated (the rest came from the cache).
-    pub fn prompt_evaluated(&self) -> usize {
-        self.prompt_tokens - self.cached_tokens
-    }
-
-    pub fn prompt_tokens_per_second(&self) -> f64 {
-        self.prompt_evaluated() as f64 * 1e3 / self.prompt_ms.max(1e-6)
-    }
-
-    /// Tokens a second after the first, which comes from the prompt's logits: `generation_ms`
-    /// spans the other `completion_tokens - 1` steps (0 for one token).
-    pub fn generation_tokens_per_second(&self) -> f64 {
-        match self.completion_tokens {
-            0 | 1 => 0.0,
-            n => (n - 1) as f64 * 1e3 / self.generation_ms.max(1e-6),
-        }
-    }
-
-    /// Milliseconds a generation step took on average (0 for one token).
-    pub fn generation_ms_per_token(&self) -> f64 {
-        match self.completion_tokens {
-            0 | 1 => 0.0,
-            n => self.generation_ms / (n - 1) as f64,
+    /// The finished job as a [`Progress`] (its prompt read): the counts and rates.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            slot: self.slot,
+            prompt_tokens: self.prompt_tokens,
+            cached_tokens: self.cached_tokens,
+            prompt_done: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            prompt_ms: self.prompt_ms,
+            generation_ms: self.generation_ms,
         }
     }
 }

@@ -67,6 +67,18 @@ pub struct Metrics {
     pub busy_slots_decoded: u64,
     /// The most tokens a slot has held.
     pub n_tokens_max: u64,
+    /// Since the last scrape ([`Metrics::scraped`]).
+    pub window: Window,
+}
+
+/// What jobs finished since the last scrape did, for llama-server's throughput gauges: prompt
+/// tokens evaluated and their time, tokens generated after each job's first and their time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Window {
+    pub prompt_tokens: u64,
+    pub prompt_ms: f64,
+    pub generated_tokens: u64,
+    pub generation_ms: f64,
 }
 
 /// The state of the moment, beside the counts.
@@ -95,6 +107,19 @@ impl Metrics {
         self.generated_tokens += s.completion_tokens as u64;
         self.prompt_ms += s.prompt_ms;
         self.generation_ms += s.generation_ms;
+        let w = &mut self.window;
+        w.prompt_tokens += (s.prompt_tokens - s.cached_tokens) as u64;
+        w.prompt_ms += s.prompt_ms;
+        w.generated_tokens += s.completion_tokens.saturating_sub(1) as u64;
+        w.generation_ms += s.generation_ms;
+    }
+
+    /// A scrape: these counts, and the window emptied for the next one (llama-server's
+    /// `prompt_tokens_seconds` and `predicted_tokens_seconds` cover the time between scrapes).
+    pub fn scraped(&mut self) -> Metrics {
+        let now = self.clone();
+        self.window = Window::default();
+        now
     }
 
     /// Jobs finished, all reasons together.
@@ -140,8 +165,9 @@ impl Metrics {
     }
 
     /// The same counts under llama-server's names (`llamacpp:`), so dashboards made for it
-    /// work: its counters and gauges as its `/metrics` defines them. strata has no speculative
-    /// decoding: those counters stay 0.
+    /// work: its counters and gauges as its `/metrics` defines them (the throughputs over the
+    /// generations finished since the last scrape). strata has no speculative decoding: those
+    /// counters stay 0.
     fn llama_server_names(&self, out: &mut String, g: &Gauges) {
         let evaluated = self.prompt_tokens - self.cached_tokens;
         let rate = |tokens: u64, ms: f64| if ms > 0.0 { tokens as f64 * 1e3 / ms } else { 0.0 };
@@ -157,13 +183,13 @@ impl Metrics {
             ("spec_decode_num_accepted_tokens_total", "Draft tokens accepted (no speculative decoding).", 0.0),
             ("spec_decode_num_drafts_total", "Drafts made (no speculative decoding).", 0.0),
         ];
-        let generated_after_first = self.generated_tokens.saturating_sub(self.finished_total());
+        let w = &self.window;
         let gauges: [(&str, &str, f64); 5] = [
-            ("prompt_tokens_seconds", "Average prompt throughput in tokens/s.", rate(evaluated, self.prompt_ms)),
+            ("prompt_tokens_seconds", "Average prompt throughput in tokens/s.", rate(w.prompt_tokens, w.prompt_ms)),
             (
                 "predicted_tokens_seconds",
                 "Average generation throughput in tokens/s.",
-                rate(generated_after_first, self.generation_ms),
+                rate(w.generated_tokens, w.generation_ms),
             ),
             ("requests_processing", "Number of requests processing.", g.slots_busy as f64),
             ("requests_deferred", "Number of requests deferred.", g.queued as f64),
@@ -229,5 +255,33 @@ mod tests {
             let base = family.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
             assert!(text.contains(&format!("# TYPE {base} ")), "{l}");
         }
+    }
+
+    /// llama-server's throughput gauges cover the generations finished since the last scrape;
+    /// the counters go on.
+    #[test]
+    fn throughput_gauges_cover_the_time_since_the_last_scrape() {
+        let mut m = Metrics::default();
+        m.finished(&Summary {
+            stop_reason: StopReason::Limit,
+            prompt_tokens: 10,
+            cached_tokens: 4,
+            completion_tokens: 5,
+            slot: 0,
+            queue_ms: 0.0,
+            prompt_ms: 2.0,
+            generation_ms: 8.0,
+        });
+        let gauge = |text: &str, name: &str| -> f64 {
+            let line = text.lines().find_map(|l| l.strip_prefix(&format!("llamacpp:{name} "))).unwrap();
+            line.parse().unwrap()
+        };
+        let first = m.scraped().prometheus(&Gauges::default());
+        assert_eq!(gauge(&first, "prompt_tokens_seconds"), 3000.0, "6 tokens evaluated in 2 ms");
+        assert_eq!(gauge(&first, "predicted_tokens_seconds"), 500.0, "4 tokens after the first in 8 ms");
+        let second = m.scraped().prometheus(&Gauges::default());
+        assert_eq!(gauge(&second, "prompt_tokens_seconds"), 0.0);
+        assert_eq!(gauge(&second, "predicted_tokens_seconds"), 0.0);
+        assert_eq!(gauge(&second, "tokens_predicted_total"), 5.0);
     }
 }

@@ -17,7 +17,7 @@ mod text;
 
 pub use decoder::{BatchToken, Decoder};
 pub use evaluate::logits_each;
-pub use job::{Constraint, Detail, Event, Generated, Job, Probs, Refused, Sink, StopReason, Summary};
+pub use job::{Constraint, Detail, Event, Generated, Job, Probs, Progress, Refused, Sink, StopReason, Summary};
 pub use metrics::{Gauges, Histogram, Metrics};
 pub use prompt_cache::PromptCache;
 pub use scheduler::{Engine, Handle, Limits, SlotStatus, PROMPT_TAIL};

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::decoder::{BatchToken, Decoder};
-use super::job::{Event, Generated, Job, Refused, Sink, StopReason, Summary};
+use super::job::{Event, Generated, Job, Progress, Refused, Sink, StopReason, Summary};
 use super::metrics::{Gauges, Metrics};
 use super::prompt_cache::{common_prefix, PromptCache, MIN_TOKENS as MIN_CACHED_TOKENS};
 use super::text::TextStream;
@@ -93,13 +93,23 @@ impl Handle {
 
     /// The counts, and the gauges of the moment.
     pub fn metrics(&self) -> (Metrics, Gauges) {
+        (lock(&self.shared.metrics).clone(), self.gauges())
+    }
+
+    /// [`Handle::metrics`] for a scrape of `/metrics`: the window of the throughput gauges
+    /// emptied for the next one ([`Metrics::scraped`]).
+    pub fn scrape(&self) -> (Metrics, Gauges) {
+        let gauges = self.gauges();
+        (lock(&self.shared.metrics).scraped(), gauges)
+    }
+
+    fn gauges(&self) -> Gauges {
         let slots = lock(&self.shared.slots);
-        let gauges = Gauges {
+        Gauges {
             slots: slots.len(),
             slots_busy: slots.iter().filter(|s| s.is_processing).count(),
             queued: lock(&self.shared.waiting).len(),
-        };
-        (lock(&self.shared.metrics).clone(), gauges)
+        }
     }
 }
 
@@ -126,6 +136,36 @@ struct Active {
     started: Instant,
     first_token: Option<Instant>,
     last_token: Option<Instant>,
+}
+
+impl Active {
+    /// Where the job in slot `slot` stands at `now`.
+    fn progress(&self, slot: usize, now: Instant) -> Progress {
+        let first = self.first_token.unwrap_or(now);
+        Progress {
+            slot,
+            prompt_tokens: self.job.prompt.len(),
+            cached_tokens: self.cached,
+            prompt_done: self.fed,
+            completion_tokens: self.generated,
+            prompt_ms: ms(self.started, first),
+            generation_ms: ms(first, now),
+        }
+    }
+
+    /// Sends where the job stands, when it asks; false when no one listens any more.
+    fn report(&mut self, slot: usize, now: Instant) -> bool {
+        !self.job.detail.progress || self.job.sink.send(Event::Progress(self.progress(slot, now)))
+    }
+}
+
+/// One batch of a step, and whose tokens it holds.
+struct Batch {
+    tokens: Vec<BatchToken>,
+    /// Each token's slot.
+    owners: Vec<usize>,
+    /// The slot whose prompt the batch reads (none: the generating slots' next tokens).
+    prompt_of: Option<usize>,
 }
 
 #[derive(Default)]
@@ -247,7 +287,7 @@ impl<D: Decoder> Engine<D> {
                     }
                     Event::Done(summary) => return Ok((text, summary)),
                     Event::Failed(message) => anyhow::bail!(message),
-                    Event::Token(_) => {}
+                    Event::Token(_) | Event::Progress(_) => {}
                 }
             }
             if self.is_idle() {
@@ -264,10 +304,13 @@ impl<D: Decoder> Engine<D> {
     pub fn step(&mut self) {
         self.end_cancelled();
         self.assign();
-        for (batch, owners) in self.form_batches() {
+        for Batch { tokens: batch, owners, prompt_of } in self.form_batches() {
             if let Err(e) = self.decoder.decode(&batch) {
                 self.fail(&owners, &format!("{e:#}"));
                 continue;
+            }
+            if let Some(i) = prompt_of {
+                self.report(i);
             }
             {
                 let mut m = lock(&self.shared.metrics);
@@ -342,7 +385,8 @@ impl<D: Decoder> Engine<D> {
                 sampler.accept(t as u32);
             }
             let text = TextStream::new(&job.stop);
-            slot.active = Some(Active {
+            let started = Instant::now();
+            let mut a = Active {
                 sampler,
                 fed: keep,
                 cached: keep,
@@ -351,11 +395,24 @@ impl<D: Decoder> Engine<D> {
                 generated: 0,
                 text,
                 queued_at: at,
-                started: Instant::now(),
+                started,
                 first_token: None,
                 last_token: None,
                 job,
-            });
+            };
+            // Nothing of the prompt evaluated yet: its time is 0.
+            if a.report(i, started) {
+                slot.active = Some(a);
+            }
+        }
+    }
+
+    /// Sends where slot `i`'s job stands, when it asks; a job no one listens to is dropped (its
+    /// slot free, its cache kept).
+    fn report(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if slot.active.as_mut().is_some_and(|a| !a.report(i, Instant::now())) {
+            slot.active = None;
         }
     }
 
@@ -367,7 +424,7 @@ impl<D: Decoder> Engine<D> {
     /// in the same one: the first token does not depend on what else the server is doing, nor on
     /// how much of the prompt a cache held. Each token goes to its slot's cache; `owners` gives
     /// each token's slot.
-    fn form_batches(&mut self) -> Vec<(Vec<BatchToken>, Vec<usize>)> {
+    fn form_batches(&mut self) -> Vec<Batch> {
         let mut batches = Vec::new();
         let mut generating = (Vec::new(), Vec::new());
         for (i, slot) in self.slots.iter_mut().enumerate() {
@@ -377,7 +434,7 @@ impl<D: Decoder> Engine<D> {
             slot.cache.push(token);
         }
         if !generating.0.is_empty() {
-            batches.push(generating);
+            batches.push(Batch { tokens: generating.0, owners: generating.1, prompt_of: None });
         }
         let mut reading: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].active.as_ref().is_some_and(|a| a.fed < a.job.prompt.len()))
@@ -402,7 +459,7 @@ impl<D: Decoder> Engine<D> {
             room -= end - a.fed;
             a.fed = end;
             let owners = vec![i; batch.len()];
-            batches.push((batch, owners));
+            batches.push(Batch { tokens: batch, owners, prompt_of: Some(i) });
             if room == 0 {
                 break;
             }
@@ -468,6 +525,10 @@ impl<D: Decoder> Engine<D> {
         }
         a.generated += 1;
         a.sampler.accept(token as u32);
+        if !a.report(i, now) {
+            slot.active = None;
+            return;
+        }
         let piece = self.decoder.piece(token);
         let constraint_ended = match a.job.constraint.as_mut() {
             None => None,
@@ -507,22 +568,21 @@ impl<D: Decoder> Engine<D> {
     /// Ends slot `i`'s job: the rest of its text, then the summary.
     fn finish(&mut self, i: usize, reason: StopReason) {
         let Some(mut a) = self.slots[i].active.take() else { return };
+        let p = a.progress(i, Instant::now());
         let mut rest = String::new();
         a.text.finish(reason == StopReason::StopString, &mut |s: &str| rest.push_str(s));
         if !rest.is_empty() {
             a.job.sink.send(Event::Text(rest));
         }
-        let now = Instant::now();
-        let first = a.first_token.unwrap_or(now);
         let summary = Summary {
             stop_reason: reason,
-            prompt_tokens: a.job.prompt.len(),
-            cached_tokens: a.cached,
-            completion_tokens: a.generated,
+            prompt_tokens: p.prompt_tokens,
+            cached_tokens: p.cached_tokens,
+            completion_tokens: p.completion_tokens,
             slot: i,
             queue_ms: ms(a.queued_at, a.started),
-            prompt_ms: ms(a.started, first),
-            generation_ms: ms(first, now),
+            prompt_ms: p.prompt_ms,
+            generation_ms: p.generation_ms,
         };
         lock(&self.shared.metrics).finished(&summary);
         // The slot is free before its owner hears so: what it reads next of the engine agrees.

@@ -179,7 +179,7 @@ fn outcome(received: &mpsc::Receiver<Event>) -> Option<(String, Summary)> {
             Event::Text(t) => text += &t,
             Event::Done(s) => return Some((text, s)),
             Event::Failed(m) => panic!("failed: {m}"),
-            Event::Token(_) => {}
+            Event::Token(_) | Event::Progress(_) => {}
         }
     }
     None
@@ -191,7 +191,8 @@ fn outcome(received: &mpsc::Receiver<Event>) -> Option<(String, Summary)> {
 fn tokens_and_their_probabilities_are_reported_before_their_text() {
     let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
     let (mut j, rx, _) = job(&[12], Some(4));
-    j.detail = super::Detail { tokens: true, probs: Some(super::Probs { n: 3, post_sampling: false }) };
+    j.detail =
+        super::Detail { tokens: true, probs: Some(super::Probs { n: 3, post_sampling: false }), progress: false };
     engine.handle().submit(j).unwrap();
     let mut events = Vec::new();
     while !matches!(events.last(), Some(Event::Done(_))) {
@@ -214,6 +215,58 @@ fn tokens_and_their_probabilities_are_reported_before_their_text() {
         assert_eq!(p.top[0], (g.id as u32, p.logprob), "greedy takes the likeliest");
         assert!(p.top.windows(2).all(|w| w[0].1 >= w[1].1));
     }
+}
+
+/// A job that asks for its progress hears where it stands as it takes its slot (nothing
+/// evaluated, no time spent), after each batch of its prompt (a chunk of `n_batch`, then the
+/// tail), and with each token before the token; the counts only grow, and the last progress
+/// agrees with the summary. A second job over the same prompt starts from what the cache held.
+#[test]
+fn progress_is_reported_as_the_prompt_is_read_and_with_each_token() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    let prompt = [1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2];
+    let run = |engine: &mut Engine<Fake>| {
+        let (mut j, rx, _) = job(&prompt, Some(3));
+        j.detail = super::Detail { tokens: true, probs: None, progress: true };
+        engine.handle().submit(j).unwrap();
+        let mut events = Vec::new();
+        while !matches!(events.last(), Some(Event::Done(_))) {
+            engine.step();
+            events.extend(rx.try_iter());
+        }
+        events
+    };
+    let events = run(&mut engine);
+    let progress: Vec<super::Progress> =
+        events.iter().filter_map(|e| if let Event::Progress(p) = e { Some(*p) } else { None }).collect();
+    let reading: Vec<(usize, usize)> =
+        progress.iter().filter(|p| p.completion_tokens == 0).map(|p| (p.cached_tokens, p.prompt_done)).collect();
+    // 14 tokens in batches of 8: 8, then up to the tail (10), then the last 4.
+    assert_eq!(reading, [(0, 0), (0, 8), (0, 10), (0, 14)]);
+    assert_eq!((progress[0].prompt_ms, progress[0].generation_ms), (0.0, 0.0));
+    assert!(progress.windows(2).all(|w| w[0].prompt_ms <= w[1].prompt_ms && w[0].prompt_done <= w[1].prompt_done));
+    for (k, e) in events.iter().enumerate() {
+        if let Event::Token(_) = e {
+            let Event::Progress(p) = &events[k - 1] else { panic!("no progress before token {k}") };
+            assert_eq!(p.prompt_done, prompt.len());
+        }
+    }
+    let generating: Vec<usize> = progress.iter().map(|p| p.completion_tokens).filter(|&n| n > 0).collect();
+    assert_eq!(generating, [1, 2, 3]);
+    let Some(Event::Done(summary)) = events.last() else { unreachable!() };
+    let last = progress.last().unwrap();
+    assert_eq!((last.prompt_tokens, last.completion_tokens, last.prompt_ms), (14, 3, summary.prompt_ms));
+    assert_eq!(summary.progress().prompt_evaluated(), 14);
+
+    // The cache holds the prompt but its tail, which is evaluated again.
+    let again = run(&mut engine);
+    let reading: Vec<(usize, usize)> = again
+        .iter()
+        .filter_map(|e| if let Event::Progress(p) = e { Some(p) } else { None })
+        .filter(|p| p.completion_tokens == 0)
+        .map(|p| (p.cached_tokens, p.prompt_done))
+        .collect();
+    assert_eq!(reading, [(10, 10), (10, 14)]);
 }
 
 #[test]
