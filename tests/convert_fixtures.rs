@@ -116,6 +116,45 @@ fn a_tied_checkpoint_with_an_lm_head_converts_as_without_it() {
     }
 }
 
+/// The older multimodal layout most Gemma 3 checkpoints on the Hub use
+/// (Gemma3ForConditionalGeneration with the text model under `language_model.model.`, the
+/// config under `text_config`, a SigLIP tower and a projector beside it) converts to the same
+/// text model as the text-only checkpoint, whose conversion the other tests hold to llama.cpp's
+/// converter and transformers; the towers' tensors are left out and listed as such.
+#[test]
+fn the_older_multimodal_layout_converts_its_text_model() {
+    let dir = common::with_tensors(
+        &fixture("gemma3"),
+        "gemma3-older-multimodal-layout",
+        |n| n.replacen("model.", "language_model.model.", 1),
+        &[
+            ("vision_tower.vision_model.post_layernorm.weight", "model.norm.weight"),
+            ("multi_modal_projector.mm_soft_emb_norm.weight", "model.norm.weight"),
+        ],
+    );
+    let mut text: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    text.as_object_mut().unwrap().remove("architectures");
+    let config = serde_json::json!({
+        "architectures": ["Gemma3ForConditionalGeneration"],
+        "model_type": "gemma3",
+        "text_config": text,
+        "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 64, "num_hidden_layers": 1},
+        "mm_tokens_per_image": 256,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let out = dir.join("out.gguf");
+    strata_ok(&["convert", dir.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "f32"]);
+    let plan = strata_ok(&["convert", dir.to_str().unwrap(), "--type", "f32", "--dry-run", "--json"]);
+    for tower in ["vision_tower.vision_model.post_layernorm.weight", "multi_modal_projector.mm_soft_emb_norm.weight"] {
+        assert!(plan.contains(tower), "{tower} is not listed in the plan:\n{plan}");
+    }
+    let plain = dir.join("plain.gguf");
+    strata_ok(&["convert", fixture("gemma3").to_str().unwrap(), "-o", plain.to_str().unwrap(), "--type", "f32"]);
+    assert_eq!(sorted_metadata(&out), sorted_metadata(&plain), "metadata");
+    assert!(tensor_data(&out) == tensor_data(&plain), "tensors differ from the text-only checkpoint's");
+}
+
 /// Where llama.cpp computes a fixture's model otherwise than transformers: the logits file
 /// transformers makes when patched to llama.cpp's convention (scripts/fixtures/make_fixtures.py,
 /// LLAMA_CPP_CONVENTIONS), which the F32 and F16 conversions must match as closely as the other

@@ -141,6 +141,13 @@ pub fn tensor_data(path: &Path) -> Vec<(String, Vec<u64>, String, Vec<u8>)> {
 /// model.safetensors also holds `lm_head.weight`, a copy of the tensor `embedding`: what AutoAWQ
 /// and some fine-tune exports write for a model that ties its output to the embedding.
 pub fn with_lm_head(dir: &Path, embedding: &str, name: &str) -> PathBuf {
+    with_tensors(dir, name, |n| n.to_string(), &[("lm_head.weight", embedding)])
+}
+
+/// A copy of the Hugging Face folder `dir` (in a scratch folder named `name`) whose
+/// model.safetensors holds each tensor under the name `rename` gives it, and the `extra` tensors
+/// `(name, the tensor whose bytes it copies)`, named as they are given.
+pub fn with_tensors(dir: &Path, name: &str, rename: impl Fn(&str) -> String, extra: &[(&str, &str)]) -> PathBuf {
     let out = scratch_dir(name);
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -150,21 +157,27 @@ pub fn with_lm_head(dir: &Path, embedding: &str, name: &str) -> PathBuf {
     }
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
-    let mut entry = header[embedding].clone();
-    let offsets: Vec<usize> =
-        entry["data_offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-    let start = data.len();
-    entry["data_offsets"] = serde_json::json!([start, start + offsets[1] - offsets[0]]);
-    header.insert("lm_head.weight".into(), entry);
-    let mut head = serde_json::to_vec(&header).unwrap();
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut data = bytes[8 + n..].to_vec();
+    let mut renamed: serde_json::Map<String, serde_json::Value> = header
+        .iter()
+        .map(|(k, v)| if k == "__metadata__" { (k.clone(), v.clone()) } else { (rename(k), v.clone()) })
+        .collect();
+    for (extra_name, source) in extra {
+        let mut entry = header[*source].clone();
+        let offsets: Vec<usize> =
+            entry["data_offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let start = data.len();
+        entry["data_offsets"] = serde_json::json!([start, start + offsets[1] - offsets[0]]);
+        data.extend_from_within(offsets[0]..offsets[1]);
+        renamed.insert(extra_name.to_string(), entry);
+    }
+    let mut head = serde_json::to_vec(&renamed).unwrap();
     head.resize(head.len().div_ceil(8) * 8, b' ');
-    let mut file = Vec::with_capacity(8 + head.len() + data.len() + offsets[1] - offsets[0]);
+    let mut file = Vec::with_capacity(8 + head.len() + data.len());
     file.extend_from_slice(&(head.len() as u64).to_le_bytes());
     file.extend_from_slice(&head);
-    file.extend_from_slice(data);
-    file.extend_from_slice(&data[offsets[0]..offsets[1]]);
+    file.extend_from_slice(&data);
     std::fs::write(out.join("model.safetensors"), file).unwrap();
     out
 }

@@ -148,16 +148,22 @@ pub fn config_shape(config: Json) -> Result<ModelShape> {
     for_config(config)?.shape(None)
 }
 
-/// A multimodal checkpoint's text tensors (`model.language_model.layers.N...`) are named as a
-/// text-only one's (`model.layers.N...`), as llama.cpp's converter reads them.
-const MULTIMODAL_TEXT_PREFIX: &str = "model.language_model.";
+/// A multimodal checkpoint's text tensors are named as a text-only one's, as llama.cpp's
+/// converter reads them: `model.language_model.X` (transformers 4.52 and later) and the older
+/// `language_model.model.X` (most Gemma 3 checkpoints on the Hub) become `model.X`, and the older
+/// `language_model.lm_head.weight` becomes `lm_head.weight`.
+const MULTIMODAL_TEXT_PREFIXES: &[(&str, &str)] = &[
+    ("model.language_model.", "model."),
+    ("language_model.model.", "model."),
+    ("language_model.lm_head.", "lm_head."),
+];
 
-/// A checkpoint name as the text model's: [`MULTIMODAL_TEXT_PREFIX`] becomes `model.`.
+/// A checkpoint name as the text model's ([`MULTIMODAL_TEXT_PREFIXES`]).
 pub(crate) fn text_name(hf: &str) -> std::borrow::Cow<'_, str> {
-    match hf.strip_prefix(MULTIMODAL_TEXT_PREFIX) {
-        Some(rest) => format!("model.{rest}").into(),
-        None => hf.into(),
-    }
+    MULTIMODAL_TEXT_PREFIXES
+        .iter()
+        .find_map(|(from, to)| hf.strip_prefix(from).map(|rest| format!("{to}{rest}").into()))
+        .unwrap_or(hf.into())
 }
 
 /// Looks a checkpoint name up in a family's tables: `global` for whole names, `per_layer` for
@@ -309,6 +315,14 @@ mod tests {
         assert_eq!(lookup("model.vision_tower.encoder.layers.0.mlp.up_proj.linear.weight", global, per_layer), None);
         // Only the prefix: a tower's own `language_model.` part is not the text model's.
         assert_eq!(lookup("model.vision_tower.language_model.norm.weight", global, per_layer), None);
+        // The older layout (most Gemma 3 checkpoints on the Hub): text under `language_model.model.`.
+        assert_eq!(
+            lookup("language_model.model.layers.1.mlp.up_proj.weight", global, per_layer).as_deref(),
+            Some("blk.1.ffn_up.weight")
+        );
+        assert_eq!(text_name("language_model.lm_head.weight"), "lm_head.weight");
+        assert_eq!(lookup("vision_tower.vision_model.post_layernorm.weight", global, per_layer), None);
+        assert_eq!(lookup("multi_modal_projector.mm_soft_emb_norm.weight", global, per_layer), None);
     }
 
     #[test]
