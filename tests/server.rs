@@ -551,6 +551,68 @@ fn a_conversation_comes_back_from_the_prompt_cache() {
     assert_eq!(content(&second), content(&without), "the cache changes the cost, not the answer");
 }
 
+/// llama-server's slot files: a conversation's slot saved under `--slot-save-path`, then
+/// restored into a new server, costs that server only the conversation's new tokens, with the
+/// same answer as without it; `erase` empties a slot. Without the flag the route is off (501);
+/// a path in the file name, a missing file, an unknown action or slot are 400s.
+#[test]
+fn a_slot_saved_to_a_file_comes_back_in_another_server() {
+    let model = common::model(common::SMOLLM2);
+    let dir = common::scratch_dir("slot-files");
+    let flags = ["-np", "1", "--cache-ram", "0", "--slots", "--slot-save-path", dir.to_str().unwrap()];
+    let first = ask("What is the capital of France?", 16);
+    let follow_up = |answer: &Value| {
+        let mut follow = first.clone();
+        follow["messages"].as_array_mut().unwrap().extend([
+            json!({"role": "assistant", "content": content(answer)}),
+            json!({"role": "user", "content": "And of Germany?"}),
+        ]);
+        follow
+    };
+    let (answer, saved) = {
+        let server = Server::start(model.to_str().unwrap(), &flags);
+        let answer = server.chat(&first);
+        let (status, saved) = server.post("/slots/0?action=save", &json!({"filename": "conversation.bin"}));
+        assert_eq!(status, 200, "{saved}");
+        assert_eq!((saved["id_slot"].as_u64(), saved["filename"].as_str()), (Some(0), Some("conversation.bin")));
+        assert!(saved["n_written"].as_u64().unwrap() > 0 && saved["timings"]["save_ms"].is_number(), "{saved}");
+        (answer, saved)
+    };
+    let n_saved = saved["n_saved"].as_u64().unwrap();
+    let prompt_tokens = answer["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(n_saved >= prompt_tokens, "the prompt and the answer: {saved}");
+
+    let server = Server::start(model.to_str().unwrap(), &flags);
+    let (status, restored) = server.post("/slots/0?action=restore", &json!({"filename": "conversation.bin"}));
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(restored["n_restored"].as_u64(), Some(n_saved), "{restored}");
+    assert_eq!(restored["n_read"], saved["n_written"]);
+    let continued = server.chat(&follow_up(&answer));
+    assert!(continued["timings"]["cache_n"].as_u64().unwrap() >= prompt_tokens, "restored: {continued}");
+    let (status, erased) = server.post("/slots/0?action=erase", &json!({}));
+    assert_eq!((status, erased["n_erased"].as_u64().unwrap() > n_saved), (200, true), "{erased}");
+    let (_, slots) = server.try_get("/slots").unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&slots).unwrap()[0]["n_cached"], 0, "{slots}");
+    let fresh = server.chat(&follow_up(&answer));
+    assert!(fresh["timings"]["cache_n"].as_u64().unwrap() < prompt_tokens, "erased: {fresh}");
+    assert_eq!(content(&continued), content(&fresh), "the file changes the cost, not the answer");
+
+    for (path, body, needle) in [
+        ("/slots/0?action=save", json!({"filename": "../escape.bin"}), "plain file name"),
+        ("/slots/0?action=restore", json!({"filename": "missing.bin"}), "cannot restore slot 0"),
+        ("/slots/0?action=rename", json!({}), "save, restore or erase"),
+        ("/slots/3?action=erase", json!({}), "no slot 3"),
+    ] {
+        let (status, v) = server.post(path, &body);
+        assert_eq!(status, 400, "{path}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(needle), "{path}: {v}");
+    }
+    assert!(!dir.join("../escape.bin").exists());
+    let off = Server::start(model.to_str().unwrap(), &["-np", "1"]);
+    let (status, v) = off.post("/slots/0?action=erase", &json!({}));
+    assert_eq!(status, 501, "{v}");
+}
+
 /// The processes whose parent is `pid` (from /proc).
 fn children_of(pid: u32) -> usize {
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };

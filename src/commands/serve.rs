@@ -2,6 +2,7 @@
 //! an OpenAI-compatible server (src/server/), with the sampling, template and reasoning flags
 //! of `chat` as defaults that a request may override.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -68,6 +69,10 @@ pub struct Args {
     /// Serve /slots (each slot's state).
     #[arg(long)]
     pub slots: bool,
+    /// A folder for slot files: `POST /slots/{id}?action=save|restore` writes and reads a
+    /// slot's cache there (`?action=erase` empties it). Created if missing.
+    #[arg(long = "slot-save-path", value_name = "DIR")]
+    pub slot_save_path: Option<PathBuf>,
     /// End the model's process after this many seconds without a request, giving its memory
     /// back, and load it again for the next request that needs it (`/health`, `/props`,
     /// `/v1/models` and `/metrics` don't wake it).
@@ -126,6 +131,10 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if args.api_key.as_deref() == Some("") {
         bail!("--api-key is empty");
+    }
+    if let Some(dir) = &args.slot_save_path {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--slot-save-path {}: cannot create the folder", dir.display()))?;
     }
     match args.model.ctx_size.unwrap_or(DEFAULT_CTX_SIZE) {
         0 => {} // the model's training context: checked once it is known
@@ -194,7 +203,12 @@ async fn serve_model(args: &Args) -> Result<()> {
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         std::process::exit(0);
     });
-    let options = Options { log_format: args.log_format, metrics: args.metrics, slots: args.slots };
+    let options = Options {
+        log_format: args.log_format,
+        metrics: args.metrics,
+        slots: args.slots,
+        slot_save_path: args.slot_save_path.clone(),
+    };
     let state = AppState::new(args.api_key.clone(), options);
     let loading = state.clone();
     let load_args = args.clone();

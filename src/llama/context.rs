@@ -84,6 +84,24 @@ impl Decoder for LlamaDecoder<'_> {
         self.ctx.state_seq_set(saved, seq as i32).is_ok()
     }
 
+    fn save_file(&mut self, seq: usize, path: &std::path::Path, words: &[i32]) -> Result<usize> {
+        let words: Vec<LlamaToken> = words.iter().map(|&w| LlamaToken(w)).collect();
+        take_last_error();
+        self.ctx.state_seq_save_file(path, seq as i32, &words).map_err(|e| llama_error(e.to_string()))
+    }
+
+    fn load_file(&mut self, seq: usize, path: &std::path::Path, capacity: usize) -> Result<(Vec<i32>, usize)> {
+        if !path.is_file() {
+            anyhow::bail!("no such file");
+        }
+        let _ = self.ctx.kv_cache_seq_rm(seq as i32, None, None);
+        take_last_error();
+        let (words, bytes) = self.ctx.state_seq_load_file(path, seq as i32, capacity).map_err(|e| {
+            llama_error(format!("{e} (a slot file of another model, or cut short, or more than a slot holds)"))
+        })?;
+        Ok((words.iter().map(|t| t.0).collect(), bytes))
+    }
+
     fn n_seq(&self) -> usize {
         self.n_seq
     }

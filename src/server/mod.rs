@@ -13,6 +13,7 @@ mod introspection;
 mod native;
 pub mod openai;
 mod responses;
+mod slot_files;
 pub mod supervisor;
 
 use std::net::SocketAddr;
@@ -94,13 +95,15 @@ pub struct Ready {
 }
 
 /// What the model's process serves beside the completions.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     pub log_format: LogFormat,
     /// `/metrics` (`--metrics`).
     pub metrics: bool,
     /// `/slots` (`--slots`).
     pub slots: bool,
+    /// Where `POST /slots/{id}` saves and restores slots (`--slot-save-path`).
+    pub slot_save_path: Option<std::path::PathBuf>,
 }
 
 /// The server's state: the model once loaded, the API key and the options.
@@ -192,6 +195,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/apply-template", post(apply_template))
         .route("/props", get(introspection::props))
         .route("/slots", get(introspection::slots))
+        .route("/slots/{id}", post(slot_files::action))
         .route("/metrics", get(introspection::metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route").into_response() })
         .method_not_allowed_fallback(|| async {

@@ -36,6 +36,13 @@ pub trait Decoder {
     /// Makes sequence `seq`'s cache the saved one; false if it cannot (the cache is then in an
     /// unknown state, and the engine drops it).
     fn restore(&mut self, seq: usize, saved: &Self::Saved) -> bool;
+    /// Writes sequence `seq`'s cache to `path` with `words` (llama.cpp's sequence state file,
+    /// which llama-server's slot files are); the bytes written.
+    fn save_file(&mut self, seq: usize, path: &std::path::Path, words: &[i32]) -> anyhow::Result<usize>;
+    /// Makes sequence `seq`'s cache the one a [`Decoder::save_file`] file holds: its words (at
+    /// most `capacity`) and the bytes read. An error leaves the cache in an unknown state, and
+    /// the engine drops it.
+    fn load_file(&mut self, seq: usize, path: &std::path::Path, capacity: usize) -> anyhow::Result<(Vec<i32>, usize)>;
     /// Whether the token ends generation (EOS, EOT, `<end_of_turn>`, ...).
     fn is_eog(&self, token: i32) -> bool;
     /// The bytes of a token, as generated text shows it.

@@ -11,6 +11,7 @@ mod job;
 mod metrics;
 mod prompt_cache;
 mod scheduler;
+mod slot_file;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -20,5 +21,5 @@ pub use evaluate::logits_each;
 pub use job::{Constraint, Detail, Event, Generated, Job, Probs, Progress, Refused, Sink, StopReason, Summary};
 pub use metrics::{Gauges, Histogram, Metrics};
 pub use prompt_cache::PromptCache;
-pub use scheduler::{Engine, Handle, Limits, SlotStatus, PROMPT_TAIL};
+pub use scheduler::{Engine, Handle, Limits, SlotAction, SlotActionDone, SlotActionReply, SlotStatus, PROMPT_TAIL};
 pub use text::{check_stop_strings, TextStream, MAX_STOP};

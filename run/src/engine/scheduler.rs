@@ -6,6 +6,7 @@
 //! [`Handle`]s submit them from any thread. A cancelled job ends within one step.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use super::decoder::{BatchToken, Decoder};
 use super::job::{Event, Generated, Job, Progress, Refused, Sink, StopReason, Summary};
 use super::metrics::{Gauges, Metrics};
 use super::prompt_cache::{common_prefix, PromptCache, MIN_TOKENS as MIN_CACHED_TOKENS};
+use super::slot_file;
 use super::text::TextStream;
 use crate::sampling::Sampler;
 
@@ -28,9 +30,42 @@ struct Queued {
     at: Instant,
 }
 
+/// What `/slots/{id}` may ask of a slot, as llama-server's slot actions: done once the slot is
+/// idle (a running job first ends).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlotAction {
+    /// Write the slot's cache and its tokens to this file (llama.cpp's sequence state file, with
+    /// llama-server's token list).
+    Save(PathBuf),
+    /// Make the slot's cache the one this file holds (one strata or llama-server saved).
+    Restore(PathBuf),
+    /// Empty the slot's cache.
+    Erase,
+}
+
+/// What a slot action did: the tokens saved, restored or erased, the bytes written or read, and
+/// its time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlotActionDone {
+    pub tokens: usize,
+    pub bytes: usize,
+    pub ms: f64,
+}
+
+/// Where a slot action's outcome goes.
+pub type SlotActionReply = Box<dyn FnOnce(Result<SlotActionDone, String>) + Send>;
+
+/// A slot action waiting for its slot to be idle.
+struct PendingAction {
+    slot: usize,
+    action: SlotAction,
+    reply: SlotActionReply,
+}
+
 /// What the engine and its handles share.
 struct Shared {
     waiting: Mutex<VecDeque<Queued>>,
+    actions: Mutex<Vec<PendingAction>>,
     /// Signalled when a job is queued or a handle is dropped.
     wake: Condvar,
     capacity: usize,
@@ -85,6 +120,20 @@ impl Handle {
     /// Cells of KV cache each slot has.
     pub fn n_ctx_slot(&self) -> usize {
         self.shared.n_ctx_slot
+    }
+
+    /// Asks slot `slot` to save, restore or erase its cache once it is idle; `reply` gets the
+    /// outcome. An error when there is no such slot.
+    pub fn slot_action(&self, slot: usize, action: SlotAction, reply: SlotActionReply) -> Result<(), String> {
+        let n = lock(&self.shared.slots).len();
+        if slot >= n {
+            return Err(format!("there is no slot {slot}: the server has {n} (0 to {})", n - 1));
+        }
+        lock(&self.shared.actions).push(PendingAction { slot, action, reply });
+        // Under the queue's lock, so that an engine about to wait sees the action or the signal.
+        let _waiting = lock(&self.shared.waiting);
+        self.shared.wake.notify_all();
+        Ok(())
     }
 
     pub fn slots(&self) -> Vec<SlotStatus> {
@@ -199,6 +248,7 @@ impl<D: Decoder> Engine<D> {
         let status = (0..slots.len()).map(|id| SlotStatus { id, n_ctx: n_ctx_slot, ..SlotStatus::default() }).collect();
         let shared = Arc::new(Shared {
             waiting: Mutex::new(VecDeque::new()),
+            actions: Mutex::new(Vec::new()),
             wake: Condvar::new(),
             capacity: queue,
             n_ctx_slot,
@@ -248,7 +298,10 @@ impl<D: Decoder> Engine<D> {
         loop {
             {
                 let mut waiting = lock(&self.shared.waiting);
-                while waiting.is_empty() && self.slots.iter().all(|s| s.active.is_none()) {
+                while waiting.is_empty()
+                    && self.slots.iter().all(|s| s.active.is_none())
+                    && lock(&self.shared.actions).is_empty()
+                {
                     if Arc::strong_count(&self.shared) == 1 {
                         return;
                     }
@@ -303,6 +356,7 @@ impl<D: Decoder> Engine<D> {
     /// samples the next token of every slot that has logits.
     pub fn step(&mut self) {
         self.end_cancelled();
+        self.slot_actions();
         self.assign();
         for Batch { tokens: batch, owners, prompt_of } in self.form_batches() {
             if let Err(e) = self.decoder.decode(&batch) {
@@ -335,6 +389,78 @@ impl<D: Decoder> Engine<D> {
         for i in 0..self.slots.len() {
             if self.slots[i].active.as_ref().is_some_and(|a| a.job.sink.cancelled()) {
                 self.finish(i, StopReason::Interrupted);
+            }
+        }
+    }
+
+    /// Does the slot actions whose slots are idle; the others wait for their slot's job to end.
+    fn slot_actions(&mut self) {
+        let ready: Vec<PendingAction> = {
+            let mut actions = lock(&self.shared.actions);
+            let (ready, busy) = actions.drain(..).partition(|a| self.slots[a.slot].active.is_none());
+            *actions = busy;
+            ready
+        };
+        for PendingAction { slot, action, reply } in ready {
+            let started = Instant::now();
+            let outcome = self.slot_action(slot, &action).map(|(tokens, bytes)| SlotActionDone {
+                tokens,
+                bytes,
+                ms: ms(started, Instant::now()),
+            });
+            self.publish();
+            reply(outcome);
+        }
+    }
+
+    /// One slot action on idle slot `i`: the tokens and bytes it concerned.
+    fn slot_action(&mut self, i: usize, action: &SlotAction) -> Result<(usize, usize), String> {
+        match action {
+            SlotAction::Save(path) => {
+                let cache = &self.slots[i].cache;
+                let bytes = self
+                    .decoder
+                    .save_file(i, path, &slot_file::pack(cache))
+                    .map_err(|e| format!("cannot save slot {i} to {}: {e:#}", path.display()))?;
+                Ok((cache.len(), bytes))
+            }
+            SlotAction::Restore(path) => {
+                let capacity = self.shared.n_ctx_slot + slot_file::OVERHEAD;
+                let loaded = self.decoder.load_file(i, path, capacity).map_err(|e| format!("{e:#}")).and_then(
+                    |(words, bytes)| {
+                        let tokens = slot_file::unpack(&words)?;
+                        let n_vocab = self.decoder.n_vocab();
+                        if let Some(t) = tokens.iter().find(|&&t| usize::try_from(t).map_or(true, |t| t >= n_vocab)) {
+                            return Err(format!("it holds token {t}, not one of this model's {n_vocab}"));
+                        }
+                        if tokens.len() > self.shared.n_ctx_slot {
+                            return Err(format!(
+                                "its {} tokens do not fit a slot of {}",
+                                tokens.len(),
+                                self.shared.n_ctx_slot
+                            ));
+                        }
+                        Ok((tokens, bytes))
+                    },
+                );
+                let slot = &mut self.slots[i];
+                match loaded {
+                    Ok((tokens, bytes)) => {
+                        slot.cache = tokens;
+                        Ok((slot.cache.len(), bytes))
+                    }
+                    Err(e) => {
+                        self.decoder.truncate(i, 0);
+                        slot.cache.clear();
+                        Err(format!("cannot restore slot {i} from {}: {e}", path.display()))
+                    }
+                }
+            }
+            SlotAction::Erase => {
+                let n = self.slots[i].cache.len();
+                self.decoder.truncate(i, 0);
+                self.slots[i].cache.clear();
+                Ok((n, 0))
             }
         }
     }

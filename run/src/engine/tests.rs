@@ -93,6 +93,22 @@ impl Decoder for Fake {
         self.caches[seq] = saved.clone();
         true
     }
+    /// The words, then the cache, as text: one number a line, a blank line between.
+    fn save_file(&mut self, seq: usize, path: &std::path::Path, words: &[i32]) -> anyhow::Result<usize> {
+        let list = |v: &[i32]| v.iter().map(|w| format!("{w}\n")).collect::<String>();
+        let text = format!("{}\n{}", list(words), list(&self.caches[seq]));
+        std::fs::write(path, &text)?;
+        Ok(text.len())
+    }
+    fn load_file(&mut self, seq: usize, path: &std::path::Path, capacity: usize) -> anyhow::Result<(Vec<i32>, usize)> {
+        let text = std::fs::read_to_string(path)?;
+        let (words, cache) = text.split_once("\n\n").ok_or_else(|| anyhow::anyhow!("not a slot file"))?;
+        let parse = |s: &str| s.lines().map(str::parse).collect::<Result<Vec<i32>, _>>();
+        let words = parse(words)?;
+        anyhow::ensure!(words.len() <= capacity, "{} words, more than {capacity}", words.len());
+        self.caches[seq] = parse(cache)?;
+        Ok((words, text.len()))
+    }
     fn n_seq(&self) -> usize {
         self.n_seq
     }
@@ -267,6 +283,69 @@ fn progress_is_reported_as_the_prompt_is_read_and_with_each_token() {
         .map(|p| (p.cached_tokens, p.prompt_done))
         .collect();
     assert_eq!(reading, [(10, 10), (10, 14)]);
+}
+
+/// Runs slot action `action` on `slot` and steps the engine until it is done.
+fn slot_action(engine: &mut Engine<Fake>, slot: usize, action: SlotAction) -> Result<SlotActionDone, String> {
+    let (tx, rx) = mpsc::channel();
+    engine.handle().slot_action(slot, action, Box::new(move |r| tx.send(r).unwrap()))?;
+    loop {
+        engine.step();
+        if let Ok(r) = rx.try_recv() {
+            return r;
+        }
+    }
+}
+
+/// A slot saved to a file, erased, then restored (into another slot, too) holds what it held:
+/// the same prompt then costs only its tail again. A file that is not a slot file is refused
+/// and leaves the slot empty; a slot that does not exist is an error; an action on a busy slot
+/// waits for its job to end.
+#[test]
+fn slots_are_saved_erased_and_restored() {
+    let dir = std::env::temp_dir().join(format!("strata-slot-actions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("slot0.bin");
+    let mut engine = Engine::new(Fake::new(2, 64, 8), 4);
+    let prompt = [1, 2, 1, 2, 1, 2, 1, 2, 1, 2];
+    let (_, first, _) = run_one(&mut engine, &prompt, limits(Some(2), &[]));
+    let held = engine.handle().slots()[first.slot].n_cached;
+    assert_eq!(held, prompt.len() + 1, "the prompt and the first generated token");
+
+    let saved = slot_action(&mut engine, first.slot, SlotAction::Save(file.clone())).unwrap();
+    assert_eq!(saved.tokens, held);
+    assert!(saved.bytes > 0);
+    let erased = slot_action(&mut engine, first.slot, SlotAction::Erase).unwrap();
+    assert_eq!(erased.tokens, held);
+    assert_eq!(engine.handle().slots()[first.slot].n_cached, 0);
+    let other = 1 - first.slot;
+    let restored = slot_action(&mut engine, other, SlotAction::Restore(file.clone())).unwrap();
+    assert_eq!((restored.tokens, restored.bytes), (held, saved.bytes));
+    let (_, again, _) = run_one(&mut engine, &prompt, limits(Some(2), &[]));
+    assert_eq!((again.slot, again.cached_tokens), (other, prompt.len() - PROMPT_TAIL), "{again:?}");
+
+    std::fs::write(dir.join("junk.bin"), "not a slot file").unwrap();
+    let err = slot_action(&mut engine, other, SlotAction::Restore(dir.join("junk.bin"))).unwrap_err();
+    assert!(err.contains("cannot restore slot") && err.contains("junk.bin"), "{err}");
+    assert_eq!(engine.handle().slots()[other].n_cached, 0, "a failed restore leaves the slot empty");
+    let err = engine.handle().slot_action(2, SlotAction::Erase, Box::new(|_| {})).unwrap_err();
+    assert!(err.contains("no slot 2"), "{err}");
+
+    // An action on a busy slot waits until its job has ended.
+    let (j, events, _) = job(&prompt, Some(3));
+    engine.handle().submit(j).unwrap();
+    engine.step();
+    let busy = engine.handle().slots().iter().position(|s| s.is_processing).unwrap();
+    let (tx, rx) = mpsc::channel();
+    engine.handle().slot_action(busy, SlotAction::Erase, Box::new(move |r| tx.send(r).unwrap())).unwrap();
+    engine.step();
+    assert!(rx.try_recv().is_err(), "done while the slot was busy");
+    while outcome(&events).is_none() {
+        engine.step();
+    }
+    engine.step();
+    assert!(rx.try_recv().unwrap().unwrap().tokens > prompt.len());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
