@@ -554,7 +554,7 @@ fn a_conversation_comes_back_from_the_prompt_cache() {
 /// llama-server's slot files: a conversation's slot saved under `--slot-save-path`, then
 /// restored into a new server, costs that server only the conversation's new tokens, with the
 /// same answer as without it; `erase` empties a slot. Without the flag the route is off (501);
-/// a path in the file name, a missing file, an unknown action or slot are 400s.
+/// a path in the file name, a missing file, an unknown action or slot (`id_slot` too) are 400s.
 #[test]
 fn a_slot_saved_to_a_file_comes_back_in_another_server() {
     let model = common::model(common::SMOLLM2);
@@ -602,6 +602,7 @@ fn a_slot_saved_to_a_file_comes_back_in_another_server() {
         ("/slots/0?action=restore", json!({"filename": "missing.bin"}), "cannot restore slot 0"),
         ("/slots/0?action=rename", json!({}), "save, restore or erase"),
         ("/slots/3?action=erase", json!({}), "no slot 3"),
+        ("/completion", json!({"prompt": "Hi", "id_slot": 3}), "no slot 3"),
     ] {
         let (status, v) = server.post(path, &body);
         assert_eq!(status, 400, "{path}: {v}");

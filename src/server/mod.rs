@@ -492,6 +492,7 @@ fn submit(r: &Ready, tokens: Vec<i32>, opts: openai::Options) -> Result<mpsc::Un
         ignore_eos: opts.ignore_eos,
         constraint: opts.constraint,
         detail: opts.detail,
+        slot: opts.slot,
         sink: Box::new(ClientSink(events_tx)),
     };
     r.engine.submit(job).map_err(|e| match e {
@@ -506,6 +507,7 @@ fn submit(r: &Ready, tokens: Vec<i32>, opts: openai::Options) -> Result<mpsc::Un
             n_ctx_slot,
         ),
         Refused::EmptyPrompt => ApiError::bad("the prompt is empty"),
+        Refused::NoSuchSlot { .. } => ApiError::bad(format!("id_slot: {e}")),
     })?;
     Ok(events)
 }

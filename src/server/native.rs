@@ -69,13 +69,6 @@ async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
             .collect::<Result<_, _>>()?,
         Some(v) => return Err(ApiError::bad(format!("response_fields must be a list of strings, not {v}"))),
     };
-    if let Some(id) = whole(&f, "id_slot", -1)? {
-        if id != -1 {
-            return Err(ApiError::bad(format!(
-                "id_slot {id}: strata chooses the slot (the one holding the longest prefix); -1 only"
-            )));
-        }
-    }
     let mut settings = openai::sampling_json(&opts.params);
     let more = json!({
         "n_predict": opts.max_tokens.map_or(-1, |n| n as i64),

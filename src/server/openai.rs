@@ -153,6 +153,8 @@ pub struct Options {
     pub verbose: bool,
     /// llama-server's `return_progress` and `timings_per_token`.
     pub telemetry: Telemetry,
+    /// llama-server's `id_slot`: the slot to run in (none: the one holding the longest prefix).
+    pub slot: Option<usize>,
 }
 
 impl Options {
@@ -174,6 +176,7 @@ impl Options {
             n: 1,
             verbose: self.verbose,
             telemetry: self.telemetry,
+            slot: self.slot,
         }
     }
 }
@@ -321,6 +324,7 @@ pub fn options(f: &Fields, r: &super::Ready) -> Result<Options, ApiError> {
         n,
         verbose: boolean(f, "verbose")?.unwrap_or(false),
         telemetry,
+        slot: whole(f, "id_slot", -1)?.and_then(|id| usize::try_from(id).ok()),
     })
 }
 

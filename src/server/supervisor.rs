@@ -462,7 +462,8 @@ async fn forward(s: &Arc<Supervisor>, request: Request) -> (Response, bool) {
         return refused(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why));
     }
     // Read-only routes neither count as activity nor wake a sleeping model.
-    let busy = if is_read_only(request.uri().path()) { None } else { s.busy() };
+    let route = request.uri().path().to_string();
+    let busy = if is_read_only(&route) { None } else { s.busy() };
     if *s.status.borrow() == Status::Asleep {
         if request.method() == Method::GET {
             if let Some(answer) = s.asleep_answer(request.uri().path()) {
@@ -490,7 +491,16 @@ async fn forward(s: &Arc<Supervisor>, request: Request) -> (Response, bool) {
     parts.headers.remove(header::CONTENT_LENGTH);
     let answer = match s.send(parts, bytes).await {
         Ok(answer) => answer,
-        Err(_) => return refused(unavailable(&s.reason_lost(addr).await)),
+        Err(_) => {
+            // A read-only request (which does not keep the model awake) that met the child as it
+            // ended to sleep gets the answer saved for the sleep.
+            if *s.status.borrow() == Status::Asleep {
+                if let Some(answer) = s.asleep_answer(&route) {
+                    return (answer, false);
+                }
+            }
+            return refused(unavailable(&s.reason_lost(addr).await));
+        }
     };
     let (mut parts, body) = answer.into_parts();
     strip_hop_by_hop(&mut parts.headers);

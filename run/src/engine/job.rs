@@ -18,6 +18,9 @@ pub struct Job {
     /// Whether each generated token is also reported ([`Event::Token`]), and with which
     /// probabilities.
     pub detail: Detail,
+    /// The slot the job must run in (llama-server's `id_slot`): it waits for that slot while
+    /// jobs behind it take the others. `None`: the free slot holding the longest prefix.
+    pub slot: Option<usize>,
     /// Where the job's events go.
     pub sink: Box<dyn Sink>,
 }
@@ -217,6 +220,11 @@ pub enum Refused {
     },
     /// Every slot is busy and the queue is full.
     QueueFull,
+    /// The job asks for a slot the engine does not have.
+    NoSuchSlot {
+        slot: usize,
+        n_slots: usize,
+    },
 }
 
 impl std::fmt::Display for Refused {
@@ -227,6 +235,9 @@ impl std::fmt::Display for Refused {
                 write!(f, "the prompt is {tokens} tokens, more than the context of {n_ctx_slot}")
             }
             Refused::QueueFull => f.write_str("every slot is busy and the queue is full"),
+            Refused::NoSuchSlot { slot, n_slots } => {
+                write!(f, "there is no slot {slot}: the server has {n_slots} (0 to {})", n_slots - 1)
+            }
         }
     }
 }

@@ -107,6 +107,10 @@ impl Handle {
         if job.prompt.len() > self.shared.n_ctx_slot {
             return Err(Refused::PromptTooLong { tokens: job.prompt.len(), n_ctx_slot: self.shared.n_ctx_slot });
         }
+        let n_slots = lock(&self.shared.slots).len();
+        if let Some(slot) = job.slot.filter(|&s| s >= n_slots) {
+            return Err(Refused::NoSuchSlot { slot, n_slots });
+        }
         let free = lock(&self.shared.slots).iter().filter(|s| !s.is_processing).count();
         let mut waiting = lock(&self.shared.waiting);
         if waiting.len() >= self.shared.capacity + free {
@@ -125,9 +129,9 @@ impl Handle {
     /// Asks slot `slot` to save, restore or erase its cache once it is idle; `reply` gets the
     /// outcome. An error when there is no such slot.
     pub fn slot_action(&self, slot: usize, action: SlotAction, reply: SlotActionReply) -> Result<(), String> {
-        let n = lock(&self.shared.slots).len();
-        if slot >= n {
-            return Err(format!("there is no slot {slot}: the server has {n} (0 to {})", n - 1));
+        let n_slots = lock(&self.shared.slots).len();
+        if slot >= n_slots {
+            return Err(Refused::NoSuchSlot { slot, n_slots }.to_string());
         }
         lock(&self.shared.actions).push(PendingAction { slot, action, reply });
         // Under the queue's lock, so that an engine about to wait sees the action or the signal.
@@ -328,7 +332,17 @@ impl<D: Decoder> Engine<D> {
         let sink = Box::new(ChannelSink { events, cancel: cancel.clone() });
         let Limits { max_tokens, stop, ignore_eos, constraint } = limits;
         let detail = Default::default();
-        self.handle().submit(Job { prompt, params, max_tokens, stop, ignore_eos, constraint, detail, sink })?;
+        self.handle().submit(Job {
+            prompt,
+            params,
+            max_tokens,
+            stop,
+            ignore_eos,
+            constraint,
+            detail,
+            slot: None,
+            sink,
+        })?;
         let mut text = String::new();
         loop {
             self.step();
@@ -469,17 +483,25 @@ impl<D: Decoder> Engine<D> {
     /// prefix with its prompt, keeping that prefix and dropping the rest of the slot's cache.
     fn assign(&mut self) {
         let mut waiting = lock(&self.shared.waiting);
-        while let Some(front) = waiting.front() {
-            let prompt = &front.job.prompt;
+        let mut next = 0;
+        while let Some(queued) = waiting.get(next) {
+            let prompt = &queued.job.prompt;
+            let pinned = queued.job.slot;
             let best = self
                 .slots
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.active.is_none())
+                .filter(|(i, s)| s.active.is_none() && pinned.is_none_or(|p| p == *i))
                 .map(|(i, s)| (common_prefix(&s.cache, prompt), std::cmp::Reverse(i)))
                 .max();
-            let Some((mut keep, std::cmp::Reverse(i))) = best else { return };
-            let Queued { job, at } = waiting.pop_front().expect("front");
+            let Some((mut keep, std::cmp::Reverse(i))) = best else {
+                if pinned.is_some() {
+                    next += 1; // its slot is busy: the jobs behind it may take the others
+                    continue;
+                }
+                return;
+            };
+            let Queued { job, at } = waiting.remove(next).expect("queued");
             let slot = &mut self.slots[i];
             if self.prompts.is_enabled() {
                 // What the slot holds and the job will not keep goes to the prompt cache; an

@@ -180,6 +180,7 @@ fn job(prompt: &[i32], max_tokens: Option<usize>) -> (Job, mpsc::Receiver<Event>
             ignore_eos: false,
             constraint: None,
             detail: Default::default(),
+            slot: None,
             sink,
         },
         received,
@@ -346,6 +347,46 @@ fn slots_are_saved_erased_and_restored() {
     engine.step();
     assert!(rx.try_recv().unwrap().unwrap().tokens > prompt.len());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A job pinned to a slot (llama-server's `id_slot`) runs there, even where another slot holds
+/// its prefix; while that slot is busy it waits, and the jobs behind it take the other slots. A
+/// slot the engine does not have is refused.
+#[test]
+fn a_job_pinned_to_a_slot_runs_there_and_waits_for_it() {
+    let mut engine = Engine::new(Fake::new(2, 64, 8), 4);
+    let prompt = [1, 2, 1, 2, 1, 2, 1, 2];
+    let (_, first, _) = run_one(&mut engine, &prompt, limits(Some(1), &[]));
+    let other = 1 - first.slot;
+    let pinned = |slot: usize, max_tokens: usize| {
+        let (mut j, rx, _) = job(&prompt, Some(max_tokens));
+        j.slot = Some(slot);
+        (j, rx)
+    };
+    let (j, rx) = pinned(other, 1);
+    engine.handle().submit(j).unwrap();
+    while outcome(&rx).map(|(_, s)| assert_eq!((s.slot, s.cached_tokens), (other, 0))).is_none() {
+        engine.step();
+    }
+    // Slot `other` busy with a long job; a job pinned to it waits, an unpinned one behind it runs.
+    let (long, long_rx) = pinned(other, 20);
+    let (waiting, waiting_rx) = pinned(other, 1);
+    let (free, free_rx, _) = job(&prompt, Some(1));
+    for j in [long, waiting, free] {
+        engine.handle().submit(j).unwrap();
+    }
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        engine.step();
+        for (name, rx) in [("long", &long_rx), ("waiting", &waiting_rx), ("free", &free_rx)] {
+            if let Some((_, s)) = outcome(rx) {
+                order.push((name, s.slot));
+            }
+        }
+    }
+    assert_eq!(order, [("free", first.slot), ("long", other), ("waiting", other)]);
+    let (j, _) = pinned(2, 1);
+    assert_eq!(engine.handle().submit(j), Err(Refused::NoSuchSlot { slot: 2, n_slots: 2 }));
 }
 
 #[test]
