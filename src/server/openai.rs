@@ -200,6 +200,105 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("prediction", "predicted outputs are not supported"),
 ];
 
+/// llama.cpp's samplers that strata does not have, by the field that switches each on: a value
+/// above 0 changes the answer, so it is refused, never ignored (0, or llama.cpp's default -1 for
+/// `top_n_sigma`, leaves it off).
+const OTHER_SAMPLERS: &[(&str, &str)] = &[
+    ("mirostat", "mirostat sampling"),
+    ("dry_multiplier", "DRY sampling"),
+    ("xtc_probability", "XTC sampling"),
+    ("top_n_sigma", "top-n-sigma sampling"),
+    ("dynatemp_range", "dynamic temperature"),
+];
+
+/// The stages of strata's sampler chain under llama.cpp's names (`samplers`), in the order the
+/// chain applies them: llama.cpp's default order.
+const STAGES: [&str; 6] = ["penalties", "top_k", "typ_p", "top_p", "min_p", "temperature"];
+
+/// llama.cpp's samplers that strata lacks but that do nothing unless their fields switch them on
+/// ([`OTHER_SAMPLERS`]): naming them in `samplers` changes nothing.
+const IDLE_SAMPLERS: [&str; 4] = ["dry", "top_n_sigma", "xtc", "adaptive_p"];
+
+/// A sampler's canonical name from llama.cpp's names and aliases (`top-k`, `topk`, `nucleus`,
+/// `temp`, `typ`, any case) or its letter (`kypmt`).
+fn sampler_name(name: &str) -> Option<&'static str> {
+    let name = name.to_lowercase().replace('-', "_");
+    let canonical = match name.as_str() {
+        "nucleus" | "p" => "top_p",
+        "temp" | "t" => "temperature",
+        "typ" | "y" => "typ_p",
+        "k" => "top_k",
+        "m" => "min_p",
+        "e" => "penalties",
+        "d" => "dry",
+        "s" => "top_n_sigma",
+        "x" => "xtc",
+        "a" => "adaptive_p",
+        "i" => "infill",
+        other => other,
+    };
+    let known = STAGES.iter().chain(&IDLE_SAMPLERS).chain(&["infill"]);
+    known.copied().find(|&k| k == canonical || k.replace('_', "") == canonical)
+}
+
+/// llama-server's `samplers` (names, or a string of letters): the chain's stages that are not
+/// named are switched off; those named must come in the chain's order ([`STAGES`]).
+fn apply_samplers(p: &mut SamplingParams, v: &Value) -> Result<(), ApiError> {
+    let names: Vec<String> = match v {
+        Value::String(letters) => letters.chars().map(String::from).collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|n| {
+                n.as_str().map(String::from).ok_or_else(|| ApiError::bad(format!("samplers holds {n}, not a name")))
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(ApiError::bad(format!("samplers must be a list of names or a string of letters, not {other}")))
+        }
+    };
+    let mut stages = Vec::new();
+    for name in &names {
+        match sampler_name(name) {
+            Some(s) if STAGES.contains(&s) => stages.push(s),
+            Some("infill") => return Err(ApiError::bad("samplers: the infill sampler is not supported")),
+            Some(_) => {}
+            None => {
+                return Err(ApiError::bad(format!(
+                    "samplers: {name:?} is not a sampler (strata's: {})",
+                    STAGES.join(", ")
+                )))
+            }
+        }
+    }
+    let position = |s: &&str| STAGES.iter().position(|x| x == s);
+    if !stages.windows(2).all(|w| position(&w[0]) < position(&w[1])) {
+        return Err(ApiError::bad(format!(
+            "samplers: strata's chain applies its samplers in one order, {}; name them in that order",
+            STAGES.join(", ")
+        )));
+    }
+    let off = |stage: &str| !stages.contains(&stage);
+    if off("penalties") {
+        (p.repeat_penalty, p.presence_penalty, p.frequency_penalty) = (1.0, 0.0, 0.0);
+    }
+    if off("top_k") {
+        p.top_k = 0;
+    }
+    if off("typ_p") {
+        p.typical_p = 1.0;
+    }
+    if off("top_p") {
+        p.top_p = 1.0;
+    }
+    if off("min_p") {
+        p.min_p = 0.0;
+    }
+    if off("temperature") {
+        p.temperature = 1.0; // the distribution as the model gives it, as llama.cpp's chain without it
+    }
+    Ok(())
+}
+
 /// The sampling and length options of a request over the server's defaults.
 pub fn options(f: &Fields, r: &super::Ready) -> Result<Options, ApiError> {
     let (defaults, default_max_tokens, n_vocab) = (&r.sampling, r.max_tokens, r.model.n_vocab());
@@ -236,6 +335,11 @@ pub fn options(f: &Fields, r: &super::Ready) -> Result<Options, ApiError> {
     if let Some(n) = whole(f, "best_of", 1)? {
         if n != 1 {
             return Err(ApiError::bad(format!("best_of is {n}: only 1 is supported")));
+        }
+    }
+    for (name, what) in OTHER_SAMPLERS {
+        if let Some(v) = field(f, name).filter(|v| v.as_f64().is_none_or(|x| x > 0.0)) {
+            return Err(ApiError::bad(format!("{name} is {v}: {what} is not supported")));
         }
     }
     let grammar = grammar(f)?;
@@ -278,6 +382,9 @@ pub fn options(f: &Fields, r: &super::Ready) -> Result<Options, ApiError> {
                 None => return Err(ApiError::bad(format!("seed must be a whole number (-1: random), not {v}"))),
             },
         },
+    }
+    if let Some(v) = field(f, "samplers") {
+        apply_samplers(&mut p, v)?;
     }
     if let Some(bias) = field(f, "logit_bias") {
         p.logit_bias = logit_bias(bias, n_vocab, &|text| r.model.tokenize(text, false, false))?;
@@ -757,6 +864,41 @@ impl Telemetry {
     pub fn stamp(&self, v: &mut Value) {
         if let Some(p) = self.latest.as_ref().filter(|_| self.timings) {
             v["timings"] = timings(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `samplers`, as llama-server reads it: names (aliases, any case) or letters; the stages not
+    /// named are switched off; strata's own order only; samplers strata lacks are idle unless
+    /// their fields switch them on, and infill is refused.
+    #[test]
+    fn samplers_switch_the_chains_stages() {
+        let base = SamplingParams { repeat_penalty: 1.1, temperature: 0.5, ..SamplingParams::default() };
+        let with = |v: Value| {
+            let mut p = base.clone();
+            apply_samplers(&mut p, &v).map(|()| p)
+        };
+        let all = with(json!(["penalties", "Top-K", "typ", "nucleus", "minp", "temp"])).unwrap();
+        assert_eq!(all, base);
+        assert_eq!(with(json!("ekypmt")).unwrap(), base, "letters");
+        let some = with(json!(["dry", "top_k", "xtc", "temperature"])).unwrap();
+        assert_eq!((some.top_k, some.temperature), (base.top_k, 0.5));
+        assert_eq!((some.top_p, some.min_p, some.typical_p, some.repeat_penalty), (1.0, 0.0, 1.0, 1.0));
+        assert_eq!(with(json!(["top_k"])).unwrap().temperature, 1.0, "no temperature stage: the model's distribution");
+        for (v, needle) in [
+            (json!(["temperature", "top_k"]), "in that order"),
+            (json!(["top_k", "beam"]), "\"beam\" is not a sampler"),
+            (json!(["infill"]), "infill"),
+            (json!("kq"), "\"q\" is not a sampler"),
+            (json!([3]), "not a name"),
+            (json!(true), "list of names"),
+        ] {
+            let e = with(v.clone()).unwrap_err();
+            assert!(e.message.contains(needle), "{v}: {}", e.message);
         }
     }
 }
