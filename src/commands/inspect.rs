@@ -13,8 +13,8 @@ use super::human_bytes;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The GGUF file.
-    #[arg(value_name = "FILE.gguf")]
+    /// The GGUF file, or hf:OWNER/NAME[:QUANT] from the Hugging Face cache.
+    #[arg(value_name = "FILE.gguf", value_parser = super::run_args::model_file)]
     pub model: PathBuf,
     /// Print one JSON object instead of tables.
     #[arg(long)]

@@ -11,6 +11,7 @@ use strata_gguf::{GgufFile, TensorClass};
 use strata_run::chat::reasoning::{open_segment, ThinkingBudget};
 use strata_run::chat::template::{builtin_for_architecture, ChatTemplate, RenderOptions};
 use strata_run::constraint::{Compiler, Grammar};
+use strata_run::hub_cache::{self, HubModel};
 use strata_run::sampling::SamplingParams;
 
 use super::human_bytes;
@@ -24,11 +25,11 @@ pub const DEFAULT_CTX_SIZE: u32 = 4096;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// The GGUF model.
-    #[arg(value_name = "MODEL.gguf", required_unless_present = "model")]
+    /// The GGUF model: a file, or hf:OWNER/NAME[:QUANT] from the Hugging Face cache.
+    #[arg(value_name = "MODEL.gguf", required_unless_present = "model", value_parser = model_file)]
     pub model_path: Option<PathBuf>,
     /// The GGUF model (as llama.cpp's -m).
-    #[arg(short = 'm', long = "model", value_name = "FILE", conflicts_with = "model_path")]
+    #[arg(short = 'm', long = "model", value_name = "FILE", conflicts_with = "model_path", value_parser = model_file)]
     pub model: Option<PathBuf>,
     /// Context size in tokens (0: the model's training context) [default: 4096; imatrix: 512].
     #[arg(short = 'c', long = "ctx-size")]
@@ -82,6 +83,18 @@ pub struct ModelArgs {
     /// Show llama.cpp's own log and full timings.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+}
+
+/// A model argument: a path, or `hf:OWNER/NAME[:QUANT]`, the file in the Hugging Face cache
+/// ([`strata_run::hub_cache`]).
+pub fn model_file(arg: &str) -> Result<PathBuf, String> {
+    match HubModel::parse(arg) {
+        None => Ok(PathBuf::from(arg)),
+        Some(model) => {
+            let cache = hub_cache::cache_dir().ok_or("no Hugging Face cache: set HF_HUB_CACHE or HF_HOME")?;
+            model?.resolve(&cache)
+        }
+    }
 }
 
 impl ModelArgs {

@@ -12,7 +12,7 @@ use strata_run::chat::Message;
 #[derive(clap::Args)]
 pub struct Args {
     /// The GGUF model whose template (and tokenizer, with --tokens) to use.
-    #[arg(value_name = "MODEL.gguf", required_unless_present_any = ["file", "builtin"])]
+    #[arg(value_name = "MODEL.gguf", required_unless_present_any = ["file", "builtin"], value_parser = super::run_args::model_file)]
     pub model: Option<PathBuf>,
     /// A Jinja template file instead of a model's.
     #[arg(long = "file", value_name = "T.jinja")]
