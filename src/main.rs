@@ -51,6 +51,8 @@ enum Command {
     Devices(commands::devices::Args),
     /// Which quantization mix of a model fits a device, and what each needs.
     Plan(commands::plan::Args),
+    /// List the GGUF models in the Hugging Face cache, or remove one (`models rm hf:OWNER/NAME:QUANT`).
+    Models(commands::models::Args),
     /// Serve a model over an OpenAI-compatible HTTP API.
     Serve(commands::serve::Args),
     /// Serve this machine's CPU (or a GPU) to other machines' `--rpc`, as llama.cpp's rpc-server.
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Devices(args) => commands::devices::run(&args),
         Command::RpcServer(args) => commands::rpc_server::run(&args),
         Command::Plan(args) => commands::plan::run(&args),
+        Command::Models(args) => commands::models::run(&args),
         Command::Serve(args) => commands::serve::run(&args),
     };
     match result {

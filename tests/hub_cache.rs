@@ -1,6 +1,8 @@
 //! `hf:OWNER/NAME[:QUANT]` models from the Hugging Face cache: a cache laid out as
 //! `huggingface_hub` lays it out (its own `try_to_load_from_cache` and `scan_cache_dir` read it,
-//! so the layout is theirs, not ours), then strata's commands run the model by that name.
+//! so the layout is theirs, not ours), then strata's commands run the model by that name,
+//! `strata models` lists it and `strata models rm` removes it, leaving a cache that
+//! `huggingface_hub` reads without a warning.
 
 mod common;
 
@@ -80,4 +82,27 @@ fn a_model_in_the_hugging_face_cache_runs_by_its_hub_name() {
         assert!(!out.status.success() && stderr.contains(needle), "{model}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+
+    let models = |extra: &[&str]| {
+        let out = strata_command().env("HF_HUB_CACHE", &cache).arg("models").args(extra).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed: serde_json::Value = serde_json::from_str(&models(&["--json"])).unwrap();
+    let [entry] = listed["models"].as_array().unwrap().as_slice() else { panic!("{listed}") };
+    let size = std::fs::metadata(common::model(common::SMOLLM2)).unwrap().len();
+    assert_eq!(
+        (entry["repo"].as_str(), entry["file"].as_str(), entry["bytes"].as_u64()),
+        (Some(REPO), Some(FILE), Some(size))
+    );
+    assert_eq!(entry["types"][0]["type"], "Q4_1", "{entry}");
+    let table = models(&[]);
+    assert!(table.contains(REPO) && table.contains("Q4_1 "), "{table}");
+    assert_eq!(models(&["rm", &format!("hf:{REPO}:Q4_1")]).trim(), format!("removed {FILE}"));
+    assert!(models(&[]).contains("no GGUF models"));
+    let check = "import huggingface_hub as h, sys\n\
+                 info = h.scan_cache_dir(sys.argv[1])\n\
+                 assert not info.warnings and not info.repos, (info.warnings, info.repos)";
+    let out = Command::new(common::python()).args(["-c", check, cache.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "huggingface_hub after rm: {}", String::from_utf8_lossy(&out.stderr));
 }

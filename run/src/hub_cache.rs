@@ -82,6 +82,99 @@ impl HubModel {
     }
 }
 
+/// A GGUF file in the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedFile {
+    /// `OWNER/NAME`.
+    pub repo: String,
+    /// Its path in the snapshot, as the repository names it.
+    pub name: String,
+    /// Where it is (the snapshot's link).
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// When it was last read (the blob's access time).
+    pub last_used: Option<std::time::SystemTime>,
+}
+
+/// Every GGUF file of the cache's model repositories, in the snapshots `refs/main` names (or
+/// the one snapshot), by repository and name.
+pub fn list(cache: &Path) -> Vec<CachedFile> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(cache) else { return out };
+    for dir in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let Some(repo) = file_name(&dir).strip_prefix("models--").map(|r| r.replacen("--", "/", 1)) else { continue };
+        let Ok(snapshot) = snapshot(&dir) else { continue };
+        let mut files = Vec::new();
+        gguf_files(&snapshot, &mut files);
+        for path in files {
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let name = path.strip_prefix(&snapshot).unwrap_or(&path).display().to_string();
+            out.push(CachedFile { repo: repo.clone(), name, bytes: meta.len(), last_used: meta.accessed().ok(), path });
+        }
+    }
+    out.sort_by(|a, b| (&a.repo, &a.name).cmp(&(&b.repo, &b.name)));
+    out
+}
+
+impl HubModel {
+    /// Removes what this names from `cache` (every part of a split model), as `huggingface_hub`
+    /// deletes a revision's files: the snapshot's links, the blobs no other link uses, and the
+    /// folders left empty. The names removed.
+    pub fn remove(&self, cache: &Path) -> Result<Vec<String>, String> {
+        let first = self.resolve(cache)?;
+        let snapshot_dir = first.parent().map(Path::to_path_buf).unwrap_or_default();
+        let name = file_name(&first).to_string();
+        let parts: Vec<PathBuf> = match split_part(&name.to_ascii_lowercase()) {
+            None => vec![first.clone()],
+            Some(_) => {
+                let stem = &name[..name.len() - "00001-of-00002.gguf".len()];
+                let mut all = Vec::new();
+                gguf_files(&snapshot_dir, &mut all);
+                all.into_iter()
+                    .filter(|p| file_name(p).starts_with(stem) && split_part(file_name(p)).is_some())
+                    .collect()
+            }
+        };
+        let repo_dir = cache.join(format!("models--{}", self.repo.replace('/', "--")));
+        let mut removed = Vec::new();
+        for part in &parts {
+            let blob = std::fs::canonicalize(part).map_err(|e| format!("{}: {e}", part.display()))?;
+            std::fs::remove_file(part).map_err(|e| format!("cannot remove {}: {e}", part.display()))?;
+            let mut links = Vec::new();
+            all_links(&repo_dir.join("snapshots"), &mut links);
+            if blob.starts_with(repo_dir.join("blobs").canonicalize().unwrap_or_default())
+                && !links.iter().any(|l| std::fs::canonicalize(l).is_ok_and(|t| t == blob))
+            {
+                std::fs::remove_file(&blob).map_err(|e| format!("cannot remove {}: {e}", blob.display()))?;
+            }
+            removed.push(file_name(part).to_string());
+        }
+        // Folders left empty go, up to the repository's, which goes when it holds no file.
+        let mut dir = snapshot_dir;
+        while dir.starts_with(&repo_dir) && dir != repo_dir && std::fs::remove_dir(&dir).is_ok() {
+            dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        }
+        let mut left = Vec::new();
+        all_links(&repo_dir.join("snapshots"), &mut left);
+        if left.is_empty() {
+            std::fs::remove_dir_all(&repo_dir).map_err(|e| format!("cannot remove {}: {e}", repo_dir.display()))?;
+        }
+        Ok(removed)
+    }
+}
+
+/// Every file (or link) under `dir`.
+fn all_links(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.is_dir() && !path.is_symlink() {
+            all_links(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
 /// The Hub cache folder: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
 /// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`, as `huggingface_hub`
 /// finds it.
@@ -212,6 +305,15 @@ mod tests {
         assert!(get("hf:owner/model-GGUF:Q6_K").unwrap_err().contains("no cached GGUF file is Q6_K"));
         let missing = get("hf:owner/other:Q4_0").unwrap_err();
         assert!(missing.contains("not in the Hugging Face cache") && missing.contains("*Q4_0*.gguf"), "{missing}");
+        // A split model goes whole: both parts, their blobs; the rest stays.
+        let removed = HubModel::parse("hf:owner/model-GGUF:Q2_K").unwrap().unwrap().remove(&cache).unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(!snap.join("sub").exists() && !repo.join("blobs").join("blob3").exists());
+        assert!(repo.join("blobs").join("blob0").exists());
+        assert_eq!(
+            list(&cache).iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            ["mmproj-model-f16.gguf", "model-Q4_K_M.gguf", "model-Q8_0.gguf"]
+        );
         std::fs::write(repo.join("refs").join("main"), "def456").unwrap();
         assert!(get("hf:owner/model-GGUF:Q8_0").unwrap_err().contains("def456, which is not cached"));
         std::fs::remove_dir_all(&cache).unwrap();

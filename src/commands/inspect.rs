@@ -30,9 +30,9 @@ pub struct Args {
 
 /// Count and bytes of a group of tensors.
 #[derive(Default, Clone, Copy)]
-struct Tally {
-    count: usize,
-    bytes: u64,
+pub(super) struct Tally {
+    pub(super) count: usize,
+    pub(super) bytes: u64,
 }
 
 impl Tally {
@@ -66,7 +66,8 @@ pub fn run(args: &Args) -> Result<()> {
     }
 }
 
-fn tally_by<K: Ord>(file: &GgufFile, key: impl Fn(&strata_gguf::TensorInfo) -> K) -> BTreeMap<K, Tally> {
+/// The tensors' count and bytes by `key` (their class, their type).
+pub(super) fn tally_by<K: Ord>(file: &GgufFile, key: impl Fn(&strata_gguf::TensorInfo) -> K) -> BTreeMap<K, Tally> {
     let mut out = BTreeMap::new();
     for t in &file.tensors {
         out.entry(key(t)).or_insert_with(Tally::default).add(t.n_bytes());

@@ -7,6 +7,7 @@ pub mod devices;
 pub mod generate;
 pub mod imatrix;
 pub mod inspect;
+pub mod models;
 pub mod perplexity;
 pub mod plan;
 pub mod rpc_server;
