@@ -68,6 +68,7 @@ fn a_model_in_the_hugging_face_cache_runs_by_its_hub_name() {
     let by_file = run(common::model(common::SMOLLM2).to_str().unwrap());
     assert_eq!(run(&format!("hf:{REPO}:Q4_1")), by_file);
     assert_eq!(run(&format!("hf:{REPO}")), by_file, "the one GGUF file of the repository");
+    assert_eq!(run(&format!("{REPO}:Q4_1")), by_file, "no such path: the cached model");
     let inspect =
         strata_command().env("HF_HUB_CACHE", &cache).args(["inspect", &format!("hf:{REPO}:q4_1")]).output().unwrap();
     assert!(inspect.status.success() && String::from_utf8_lossy(&inspect.stdout).contains("llama"));

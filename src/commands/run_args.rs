@@ -86,14 +86,17 @@ pub struct ModelArgs {
 }
 
 /// A model argument: a path, or `hf:OWNER/NAME[:QUANT]`, the file in the Hugging Face cache
-/// ([`strata_run::hub_cache`]).
+/// ([`strata_run::hub_cache`]); a bare `OWNER/NAME[:QUANT]` that is no path on disk but a model
+/// in the cache is that model.
 pub fn model_file(arg: &str) -> Result<PathBuf, String> {
+    let cache = hub_cache::cache_dir();
     match HubModel::parse(arg) {
-        None => Ok(PathBuf::from(arg)),
-        Some(model) => {
-            let cache = hub_cache::cache_dir().ok_or("no Hugging Face cache: set HF_HUB_CACHE or HF_HOME")?;
-            model?.resolve(&cache)
+        None if std::path::Path::new(arg).exists() => Ok(PathBuf::from(arg)),
+        None => {
+            let cached = HubModel::parse(&format!("hf:{arg}")).and_then(Result::ok).zip(cache);
+            Ok(cached.and_then(|(model, cache)| model.resolve(&cache).ok()).unwrap_or_else(|| PathBuf::from(arg)))
         }
+        Some(model) => model?.resolve(&cache.ok_or("no Hugging Face cache: set HF_HUB_CACHE or HF_HOME")?),
     }
 }
 
