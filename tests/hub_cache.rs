@@ -107,3 +107,37 @@ fn a_model_in_the_hugging_face_cache_runs_by_its_hub_name() {
     let out = Command::new(common::python()).args(["-c", check, cache.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "huggingface_hub after rm: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `convert hf:OWNER/NAME` converts the repository's snapshot in the cache: the same GGUF as
+/// from the folder it was made of.
+#[test]
+fn a_checkpoint_in_the_cache_converts_by_its_hub_name() {
+    let cache = common::scratch_dir("hub-cache-checkpoint");
+    let fixture = common::repo().join("tests/fixtures/models/gemma3");
+    let repo = cache.join("models--someone--gemma3-tiny");
+    let snapshot = repo.join("snapshots").join(REVISION);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), REVISION).unwrap();
+    for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer.model", "tokenizer_config.json"] {
+        let blob = format!("blob-{name}");
+        std::fs::copy(fixture.join(name), repo.join("blobs").join(&blob)).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/{blob}"), snapshot.join(name)).unwrap();
+    }
+    let convert = |model: &str, out: &Path| {
+        strata_command()
+            .env("HF_HUB_CACHE", &cache)
+            .args(["convert", model, "-o", out.to_str().unwrap(), "--type", "q8_0"])
+            .output()
+            .unwrap()
+    };
+    let (from_cache, from_folder) = (cache.join("cache.gguf"), cache.join("folder.gguf"));
+    for (model, out) in [("hf:someone/gemma3-tiny", &from_cache), (fixture.to_str().unwrap(), &from_folder)] {
+        let o = convert(model, out);
+        assert!(o.status.success(), "{model}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(common::tensor_data(&from_cache) == common::tensor_data(&from_folder), "tensors differ");
+    let o = convert("hf:someone/gemma3-tiny:Q4_0", &cache.join("x.gguf"));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("named without a quantization"));
+}

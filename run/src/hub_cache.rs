@@ -42,17 +42,8 @@ impl HubModel {
     /// quantization the one whose name carries it.
     pub fn resolve(&self, cache: &Path) -> Result<PathBuf, String> {
         let label = format!("hf:{}", self.repo);
-        let dir = cache.join(format!("models--{}", self.repo.replace('/', "--")));
-        if !dir.is_dir() {
-            let pattern = self.quant.as_deref().map_or_else(|| "*.gguf".to_string(), |q| format!("*{q}*.gguf"));
-            return Err(format!(
-                "{label}: not in the Hugging Face cache ({}); strata does not download models yet: \
-                 fetch it with `hf download {} --include \"{pattern}\"`",
-                cache.display(),
-                self.repo
-            ));
-        }
-        let snapshot = snapshot(&dir).map_err(|e| format!("{label}: {e}"))?;
+        let pattern = self.quant.as_deref().map_or_else(|| "*.gguf".to_string(), |q| format!("*{q}*.gguf"));
+        let snapshot = self.snapshot(cache, &format!(" --include \"{pattern}\""))?;
         let mut models = Vec::new();
         gguf_files(&snapshot, &mut models);
         models.retain(|p| {
@@ -79,6 +70,33 @@ impl HubModel {
                 listed(several).join(", ")
             )),
         }
+    }
+}
+
+impl HubModel {
+    /// The folder of the repository's snapshot that `refs/main` names: a safetensors checkpoint
+    /// for `convert` (no quantization then).
+    pub fn checkpoint(&self, cache: &Path) -> Result<PathBuf, String> {
+        if let Some(q) = &self.quant {
+            return Err(format!("hf:{}:{q}: a checkpoint folder is named without a quantization", self.repo));
+        }
+        self.snapshot(cache, "")
+    }
+
+    /// The snapshot folder; an error naming the `hf download` command (with `include`) that
+    /// fetches the repository when the cache lacks it.
+    fn snapshot(&self, cache: &Path, include: &str) -> Result<PathBuf, String> {
+        let label = format!("hf:{}", self.repo);
+        let dir = cache.join(format!("models--{}", self.repo.replace('/', "--")));
+        if !dir.is_dir() {
+            return Err(format!(
+                "{label}: not in the Hugging Face cache ({}); strata does not download models yet: \
+                 fetch it with `hf download {}{include}`",
+                cache.display(),
+                self.repo
+            ));
+        }
+        snapshot(&dir).map_err(|e| format!("{label}: {e}"))
     }
 }
 

@@ -13,12 +13,14 @@ use strata_quantize::GgmlType;
 
 use super::human_bytes;
 use strata_run::catalog::Catalog;
+use strata_run::hub_cache::{self, HubModel};
 use strata_run::planning;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The Hugging Face model folder (config.json, *.safetensors, tokenizer.json).
-    #[arg(value_name = "MODEL_DIR")]
+    /// The Hugging Face model folder (config.json, *.safetensors, tokenizer.json), or
+    /// hf:OWNER/NAME, the repository's snapshot in the Hugging Face cache.
+    #[arg(value_name = "MODEL_DIR", value_parser = checkpoint_dir)]
     pub model: PathBuf,
     /// The GGUF file to write.
     #[arg(short = 'o', long = "outfile", value_name = "OUT.gguf", required_unless_present = "dry_run")]
@@ -80,6 +82,17 @@ fn choose_types(args: &Args) -> Result<(Preset, Option<GgmlType>)> {
         m.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default()
     );
     Ok((flag_preset.unwrap_or(m.body), flag_ple.or(m.ple)))
+}
+
+/// The checkpoint folder: a path, or `hf:OWNER/NAME` in the Hugging Face cache.
+fn checkpoint_dir(arg: &str) -> Result<PathBuf, String> {
+    match HubModel::parse(arg) {
+        None => Ok(PathBuf::from(arg)),
+        Some(model) => {
+            let cache = hub_cache::cache_dir().ok_or("no Hugging Face cache: set HF_HUB_CACHE or HF_HOME")?;
+            model?.checkpoint(&cache)
+        }
+    }
 }
 
 pub fn run(args: &Args) -> Result<()> {
