@@ -195,16 +195,17 @@ fn all_links(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// The Hub cache folder: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
 /// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`, as `huggingface_hub`
-/// finds it.
-pub fn cache_dir() -> Option<PathBuf> {
+/// finds it; an error when none of these is set.
+pub fn cache_dir() -> Result<PathBuf, String> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = var("HF_HUB_CACHE") {
-        return Some(dir);
+        return Ok(dir);
     }
     let home = var("HF_HOME")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("huggingface")))
-        .or_else(|| var("HOME").map(|h| h.join(".cache").join("huggingface")))?;
-    Some(home.join("hub"))
+        .or_else(|| var("HOME").map(|h| h.join(".cache").join("huggingface")))
+        .ok_or("no Hugging Face cache: set HF_HUB_CACHE or HF_HOME")?;
+    Ok(home.join("hub"))
 }
 
 /// The snapshot `refs/main` names; without it, the only snapshot there is.

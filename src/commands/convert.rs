@@ -88,10 +88,7 @@ fn choose_types(args: &Args) -> Result<(Preset, Option<GgmlType>)> {
 fn checkpoint_dir(arg: &str) -> Result<PathBuf, String> {
     match HubModel::parse(arg) {
         None => Ok(PathBuf::from(arg)),
-        Some(model) => {
-            let cache = hub_cache::cache_dir().ok_or("no Hugging Face cache: set HF_HUB_CACHE or HF_HOME")?;
-            model?.checkpoint(&cache)
-        }
+        Some(model) => model?.checkpoint(&hub_cache::cache_dir()?),
     }
 }
 

@@ -31,7 +31,7 @@ pub enum Action {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let cache = hub_cache::cache_dir().ok_or_else(|| anyhow!("no Hugging Face cache: set HF_HUB_CACHE or HF_HOME"))?;
+    let cache = hub_cache::cache_dir().map_err(|e| anyhow!(e))?;
     if let Some(Action::Rm { model }) = &args.action {
         let named =
             HubModel::parse(model).ok_or_else(|| anyhow!("{model}: name a cached model as hf:OWNER/NAME[:QUANT]"))?;

@@ -93,10 +93,10 @@ pub fn model_file(arg: &str) -> Result<PathBuf, String> {
     match HubModel::parse(arg) {
         None if std::path::Path::new(arg).exists() => Ok(PathBuf::from(arg)),
         None => {
-            let cached = HubModel::parse(&format!("hf:{arg}")).and_then(Result::ok).zip(cache);
+            let cached = HubModel::parse(&format!("hf:{arg}")).and_then(Result::ok).zip(cache.ok());
             Ok(cached.and_then(|(model, cache)| model.resolve(&cache).ok()).unwrap_or_else(|| PathBuf::from(arg)))
         }
-        Some(model) => model?.resolve(&cache.ok_or("no Hugging Face cache: set HF_HUB_CACHE or HF_HOME")?),
+        Some(model) => model?.resolve(&cache?),
     }
 }
 

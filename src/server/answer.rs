@@ -513,13 +513,14 @@ fn finish_events(
     for (i, call) in rest.calls.iter().enumerate().skip(given) {
         out.extend(call_deltas(shape, i, call));
     }
+    let timings = openai::timings(&summary.progress());
     let mut last = shape.body(vec![shape.choice(Piece::default(), Some(finish), true)], true);
-    last["timings"] = openai::timings(&summary.progress());
+    last["timings"] = timings.clone();
     out.push(data(last));
     if include_usage {
         let mut usage = shape.body(Vec::new(), true);
         usage["usage"] = openai::usage(summary);
-        usage["timings"] = openai::timings(&summary.progress());
+        usage["timings"] = timings;
         out.push(data(usage));
     }
     out.push(SseEvent::default().data("[DONE]"));

@@ -466,7 +466,7 @@ async fn forward(s: &Arc<Supervisor>, request: Request) -> (Response, bool) {
     let busy = if is_read_only(&route) { None } else { s.busy() };
     if *s.status.borrow() == Status::Asleep {
         if request.method() == Method::GET {
-            if let Some(answer) = s.asleep_answer(request.uri().path()) {
+            if let Some(answer) = s.asleep_answer(&route) {
                 return (answer, false);
             }
         }

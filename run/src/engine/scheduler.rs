@@ -107,11 +107,13 @@ impl Handle {
         if job.prompt.len() > self.shared.n_ctx_slot {
             return Err(Refused::PromptTooLong { tokens: job.prompt.len(), n_ctx_slot: self.shared.n_ctx_slot });
         }
-        let n_slots = lock(&self.shared.slots).len();
+        let (n_slots, free) = {
+            let slots = lock(&self.shared.slots);
+            (slots.len(), slots.iter().filter(|s| !s.is_processing).count())
+        };
         if let Some(slot) = job.slot.filter(|&s| s >= n_slots) {
             return Err(Refused::NoSuchSlot { slot, n_slots });
         }
-        let free = lock(&self.shared.slots).iter().filter(|s| !s.is_processing).count();
         let mut waiting = lock(&self.shared.waiting);
         if waiting.len() >= self.shared.capacity + free {
             return Err(Refused::QueueFull);
