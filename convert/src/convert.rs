@@ -16,7 +16,8 @@ use strata_gguf::{
 
 use crate::arch::{self, Architecture, Mapped, Rows, Transform};
 use crate::importance::{ImatrixInput, Importance};
-use crate::policy::{Choice, Policy, Preset};
+use crate::mmproj::Towers;
+use crate::policy::{mmproj_choice, Choice, Policy, Preset};
 use crate::safetensors::{Checkpoint, TensorRef};
 
 /// The GGUF names of the output projection and the token embedding it may be tied to.
@@ -196,6 +197,68 @@ pub fn plan(dir: &Path, opts: &Options) -> Result<Plan> {
         }
     }
     Ok(Plan { dir: dir.to_path_buf(), metadata, tensors, skipped, checkpoint })
+}
+
+/// The projector file (llama.cpp's mmproj) of a multimodal folder's `towers`: every tensor the
+/// towers list, from the checkpoint, each at the type llama.cpp's converter gives it for output
+/// type `ty` (default: the checkpoint's float type, F16 for F32 checkpoints, as that converter's
+/// `--outtype auto`).
+pub fn plan_mmproj(dir: &Path, towers: &dyn Towers, ty: Option<GgmlType>) -> Result<Plan> {
+    let checkpoint = Checkpoint::open(dir)?;
+    let specs = towers.tensors();
+    let expected: HashMap<&str, &TensorSpec> = specs.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut found: HashMap<&str, (TensorRef, Transform)> = HashMap::new();
+    for t in checkpoint.tensors() {
+        let Some(Mapped { gguf_name, transform, .. }) = towers.map(&t.name) else { continue };
+        let Some((name, spec)) = expected.get_key_value(gguf_name.as_str()) else {
+            bail!(
+                "{}: tensor {} becomes {gguf_name}, which the projector of this config.json does not have",
+                dir.display(),
+                t.name
+            );
+        };
+        checked_rows(dir, Rows::Exact, t, spec)?;
+        if let Some((other, _)) = found.insert(name, (t.clone(), transform)) {
+            bail!("{}: tensors {} and {} both become {gguf_name}", dir.display(), other.name, t.name);
+        }
+    }
+    let float = |t: &TensorRef| match t.dtype {
+        crate::safetensors::Dtype::BF16 => GgmlType::BF16,
+        _ => GgmlType::F16,
+    };
+    let ty = ty.unwrap_or_else(|| {
+        let mut matrices = specs.iter().filter(|s| s.shape.len() >= 2).filter_map(|s| found.get(s.name.as_str()));
+        matrices.next().map_or(GgmlType::F16, |(t, _)| float(t))
+    });
+    let mut sources = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let Some((t, transform)) = found.remove(spec.name.as_str()) else {
+            bail!("{}: the checkpoint has no tensor for the projector's {}", dir.display(), spec.name);
+        };
+        let rows = (spec.n_elements() / spec.shape[0].max(1)) as usize;
+        sources.push(Source::Checkpoint { parts: vec![t], transform, rows });
+    }
+    let choices: Vec<Choice> = specs.iter().map(|s| mmproj_choice(s, ty, towers.forced_type(&s.name))).collect();
+    let (infos, _) =
+        layout(specs.iter().zip(&choices).map(|(t, c)| (t.name.clone(), c.ty, t.shape.clone())), DEFAULT_ALIGNMENT)?;
+    let file_type = Preset::from_name(ty.name()).map_err(|_| anyhow!("--mmproj-type {ty}: not a projector type"))?;
+    let mut metadata = vec![
+        ("general.architecture".to_string(), Value::String("clip".into())),
+        ("general.type".to_string(), Value::String("mmproj".into())),
+        ("general.name".to_string(), Value::String(model_name(dir))),
+        ("general.size_label".to_string(), Value::String(size_label(&specs))),
+        ("general.file_type".to_string(), Value::U32(file_type.file_type())),
+    ];
+    metadata.extend(towers.metadata().with_context(|| dir.join("config.json").display().to_string())?);
+    metadata.push(("general.quantization_version".into(), Value::U32(2)));
+    metadata.push((DATA_SHA256_KEY.into(), Value::String(DATA_SHA256_PLACEHOLDER.into())));
+    let tensors = sources
+        .into_iter()
+        .zip(infos)
+        .zip(choices)
+        .map(|((source, info), choice)| Planned { source, info, choice, importance: Importance::NotGiven })
+        .collect();
+    Ok(Plan { dir: dir.to_path_buf(), metadata, tensors, skipped: Vec::new(), checkpoint })
 }
 
 /// The model a Hugging Face folder holds, as `convert` would write it (the token embedding cut

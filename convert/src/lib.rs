@@ -10,6 +10,7 @@
 pub mod arch;
 pub mod convert;
 pub mod importance;
+pub mod mmproj;
 pub mod policy;
 mod pre_tokenizers;
 pub mod safetensors;

@@ -244,6 +244,10 @@ pub enum Source {
     PleType,
     /// A `--tensor-type` pattern.
     Override(String),
+    /// A projector file's type (`--mmproj-type`, by default the checkpoint's float type).
+    MmprojType,
+    /// A type llama.cpp's converter forces on a projector file's tensor, and why.
+    Forced(&'static str),
 }
 
 impl fmt::Display for Source {
@@ -260,6 +264,8 @@ impl fmt::Display for Source {
             }
             Source::PleType => f.write_str("the PLE table's own type (--ple-type; by default Q8_0 for presets below 8 bits)"),
             Source::Override(pattern) => write!(f, "--tensor-type {pattern}"),
+            Source::MmprojType => f.write_str("the projector file's type (--mmproj-type; by default the checkpoint's float type, as llama.cpp's converter)"),
+            Source::Forced(why) => f.write_str(why),
         }
     }
 }
@@ -426,6 +432,21 @@ pub fn quantizable_type(name: &str) -> Result<GgmlType> {
             bail!("unknown or unsupported type {name:?}: supported types are {}", names.join(", "))
         }
     }
+}
+
+/// A projector file's tensor's type, as llama.cpp's converter chooses it: vectors and norms F32,
+/// then what the family forces (`forced`), else `base` (`--mmproj-type`), F16 where its blocks
+/// don't divide the row (the converter's fallback).
+pub fn mmproj_choice(t: &TensorSpec, base: GgmlType, forced: Option<(GgmlType, &'static str)>) -> Choice {
+    let (ty, source) = if t.shape.len() <= 1 || t.name.ends_with("_norm.weight") {
+        (GgmlType::F32, Source::Vector)
+    } else if let Some((ty, why)) = forced {
+        (ty, Source::Forced(why))
+    } else {
+        (base, Source::MmprojType)
+    };
+    let fitted = if t.shape[0].is_multiple_of(ty.block_size() as u64) { ty } else { GgmlType::F16 };
+    Choice { class: t.class, ty: fitted, source, fell_back_from: (fitted != ty).then_some(ty) }
 }
 
 /// llama-quantize's fallback for a row width the type's blocks do not divide: 256-blocks to a

@@ -33,6 +33,14 @@ pub enum TensorClass {
     Output,
     /// Any other matrix.
     OtherMatrix,
+    /// A matrix of a projector file's vision tower (`v.*`: its patch embedding, attention and
+    /// feed-forward blocks).
+    Vision,
+    /// A matrix of a projector file's audio tower (`a.*`).
+    Audio,
+    /// A matrix of the projector proper (`mm.*`), which maps a tower's output into the text
+    /// model's embedding space.
+    Projector,
     /// Norms and other one-dimensional tensors (biases, scales, `rope_freqs`): always F32.
     NormOrVector,
 }
@@ -119,14 +127,25 @@ impl TensorClass {
         TensorClass::KeptF32,
         TensorClass::Output,
         TensorClass::OtherMatrix,
+        TensorClass::Vision,
+        TensorClass::Audio,
+        TensorClass::Projector,
         TensorClass::NormOrVector,
     ];
 
     /// Classifies a tensor by its GGUF name (llama.cpp's, looked up whole) and its number of
-    /// dimensions: every vector is [`TensorClass::NormOrVector`].
+    /// dimensions: every vector is [`TensorClass::NormOrVector`]; a projector file's matrices go
+    /// by their prefix (`v.`, `a.`, `mm.`).
     pub fn of(name: &str, n_dims: usize) -> TensorClass {
         if n_dims <= 1 {
             return TensorClass::NormOrVector;
+        }
+        for (prefix, class) in
+            [("v.", TensorClass::Vision), ("a.", TensorClass::Audio), ("mm.", TensorClass::Projector)]
+        {
+            if name.starts_with(prefix) {
+                return class;
+            }
         }
         lookup(name).map_or(TensorClass::OtherMatrix, |k| k.class)
     }
@@ -149,6 +168,9 @@ impl TensorClass {
             TensorClass::KeptF32 => "kept_f32",
             TensorClass::Output => "output",
             TensorClass::OtherMatrix => "other",
+            TensorClass::Vision => "vision",
+            TensorClass::Audio => "audio",
+            TensorClass::Projector => "projector",
             TensorClass::NormOrVector => "norm_or_vector",
         }
     }
@@ -217,6 +239,13 @@ mod tests {
             // A matrix is classed by its whole name, not by a word in it.
             ("blk.2.norm_mixer.weight", 2, OtherMatrix),
             ("blk.2.ffn_gate_extra.weight", 2, OtherMatrix),
+            // A projector file's towers and projector, by prefix.
+            ("v.blk.0.attn_q.weight", 2, Vision),
+            ("v.patch_embd.weight", 4, Vision),
+            ("v.blk.0.ln1.weight", 1, NormOrVector),
+            ("a.blk.0.ffn_up.weight", 2, Audio),
+            ("mm.input_projection.weight", 2, Projector),
+            ("mm.soft_emb_norm.weight", 1, NormOrVector),
         ];
         for &(name, dims, class) in cases {
             assert_eq!(TensorClass::of(name, dims), class, "{name}");

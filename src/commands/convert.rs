@@ -2,12 +2,13 @@
 //! pass, with the per-layer embedding table's type chosen on its own (`--ple-type`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
-use strata_convert::convert::{plan, Options};
+use strata_convert::convert::{plan, plan_mmproj, Options, Plan};
 use strata_convert::importance::{ImatrixInput, Importance};
+use strata_convert::mmproj::{self, Found, Towers};
 use strata_convert::policy::{quantizable_type, Preset};
 use strata_quantize::GgmlType;
 
@@ -49,6 +50,18 @@ pub struct Args {
     /// Context size the --device recommendation leaves room for.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
     pub ctx_size: u64,
+    /// Where to write the projector file (llama.cpp's mmproj) of a checkpoint with a vision or
+    /// audio tower (default: mmproj-OUT.gguf beside OUT.gguf).
+    #[arg(long, value_name = "MMPROJ.gguf", conflicts_with = "no_mmproj")]
+    pub mmproj: Option<PathBuf>,
+    /// Write the text model only, without the projector file.
+    #[arg(long)]
+    pub no_mmproj: bool,
+    /// The projector file's type: f32, f16, bf16 or q8_0 (default: the checkpoint's float type,
+    /// F16 for F32 checkpoints, as llama.cpp's converter; some tensors keep the type that
+    /// converter forces, which --explain says).
+    #[arg(long, value_name = "TYPE", conflicts_with = "no_mmproj")]
+    pub mmproj_type: Option<String>,
     /// Print the plan without writing anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -102,55 +115,20 @@ pub fn run(args: &Args) -> Result<()> {
         })
         .transpose()?;
     let opts = Options { preset, ple_type, tensor_types: args.tensor_type.clone(), imatrix };
-    let plan = plan(&args.model, &opts)?;
-
-    // The table: class -> type -> count, bytes.
-    let mut table: BTreeMap<(&str, &str), (usize, u64)> = BTreeMap::new();
-    for t in &plan.tensors {
-        let e = table.entry((t.choice.class.name(), t.info.ty.name())).or_default();
-        e.0 += 1;
-        e.1 += t.info.n_bytes();
+    let mut plan = plan(&args.model, &opts)?;
+    let projector = projector_plan(args)?;
+    if let Projector::Planned(mmproj, towers) = &projector {
+        plan.skipped.retain(|name| towers.map(name).is_none());
+        debug_assert!(mmproj.skipped.is_empty());
     }
-    let fallbacks: Vec<String> = plan
-        .tensors
-        .iter()
-        .filter_map(|t| {
-            t.choice
-                .fell_back_from
-                .map(|from| format!("{} ({} columns): {from} -> {}", t.info.name, t.info.shape[0], t.info.ty))
-        })
-        .collect();
-    let total: u64 = plan.tensors.iter().map(|t| t.info.n_bytes()).sum();
+    let mmproj_out = match (&projector, &args.out) {
+        (Projector::Planned(..), Some(out)) => Some(args.mmproj.clone().unwrap_or_else(|| default_mmproj_path(out))),
+        _ => None,
+    };
+
     if !args.json {
         let out = args.out.as_ref().map_or("(dry run)".to_string(), |o| o.display().to_string());
-        let mut text = format!("{} -> {out} ({}):\n", args.model.display(), opts.preset);
-        text += &format!("  {:22} {:8} {:>6} {:>12}\n", "class", "type", "count", "bytes");
-        for ((class, ty), (count, bytes)) in &table {
-            text += &format!("  {class:22} {ty:8} {count:>6} {:>12}\n", human_bytes(*bytes));
-        }
-        text += &format!("  total {} in {} tensors\n", human_bytes(total), plan.tensors.len());
-        if !fallbacks.is_empty() {
-            text += &format!("  {} tensors fall back to a type whose blocks fit their rows:\n", fallbacks.len());
-            for f in &fallbacks {
-                text += &format!("    {f}\n");
-            }
-        }
-        if args.explain {
-            let width = plan.tensors.iter().map(|t| t.info.name.len()).max().unwrap_or(0);
-            text += &format!("  {:width$}  {:22} {:8} why\n", "tensor", "class", "type");
-            for t in &plan.tensors {
-                // Float tensors are never weighted; saying so on each line would be noise.
-                let silent = t.importance == Importance::NotGiven || t.info.ty.block_size() == 1;
-                let importance = if silent { String::new() } else { format!("; {}", t.importance) };
-                text += &format!(
-                    "  {:width$}  {:22} {:8} {}{importance}\n",
-                    t.info.name,
-                    t.choice.class.name(),
-                    t.info.ty.name(),
-                    t.choice.reason(t.info.shape[0])
-                );
-            }
-        }
+        let mut text = describe(&plan, &format!("{} -> {out} ({})", args.model.display(), opts.preset), args.explain);
         if let Some(imatrix) = &opts.imatrix {
             text += &importance_summary(&imatrix.path, &plan.tensors);
         }
@@ -160,30 +138,41 @@ pub fn run(args: &Args) -> Result<()> {
                 plan.skipped.len()
             );
         }
+        match &projector {
+            Projector::Planned(mmproj, _) => {
+                let out = mmproj_out.as_ref().map_or("(dry run)".to_string(), |o| o.display().to_string());
+                text += &describe(mmproj, &format!("projector -> {out}"), args.explain);
+            }
+            Projector::NotYet(what) => text += &format!("  no projector file: strata does not convert {what} yet\n"),
+            Projector::None => {}
+        }
         super::print(&text)?;
     }
-    let rows: Vec<_> = table
-        .iter()
-        .map(|((class, ty), (count, bytes))| json!({"class": class, "type": ty, "count": count, "bytes": bytes}))
-        .collect();
-    let tensors: Vec<_> = plan
-        .tensors
-        .iter()
-        .map(|t| json!({"name": t.info.name, "class": t.choice.class.name(), "type": t.info.ty.name(), "reason": t.choice.reason(t.info.shape[0]), "imatrix": t.importance.name()}))
-        .collect();
-    let report = |output: Option<&PathBuf>| json!({"output": output, "preset": opts.preset.name(), "plan": rows, "tensors": tensors, "fallbacks": fallbacks, "skipped": plan.skipped, "total_bytes": total});
+    let report = |output: Option<&PathBuf>, mmproj_output: Option<&PathBuf>| {
+        let mut r = json_report(&plan, output);
+        r["preset"] = json!(opts.preset.name());
+        r["skipped"] = json!(plan.skipped);
+        r["mmproj"] = match &projector {
+            Projector::Planned(mmproj, _) => json_report(mmproj, mmproj_output),
+            Projector::NotYet(what) => json!({"unsupported": what}),
+            Projector::None => serde_json::Value::Null,
+        };
+        r
+    };
     let Some(out) = args.out.as_ref().filter(|_| !args.dry_run) else {
-        return if args.json { super::print(&serde_json::to_string_pretty(&report(None))?) } else { Ok(()) };
+        return if args.json { super::print(&serde_json::to_string_pretty(&report(None, None))?) } else { Ok(()) };
     };
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
         .build()
         .context("cannot start threads")?;
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(plan.tensors.len() as u64),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
+    let mmproj = match &projector {
+        Projector::Planned(mmproj, _) => Some(mmproj),
+        _ => None,
+    };
+    let n_tensors = plan.tensors.len() + mmproj.map_or(0, |p| p.tensors.len());
+    let bar = indicatif::ProgressBar::with_draw_target(Some(n_tensors as u64), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
         indicatif::ProgressStyle::with_template("converting [{bar:30}] {pos}/{len} tensors, {elapsed}")
             .expect("valid")
@@ -196,14 +185,141 @@ pub fn run(args: &Args) -> Result<()> {
         std::process::exit(130);
     })
     .context("cannot install the Ctrl-C handler")?;
-    pool.install(|| plan.write(out, |_| bar.inc(1)))?;
+    // The projector first (it is small), and removed again if the text model cannot be written:
+    // a failed conversion leaves no file.
+    if let (Some(mmproj), Some(path)) = (mmproj, &mmproj_out) {
+        pool.install(|| mmproj.write(path, |_| bar.inc(1)))?;
+    }
+    if let Err(e) = pool.install(|| plan.write(out, |_| bar.inc(1))) {
+        if let Some(path) = &mmproj_out {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
+    }
     bar.finish_and_clear();
 
     if args.json {
-        super::print(&serde_json::to_string_pretty(&report(Some(out)))?)
+        super::print(&serde_json::to_string_pretty(&report(Some(out), mmproj_out.as_ref()))?)
     } else {
-        super::print(&format!("wrote {}", out.display()))
+        let also = mmproj_out.map(|p| format!(" and {}", p.display())).unwrap_or_default();
+        super::print(&format!("wrote {}{also}", out.display()))
     }
+}
+
+/// The projector file a conversion writes, if any.
+enum Projector {
+    None,
+    /// The checkpoint has towers strata does not convert yet (what they are).
+    NotYet(&'static str),
+    Planned(Plan, Box<dyn Towers>),
+}
+
+/// The projector plan for `--mmproj`, `--no-mmproj` and `--mmproj-type`: towers strata converts
+/// are planned unless `--no-mmproj`; asking for a projector a checkpoint cannot give is an error.
+fn projector_plan(args: &Args) -> Result<Projector> {
+    let ty = args
+        .mmproj_type
+        .as_deref()
+        .map(|name| match quantizable_type(name) {
+            Ok(t @ (GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q8_0)) => Ok(t),
+            _ => Err(anyhow!("--mmproj-type {name}: a projector file is f32, f16, bf16 or q8_0")),
+        })
+        .transpose()?;
+    if args.no_mmproj {
+        return Ok(Projector::None);
+    }
+    let asked = args.mmproj.is_some() || ty.is_some();
+    let dir = &args.model;
+    match mmproj::for_folder(dir)? {
+        Found::Towers(towers) => Ok(Projector::Planned(plan_mmproj(dir, towers.as_ref(), ty)?, towers)),
+        Found::NotYet(what) if asked => bail!("{}: strata does not convert {what} yet", dir.display()),
+        Found::NotYet(what) => Ok(Projector::NotYet(what)),
+        Found::None if asked => {
+            bail!("{}: no projector to write: config.json names no vision or audio tower", dir.display())
+        }
+        Found::None => Ok(Projector::None),
+    }
+}
+
+/// llama.cpp's name for a model's projector: `mmproj-` before the model's file name, beside it.
+pub fn default_mmproj_path(model: &Path) -> PathBuf {
+    let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    model.with_file_name(format!("mmproj-{name}"))
+}
+
+/// A plan as text: class -> type -> count and bytes, the fallbacks, and with `explain` every
+/// tensor with its type and the rule that chose it.
+fn describe(plan: &Plan, title: &str, explain: bool) -> String {
+    let mut text = format!("{title}:\n");
+    text += &format!("  {:22} {:8} {:>6} {:>12}\n", "class", "type", "count", "bytes");
+    for ((class, ty), (count, bytes)) in &class_table(plan) {
+        text += &format!("  {class:22} {ty:8} {count:>6} {:>12}\n", human_bytes(*bytes));
+    }
+    let total: u64 = plan.tensors.iter().map(|t| t.info.n_bytes()).sum();
+    text += &format!("  total {} in {} tensors\n", human_bytes(total), plan.tensors.len());
+    let fallbacks = fallbacks(plan);
+    if !fallbacks.is_empty() {
+        text += &format!("  {} tensors fall back to a type whose blocks fit their rows:\n", fallbacks.len());
+        for f in &fallbacks {
+            text += &format!("    {f}\n");
+        }
+    }
+    if explain {
+        let width = plan.tensors.iter().map(|t| t.info.name.len()).max().unwrap_or(0);
+        text += &format!("  {:width$}  {:22} {:8} why\n", "tensor", "class", "type");
+        for t in &plan.tensors {
+            // Float tensors are never weighted; saying so on each line would be noise.
+            let silent = t.importance == Importance::NotGiven || t.info.ty.block_size() == 1;
+            let importance = if silent { String::new() } else { format!("; {}", t.importance) };
+            text += &format!(
+                "  {:width$}  {:22} {:8} {}{importance}\n",
+                t.info.name,
+                t.choice.class.name(),
+                t.info.ty.name(),
+                t.choice.reason(t.info.shape[0])
+            );
+        }
+    }
+    text
+}
+
+/// class -> type -> (count, bytes).
+fn class_table(plan: &Plan) -> BTreeMap<(&'static str, &'static str), (usize, u64)> {
+    let mut table: BTreeMap<(&str, &str), (usize, u64)> = BTreeMap::new();
+    for t in &plan.tensors {
+        let e = table.entry((t.choice.class.name(), t.info.ty.name())).or_default();
+        e.0 += 1;
+        e.1 += t.info.n_bytes();
+    }
+    table
+}
+
+/// The tensors whose type fell back, one line each.
+fn fallbacks(plan: &Plan) -> Vec<String> {
+    plan.tensors
+        .iter()
+        .filter_map(|t| {
+            t.choice
+                .fell_back_from
+                .map(|from| format!("{} ({} columns): {from} -> {}", t.info.name, t.info.shape[0], t.info.ty))
+        })
+        .collect()
+}
+
+/// A plan as `--json` gives it: the output, the class table, every tensor, the fallbacks and the
+/// total.
+fn json_report(plan: &Plan, output: Option<&PathBuf>) -> serde_json::Value {
+    let rows: Vec<_> = class_table(plan)
+        .iter()
+        .map(|((class, ty), (count, bytes))| json!({"class": class, "type": ty, "count": count, "bytes": bytes}))
+        .collect();
+    let tensors: Vec<_> = plan
+        .tensors
+        .iter()
+        .map(|t| json!({"name": t.info.name, "class": t.choice.class.name(), "type": t.info.ty.name(), "reason": t.choice.reason(t.info.shape[0]), "imatrix": t.importance.name()}))
+        .collect();
+    let total: u64 = plan.tensors.iter().map(|t| t.info.n_bytes()).sum();
+    json!({"output": output, "plan": rows, "tensors": tensors, "fallbacks": fallbacks(plan), "total_bytes": total})
 }
 
 /// What the imatrix does in this conversion: how many tensors it weights, which quantized ones
