@@ -5,18 +5,21 @@
 # binding (the benchmarks: same ggml kernels, same build flags, AMX left out alike), on any CPU.
 #   bash scripts/setup/build_llama_tools.sh [TOOL...]
 # TOOL is one of
-#   imatrix quantize rpc-server completion   what the tests run: the default (scripts/test.sh)
+#   imatrix quantize rpc-server completion   what the tests run: the default (scripts/test.sh),
+#   mtmd-cli                                 with llama-mtmd-cli (tests/multimodal.rs compares with it)
 #   bench server                             what the benchmarks (scripts/bench/) build when run
 #   perplexity tokenize                      by hand
 # and becomes .llama-tools/bin/llama-TOOL. Only what changed is rebuilt (an object older than its
 # source or the libraries, or compiled with other flags); from nothing, on 2 busy cores, a tool takes 10-30 s and
 # llama-server about 6 minutes (its 60 C++ files). Prints nothing on success.
 #
-# The crate's llama.cpp tree ships the tools' READMEs but not their sources, so these come from
+# The crate's llama.cpp tree ships the tools' READMEs but not their sources (but for
+# llama-mtmd-cli's, which comes with the mtmd library strata links, and is built from there
+# against that library), so these come from
 # llama-cpp-python 0.3.36's tree (.llama-tools/llama.cpp, unpacked by scripts/setup/setup.sh): a
 # slightly older llama.cpp (ggml 0.25.3; the crate's is 0.26.0) whose tools compile against the
-# newer headers unchanged, with two exceptions, both llama-server's: its multimodal library (mtmd,
-# which strata's build leaves out) is compiled from the same 0.3.36 tree, to match the server's
+# newer headers unchanged, with two exceptions, both llama-server's: its multimodal library (mtmd)
+# is compiled from the same 0.3.36 tree, not taken from strata's build, to match the server's
 # calls into it; and the one helper of the old common library it needs that the new one dropped
 # comes from llama_tools/server_compat.h. Its web UI is left out (no prebuilt assets in the tree,
 # and no npm here): the server answers its HTTP API, which is what the benchmarks use.
@@ -24,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 die() { echo "scripts/setup/build_llama_tools.sh: $*" >&2; exit 1; }
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(imatrix quantize rpc-server completion)
+[ ${#tools[@]} -gt 0 ] || tools=(imatrix quantize rpc-server completion mtmd-cli)
 tree=$(bash scripts/setup/llama_cpp_tree.sh)
 src=.llama-tools/llama.cpp
 [ -f "$src/.from-llama_cpp_python-0.3.36" ] || die "$src is missing: run scripts/setup/setup.sh"
@@ -84,11 +87,18 @@ for tool in "${tools[@]}"; do
     rpc-server) dir=rpc ;;
     bench) dir=llama-bench ;;
     server) dir=server ;;
-    *) die "unknown tool $tool (imatrix, quantize, rpc-server, completion, bench, server, perplexity, tokenize)" ;;
+    mtmd-cli) dir=mtmd ;;
+    *) die "unknown tool $tool (imatrix, quantize, rpc-server, completion, bench, server, perplexity, tokenize, mtmd-cli)" ;;
   esac
   srcs=("$src/tools/$dir"/*.cpp)
   [ -f "${srcs[0]}" ] || die "$src/tools/$dir has no sources: run scripts/setup/setup.sh"
-  if [ "$tool" = server ]; then
+  extra=()
+  if [ "$tool" = mtmd-cli ]; then
+    [ -f "$out/build/tools/mtmd/libmtmd.a" ] || die "strata's build has no libmtmd.a (llama-cpp-sys-2's mtmd feature)"
+    compile "$obj" -I"$tree/tools/mtmd" -- "$tree/tools/mtmd/mtmd-cli.cpp"
+    objs=("$obj"/*.o)
+    extra=("$out/build/tools/mtmd/libmtmd.a")
+  elif [ "$tool" = server ]; then
     # The UI's asset table, empty: ui.h and ui.cpp as scripts/ui-assets.cmake writes them
     # when there are no assets.
     gen=$obj/gen
@@ -113,7 +123,7 @@ for tool in "${tools[@]}"; do
   [ -x "$bin" ] && [ ! "$libllama" -nt "$bin" ] && [ ! "$flush" -nt "$bin" ] || relink=1
   for o in "${objs[@]}"; do [ "$o" -nt "$bin" ] && relink=1; done
   if [ -n "$relink" ]; then
-    g++ "${objs[@]}" "$flush" -o "$bin.tmp" "${libs[@]/#/$out/build/}" -fopenmp -lpthread -ldl -lssl -lcrypto
+    g++ "${objs[@]}" "$flush" -o "$bin.tmp" "${extra[@]}" "${libs[@]/#/$out/build/}" -fopenmp -lpthread -ldl -lssl -lcrypto
     mv "$bin.tmp" "$bin"
   fi
 done

@@ -2,18 +2,20 @@
 //! the template options `generate --chat` and `template` share.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{bail, Context, Result};
 
 use super::run_args::{
-    single_engine, with_hint, GrammarArgs, ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit,
+    single_engine, with_hint, with_media_markers, GrammarArgs, MediaArgs, ModelArgs, Reasoning, SamplingArgs,
+    TemplateArgs, TokenLimit,
 };
 use strata_run::chat::reasoning::ThinkingFilter;
 use strata_run::chat::template::RenderOptions;
 use strata_run::chat::Message;
 use strata_run::constraint::both;
-use strata_run::engine::{Limits, StopReason};
+use strata_run::engine::{Limits, Prompt, StopReason};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,6 +23,10 @@ pub struct Args {
     pub model: ModelArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    /// The projector, and the images and audio of the first message (then `/image PATH` and
+    /// `/audio PATH` attach media to the next one).
+    #[command(flatten)]
+    pub media: MediaArgs,
     #[command(flatten)]
     pub template: TemplateArgs,
     #[command(flatten)]
@@ -75,7 +81,8 @@ pub fn run(args: &Args) -> Result<()> {
     }
     // A full-size sliding-window cache, so each turn can reuse the conversation so far.
     let grammar = args.grammar.read()?;
-    let (model, context) = args.model.load(true)?;
+    let (mut model, context) = args.model.load(true)?;
+    args.media.attach(&mut model, &context)?;
     let compiler = grammar.as_ref().map(|g| g.compiler(&model)).transpose()?;
     let template = args.template.resolve(&model)?;
     let base_opts = RenderOptions { add_generation_prompt: true, ..args.template.render_options(&model) };
@@ -87,10 +94,15 @@ pub fn run(args: &Args) -> Result<()> {
     strata_run::signals::restore_default(strata_run::signals::SIGHUP);
 
     let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
+    // Each message's images and audio, in order (parallel to `messages`), and those the next
+    // user message gets.
+    let mut media_of: Vec<Vec<PathBuf>> = vec![Vec::new(); messages.len()];
+    let mut pending = args.media.files();
     let interactive = args.prompt.is_none() && std::io::stdin().is_terminal();
     if interactive {
+        let media = if model.has_projector() { ", /image PATH or /audio PATH for the next message" } else { "" };
         eprintln!(
-            "strata chat: {} (/reset to start over, /exit or Ctrl-D to leave, Ctrl-C stops an answer)",
+            "strata chat: {} (/reset to start over, /exit or Ctrl-D to leave{media}, Ctrl-C stops an answer)",
             model.path.display()
         );
     }
@@ -118,36 +130,66 @@ pub fn run(args: &Args) -> Result<()> {
             "" => continue,
             "/exit" | "/quit" => break,
             "/reset" => {
+                let system = messages.iter().filter(|m| m.role == "system").count();
                 messages.retain(|m| m.role == "system");
+                media_of.truncate(system);
+                pending.clear();
                 engine.clear();
                 eprintln!("[conversation reset]");
                 continue;
             }
             _ => {}
         }
+        if let Some((kind, path)) = media_command(input) {
+            if !model.has_projector() {
+                eprintln!("error: {kind} needs the model's projector file: restart with --mmproj MMPROJ.gguf");
+            } else if let Err(e) = crate::llama::check_media(Path::new(path)) {
+                eprintln!("error: {e:#}");
+            } else {
+                pending.push(PathBuf::from(path));
+                eprintln!("[{} attached to the next message]", path);
+            }
+            continue;
+        }
         turn += 1;
-        messages.push(Message::new("user", input));
+        let attached = std::mem::take(&mut pending);
+        messages.push(Message::new("user", &with_media_markers(input, attached.len())));
+        media_of.push(attached);
         // With --drop-old-turns, old turns make way for the answer too: for -n tokens of it, or
         // (without -n, or for a larger one) half the context.
         let answer_room =
             if args.drop_old_turns { args.n_predict.0.unwrap_or(usize::MAX).min(engine.n_ctx_slot() / 2) } else { 0 };
-        let (tokens, text) = loop {
+        let (prompt, text) = loop {
             let text = template.render(&messages, &base_opts)?;
-            let tokens = model.tokenize_chat(&text);
+            let prompt = match chat_prompt(&model, &text, &media_of) {
+                Ok(prompt) => prompt,
+                // A medium libmtmd cannot read: the message is dropped, the chat goes on.
+                Err(e) if interactive => {
+                    messages.pop();
+                    media_of.pop();
+                    eprintln!("error: {e:#}");
+                    break (None, text);
+                }
+                Err(e) => return Err(e),
+            };
+            let tokens = &prompt.tokens;
             if tokens.len() + answer_room < engine.n_ctx_slot() {
-                break (tokens, text);
+                break (Some(prompt), text);
             }
             let first_turn = messages.iter().position(|m| m.role != "system").unwrap_or(0);
             if messages.len() - first_turn <= 1 && tokens.len() < engine.n_ctx_slot() {
-                break (tokens, text); // only this turn is left: answer as much as fits
+                break (Some(prompt), text); // only this turn is left: answer as much as fits
             }
             if !args.drop_old_turns || messages.len() - first_turn <= 1 {
                 messages.pop();
                 let advice = if args.drop_old_turns { "raise -c" } else { "raise -c, or use --drop-old-turns" };
                 bail!("the conversation is {} tokens, the context is {} ({advice})", tokens.len(), engine.n_ctx_slot());
             }
-            messages.drain(first_turn..(first_turn + 2).min(messages.len() - 1));
+            let old = first_turn..(first_turn + 2).min(messages.len() - 1);
+            messages.drain(old.clone());
+            media_of.drain(old);
         };
+        let Some(prompt) = prompt else { continue };
         // -1: no limit; generation stops when the context is full.
         let constraint = match (&grammar, &compiler) {
             (Some(g), Some(c)) => Some(g.constraint(c)?),
@@ -159,7 +201,7 @@ pub fn run(args: &Args) -> Result<()> {
         let mut stdout = std::io::stdout();
         CTRL_C.store(ANSWERING, Ordering::SeqCst);
         let out = engine.generate(
-            tokens,
+            prompt,
             params.clone(),
             limits,
             |piece| {
@@ -187,6 +229,27 @@ pub fn run(args: &Args) -> Result<()> {
             eprintln!("[the context of {} tokens is full: /reset, or restart with a larger -c]", engine.n_ctx_slot());
         }
         messages.push(Message::new("assistant", &text));
+        media_of.push(Vec::new());
     }
     Ok(())
+}
+
+/// `/image PATH` or `/audio PATH`: what it attaches and the path.
+fn media_command(input: &str) -> Option<(&'static str, &str)> {
+    for kind in ["/image", "/audio"] {
+        if let Some(path) = input.strip_prefix(kind).and_then(|rest| rest.strip_prefix(' ')) {
+            return Some((kind, path.trim()));
+        }
+    }
+    None
+}
+
+/// The conversation's prompt: through the projector when the model has one (each message's
+/// media at its markers), else the template's text tokenized.
+fn chat_prompt(model: &crate::llama::Model, text: &str, media_of: &[Vec<PathBuf>]) -> Result<Prompt> {
+    if !model.has_projector() {
+        return Ok(model.tokenize_chat(text).into());
+    }
+    let files: Vec<&Path> = media_of.iter().flatten().map(PathBuf::as_path).collect();
+    model.media_prompt_chat(text, &files)
 }

@@ -7,7 +7,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
 use super::run_args::{
-    single_engine, with_hint, GrammarArgs, ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit,
+    single_engine, with_hint, with_media_markers, GrammarArgs, MediaArgs, ModelArgs, Reasoning, SamplingArgs,
+    TemplateArgs, TokenLimit,
 };
 use strata_run::chat::reasoning::ThinkingFilter;
 use strata_run::chat::template::RenderOptions;
@@ -22,6 +23,8 @@ pub struct Args {
     pub model: ModelArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
     /// The prompt ("-" or none: read standard input).
     #[arg(short = 'p', long = "prompt")]
     pub prompt: Option<String>,
@@ -56,7 +59,11 @@ pub fn run(args: &Args) -> Result<()> {
     check_stop_strings(&args.stop).map_err(|e| anyhow!("--stop: {e}"))?;
     let prompt = read_prompt(args)?;
     let grammar = args.grammar.read()?;
-    let (model, context) = args.model.load(false)?;
+    let (mut model, context) = args.model.load(false)?;
+    args.media.attach(&mut model, &context)?;
+    let media = args.media.files();
+    let media: Vec<&std::path::Path> = media.iter().map(PathBuf::as_path).collect();
+    let prompt = with_media_markers(&prompt, media.len());
     let constraint = match &grammar {
         Some(g) => Some(g.constraint(&g.compiler(&model)?)?),
         None => None,
@@ -71,9 +78,16 @@ pub fn run(args: &Args) -> Result<()> {
         messages.push(Message::new("user", &prompt));
         let opts = RenderOptions { add_generation_prompt: true, ..args.template.render_options(&model) };
         let text = template.render(&messages, &opts)?;
-        (model.tokenize_chat(&text), both(constraint, args.template.thinking_budget(&model, &text)))
+        let constraint = both(constraint, args.template.thinking_budget(&model, &text));
+        if model.has_projector() {
+            (model.media_prompt_chat(&text, &media)?, constraint)
+        } else {
+            (model.tokenize_chat(&text).into(), constraint)
+        }
+    } else if model.has_projector() {
+        (model.media_prompt(&prompt, &media, true, false)?, constraint)
     } else {
-        (model.tokenize(&prompt, true, false), constraint)
+        (model.tokenize(&prompt, true, false).into(), constraint)
     };
     let mut engine = single_engine(&model, &context)?;
     let limits =

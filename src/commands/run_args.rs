@@ -167,6 +167,61 @@ impl ModelArgs {
     }
 }
 
+/// Images and audio: the projector file and the media of the first prompt.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct MediaArgs {
+    /// The projector file (llama.cpp's mmproj) for images and audio (default: mmproj-MODEL.gguf
+    /// beside the model, where `strata convert` writes it, if it is there).
+    #[arg(long, value_name = "MMPROJ.gguf")]
+    pub mmproj: Option<PathBuf>,
+    /// Load no projector, even one beside the model.
+    #[arg(long, conflicts_with = "mmproj")]
+    pub no_mmproj: bool,
+    /// An image for the prompt (repeatable): each goes at the next media marker (<__media__>)
+    /// in the prompt, or before its text if it has none.
+    #[arg(long = "image", value_name = "FILE")]
+    pub image: Vec<PathBuf>,
+    /// An audio clip for the prompt (repeatable; after the images).
+    #[arg(long = "audio", value_name = "FILE")]
+    pub audio: Vec<PathBuf>,
+}
+
+impl MediaArgs {
+    /// The media of the first prompt: the images, then the audio clips.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.image.iter().chain(&self.audio).cloned().collect()
+    }
+
+    /// Attaches the projector to `model`: --mmproj, else the one beside the model under
+    /// llama.cpp's name, unless --no-mmproj. Media without a projector are an error.
+    pub fn attach(&self, model: &mut Model, context: &ContextOptions) -> Result<()> {
+        let beside = || {
+            let path = model.path.clone();
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            Some(path.with_file_name(format!("mmproj-{name}"))).filter(|p| p.is_file())
+        };
+        let projector = if self.no_mmproj { None } else { self.mmproj.clone().or_else(beside) };
+        match projector {
+            Some(path) => model.attach_projector(&path, context.n_threads),
+            None if !self.image.is_empty() || !self.audio.is_empty() => bail!(
+                "{}: images and audio need the model's projector file: --mmproj MMPROJ.gguf (strata convert writes it beside the model)",
+                model.path.display()
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The text with one media marker per medium before it, unless it places them itself (as
+/// `llama-mtmd-cli` does).
+pub fn with_media_markers(text: &str, n_media: usize) -> String {
+    let marker = crate::llama::media_marker();
+    if n_media == 0 || text.contains(marker) {
+        return text.to_string();
+    }
+    marker.repeat(n_media) + text
+}
+
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct SamplingArgs {
     /// Temperature; 0 is greedy.

@@ -9,7 +9,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::{LlamaStateSeqFlags, SeqState};
-use strata_run::engine::{BatchToken, Decoder};
+use strata_run::engine::{BatchToken, Decoder, MediaChunk};
 
 use super::load::{ContextOptions, Model};
 use super::log::{llama_error, take_last_error};
@@ -131,6 +131,10 @@ impl Decoder for LlamaDecoder<'_> {
             }
             e => llama_error(format!("llama.cpp could not evaluate the tokens ({e})")),
         })
+    }
+
+    fn decode_media(&mut self, seq: usize, pos: usize, media: &dyn MediaChunk) -> Result<()> {
+        rpc::watched(|| super::media::eval_media(self.model, &mut self.ctx, media, seq, pos, self.n_batch))
     }
 
     fn logits(&self, i: usize) -> &[f32] {

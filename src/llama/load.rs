@@ -66,7 +66,9 @@ pub struct LoadOptions {
 
 /// The llama.cpp backend and one loaded model.
 pub struct Model {
-    // Field order matters: the model must be dropped before the backend.
+    // Field order matters: the projector before the model, the model before the backend.
+    /// The projector (mmproj) attached for images and audio, if any.
+    pub(super) projector: Option<super::media::Projector>,
     pub(super) model: LlamaModel,
     pub(super) backend: LlamaBackend,
     pub path: PathBuf,
@@ -207,7 +209,12 @@ impl Model {
         // llama.cpp's n_gpu_layers: -1 (its default) for all.
         let gpu_layers = gpu.then(|| u32::try_from(params.n_gpu_layers()).unwrap_or(u32::MAX));
         let preserved = preserved_tokens(&model);
-        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers, released, preserved })
+        Ok(Model { projector: None, model, backend, path: path.to_path_buf(), gpu_layers, released, preserved })
+    }
+
+    /// Whether any layer was asked of a GPU (where the projector then runs too).
+    pub(super) fn has_gpu_layers(&self) -> bool {
+        self.gpu_layers.is_some_and(|n| n > 0)
     }
 
     /// Loads only a model's vocabulary and metadata (llama.cpp's `vocab_only`): enough to
@@ -224,7 +231,15 @@ impl Model {
         let model = LlamaModel::load_from_file(&backend, path, &params)
             .map_err(|_| llama_error(format!("{}: llama.cpp could not load the model's vocabulary", path.display())))?;
         let preserved = preserved_tokens(&model);
-        Ok(Model { model, backend, path: path.to_path_buf(), gpu_layers: None, released: 0, preserved })
+        Ok(Model {
+            projector: None,
+            model,
+            backend,
+            path: path.to_path_buf(),
+            gpu_layers: None,
+            released: 0,
+            preserved,
+        })
     }
 
     /// Where the weights went.

@@ -486,6 +486,7 @@ fn submit(r: &Ready, tokens: Vec<i32>, opts: openai::Options) -> Result<mpsc::Un
     let (events_tx, events) = mpsc::unbounded_channel();
     let job = Job {
         prompt: tokens,
+        media: Vec::new(),
         params: opts.params,
         max_tokens: opts.max_tokens,
         stop: opts.stop,
@@ -508,6 +509,7 @@ fn submit(r: &Ready, tokens: Vec<i32>, opts: openai::Options) -> Result<mpsc::Un
         ),
         Refused::EmptyPrompt => ApiError::bad("the prompt is empty"),
         Refused::NoSuchSlot { .. } => ApiError::bad(format!("id_slot: {e}")),
+        Refused::BadMedia(_) => ApiError::bad(e.to_string()),
     })?;
     Ok(events)
 }

@@ -26,6 +26,12 @@ pub trait Decoder {
     /// Evaluates `batch` (at most [`Decoder::n_batch`] tokens), each at its position in its
     /// sequence's cache. An error leaves the batch's sequences unusable: the engine drops them.
     fn decode(&mut self, batch: &[BatchToken]) -> anyhow::Result<()>;
+    /// Evaluates an image or audio run of sequence `seq`'s prompt whole, from position `pos`
+    /// (a chunk this decoder's projector made). No logits come of it: text follows.
+    fn decode_media(&mut self, seq: usize, pos: usize, media: &dyn super::MediaChunk) -> anyhow::Result<()> {
+        let _ = (seq, pos, media);
+        anyhow::bail!("this model has no projector: it takes no images or audio")
+    }
     /// The logits after the `i`-th token of the last decode, which asked for them.
     fn logits(&self, i: usize) -> &[f32];
     /// Drops sequence `seq`'s cache from position `from` on; false if the cache cannot be cut

@@ -6,6 +6,8 @@ use crate::sampling::{SamplingParams, TokenProbs};
 /// One generation to run.
 pub struct Job {
     pub prompt: Vec<i32>,
+    /// The runs of `prompt` that are images or audio ([`super::media`]), in order.
+    pub media: Vec<super::Media>,
     pub params: SamplingParams,
     /// Most tokens to generate; `None` runs to the end of the slot's context.
     pub max_tokens: Option<usize>,
@@ -225,6 +227,8 @@ pub enum Refused {
         slot: usize,
         n_slots: usize,
     },
+    /// The prompt's media runs are not what [`super::media`] requires (what is wrong).
+    BadMedia(&'static str),
 }
 
 impl std::fmt::Display for Refused {
@@ -238,6 +242,7 @@ impl std::fmt::Display for Refused {
             Refused::NoSuchSlot { slot, n_slots } => {
                 write!(f, "there is no slot {slot}: the server has {n_slots} (0 to {})", n_slots - 1)
             }
+            Refused::BadMedia(what) => write!(f, "the prompt cannot be evaluated: {what}"),
         }
     }
 }

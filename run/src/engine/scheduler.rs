@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use super::decoder::{BatchToken, Decoder};
 use super::job::{Event, Generated, Job, Progress, Refused, Sink, StopReason, Summary};
+use super::media::{self, MediaChunk, Prompt};
 use super::metrics::{Gauges, Metrics};
 use super::prompt_cache::{common_prefix, PromptCache, MIN_TOKENS as MIN_CACHED_TOKENS};
 use super::slot_file;
@@ -107,6 +108,7 @@ impl Handle {
         if job.prompt.len() > self.shared.n_ctx_slot {
             return Err(Refused::PromptTooLong { tokens: job.prompt.len(), n_ctx_slot: self.shared.n_ctx_slot });
         }
+        media::check(&job.prompt, &job.media).map_err(Refused::BadMedia)?;
         let (n_slots, free) = {
             let slots = lock(&self.shared.slots);
             (slots.len(), slots.iter().filter(|s| !s.is_processing).count())
@@ -221,6 +223,8 @@ struct Batch {
     owners: Vec<usize>,
     /// The slot whose prompt the batch reads (none: the generating slots' next tokens).
     prompt_of: Option<usize>,
+    /// An image or audio run of that prompt, and its first position: the batch has no tokens.
+    media: Option<(Arc<dyn MediaChunk>, usize)>,
 }
 
 #[derive(Default)]
@@ -323,7 +327,7 @@ impl<D: Decoder> Engine<D> {
     /// summary, or the model's failure or the refusal as an error.
     pub fn generate(
         &mut self,
-        prompt: Vec<i32>,
+        prompt: impl Into<Prompt>,
         params: crate::sampling::SamplingParams,
         limits: Limits,
         mut on_text: impl FnMut(&str),
@@ -334,8 +338,10 @@ impl<D: Decoder> Engine<D> {
         let sink = Box::new(ChannelSink { events, cancel: cancel.clone() });
         let Limits { max_tokens, stop, ignore_eos, constraint } = limits;
         let detail = Default::default();
+        let Prompt { tokens: prompt, media } = prompt.into();
         self.handle().submit(Job {
             prompt,
+            media,
             params,
             max_tokens,
             stop,
@@ -374,8 +380,12 @@ impl<D: Decoder> Engine<D> {
         self.end_cancelled();
         self.slot_actions();
         self.assign();
-        for Batch { tokens: batch, owners, prompt_of } in self.form_batches() {
-            if let Err(e) = self.decoder.decode(&batch) {
+        for Batch { tokens: batch, owners, prompt_of, media } in self.form_batches() {
+            let decoded = match &media {
+                Some((chunk, pos)) => self.decoder.decode_media(owners[0], *pos, chunk.as_ref()),
+                None => self.decoder.decode(&batch),
+            };
+            if let Err(e) = decoded {
                 self.fail(&owners, &format!("{e:#}"));
                 continue;
             }
@@ -390,7 +400,8 @@ impl<D: Decoder> Engine<D> {
                 m.n_tokens_max =
                     owners.iter().map(|&i| self.slots[i].cache.len() as u64).fold(m.n_tokens_max, u64::max);
             }
-            for (b, &i) in owners.iter().enumerate() {
+            // A media run asks for no logits: text follows it.
+            for (b, &i) in owners.iter().enumerate().filter(|_| media.is_none()) {
                 if batch[b].logits {
                     self.next_token(i, b);
                 }
@@ -526,12 +537,14 @@ impl<D: Decoder> Engine<D> {
             }
             // The prompt's tail is evaluated again, for the first token's logits ([`PROMPT_TAIL`]).
             keep = keep.min(job.prompt.len() - PROMPT_TAIL.min(job.prompt.len()));
+            // A media run is evaluated whole: a cache that ends inside one keeps what is before it.
+            keep = media::cut_before(&job.media, keep);
             if keep < slot.cache.len() && !self.decoder.truncate(i, keep) {
                 keep = 0;
             }
             slot.cache.truncate(keep);
             let mut sampler = Sampler::new(job.params.clone());
-            for &t in &job.prompt {
+            for &t in job.prompt.iter().filter(|&&t| t >= 0) {
                 sampler.accept(t as u32);
             }
             let text = TextStream::new(&job.stop);
@@ -584,7 +597,7 @@ impl<D: Decoder> Engine<D> {
             slot.cache.push(token);
         }
         if !generating.0.is_empty() {
-            batches.push(Batch { tokens: generating.0, owners: generating.1, prompt_of: None });
+            batches.push(Batch { tokens: generating.0, owners: generating.1, prompt_of: None, media: None });
         }
         let mut reading: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].active.as_ref().is_some_and(|a| a.fed < a.job.prompt.len()))
@@ -595,8 +608,24 @@ impl<D: Decoder> Engine<D> {
             let slot = &mut self.slots[i];
             let a = slot.active.as_mut().expect("reading");
             let n = a.job.prompt.len();
-            let tail = n - PROMPT_TAIL.min(n);
-            let end = if a.fed < tail { (a.fed + room).min(tail) } else { n };
+            if let Some(m) = a.job.media.iter().find(|m| m.start == a.fed) {
+                // A media run: a batch of its own, evaluated whole.
+                let (chunk, pos) = (m.chunk.clone(), slot.cache.len());
+                slot.cache.extend_from_slice(&a.job.prompt[m.range()]);
+                a.fed = m.range().end;
+                batches.push(Batch {
+                    tokens: Vec::new(),
+                    owners: vec![i],
+                    prompt_of: Some(i),
+                    media: Some((chunk, pos)),
+                });
+                break;
+            }
+            // The tail holds no media: text follows the last run ([`media::check`]).
+            let last_media_end = a.job.media.last().map_or(0, |m| m.range().end);
+            let tail = (n - PROMPT_TAIL.min(n)).max(last_media_end);
+            let next_media = a.job.media.iter().map(|m| m.start).find(|&s| s > a.fed).unwrap_or(n);
+            let end = if a.fed < tail { (a.fed + room).min(tail).min(next_media) } else { n };
             if end - a.fed > room {
                 break; // the tail waits for a step with room for all of it
             }
@@ -609,7 +638,7 @@ impl<D: Decoder> Engine<D> {
             room -= end - a.fed;
             a.fed = end;
             let owners = vec![i; batch.len()];
-            batches.push(Batch { tokens: batch, owners, prompt_of: Some(i) });
+            batches.push(Batch { tokens: batch, owners, prompt_of: Some(i), media: None });
             if room == 0 {
                 break;
             }

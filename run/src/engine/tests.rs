@@ -136,6 +136,14 @@ impl Decoder for Fake {
         self.last = batch.to_vec();
         Ok(())
     }
+    /// A media run: its tokens into the cache at once, recorded as a batch of minus its size.
+    fn decode_media(&mut self, seq: usize, pos: usize, media: &dyn MediaChunk) -> anyhow::Result<()> {
+        let image = media.as_any().downcast_ref::<FakeImage>().expect("a fake image");
+        assert_eq!(pos, self.caches[seq].len(), "sequence {seq} given media at position {pos}");
+        self.caches[seq].extend(std::iter::repeat_n(media_token(image.hash), image.n));
+        self.decoded.push(-(image.n as isize) as usize);
+        Ok(())
+    }
     fn logits(&self, i: usize) -> &[f32] {
         assert!(self.last[i].logits, "logits of a token that did not ask for them");
         &LOGITS[self.last[i].token as usize]
@@ -174,6 +182,7 @@ fn job(prompt: &[i32], max_tokens: Option<usize>) -> (Job, mpsc::Receiver<Event>
     (
         Job {
             prompt: prompt.to_vec(),
+            media: Vec::new(),
             params: greedy(),
             max_tokens,
             stop: Vec::new(),
@@ -658,4 +667,88 @@ fn a_lazy_grammar_leaves_the_text_before_its_trigger_alone() {
     let (text, summary, _) = run_one(&mut engine, &[3], Limits { constraint, ..Limits::default() });
     assert_eq!(text, "lo worab!");
     assert_eq!(summary.stop_reason, StopReason::Eog);
+}
+
+/// An image of `n` positions with content hash `hash`, as the fake decoder takes it.
+struct FakeImage {
+    hash: u64,
+    n: usize,
+}
+
+impl MediaChunk for FakeImage {
+    fn n_tokens(&self) -> usize {
+        self.n
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// `before`, an image of `n` positions with hash `hash`, then `after`.
+fn with_image(before: &[i32], hash: u64, n: usize, after: &[i32]) -> Prompt {
+    let tokens = [before, &vec![media_token(hash); n], after].concat();
+    Prompt { tokens, media: vec![Media { start: before.len(), chunk: Arc::new(FakeImage { hash, n }) }] }
+}
+
+#[test]
+fn an_image_is_evaluated_whole_in_a_batch_of_its_own() {
+    let mut engine = Engine::new(Fake::new(1, 64, 4), 4);
+    let prompt = with_image(&[3, 1, 2], 7, 10, &[1, 2, 1, 2, 3]);
+    let (text, summary) = engine.generate(prompt.clone(), greedy(), limits(Some(2), &[]), |_| {}, || true).unwrap();
+    assert_eq!((text.as_str(), summary.prompt_tokens), ("lo wor", 18));
+    // Three text tokens, the image (10 positions, however small the batch), then the text
+    // after it: a batch up to the tail, and the tail; then the generated token.
+    assert_eq!(engine.decoder().decoded, [3, -10isize as usize, 1, PROMPT_TAIL, 1]);
+    assert_eq!(engine.decoder().caches[0][..18], prompt.tokens[..]);
+}
+
+#[test]
+fn a_follow_up_about_the_same_image_reuses_it_and_another_image_does_not() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    let first = with_image(&[3], 7, 10, &[1, 2, 1, 2, 1, 2]);
+    engine.generate(first.clone(), greedy(), limits(Some(1), &[]), |_| {}, || true).unwrap();
+    let before = engine.decoder().decoded.len();
+    let mut follow = first.clone();
+    follow.tokens.extend([2, 1, 2, 1, 2, 3]);
+    let (_, again) = engine.generate(follow, greedy(), limits(Some(1), &[]), |_| {}, || true).unwrap();
+    assert_eq!(again.cached_tokens, 17, "the image and the text around it were kept");
+    assert!(engine.decoder().decoded[before..].iter().all(|&n| n < 100), "the image was not evaluated again");
+    // Another image of the same size at the same place: evaluated, from where the prompts differ.
+    let before = engine.decoder().decoded.len();
+    let other = with_image(&[3], 8, 10, &[1, 2, 1, 2, 1, 2]);
+    let (_, b) = engine.generate(other, greedy(), limits(Some(1), &[]), |_| {}, || true).unwrap();
+    assert_eq!(b.cached_tokens, 1);
+    assert_eq!(engine.decoder().decoded[before], -10isize as usize);
+}
+
+#[test]
+fn a_cache_that_ends_inside_an_image_is_cut_before_it() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    // The prompt's tail would start inside the image: the image is evaluated again, whole.
+    let first = with_image(&[3, 1], 7, 6, &[1, 2, 1, 2]);
+    engine.generate(first.clone(), greedy(), limits(Some(1), &[]), |_| {}, || true).unwrap();
+    let short = with_image(&[3, 1], 7, 6, &[1]);
+    let before = engine.decoder().decoded.len();
+    let (_, s) = engine.generate(short, greedy(), limits(Some(1), &[]), |_| {}, || true).unwrap();
+    assert_eq!(s.cached_tokens, 2, "kept up to the image, not into it");
+    assert_eq!(engine.decoder().decoded[before..before + 2], [-6isize as usize, 1]);
+}
+
+#[test]
+fn media_runs_must_be_media_in_order_and_followed_by_text() {
+    let mut engine = Engine::new(Fake::new(1, 64, 8), 4);
+    let ends_with_image = with_image(&[3, 1], 7, 4, &[]);
+    let err = engine.generate(ends_with_image, greedy(), limits(Some(1), &[]), |_| {}, || true).unwrap_err();
+    assert!(err.to_string().contains("text must follow the last one"), "{err}");
+    let mut stray = with_image(&[3, 1], 7, 4, &[1]);
+    stray.tokens[0] = -5;
+    let err = engine.generate(stray, greedy(), limits(Some(1), &[]), |_| {}, || true).unwrap_err();
+    assert!(
+        err.to_string().contains("outside any media run") || err.to_string().contains("do not hold media"),
+        "{err}"
+    );
+    let mut wrong = with_image(&[3, 1], 7, 4, &[1]);
+    wrong.tokens[3] = 1;
+    let err = engine.generate(wrong, greedy(), limits(Some(1), &[]), |_| {}, || true).unwrap_err();
+    assert!(err.to_string().contains("do not hold media tokens"), "{err}");
 }

@@ -900,6 +900,45 @@ impl MtmdInputChunk<'_> {
         }
     }
 
+    /// Evaluate this one chunk (llama.cpp's `mtmd_helper_eval_chunk_single`): a text chunk is
+    /// decoded, an image or audio chunk encoded and its embeddings decoded, from position
+    /// `n_past` of sequence `seq_id`, in batches of `n_batch`. Returns the new `n_past`.
+    /// (Added for strata: see STRATA_PATCH.md.)
+    ///
+    /// # Errors
+    ///
+    /// Returns `MtmdEvalError::EvalFailure` if encoding or decoding fails.
+    ///
+    /// This function is NOT thread-safe.
+    pub fn eval_single(
+        &self,
+        mtmd_ctx: &mut MtmdContext,
+        llama_ctx: &mut LlamaContext,
+        n_past: llama_cpp_sys_2::llama_pos,
+        seq_id: llama_cpp_sys_2::llama_seq_id,
+        n_batch: i32,
+        logits_last: bool,
+    ) -> Result<llama_cpp_sys_2::llama_pos, MtmdEvalError> {
+        let mut new_n_past: llama_cpp_sys_2::llama_pos = 0;
+        let result = unsafe {
+            llama_cpp_sys_2::mtmd_helper_eval_chunk_single(
+                mtmd_ctx.context.as_mut_ptr(),
+                llama_ctx.context.as_mut_ptr(),
+                self.chunk.as_ptr(),
+                n_past,
+                seq_id,
+                n_batch,
+                logits_last,
+                &raw mut new_n_past,
+            )
+        };
+        if result == 0 {
+            Ok(new_n_past)
+        } else {
+            Err(MtmdEvalError::EvalFailure(result))
+        }
+    }
+
     /// Create a copy of this chunk that you own.
     ///
     /// This is useful if you want to use custom logic to handle the chunk

@@ -1,0 +1,205 @@
+//! Images through the projector file: the gemma3-vision fixture (tests/fixtures/models, a tiny
+//! random-weight Gemma 3 with a SigLIP tower) converted by strata to a model and its projector,
+//! run by `strata generate --image` and by llama.cpp's own `llama-mtmd-cli` on the same files:
+//! the same greedy tokens. And the media a user may get wrong: a missing projector, a truncated,
+//! empty, oversized or mislabelled file, markers that do not match the media; each a one-line
+//! error and a non-zero exit, never a crash.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::{repo, scratch_dir, strata, strata_ok};
+
+fn media(name: &str) -> String {
+    repo().join("tests/fixtures/media").join(name).to_str().unwrap().to_string()
+}
+
+/// The fixture converted once: the model (F32) and its projector beside it, under llama.cpp's
+/// name (`mmproj-model.gguf`), as `strata convert` writes it.
+fn converted() -> &'static (PathBuf, PathBuf) {
+    static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = scratch_dir("multimodal-model");
+        let model = dir.join("model.gguf");
+        let fixture = repo().join("tests/fixtures/models/gemma3-vision");
+        strata_ok(&["convert", fixture.to_str().unwrap(), "-o", model.to_str().unwrap(), "--type", "f32"]);
+        (model, dir.join("mmproj-model.gguf"))
+    })
+}
+
+/// strata's greedy answer to one user message with `images`, through the chat template.
+fn strata_answer(model: &Path, extra: &[&str], images: &[&str], prompt: &str, n: &str) -> String {
+    let mut args = vec!["generate", model.to_str().unwrap(), "--chat", "-p", prompt, "-n", n, "--temp", "0", "-t", "2"];
+    args.extend_from_slice(extra);
+    for image in images {
+        args.extend(["--image", image]);
+    }
+    strata_ok(&args).trim_end_matches('\n').to_string()
+}
+
+/// llama-mtmd-cli's: its stdout is the answer, raw bytes (a token that is part of a UTF-8
+/// character is printed as it is; strata prints U+FFFD for bytes that never become one, and
+/// holds back the start of a character the answer ends in, which llama-mtmd-cli prints: that
+/// last partial character is left out here).
+fn mtmd_cli_answer(model: &Path, mmproj: &Path, images: &[&str], prompt: &str, n: &str) -> String {
+    let mut args = vec!["-m", model.to_str().unwrap(), "--mmproj", mmproj.to_str().unwrap()];
+    args.extend(["-p", prompt, "-n", n, "--temp", "0", "-t", "2"]);
+    for image in images {
+        args.extend(["--image", image]);
+    }
+    let out = common::llama_tool_output("mtmd-cli", &args);
+    assert!(out.status.success(), "llama-mtmd-cli failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).trim_matches('\n').to_string();
+    text.strip_suffix('\u{fffd}').map_or(text.clone(), str::to_string)
+}
+
+#[test]
+fn an_answer_about_images_is_llama_mtmd_clis() {
+    let (model, mmproj) = converted();
+    let (gradient, checkers) = (media("gradient.png"), media("checkers.png"));
+    let cases: &[(&[&str], &str)] = &[
+        // One image, placed before the text (no marker in the prompt, as llama-mtmd-cli places it).
+        (&[&gradient], "Describe this image."),
+        // Two images where the prompt's markers put them.
+        (&[&checkers, &gradient], "First <__media__> then <__media__>: which is brighter?"),
+    ];
+    for (images, prompt) in cases {
+        // The projector found beside the model, and given with --mmproj: the same answer.
+        let ours = strata_answer(model, &[], images, prompt, "24");
+        let given = strata_answer(model, &["--mmproj", mmproj.to_str().unwrap()], images, prompt, "24");
+        let theirs = mtmd_cli_answer(model, mmproj, images, prompt, "24");
+        assert_eq!(ours, theirs, "{images:?} {prompt:?}");
+        assert_eq!(given, ours);
+        assert!(ours.chars().count() >= 12, "too short to tell anything: {ours:?}");
+    }
+    // The image changes the answer.
+    let other = strata_answer(model, &[], &[&checkers], "Describe this image.", "24");
+    assert_ne!(other, strata_answer(model, &[], &[&gradient], "Describe this image.", "24"));
+}
+
+#[test]
+fn raw_prompts_place_images_at_their_marker_or_before_the_text() {
+    let (model, _) = converted();
+    let gradient = media("gradient.png");
+    let run = |prompt: &str| {
+        let out = strata_ok(&[
+            "generate",
+            model.to_str().unwrap(),
+            "--json",
+            "-p",
+            prompt,
+            "--image",
+            &gradient,
+            "-n",
+            "8",
+            "--temp",
+            "0",
+        ]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let (before, marked) = (run("A picture"), run("<__media__>A picture"));
+    assert_eq!(before["text"], marked["text"], "no marker: the image goes before the text");
+    // BOS, 16 image tokens pooled from its 8 x 8 patches, the text's tokens.
+    let text_only = strata_ok(&["tokenize", model.to_str().unwrap(), "--json", "-p", "A picture"]);
+    let n_text = serde_json::from_str::<Vec<i64>>(text_only.trim()).unwrap().len() as u64;
+    assert!(before["prompt_tokens"].as_u64().unwrap() >= 16 + n_text, "{before}");
+    assert_ne!(run("A <__media__>picture")["text"], before["text"], "the marker moves the image");
+}
+
+/// Every mistake with media is a one-line error on stderr and a non-zero exit.
+#[test]
+fn media_mistakes_are_one_line_errors() {
+    let (model, _) = converted();
+    let dir = scratch_dir("multimodal-bad-media");
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let png = std::fs::read(media("gradient.png")).unwrap();
+    let truncated = write("truncated.png", &png[..png.len() / 2]);
+    let text = write("notes.png", b"not an image at all\n");
+    let png_header = |w: u32, h: u32| {
+        let mut b = png[..16].to_vec();
+        b.extend_from_slice(&w.to_be_bytes());
+        b.extend_from_slice(&h.to_be_bytes());
+        b.extend_from_slice(&png[24..]);
+        b
+    };
+    let bomb = write("bomb.png", &png_header(100_000, 100_000));
+    let empty = write("empty.png", &png_header(0, 48));
+    let mut wav = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x80\x3e\0\0\0\x7d\0\0\x02\0\x10\0data".to_vec();
+    wav.extend_from_slice(&(32_000u32 * 3 * 3600).to_le_bytes());
+    let three_hours = write("long.wav", &wav);
+    let model = model.to_str().unwrap();
+    let gradient = media("gradient.png");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--image", &truncated], "truncated.png: not an image or audio file this model reads"),
+        (&["--image", &text], "notes.png: not an image or audio file this model reads"),
+        (&["--image", &bomb], "bomb.png: a 100000 x 100000 image, more than 16384 pixels a side"),
+        (&["--image", &empty], "empty.png: a 0 x 48 image has no pixels"),
+        (&["--audio", &three_hours], "long.wav: 10800 s of audio, more than 1800 s"),
+        (&["--image", "/nonexistent/cat.png"], "/nonexistent/cat.png: cannot read"),
+        (&["--image", &gradient, "--no-mmproj"], "images and audio need the model's projector file"),
+        (&["--image", &gradient, "-p", "<__media__> and <__media__>"], "the prompt has 2 media markers"),
+        (&["--mmproj", "/nonexistent/mmproj.gguf"], "/nonexistent/mmproj.gguf: no such file"),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["generate", model, "-n", "4", "--temp", "0"];
+        if !extra.contains(&"-p") {
+            args.extend(["-p", "Describe."]);
+        }
+        args.extend_from_slice(extra);
+        let out = strata(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} succeeded");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(lines.len(), 1, "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
+    }
+}
+
+/// In chat, `/image PATH` attaches an image to the next message; a follow-up turn keeps the
+/// image's encoded tokens in the cache and evaluates only what is new; a path
+/// that cannot be read is an error line, and the chat goes on.
+#[test]
+fn chat_attaches_images_and_reuses_them_in_later_turns() {
+    use std::io::Write;
+    let (model, _) = converted();
+    let input = format!(
+        "Describe.\n/image {}\nWhat is this?\n/image /nonexistent/cat.png\nAnd again?\n",
+        media("gradient.png")
+    );
+    let mut child = common::strata_command()
+        .args(["chat", model.to_str().unwrap(), "-n", "6", "--temp", "0", "-t", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("gradient.png attached to the next message"), "{stderr}");
+    assert!(stderr.contains("error: /nonexistent/cat.png: cannot read"), "{stderr}");
+    // [turn N: P prompt tokens, E evaluated, C from cache; ...]
+    let turns: Vec<(u64, u64, u64)> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("[turn "))
+        .map(|l| {
+            let n: Vec<u64> = l.split([' ', ',', ';', ':']).filter_map(|w| w.parse().ok()).collect();
+            (n[1], n[2], n[3])
+        })
+        .collect();
+    assert_eq!(turns.len(), 3, "{stderr}");
+    let (image_turn, follow_up) = (turns[1], turns[2]);
+    assert!(image_turn.1 >= 16, "the image's 16 tokens were evaluated in its turn: {image_turn:?}");
+    // The cache holds the whole image turn (a cache is never cut inside an image, so the image
+    // is in it whole), and only the rest was evaluated.
+    assert!(follow_up.2 >= image_turn.0, "the follow-up kept the image's turn in the cache: {follow_up:?}");
+    assert_eq!(follow_up.1, follow_up.0 - follow_up.2, "{follow_up:?}");
+}
