@@ -203,3 +203,79 @@ fn chat_attaches_images_and_reuses_them_in_later_turns() {
     assert!(follow_up.2 >= image_turn.0, "the follow-up kept the image's turn in the cache: {follow_up:?}");
     assert_eq!(follow_up.1, follow_up.0 - follow_up.2, "{follow_up:?}");
 }
+
+/// The official `openai` client sends images to `strata serve` as `data:` URLs: the answer
+/// (whole, streamed, and through the Responses API) is llama-mtmd-cli's for the same files; a
+/// second request about the same image finds it in the slot's cache. The server fetches no URLs,
+/// and refuses bad media with a 400 that says why, and keeps serving.
+#[test]
+fn the_openai_client_sends_images_to_the_server() {
+    let (model, mmproj) = converted();
+    let server = common::serve::Server::start(model.to_str().unwrap(), &[]);
+    let (_, props) = server.try_get("/props").unwrap();
+    let props: serde_json::Value = serde_json::from_str(&props).unwrap();
+    assert_eq!(props["modalities"], serde_json::json!({"vision": true, "audio": false}));
+    let gradient = media("gradient.png");
+    let prompt = "Describe this image.";
+    let script = repo().join("tests/support/vision_client.py");
+    let out = std::process::Command::new(common::python())
+        .args([script.to_str().unwrap(), &format!("{}/v1", server.base()), prompt, &gradient])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "vision_client.py: {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let theirs = mtmd_cli_answer(model, mmproj, &[&gradient], prompt, "24");
+    assert_eq!(r["chat"], theirs.as_str(), "{r}");
+    assert_eq!(r["stream"], r["chat"]);
+    assert_eq!(r["responses"], r["chat"]);
+    // The same request again: the image is in the slot's cache.
+    let png = std::fs::read(&gradient).unwrap();
+    let url = format!("data:image/png;base64,{}", base64_encode(&png));
+    let request = |url: &str| {
+        serde_json::json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt}]}],
+            "temperature": 0, "max_tokens": 4})
+    };
+    let (status, again) = server.post("/v1/chat/completions", &request(&url));
+    assert_eq!(status, 200, "{again}");
+    let cached = again["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+    assert!(cached > 16, "the image was evaluated again: {again}");
+    for (url, expected) in [
+        ("https://example.com/cat.png".to_string(), "the server fetches no URLs"),
+        ("data:image/png;base64,@@@@".to_string(), "is not valid base64"),
+        (format!("data:image/png;base64,{}", base64_encode(&png[..40])), "not an image or audio file this model reads"),
+    ] {
+        let (status, body) = server.post("/v1/chat/completions", &request(&url));
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(expected), "{body}");
+    }
+    let (status, _) = server.post("/v1/chat/completions", &request(&url));
+    assert_eq!(status, 200, "the server still answers");
+}
+
+/// A model served without a projector answers images with a 400 that says so.
+#[test]
+fn a_server_without_a_projector_refuses_images() {
+    let (model, _) = converted();
+    let server = common::serve::Server::start(model.to_str().unwrap(), &["--no-mmproj"]);
+    let png = std::fs::read(media("gradient.png")).unwrap();
+    let url = format!("data:image/png;base64,{}", base64_encode(&png));
+    let body = serde_json::json!({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is it?"}]}], "max_tokens": 2});
+    let (status, answer) = server.post("/v1/chat/completions", &body);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("loaded without a projector file"), "{answer}");
+}
+
+/// Standard base64 with padding.
+fn base64_encode(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ABC[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}

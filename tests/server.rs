@@ -178,7 +178,7 @@ fn bad_requests_get_clear_errors_and_do_not_disturb_others() {
             ("empty messages", "/v1/chat/completions".into(), json!({"messages": []}).to_string(), 400, "messages is empty"),
             ("unknown role", "/v1/chat/completions".into(), json!({"messages": [{"role": "wizard", "content": "hi"}]}).to_string(), 400, "messages[0].role \"wizard\""),
             ("content of wrong type", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": 42}]}).to_string(), 400, "messages[0].content must be"),
-            ("image part", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}).to_string(), 400, "image_url parts are not supported"),
+            ("image part", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}).to_string(), 400, "image_url.url must be a data: URL with base64 data"),
             ("negative max_tokens", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": -5}).to_string(), 400, "max_tokens is -5"),
             ("max_tokens as text", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": "ten"}).to_string(), 400, "max_tokens must be a whole number"),
             ("temperature negative", "/v1/chat/completions".into(), json!({"messages": [{"role": "user", "content": "hi"}], "temperature": -1}).to_string(), 400, "temperature is -1"),

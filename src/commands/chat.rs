@@ -2,7 +2,7 @@
 //! the template options `generate --chat` and `template` share.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{bail, Context, Result};
@@ -16,6 +16,8 @@ use strata_run::chat::template::RenderOptions;
 use strata_run::chat::Message;
 use strata_run::constraint::both;
 use strata_run::engine::{Limits, Prompt, StopReason};
+
+use crate::llama::Medium;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -96,8 +98,8 @@ pub fn run(args: &Args) -> Result<()> {
     let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
     // Each message's images and audio, in order (parallel to `messages`), and those the next
     // user message gets.
-    let mut media_of: Vec<Vec<PathBuf>> = vec![Vec::new(); messages.len()];
-    let mut pending = args.media.files();
+    let mut media_of: Vec<Vec<Medium>> = messages.iter().map(|_| Vec::new()).collect();
+    let mut pending = args.media.read()?;
     let interactive = args.prompt.is_none() && std::io::stdin().is_terminal();
     if interactive {
         let media = if model.has_projector() { ", /image PATH or /audio PATH for the next message" } else { "" };
@@ -143,11 +145,14 @@ pub fn run(args: &Args) -> Result<()> {
         if let Some((kind, path)) = media_command(input) {
             if !model.has_projector() {
                 eprintln!("error: {kind} needs the model's projector file: restart with --mmproj MMPROJ.gguf");
-            } else if let Err(e) = crate::llama::check_media(Path::new(path)) {
-                eprintln!("error: {e:#}");
             } else {
-                pending.push(PathBuf::from(path));
-                eprintln!("[{} attached to the next message]", path);
+                match Medium::read(Path::new(path)) {
+                    Ok(medium) => {
+                        pending.push(medium);
+                        eprintln!("[{path} attached to the next message]");
+                    }
+                    Err(e) => eprintln!("error: {e:#}"),
+                }
             }
             continue;
         }
@@ -246,10 +251,10 @@ fn media_command(input: &str) -> Option<(&'static str, &str)> {
 
 /// The conversation's prompt: through the projector when the model has one (each message's
 /// media at its markers), else the template's text tokenized.
-fn chat_prompt(model: &crate::llama::Model, text: &str, media_of: &[Vec<PathBuf>]) -> Result<Prompt> {
+fn chat_prompt(model: &crate::llama::Model, text: &str, media_of: &[Vec<Medium>]) -> Result<Prompt> {
     if !model.has_projector() {
         return Ok(model.tokenize_chat(text).into());
     }
-    let files: Vec<&Path> = media_of.iter().flatten().map(PathBuf::as_path).collect();
-    model.media_prompt_chat(text, &files)
+    let media: Vec<&Medium> = media_of.iter().flatten().collect();
+    model.media_prompt_chat(text, &media)
 }

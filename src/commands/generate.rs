@@ -61,8 +61,8 @@ pub fn run(args: &Args) -> Result<()> {
     let grammar = args.grammar.read()?;
     let (mut model, context) = args.model.load(false)?;
     args.media.attach(&mut model, &context)?;
-    let media = args.media.files();
-    let media: Vec<&std::path::Path> = media.iter().map(PathBuf::as_path).collect();
+    let media = args.media.read()?;
+    let media: Vec<_> = media.iter().collect();
     let prompt = with_media_markers(&prompt, media.len());
     let constraint = match &grammar {
         Some(g) => Some(g.constraint(&g.compiler(&model)?)?),

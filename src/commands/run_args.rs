@@ -17,7 +17,7 @@ use strata_run::sampling::SamplingParams;
 use super::human_bytes;
 use strata_run::planning::LazyMode;
 
-use crate::llama::{CacheType, ContextOptions, GpuLayers, LlamaDecoder, LoadOptions, Model};
+use crate::llama::{CacheType, ContextOptions, GpuLayers, LlamaDecoder, LoadOptions, Medium, Model};
 use strata_run::engine::{Constraint, Engine, Refused};
 
 /// The context size when `-c` is not given.
@@ -167,9 +167,9 @@ impl ModelArgs {
     }
 }
 
-/// Images and audio: the projector file and the media of the first prompt.
+/// The projector file for images and audio.
 #[derive(clap::Args, Clone, Debug, Default)]
-pub struct MediaArgs {
+pub struct ProjectorArgs {
     /// The projector file (llama.cpp's mmproj) for images and audio (default: mmproj-MODEL.gguf
     /// beside the model, where `strata convert` writes it, if it is there).
     #[arg(long, value_name = "MMPROJ.gguf")]
@@ -177,6 +177,29 @@ pub struct MediaArgs {
     /// Load no projector, even one beside the model.
     #[arg(long, conflicts_with = "mmproj")]
     pub no_mmproj: bool,
+}
+
+impl ProjectorArgs {
+    /// Attaches the projector to `model`: --mmproj, else the one beside the model under
+    /// llama.cpp's name, unless --no-mmproj. Whether one was attached.
+    pub fn attach(&self, model: &mut Model, context: &ContextOptions) -> Result<bool> {
+        let beside = || {
+            let path = model.path.clone();
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            Some(path.with_file_name(format!("mmproj-{name}"))).filter(|p| p.is_file())
+        };
+        match if self.no_mmproj { None } else { self.mmproj.clone().or_else(beside) } {
+            Some(path) => model.attach_projector(&path, context.n_threads).map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+/// Images and audio: the projector file and the media of the first prompt.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct MediaArgs {
+    #[command(flatten)]
+    pub projector: ProjectorArgs,
     /// An image for the prompt (repeatable): each goes at the next media marker (<__media__>)
     /// in the prompt, or before its text if it has none.
     #[arg(long = "image", value_name = "FILE")]
@@ -192,23 +215,20 @@ impl MediaArgs {
         self.image.iter().chain(&self.audio).cloned().collect()
     }
 
-    /// Attaches the projector to `model`: --mmproj, else the one beside the model under
-    /// llama.cpp's name, unless --no-mmproj. Media without a projector are an error.
+    /// Attaches the projector (see [`ProjectorArgs::attach`]); media without one are an error.
     pub fn attach(&self, model: &mut Model, context: &ContextOptions) -> Result<()> {
-        let beside = || {
-            let path = model.path.clone();
-            let name = path.file_name()?.to_string_lossy().into_owned();
-            Some(path.with_file_name(format!("mmproj-{name}"))).filter(|p| p.is_file())
-        };
-        let projector = if self.no_mmproj { None } else { self.mmproj.clone().or_else(beside) };
-        match projector {
-            Some(path) => model.attach_projector(&path, context.n_threads),
-            None if !self.image.is_empty() || !self.audio.is_empty() => bail!(
+        if !self.projector.attach(model, context)? && !self.files().is_empty() {
+            bail!(
                 "{}: images and audio need the model's projector file: --mmproj MMPROJ.gguf (strata convert writes it beside the model)",
                 model.path.display()
-            ),
-            None => Ok(()),
+            );
         }
+        Ok(())
+    }
+
+    /// The media of the first prompt, read and checked.
+    pub fn read(&self) -> Result<Vec<Medium>> {
+        self.files().iter().map(|p| Medium::read(p)).collect()
     }
 }
 

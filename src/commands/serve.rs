@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::run_args::{ModelArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit, DEFAULT_CTX_SIZE};
+use super::run_args::{ModelArgs, ProjectorArgs, Reasoning, SamplingArgs, TemplateArgs, TokenLimit, DEFAULT_CTX_SIZE};
 use strata_run::chat::template::{ChatTemplate, RenderOptions};
 use strata_run::chat::tools::ToolFormat;
 
@@ -24,6 +24,8 @@ pub struct Args {
     pub model: ModelArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub projector: ProjectorArgs,
     #[command(flatten)]
     pub template: TemplateArgs,
     /// Address to listen on (loopback unless told otherwise); several, comma-separated, are
@@ -234,7 +236,8 @@ fn thinking_by_default(mut render: RenderOptions, template: &ChatTemplate) -> Re
 /// Loads the model and starts the engine; the server answers 503 until then.
 fn load(state: Arc<AppState>, args: Args) -> Result<()> {
     // A full-size cache for sliding-window layers, so that a slot keeps its prefix.
-    let (model, mut context) = args.model.load(true)?;
+    let (mut model, mut context) = args.model.load(true)?;
+    args.projector.attach(&mut model, &context)?;
     context.kv_unified = args.kv_unified;
     if context.n_ctx == 0 && !args.kv_unified {
         check_slot_context(model.n_ctx_train(), args.parallel, true)?;

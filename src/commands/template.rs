@@ -46,7 +46,7 @@ pub fn run(args: &Args) -> Result<()> {
     let list: serde_json::Value = serde_json::from_str(&raw).with_context(expected)?;
     let fields = serde_json::Map::from_iter([("messages".to_string(), list)]);
     // Read as the server reads a request's messages (tool calls and tool results included).
-    let messages: Vec<Message> = crate::server::openai::messages(&fields)
+    let (messages, _): (Vec<Message>, _) = crate::server::openai::messages(&fields)
         .map_err(|e| anyhow::anyhow!("{}: {}", args.messages.display(), e.message))?;
     let mut opts = RenderOptions {
         add_generation_prompt: args.add_generation_prompt,

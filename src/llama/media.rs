@@ -1,5 +1,5 @@
 //! Images and audio through llama.cpp's libmtmd: a projector file (mmproj) attached to a loaded
-//! model, media files checked and read ([`check_media`]), a prompt with media markers turned into
+//! model, media checked before they are decoded ([`Medium`]), a prompt with media markers turned into
 //! the engine's [`Prompt`] (text tokens, and a run of media tokens per image or clip), and each
 //! run evaluated into a sequence ([`eval_media`]).
 
@@ -80,9 +80,17 @@ impl Model {
         self.projector.is_some()
     }
 
+    /// Whether the projector takes images, and audio.
+    pub fn modalities(&self) -> (bool, bool) {
+        self.projector.as_ref().map_or((false, false), |p| {
+            let ctx = p.0.lock().unwrap_or_else(|e| e.into_inner());
+            (ctx.support_vision(), ctx.support_audio())
+        })
+    }
+
     /// A chat template's text with media markers, tokenized as [`Model::tokenize_chat`] does
     /// (special tokens parsed, BOS first exactly once where the model wants one).
-    pub fn media_prompt_chat(&self, text: &str, media: &[&Path]) -> Result<Prompt> {
+    pub fn media_prompt_chat(&self, text: &str, media: &[&Medium]) -> Result<Prompt> {
         let (bos, _) = self.bos_eos_text();
         let text = match self.bos_added() {
             Some(_) if !bos.is_empty() => text.strip_prefix(bos.as_str()).unwrap_or(text),
@@ -92,10 +100,15 @@ impl Model {
     }
 
     /// The prompt `text` with each media marker ([`media_marker`]) replaced by the next of
-    /// `media` (files, checked first), tokenized as libmtmd tokenizes it: BOS first when
-    /// `add_special`, special-token text parsed when `parse_special`, each image or clip a run
-    /// of media tokens.
-    pub fn media_prompt(&self, text: &str, media: &[&Path], add_special: bool, parse_special: bool) -> Result<Prompt> {
+    /// `media`, tokenized as libmtmd tokenizes it: BOS first when `add_special`, special-token
+    /// text parsed when `parse_special`, each image or clip a run of media tokens.
+    pub fn media_prompt(
+        &self,
+        text: &str,
+        media: &[&Medium],
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Prompt> {
         let projector = self.projector.as_ref().ok_or_else(|| {
             anyhow!("{}: images and audio need the model's projector file (--mmproj)", self.path.display())
         })?;
@@ -105,23 +118,18 @@ impl Model {
             bail!("the prompt has {markers} media markers ({}) for {} images or clips", media_marker(), media.len());
         }
         let mut bitmaps = Vec::with_capacity(media.len());
-        for path in media {
-            let bytes = check_media(path)?;
+        for medium in media {
+            let name = &medium.name;
             take_last_error();
-            let bitmap = MtmdBitmap::from_buffer(&ctx, &bytes, false).map_err(|_| {
+            let bitmap = MtmdBitmap::from_buffer(&ctx, &medium.bytes, false).map_err(|_| {
                 llama_error(format!(
-                    "{}: not an image or audio file this model reads (JPEG, PNG, BMP, GIF; WAV, MP3, FLAC)",
-                    path.display()
+                    "{name}: not an image or audio file this model reads (JPEG, PNG, BMP, GIF; WAV, MP3, FLAC)"
                 ))
             })?;
             if bitmap.is_audio() {
                 let rate = ctx.get_audio_sample_rate().unwrap_or(16_000).max(1) as u64;
                 if u64::from(bitmap.nx()) > MAX_AUDIO_SECONDS * rate {
-                    bail!(
-                        "{}: {} s of audio, more than {MAX_AUDIO_SECONDS} s",
-                        path.display(),
-                        u64::from(bitmap.nx()) / rate
-                    );
+                    bail!("{name}: {} s of audio, more than {MAX_AUDIO_SECONDS} s", u64::from(bitmap.nx()) / rate);
                 }
             }
             bitmaps.push(bitmap);
@@ -172,29 +180,46 @@ pub(super) fn eval_media(
         .map_err(|e| llama_error(format!("llama.cpp could not evaluate an image or audio clip ({e})")))
 }
 
-/// Reads a media file after checking what can be checked before decoding: its size, and for
-/// PNG, JPEG, GIF and BMP images the dimensions in the header (so a decompression bomb or a
-/// 0-pixel image is refused without decoding it), and for WAV its duration.
-pub fn check_media(path: &Path) -> Result<Vec<u8>> {
-    let size = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?.len();
-    if size > MAX_FILE_BYTES {
-        bail!("{}: {size} bytes, more than the {MAX_FILE_BYTES} a medium may have", path.display());
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    if let Some((w, h)) = image_dimensions(&bytes) {
-        if w == 0 || h == 0 {
-            bail!("{}: a {w} x {h} image has no pixels", path.display());
+/// An image or audio clip's bytes, checked as far as they can be before decoding, and what to
+/// call it in errors (its path, or where a request held it).
+pub struct Medium {
+    pub name: String,
+    bytes: Vec<u8>,
+}
+
+impl Medium {
+    /// A media file, read if it is not too large, then checked as [`Medium::new`] checks.
+    pub fn read(path: &Path) -> Result<Medium> {
+        let size = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?.len();
+        if size > MAX_FILE_BYTES {
+            bail!("{}: {size} bytes, more than the {MAX_FILE_BYTES} a medium may have", path.display());
         }
-        if w > MAX_SIDE || h > MAX_SIDE || w * h > MAX_PIXELS {
-            bail!("{}: a {w} x {h} image, more than {MAX_SIDE} pixels a side or {MAX_PIXELS} in all", path.display());
-        }
+        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        Medium::new(path.display().to_string(), bytes)
     }
-    if let Some(seconds) = wav_seconds(&bytes) {
-        if seconds > MAX_AUDIO_SECONDS {
-            bail!("{}: {seconds} s of audio, more than {MAX_AUDIO_SECONDS} s", path.display());
+
+    /// Checks what can be checked before decoding: the size, and for PNG, JPEG, GIF and BMP
+    /// images the dimensions in the header (so a decompression bomb or a 0-pixel image is
+    /// refused without decoding it), and for WAV the duration.
+    pub fn new(name: String, bytes: Vec<u8>) -> Result<Medium> {
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            bail!("{name}: {} bytes, more than the {MAX_FILE_BYTES} a medium may have", bytes.len());
         }
+        if let Some((w, h)) = image_dimensions(&bytes) {
+            if w == 0 || h == 0 {
+                bail!("{name}: a {w} x {h} image has no pixels");
+            }
+            if w > MAX_SIDE || h > MAX_SIDE || w * h > MAX_PIXELS {
+                bail!("{name}: a {w} x {h} image, more than {MAX_SIDE} pixels a side or {MAX_PIXELS} in all");
+            }
+        }
+        if let Some(seconds) = wav_seconds(&bytes) {
+            if seconds > MAX_AUDIO_SECONDS {
+                bail!("{name}: {seconds} s of audio, more than {MAX_AUDIO_SECONDS} s");
+            }
+        }
+        Ok(Medium { name, bytes })
     }
-    Ok(bytes)
 }
 
 /// Width and height from a PNG, GIF, BMP or JPEG header; `None` for other formats or a header

@@ -17,4 +17,4 @@ pub mod rpc;
 pub use context::LlamaDecoder;
 pub use devices::{build_info, devices, BuildInfo, Device, DeviceKind};
 pub use load::{CacheType, ContextOptions, GpuLayers, LoadOptions, Model};
-pub use media::{check_media, media_marker};
+pub use media::{media_marker, Medium};

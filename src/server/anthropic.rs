@@ -207,6 +207,7 @@ fn conversation(f: &Fields) -> Result<(Conversation, Option<bool>), ApiError> {
     let budget =
         f.get("thinking").and_then(|t| t.get("budget_tokens")).and_then(Value::as_u64).map(|n| Some(n as usize));
     let conv = Conversation {
+        media: Vec::new(),
         messages,
         tools,
         choice,

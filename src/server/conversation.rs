@@ -10,16 +10,19 @@ use strata_run::chat::template::RenderOptions;
 use strata_run::chat::tools::{self, Tool, ToolChoice};
 use strata_run::chat::Message;
 use strata_run::constraint::{both, Compiler, Grammar};
-use strata_run::engine::Constraint;
+use strata_run::engine::{self, Constraint};
 
 use super::answer::Calls;
 use super::openai::ApiError;
 use super::Ready;
 use crate::commands::run_args::thinking_budget;
+use crate::llama::Medium;
 
 /// What a chat request asks, beside its sampling options.
 pub struct Conversation {
     pub messages: Vec<Message>,
+    /// The messages' images and audio, in the order of their media markers.
+    pub media: Vec<Medium>,
     pub tools: Vec<Tool>,
     pub choice: ToolChoice,
     /// More than one call per answer.
@@ -39,6 +42,8 @@ pub struct Conversation {
 /// A conversation ready to generate.
 pub struct Prompt {
     pub tokens: Vec<i32>,
+    /// The runs of `tokens` that are images or audio.
+    pub media: Vec<engine::Media>,
     pub constraint: Option<Box<dyn Constraint>>,
     /// Where tools were offered: how to read the calls in the answer.
     pub calls: Option<Calls>,
@@ -54,6 +59,7 @@ impl Ready {
     pub fn prompt(&self, conv: Conversation) -> Result<Prompt, ApiError> {
         let Conversation {
             mut messages,
+            media,
             tools,
             choice,
             parallel,
@@ -119,7 +125,20 @@ impl Ready {
         if let Some(budget) = reasoning_budget.unwrap_or(self.reasoning_budget) {
             constraint = both(constraint, thinking_budget(&self.model, budget, &text));
         }
-        Ok(Prompt { tokens: self.model.tokenize_chat(&text), constraint, calls, thinking: open_segment(&text) })
+        let tokens = match (media.is_empty(), self.model.has_projector()) {
+            (true, _) => self.model.tokenize_chat(&text).into(),
+            (false, false) => {
+                return Err(ApiError::bad(
+                    "this model was loaded without a projector file (--mmproj): it takes no images or audio",
+                ))
+            }
+            (false, true) => {
+                let media: Vec<&Medium> = media.iter().collect();
+                self.model.media_prompt_chat(&text, &media).map_err(|e| ApiError::bad(format!("{e:#}")))?
+            }
+        };
+        let engine::Prompt { tokens, media } = tokens;
+        Ok(Prompt { tokens, media, constraint, calls, thinking: open_segment(&text) })
     }
 
     /// A grammar's constraint, from the first token, or from one of `triggers` on; a grammar

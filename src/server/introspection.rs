@@ -28,7 +28,7 @@ pub async fn props(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respon
             "chat_template": r.template.source(),
             "bos_token": r.render.bos_token,
             "eos_token": r.render.eos_token,
-            "modalities": {"vision": false, "audio": false},
+            "modalities": {"vision": r.model.modalities().0, "audio": r.model.modalities().1},
             "endpoint_slots": s.options.slots,
             "endpoint_metrics": s.options.metrics,
             // The model's process answers only while awake; the supervisor says when it sleeps.

@@ -43,7 +43,7 @@ use answer::{Kind, Shape};
 use conversation::Conversation;
 use engine::ClientSink;
 use openai::ApiError;
-use strata_run::engine::{Event, Handle, Job, Refused};
+use strata_run::engine::{Event, Handle, Job, Prompt as EnginePrompt, Refused};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 8 << 20;
@@ -356,7 +356,7 @@ async fn chat_input_tokens(State(s): State<Arc<AppState>>, headers: HeaderMap, b
         async {
             let (r, f) = request(&s, &headers, body).await?;
             let (prompt, _, _) = chat_prompt(r, &f)?;
-            Ok(Json(json!({"input_tokens": prompt.len()})).into_response())
+            Ok(Json(json!({"input_tokens": prompt.tokens.len()})).into_response())
         }
         .await,
     )
@@ -373,12 +373,14 @@ fn continue_final(f: &openai::Fields) -> Result<Option<bool>, ApiError> {
     }
 }
 
-/// A chat request's prompt tokens, options and answer kind.
-fn chat_prompt(r: &Ready, f: &openai::Fields) -> Result<(Vec<i32>, openai::Options, Kind), ApiError> {
+/// A chat request's prompt (tokens and media), options and answer kind.
+fn chat_prompt(r: &Ready, f: &openai::Fields) -> Result<(EnginePrompt, openai::Options, Kind), ApiError> {
     let mut opts = openai::options(f, r)?;
     let tools = openai::tools(f)?;
+    let (messages, media) = openai::messages(f)?;
     let conv = Conversation {
-        messages: openai::messages(f)?,
+        messages,
+        media,
         choice: openai::tool_choice(f, &tools)?,
         tools,
         parallel: openai::parallel_tool_calls(f)?,
@@ -398,7 +400,7 @@ fn chat_prompt(r: &Ready, f: &openai::Fields) -> Result<(Vec<i32>, openai::Optio
     let prompt = r.prompt(conv)?;
     opts.constraint = prompt.constraint;
     let kind = Kind::Chat { reasoning, calls: prompt.calls, thinking: prompt.thinking };
-    Ok((prompt.tokens, opts, kind))
+    Ok((EnginePrompt { tokens: prompt.tokens, media: prompt.media }, opts, kind))
 }
 
 async fn completions(
@@ -418,14 +420,14 @@ async fn completion(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: 
         opts.constraint = Some(r.constraint(&g, Vec::new(), "the request's grammar")?);
     }
     let tokens = r.model.tokenize(&prompt, true, false);
-    run(s, r, tokens, opts, Kind::Completion, counts).await
+    run(s, r, tokens.into(), opts, Kind::Completion, counts).await
 }
 
 /// Queues the job and answers: one JSON object, or server-sent events as the text settles.
 async fn run(
     s: &Arc<AppState>,
     r: &Ready,
-    tokens: Vec<i32>,
+    prompt: EnginePrompt,
     opts: openai::Options,
     kind: Kind,
     counts: Tokens,
@@ -434,13 +436,13 @@ async fn run(
     let include_usage = opts.include_usage;
     let (id, created) = (s.next_id(if matches!(kind, Kind::Chat { .. }) { "chatcmpl" } else { "cmpl" }), now());
     let logprobs = opts.detail.probs.map(|_| r.model.clone());
-    let verbose = (r.verbose || opts.verbose).then(|| json!({"prompt": r.model.detokenize(&tokens)}));
+    let verbose = (r.verbose || opts.verbose).then(|| json!({"prompt": r.model.detokenize(&prompt.tokens)}));
     let telemetry = opts.telemetry;
     let shape = Shape { id, created, model: r.alias.clone(), kind, counts, logprobs, index: 0, verbose, telemetry };
     if opts.n > 1 {
-        return choices(r, tokens, opts, shape).await;
+        return choices(r, prompt, opts, shape).await;
     }
-    let events = submit(r, tokens, opts)?;
+    let events = submit(r, prompt, opts)?;
     if stream {
         Ok(answer::stream(shape, events, include_usage).into_response())
     } else {
@@ -450,7 +452,7 @@ async fn run(
 
 /// `n` choices for one prompt: a job each (seeds `seed`, `seed + 1`, ...), all queued before any
 /// is awaited so they share the batch; one answer with every choice, usage summed.
-async fn choices(r: &Ready, tokens: Vec<i32>, opts: openai::Options, shape: Shape) -> Result<Response, ApiError> {
+async fn choices(r: &Ready, prompt: EnginePrompt, opts: openai::Options, shape: Shape) -> Result<Response, ApiError> {
     if opts.stream {
         return Err(ApiError::bad("n above 1 is answered whole: stream is not supported with it"));
     }
@@ -459,7 +461,7 @@ async fn choices(r: &Ready, tokens: Vec<i32>, opts: openai::Options, shape: Shap
     }
     let mut jobs = Vec::new();
     for i in 0..opts.n {
-        jobs.push(submit(r, tokens.clone(), opts.for_choice(i))?);
+        jobs.push(submit(r, prompt.clone(), opts.for_choice(i))?);
     }
     let mut choices = Vec::new();
     let mut total: Option<strata_run::engine::Summary> = None;
@@ -481,12 +483,17 @@ async fn choices(r: &Ready, tokens: Vec<i32>, opts: openai::Options, shape: Shap
     Ok(Json(body).into_response())
 }
 
-/// Queues a job for `tokens`; its events come on the channel returned.
-fn submit(r: &Ready, tokens: Vec<i32>, opts: openai::Options) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
+/// Queues a job for `prompt`; its events come on the channel returned.
+fn submit(
+    r: &Ready,
+    prompt: impl Into<EnginePrompt>,
+    opts: openai::Options,
+) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
     let (events_tx, events) = mpsc::unbounded_channel();
+    let EnginePrompt { tokens, media } = prompt.into();
     let job = Job {
         prompt: tokens,
-        media: Vec::new(),
+        media,
         params: opts.params,
         max_tokens: opts.max_tokens,
         stop: opts.stop,
@@ -566,7 +573,7 @@ async fn apply_template(State(s): State<Arc<AppState>>, headers: HeaderMap, body
     respond(
         async {
             let (r, f) = request(&s, &headers, body).await?;
-            let messages = openai::messages(&f)?;
+            let (messages, _) = openai::messages(&f)?;
             let add = openai::boolean(&f, "add_generation_prompt")?.unwrap_or(true);
             // Tools as the chat completion would give them to a template that renders them.
             let tools = openai::tools(&f)?;

@@ -10,6 +10,8 @@ use strata_run::constraint::{check_schema_size, Grammar};
 use strata_run::engine::{check_stop_strings, Constraint, Detail, Probs, Progress};
 use strata_run::sampling::{random_seed, SamplingParams};
 
+use crate::llama::Medium;
+
 use strata_run::engine::Summary;
 
 /// An error in OpenAI's shape: `{"error": {"message", "type", "code"}}`; a 503 says when to try
@@ -438,10 +440,11 @@ pub fn options(f: &Fields, r: &super::Ready) -> Result<Options, ApiError> {
 /// Roles a message may have (`developer` is OpenAI's newer name for `system`).
 const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
 
-/// `messages`: role and content (a string, or text parts); an assistant's `tool_calls`, and
-/// `tool` messages answering them by `tool_call_id` (an id no earlier call has is refused).
-/// Anything that is not text is refused.
-pub fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
+/// `messages`: role and content (a string, or parts: text, `image_url` with a `data:` URL,
+/// `input_audio` with base64 `data`); an assistant's `tool_calls`, and `tool` messages answering
+/// them by `tool_call_id` (an id no earlier call has is refused). Each image or clip becomes a
+/// media marker in its message's text, and the media come back in order.
+pub fn messages(f: &Fields) -> Result<(Vec<Message>, Vec<Medium>), ApiError> {
     let list = field(f, "messages")
         .and_then(Value::as_array)
         .ok_or_else(|| ApiError::bad("messages must be a list of {\"role\", \"content\"} objects"))?;
@@ -450,6 +453,7 @@ pub fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
     }
     let mut calls: Vec<ToolCall> = Vec::new();
     let mut out = Vec::with_capacity(list.len());
+    let mut media = Vec::new();
     for (i, m) in list.iter().enumerate() {
         let role = m
             .get("role")
@@ -475,7 +479,7 @@ pub fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
         // An assistant message that only calls may have no content.
         let content = match m.get("content") {
             None | Some(Value::Null) if !tool_calls.is_empty() => String::new(),
-            c => content(c, i)?,
+            c => content(c, i, &mut media)?,
         };
         let mut message = Message { tool_calls: tool_calls.clone(), ..Message::new(role, &content) };
         match m.get("reasoning_content") {
@@ -500,7 +504,7 @@ pub fn messages(f: &Fields) -> Result<Vec<Message>, ApiError> {
         }
         out.push(message);
     }
-    Ok(out)
+    Ok((out, media))
 }
 
 /// An assistant message's `tool_calls`: `[{"id", "type": "function", "function": {"name", "arguments"}}]`.
@@ -656,30 +660,69 @@ fn grammar(f: &Fields) -> Result<Option<Grammar>, ApiError> {
     Ok(found.pop())
 }
 
-fn content(v: Option<&Value>, i: usize) -> Result<String, ApiError> {
+fn content(v: Option<&Value>, i: usize, media: &mut Vec<Medium>) -> Result<String, ApiError> {
     match v {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Array(parts)) => {
             let mut text = String::new();
             for (j, part) in parts.iter().enumerate() {
+                let at = format!("messages[{i}].content[{j}]");
                 match part.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        text.push_str(part.get("text").and_then(Value::as_str).ok_or_else(|| {
-                            ApiError::bad(format!("messages[{i}].content[{j}].text must be a string"))
-                        })?)
+                    Some("text") => text.push_str(
+                        part.get("text")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| ApiError::bad(format!("{at}.text must be a string")))?,
+                    ),
+                    Some(kind @ ("image_url" | "input_audio")) => {
+                        media.push(medium(part, kind, &at)?);
+                        text.push_str(crate::llama::media_marker());
                     }
                     Some(kind) => {
                         return Err(ApiError::bad(format!(
-                            "messages[{i}].content[{j}]: {kind} parts are not supported (text only)"
+                            "{at}: {kind} parts are not supported (text, image_url, input_audio)"
                         )))
                     }
-                    None => return Err(ApiError::bad(format!("messages[{i}].content[{j}] has no type"))),
+                    None => return Err(ApiError::bad(format!("{at} has no type"))),
                 }
             }
             Ok(text)
         }
-        _ => Err(ApiError::bad(format!("messages[{i}].content must be a string or a list of text parts"))),
+        _ => Err(ApiError::bad(format!("messages[{i}].content must be a string or a list of parts"))),
     }
+}
+
+/// An `image_url` part's image (`{"url": "data:image/png;base64,..."}`, or the URL alone) or an
+/// `input_audio` part's clip (`{"data": BASE64, "format": "wav" | "mp3"}`), decoded and checked.
+/// The server fetches nothing: an `http(s)` URL is refused.
+fn medium(part: &Value, kind: &str, at: &str) -> Result<Medium, ApiError> {
+    use base64::Engine as _;
+    let data = if kind == "image_url" {
+        let url = match &part["image_url"] {
+            Value::String(url) => url.as_str(),
+            v => v["url"].as_str().ok_or_else(|| ApiError::bad(format!("{at}.image_url.url must be a string")))?,
+        };
+        if url.starts_with("http://") || url.starts_with("https://") {
+            return Err(ApiError::bad(format!(
+                "{at}: the server fetches no URLs: send the image itself, as a data:image/...;base64, URL"
+            )));
+        }
+        let (_, data) = url
+            .strip_prefix("data:")
+            .and_then(|rest| rest.split_once(";base64,"))
+            .ok_or_else(|| ApiError::bad(format!("{at}.image_url.url must be a data: URL with base64 data")))?;
+        data
+    } else {
+        let audio = &part["input_audio"];
+        match audio["format"].as_str() {
+            Some("wav" | "mp3") => {}
+            f => return Err(ApiError::bad(format!("{at}.input_audio.format {f:?} is not wav or mp3"))),
+        }
+        audio["data"].as_str().ok_or_else(|| ApiError::bad(format!("{at}.input_audio.data must be a base64 string")))?
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| ApiError::bad(format!("{at}: the {} is not valid base64 ({e})", kind.replace('_', " "))))?;
+    Medium::new(at.to_string(), bytes).map_err(|e| ApiError::bad(format!("{e:#}")))
 }
 
 /// `reasoning_budget`: thinking tokens the answer may spend (-1: no limit).

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 use strata_run::chat::{Message, ToolCall};
-use strata_run::engine::{Event, StopReason, Summary};
+use strata_run::engine::{Event, Prompt as EnginePrompt, StopReason, Summary};
 use tokio::sync::mpsc;
 
 use super::access_log::Tokens;
@@ -20,6 +20,7 @@ use super::answer::{event_stream, whole, EventStream, Piece, Reader};
 use super::conversation::Conversation;
 use super::openai::{self, ApiError, Fields};
 use super::{now, request, respond, submit, AppState, ReasoningOut};
+use crate::llama::Medium;
 
 /// `POST /v1/responses`.
 pub async fn responses(
@@ -48,7 +49,7 @@ async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
     let (prompt, mut opts) = prompt(r, &f)?;
     opts.constraint = prompt.constraint;
     let (stream, telemetry) = (opts.stream, opts.telemetry);
-    let events = submit(r, prompt.tokens, opts)?;
+    let events = submit(r, EnginePrompt { tokens: prompt.tokens, media: prompt.media }, opts)?;
     let answer = Answer {
         // OpenAI's ids: `resp_…` (its SDK's tests and clients check the prefix).
         id: s.next_id("resp").replacen('-', "_", 1),
@@ -76,8 +77,10 @@ fn prompt(r: &super::Ready, f: &openai::Fields) -> Result<(super::conversation::
     let chat = chat_fields(f)?;
     let mut opts = openai::options(&chat, r)?;
     let tools = openai::tools(&chat)?;
+    let (messages, media) = input(f)?;
     let conv = Conversation {
-        messages: input(f)?,
+        messages,
+        media,
         choice: openai::tool_choice(&chat, &tools)?,
         tools,
         parallel: openai::parallel_tool_calls(&chat)?,
@@ -141,15 +144,16 @@ fn chat_fields(f: &Fields) -> Result<Fields, ApiError> {
     Ok(out)
 }
 
-/// `instructions` and `input`: a string, or items — messages (text content), `function_call`s
-/// and their `function_call_output`s; earlier reasoning items are passed over.
-fn input(f: &Fields) -> Result<Vec<Message>, ApiError> {
+/// `instructions` and `input`: a string, or items — messages (text and `input_image` content),
+/// `function_call`s and their `function_call_output`s; earlier reasoning items are passed over.
+/// The images come back in order.
+fn input(f: &Fields) -> Result<(Vec<Message>, Vec<Medium>), ApiError> {
     let mut messages = Vec::new();
     if let Some(Value::String(i)) = f.get("instructions") {
         messages.push(Message::new("system", i));
     }
     let items = match f.get("input") {
-        Some(Value::String(s)) => return Ok([messages, vec![Message::new("user", s)]].concat()),
+        Some(Value::String(s)) => return Ok(([messages, vec![Message::new("user", s)]].concat(), Vec::new())),
         Some(Value::Array(items)) if !items.is_empty() => items,
         _ => return Err(ApiError::bad("input must be a string or a non-empty list of items")),
     };
@@ -168,6 +172,7 @@ fn input(f: &Fields) -> Result<Vec<Message>, ApiError> {
                             .iter()
                             .map(|p| match p.get("type").and_then(Value::as_str) {
                                 Some("input_text" | "output_text") => json!({"type": "text", "text": p.get("text")}),
+                                Some("input_image") => json!({"type": "image_url", "image_url": p.get("image_url")}),
                                 _ => p.clone(),
                             })
                             .collect(),
