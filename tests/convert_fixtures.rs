@@ -123,15 +123,23 @@ fn assert_same_file(what: &str, ours: &Path, theirs: &Path) {
     }
 }
 
-/// The projector file (mmproj) of Gemma 3 with its SigLIP tower is, at each type llama.cpp's
-/// converter offers, that converter's `--mmproj` file for the same folder: metadata, names,
-/// shapes, types (the patch and position embeddings F32, the input projection F16, Q8_0 falling
-/// back to F16 on 48-wide rows) and bytes, the Q8_0 blocks included. Without --mmproj-type it
-/// is that converter's `--outtype auto` (F16 for an F32 checkpoint).
+/// The projector file (mmproj) of Gemma 3 with its SigLIP tower and of Gemma 4 with its vision
+/// tower is, at each type llama.cpp's converter offers, that converter's `--mmproj` file for the
+/// same folder: metadata, names, shapes, types (Gemma 3: the patch and position embeddings F32,
+/// the input projection F16, Q8_0 falling back to F16 on 48-wide rows; Gemma 4: the position
+/// table F32, the patch embedding F16 only in an F16 file, and its columns reordered channel
+/// first) and bytes, the Q8_0 blocks included. Without --mmproj-type it is that converter's
+/// `--outtype auto` (F16 for an F32 checkpoint).
 #[test]
 fn the_projector_file_is_llama_cpp_converters_at_each_type() {
-    let dir = fixture("gemma3-vision");
-    let scratch = scratch_dir("mmproj-types");
+    for name in ["gemma3-vision", "gemma4-cg"] {
+        projector_types(name);
+    }
+}
+
+fn projector_types(name: &str) {
+    let dir = fixture(name);
+    let scratch = scratch_dir(&format!("mmproj-types-{name}"));
     for ty in ["f32", "f16", "bf16", "q8_0", "default"] {
         let (out, mmproj) = (scratch.join(format!("{ty}.gguf")), scratch.join(format!("mmproj-{ty}.gguf")));
         let mut args = vec!["convert", dir.to_str().unwrap(), "-o", out.to_str().unwrap(), "--type", "q8_0"];
@@ -141,7 +149,7 @@ fn the_projector_file_is_llama_cpp_converters_at_each_type() {
         }
         strata_ok(&args);
         let theirs = if ty == "default" { "f16" } else { ty };
-        assert_same_file(&format!("mmproj {ty}"), &mmproj, &dir.join(format!("mmproj-llamacpp-{theirs}.gguf")));
+        assert_same_file(&format!("{name} mmproj {ty}"), &mmproj, &dir.join(format!("mmproj-llamacpp-{theirs}.gguf")));
     }
     // Beside the model under llama.cpp's name when --mmproj is not given.
     let out = scratch.join("model.gguf");
@@ -203,8 +211,22 @@ fn projector_errors_name_the_problem_and_write_nothing() {
     assert!(err.ends_with("no projector to write: config.json names no vision or audio tower"), "{err}");
     let err = run(&fixture("gemma3-vision"), &["--mmproj-type", "q4_0"]);
     assert!(err.contains("--mmproj-type q4_0: a projector file is f32, f16, bf16 or q8_0"), "{err}");
-    let err = run(&fixture("gemma4-cg"), &["--mmproj-type", "f16"]);
-    assert!(err.ends_with("strata does not convert Gemma 4's vision and audio towers yet"), "{err}");
+    // Gemma 3n with its towers (the fixture's text model saved as Gemma3nForConditionalGeneration).
+    let gemma3n = common::with_tensors(
+        &fixture("gemma3n"),
+        "gemma3n-conditional-generation",
+        |n| n.replacen("model.", "model.language_model.", 1),
+        &[],
+    );
+    let text_config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(gemma3n.join("config.json")).unwrap()).unwrap();
+    let config = serde_json::json!({"architectures": ["Gemma3nForConditionalGeneration"], "text_config": text_config});
+    std::fs::write(gemma3n.join("config.json"), config.to_string()).unwrap();
+    let err = run(&gemma3n, &["--mmproj-type", "f16"]);
+    assert!(
+        err.ends_with("strata does not convert Gemma 3n's MobileNetV5 vision and USM conformer audio towers yet"),
+        "{err}"
+    );
     let missing = common::with_tensors(
         &fixture("gemma3-vision"),
         "gemma3-vision-no-post-ln",
@@ -220,11 +242,12 @@ fn projector_errors_name_the_problem_and_write_nothing() {
     assert!(err.contains("image_mean is null, not three numbers"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     // Towers strata does not convert yet are said, and the text model is written.
-    let text = strata_ok(&["convert", fixture("gemma4-cg").to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let text = strata_ok(&["convert", gemma3n.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert!(
-        text.contains("no projector file: strata does not convert Gemma 4's vision and audio towers yet"),
+        text.contains("no projector file: strata does not convert Gemma 3n's MobileNetV5 vision and USM conformer audio towers yet"),
         "{text}"
     );
+    assert!(out.exists());
 }
 
 /// Where llama.cpp computes a fixture's model otherwise than transformers: the logits file

@@ -1,14 +1,15 @@
-//! Images through the projector file: the gemma3-vision fixture (tests/fixtures/models, a tiny
-//! random-weight Gemma 3 with a SigLIP tower) converted by strata to a model and its projector,
-//! run by `strata generate --image` and by llama.cpp's own `llama-mtmd-cli` on the same files:
-//! the same greedy tokens. And the media a user may get wrong: a missing projector, a truncated,
+//! Images through the projector file: the gemma3-vision and gemma4-cg fixtures
+//! (tests/fixtures/models: tiny random-weight Gemma 3 with a SigLIP tower, Gemma 4 with its
+//! vision tower) converted by strata to a model and its projector, run by `strata generate
+//! --image` and by llama.cpp's own `llama-mtmd-cli` on the same files: the same greedy tokens. And the media a user may get wrong: a missing projector, a truncated,
 //! empty, oversized or mislabelled file, markers that do not match the media; each a one-line
 //! error and a non-zero exit, never a crash.
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use common::{repo, scratch_dir, strata, strata_ok};
 
@@ -16,17 +17,27 @@ fn media(name: &str) -> String {
     repo().join("tests/fixtures/media").join(name).to_str().unwrap().to_string()
 }
 
-/// The fixture converted once: the model (F32) and its projector beside it, under llama.cpp's
+/// A fixture converted once: the model (F32) and its projector beside it, under llama.cpp's
 /// name (`mmproj-model.gguf`), as `strata convert` writes it.
-fn converted() -> &'static (PathBuf, PathBuf) {
-    static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    FILES.get_or_init(|| {
-        let dir = scratch_dir("multimodal-model");
-        let model = dir.join("model.gguf");
-        let fixture = repo().join("tests/fixtures/models/gemma3-vision");
-        strata_ok(&["convert", fixture.to_str().unwrap(), "-o", model.to_str().unwrap(), "--type", "f32"]);
-        (model, dir.join("mmproj-model.gguf"))
-    })
+fn converted_fixture(name: &str) -> (PathBuf, PathBuf) {
+    static FILES: Mutex<Option<HashMap<String, (PathBuf, PathBuf)>>> = Mutex::new(None);
+    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let files = files.get_or_insert_with(HashMap::new);
+    files
+        .entry(name.to_string())
+        .or_insert_with(|| {
+            let dir = scratch_dir(&format!("multimodal-{name}"));
+            let model = dir.join("model.gguf");
+            let fixture = repo().join("tests/fixtures/models").join(name);
+            strata_ok(&["convert", fixture.to_str().unwrap(), "-o", model.to_str().unwrap(), "--type", "f32"]);
+            (model, dir.join("mmproj-model.gguf"))
+        })
+        .clone()
+}
+
+/// The Gemma 3 fixture, which most tests here use.
+fn converted() -> (PathBuf, PathBuf) {
+    converted_fixture("gemma3-vision")
 }
 
 /// strata's greedy answer to one user message with `images`, through the chat template.
@@ -57,7 +68,14 @@ fn mtmd_cli_answer(model: &Path, mmproj: &Path, images: &[&str], prompt: &str, n
 
 #[test]
 fn an_answer_about_images_is_llama_mtmd_clis() {
-    let (model, mmproj) = converted();
+    for name in ["gemma3-vision", "gemma4-cg"] {
+        answers_as_mtmd_cli(name);
+    }
+}
+
+fn answers_as_mtmd_cli(name: &str) {
+    let (model, mmproj) = converted_fixture(name);
+    let (model, mmproj) = (&model, &mmproj);
     let (gradient, checkers) = (media("gradient.png"), media("checkers.png"));
     let cases: &[(&[&str], &str)] = &[
         // One image, placed before the text (no marker in the prompt, as llama-mtmd-cli places it).
@@ -70,7 +88,7 @@ fn an_answer_about_images_is_llama_mtmd_clis() {
         let ours = strata_answer(model, &[], images, prompt, "24");
         let given = strata_answer(model, &["--mmproj", mmproj.to_str().unwrap()], images, prompt, "24");
         let theirs = mtmd_cli_answer(model, mmproj, images, prompt, "24");
-        assert_eq!(ours, theirs, "{images:?} {prompt:?}");
+        assert_eq!(ours, theirs, "{name}: {images:?} {prompt:?}");
         assert_eq!(given, ours);
         assert!(ours.chars().count() >= 12, "too short to tell anything: {ours:?}");
     }
@@ -81,7 +99,7 @@ fn an_answer_about_images_is_llama_mtmd_clis() {
 
 #[test]
 fn raw_prompts_place_images_at_their_marker_or_before_the_text() {
-    let (model, _) = converted();
+    let (model, _) = &converted();
     let gradient = media("gradient.png");
     let run = |prompt: &str| {
         let out = strata_ok(&[
@@ -111,7 +129,7 @@ fn raw_prompts_place_images_at_their_marker_or_before_the_text() {
 /// Every mistake with media is a one-line error on stderr and a non-zero exit.
 #[test]
 fn media_mistakes_are_one_line_errors() {
-    let (model, _) = converted();
+    let (model, _) = &converted();
     let dir = scratch_dir("multimodal-bad-media");
     let write = |name: &str, bytes: &[u8]| {
         let p = dir.join(name);
@@ -168,7 +186,7 @@ fn media_mistakes_are_one_line_errors() {
 #[test]
 fn chat_attaches_images_and_reuses_them_in_later_turns() {
     use std::io::Write;
-    let (model, _) = converted();
+    let (model, _) = &converted();
     let input = format!(
         "Describe.\n/image {}\nWhat is this?\n/image /nonexistent/cat.png\nAnd again?\n",
         media("gradient.png")
@@ -210,7 +228,7 @@ fn chat_attaches_images_and_reuses_them_in_later_turns() {
 /// and refuses bad media with a 400 that says why, and keeps serving.
 #[test]
 fn the_openai_client_sends_images_to_the_server() {
-    let (model, mmproj) = converted();
+    let (model, mmproj) = &converted();
     let server = common::serve::Server::start(model.to_str().unwrap(), &[]);
     let (_, props) = server.try_get("/props").unwrap();
     let props: serde_json::Value = serde_json::from_str(&props).unwrap();
@@ -256,7 +274,7 @@ fn the_openai_client_sends_images_to_the_server() {
 /// A model served without a projector answers images with a 400 that says so.
 #[test]
 fn a_server_without_a_projector_refuses_images() {
-    let (model, _) = converted();
+    let (model, _) = &converted();
     let server = common::serve::Server::start(model.to_str().unwrap(), &["--no-mmproj"]);
     let png = std::fs::read(media("gradient.png")).unwrap();
     let url = format!("data:image/png;base64,{}", base64_encode(&png));

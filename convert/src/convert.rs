@@ -217,7 +217,26 @@ pub fn plan_mmproj(dir: &Path, towers: &dyn Towers, ty: Option<GgmlType>) -> Res
                 t.name
             );
         };
-        checked_rows(dir, Rows::Exact, t, spec)?;
+        match transform {
+            // A row of side x side x 3 per output, as the spec's four dimensions say.
+            Transform::PatchesChannelsFirst { side } => {
+                let n = spec.shape.last().copied().unwrap_or(0) as usize;
+                if t.shape != [n, side * side * 3] {
+                    bail!(
+                        "{}: tensor {} has shape {:?}, but config.json makes it [{n}, {}] ({side}-pixel patches of 3 channels)",
+                        dir.display(),
+                        t.name,
+                        t.shape,
+                        side * side * 3
+                    );
+                }
+            }
+            // A scalar is written as a tensor of one value, as llama.cpp's converter writes it.
+            _ if t.shape.is_empty() && spec.shape == [1] => {}
+            _ => {
+                checked_rows(dir, Rows::Exact, t, spec)?;
+            }
+        }
         if let Some((other, _)) = found.insert(name, (t.clone(), transform)) {
             bail!("{}: tensors {} and {} both become {gguf_name}", dir.display(), other.name, t.name);
         }
@@ -238,7 +257,7 @@ pub fn plan_mmproj(dir: &Path, towers: &dyn Towers, ty: Option<GgmlType>) -> Res
         let rows = (spec.n_elements() / spec.shape[0].max(1)) as usize;
         sources.push(Source::Checkpoint { parts: vec![t], transform, rows });
     }
-    let choices: Vec<Choice> = specs.iter().map(|s| mmproj_choice(s, ty, towers.forced_type(&s.name))).collect();
+    let choices: Vec<Choice> = specs.iter().map(|s| mmproj_choice(s, ty, towers.forced_type(&s.name, ty))).collect();
     let (infos, _) =
         layout(specs.iter().zip(&choices).map(|(t, c)| (t.name.clone(), c.ty, t.shape.clone())), DEFAULT_ALIGNMENT)?;
     let file_type = Preset::from_name(ty.name()).map_err(|_| anyhow!("--mmproj-type {ty}: not a projector type"))?;
@@ -504,6 +523,17 @@ impl Plan {
             for (m, start) in chunks {
                 let end = (start + chunk).min((m + 1) * rows_per_mat);
                 let src: &mut Vec<f32> = match transform {
+                    Transform::PatchesChannelsFirst { side } => {
+                        // Output row r (of `side` values, one image row of one channel of one
+                        // output) takes every third value of its output's source row.
+                        gathered.clear();
+                        for r in start..end {
+                            let (out, channel, y) = (r / (3 * side), (r / side) % 3, r % side);
+                            self.checkpoint.read_rows(&parts[0], out..out + 1, &mut rows_f32);
+                            gathered.extend((0..side).map(|x| rows_f32[(y * side + x) * 3 + channel]));
+                        }
+                        &mut gathered
+                    }
                     Transform::Copy | Transform::AddOne => {
                         self.read_rows(parts, width, start..end, &mut rows_f32, &mut scratch);
                         &mut rows_f32

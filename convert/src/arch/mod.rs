@@ -36,6 +36,12 @@ pub enum Transform {
     },
     /// Gemma's RMSNorm multiplies by `1 + weight`; llama.cpp stores `weight + 1`.
     AddOne,
+    /// A patch embedding stored as one row of `side × side × 3` (row, column, channel) per
+    /// output, written channel first: `[side, side, 3, n]` in ggml order (llama.cpp's Gemma 4
+    /// vision converter, for ggml's im2col).
+    PatchesChannelsFirst {
+        side: usize,
+    },
 }
 
 /// A checkpoint tensor's destination.

@@ -166,7 +166,7 @@ impl Towers for Gemma3Vision {
         Some(Mapped::whole(format!("v.blk.{layer}.{g}.{suffix}"), Transform::Copy))
     }
 
-    fn forced_type(&self, gguf_name: &str) -> Option<(GgmlType, &'static str)> {
+    fn forced_type(&self, gguf_name: &str, _base: GgmlType) -> Option<(GgmlType, &'static str)> {
         match gguf_name {
             "v.patch_embd.weight" | "v.position_embd.weight" => Some((
                 GgmlType::F32,

@@ -7,6 +7,7 @@
 //! keys every vision tower writes (llama.cpp's `MmprojModel`) are in [`VisionKeys`].
 
 mod gemma3;
+mod gemma4;
 
 use std::path::Path;
 
@@ -26,20 +27,26 @@ pub trait Towers {
     /// The GGUF name and transform for a checkpoint tensor of the towers or the projector;
     /// `None` for the text model's tensors and those llama.cpp does not use.
     fn map(&self, hf_name: &str) -> Option<Mapped>;
-    /// The type llama.cpp's converter gives this tensor whatever the output type, and why.
-    fn forced_type(&self, gguf_name: &str) -> Option<(GgmlType, &'static str)>;
+    /// The type llama.cpp's converter gives this tensor for output type `base` other than
+    /// `base` itself, and why.
+    fn forced_type(&self, gguf_name: &str, base: GgmlType) -> Option<(GgmlType, &'static str)>;
+    /// A tower of the checkpoint that the file leaves out, not converted yet.
+    fn left_out(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 type Constructor = fn(&Json, &Json) -> Result<Box<dyn Towers>>;
 
 /// The families whose towers strata converts, by Hugging Face class name.
-const REGISTRY: &[(&str, Constructor)] = &[("Gemma3ForConditionalGeneration", gemma3::Gemma3Vision::boxed)];
+const REGISTRY: &[(&str, Constructor)] = &[
+    ("Gemma3ForConditionalGeneration", gemma3::Gemma3Vision::boxed),
+    ("Gemma4ForConditionalGeneration", gemma4::Gemma4Vision::boxed),
+];
 
 /// Multimodal families whose towers strata does not convert yet, and what their towers are.
-const NOT_YET: &[(&str, &str)] = &[
-    ("Gemma3nForConditionalGeneration", "Gemma 3n's MobileNetV5 vision and USM conformer audio towers"),
-    ("Gemma4ForConditionalGeneration", "Gemma 4's vision and audio towers"),
-];
+const NOT_YET: &[(&str, &str)] =
+    &[("Gemma3nForConditionalGeneration", "Gemma 3n's MobileNetV5 vision and USM conformer audio towers")];
 
 /// What a folder's config.json says about its towers.
 pub enum Found {
