@@ -297,3 +297,33 @@ fn base64_encode(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// `bench --image` times the image: its tokens per second through the projector and the
+/// decoding of its embeddings, and its milliseconds, over the repetitions.
+#[test]
+fn bench_times_the_image() {
+    let (model, _) = &converted();
+    let gradient = media("gradient.png");
+    let out = strata_ok(&[
+        "bench",
+        model.to_str().unwrap(),
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "2",
+        "--image",
+        &gradient,
+        "--json",
+        "-t",
+        "2",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let image = r["tests"].as_array().unwrap().iter().find(|t| t["test"] == "image (16 tokens)").expect("image row");
+    assert_eq!(image["samples"].as_array().unwrap().len(), 2, "{r}");
+    assert!(image["tokens_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["image_ms"]["ms"].as_f64().unwrap() > 0.0, "{r}");
+    let err = common::strata(&["bench", model.to_str().unwrap(), "--image", &gradient, "--no-mmproj", "-r", "1"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("has no projector file"), "{err:?}");
+}

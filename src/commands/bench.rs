@@ -1,6 +1,7 @@
 //! `strata bench MODEL`: prompt processing and generation speed, measured as llama-bench does
 //! (pp: a batch of N tokens into an empty cache; tg: N tokens decoded one at a time from an empty
-//! cache), after one warm-up run, over repetitions, reported as mean ± standard deviation.
+//! cache), after one warm-up run, over repetitions, reported as mean ± standard deviation; with
+//! `--image`, an image's encoding and decoding as well.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::json;
 
-use super::run_args::{GrammarArgs, ModelArgs, DEFAULT_CTX_SIZE};
+use super::run_args::{GrammarArgs, ModelArgs, ProjectorArgs, DEFAULT_CTX_SIZE};
+use crate::llama::Medium;
 use strata_run::engine::{logits_each, Constraint, Decoder, Engine, Limits};
 use strata_run::sampling::{Sampler, SamplingParams};
 
@@ -31,6 +33,12 @@ pub struct Args {
     /// prompt asking for JSON, and time the constraint per token.
     #[command(flatten)]
     pub grammar: GrammarArgs,
+    #[command(flatten)]
+    pub projector: ProjectorArgs,
+    /// Also time an image (or audio clip): its encoding by the projector and the decoding of
+    /// its embeddings, from an empty cache (needs the projector: --mmproj, or beside the model).
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<std::path::PathBuf>,
 }
 
 /// The prompt of the constrained generation.
@@ -94,7 +102,12 @@ pub fn run(args: &Args) -> Result<()> {
     let mut model_args = args.model.clone();
     model_args.ctx_size =
         Some(model_args.ctx_size.unwrap_or(DEFAULT_CTX_SIZE).max((args.n_prompt + args.n_gen) as u32));
-    let (model, context) = model_args.load(false)?;
+    let (mut model, context) = model_args.load(false)?;
+    let attached = args.projector.attach(&mut model, &context)?;
+    let image = args.image.as_deref().map(Medium::read).transpose()?;
+    if image.is_some() && !attached {
+        anyhow::bail!("--image: {} has no projector file (--mmproj)", model.path.display());
+    }
     let mut decoder = model.decoder(&context, 1)?;
     // Token ids spread over the vocabulary, as llama-bench uses random tokens.
     let vocab = model.n_vocab() as u64;
@@ -140,6 +153,24 @@ pub fn run(args: &Args) -> Result<()> {
         })?;
         rows.push((format!("tg{}", args.n_gen), speeds));
     }
+    // The image: its tokens per second through encoding and decoding, and milliseconds each.
+    let mut image_ms = None;
+    if let Some(image) = &image {
+        let marker = crate::llama::media_marker();
+        let prompt = model.media_prompt(&format!("{marker}."), &[image], true, false)?;
+        let n_image: usize = prompt.media.iter().map(|m| m.chunk.n_tokens()).sum();
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let speeds = measure(&mut engine, reps, |e| {
+            let limits = Limits { max_tokens: Some(0), ..Limits::default() };
+            e.generate(prompt.clone(), greedy.clone(), limits, |_| {}, || true)?;
+            let ms = e.decoder().take_media_ms();
+            times.lock().unwrap_or_else(|e| e.into_inner()).push(ms);
+            Ok((n_image, ms))
+        })?;
+        rows.push((format!("image ({n_image} tokens)"), speeds));
+        let times = times.lock().unwrap_or_else(|e| e.into_inner());
+        image_ms = Some(mean_sd(&times[1..]));
+    }
     // The same generation under the grammar, which may end it sooner: tokens per second of what
     // was generated, and the grammar's own time per token (mask and accept).
     let mut mask_ms = None;
@@ -169,8 +200,9 @@ pub fn run(args: &Args) -> Result<()> {
             })
             .collect();
         let sampling: Vec<_> = sampling.iter().map(|(label, ms)| json!({"test": label, "ms_per_token": ms})).collect();
+        let image = image_ms.map(|(mean, sd)| json!({"ms": mean, "stddev": sd}));
         let report = json!({"model": name, "threads": context.n_threads, "n_vocab": model.n_vocab(), "tests": tests,
-                            "sampling": sampling, "constraint_ms_per_token": mask_ms});
+                            "sampling": sampling, "constraint_ms_per_token": mask_ms, "image_ms": image});
         return super::print(&serde_json::to_string_pretty(&report)?);
     }
     let mut out = String::from("| model | size | threads | test | t/s |\n|---|---:|---:|---:|---:|\n");
@@ -187,6 +219,12 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if let Some(ms) = mask_ms {
         out += &format!("| {name} | vocab {} | 1 | constraint (mask + accept) | {ms:.3} ms/token |\n", model.n_vocab());
+    }
+    if let Some((mean, sd)) = image_ms {
+        out += &format!(
+            "| {name} | projector | {} | image (encode + decode) | {mean:.2} ± {sd:.2} ms |\n",
+            context.n_threads
+        );
     }
     super::print(&out)
 }

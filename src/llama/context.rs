@@ -23,6 +23,8 @@ pub struct LlamaDecoder<'m> {
     n_batch: usize,
     n_seq: usize,
     n_ctx_seq: usize,
+    /// Milliseconds spent evaluating media runs (encoding and decoding) since last taken.
+    media_ms: f64,
 }
 
 impl Model {
@@ -66,7 +68,15 @@ impl Model {
             batch: LlamaBatch::new(n_batch, 1),
             n_batch,
             n_seq: n_seq as usize,
+            media_ms: 0.0,
         })
+    }
+}
+
+impl LlamaDecoder<'_> {
+    /// Milliseconds spent on media runs since the last call (`bench --image`).
+    pub fn take_media_ms(&mut self) -> f64 {
+        std::mem::take(&mut self.media_ms)
     }
 }
 
@@ -134,7 +144,10 @@ impl Decoder for LlamaDecoder<'_> {
     }
 
     fn decode_media(&mut self, seq: usize, pos: usize, media: &dyn MediaChunk) -> Result<()> {
-        rpc::watched(|| super::media::eval_media(self.model, &mut self.ctx, media, seq, pos, self.n_batch))
+        let start = std::time::Instant::now();
+        let done = rpc::watched(|| super::media::eval_media(self.model, &mut self.ctx, media, seq, pos, self.n_batch));
+        self.media_ms += start.elapsed().as_secs_f64() * 1e3;
+        done
     }
 
     fn logits(&self, i: usize) -> &[f32] {
