@@ -254,8 +254,13 @@ fn the_openai_client_sends_images_to_the_server() {
             {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt}]}],
             "temperature": 0, "max_tokens": 4})
     };
-    let (status, again) = server.post("/v1/chat/completions", &request(&url));
+    let mut verbose = request(&url);
+    verbose["verbose"] = serde_json::json!(true);
+    let (status, again) = server.post("/v1/chat/completions", &verbose);
     assert_eq!(status, 200, "{again}");
+    // The prompt as the model saw it: the image where its marker was.
+    let seen = again["__verbose"]["prompt"].as_str().unwrap_or_default();
+    assert_eq!(seen.matches("<__media__>").count(), 1, "{again}");
     let cached = again["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
     assert!(cached > 16, "the image was evaluated again: {again}");
     for (url, expected) in [

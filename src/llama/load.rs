@@ -274,9 +274,18 @@ impl Model {
         self.model.vocab().token_to_piece(LlamaToken(token), special, None)
     }
 
-    /// The text of `tokens`, special tokens as their text (invalid UTF-8 replaced).
+    /// The text of `tokens`, special tokens as their text (invalid UTF-8 replaced); a run of an
+    /// image's or audio clip's tokens (negative: [`strata_run::engine::media_token`]) is one
+    /// media marker, as the prompt had it.
     pub fn detokenize(&self, tokens: &[i32]) -> String {
-        let bytes: Vec<u8> = tokens.iter().flat_map(|&t| self.piece(t, true)).collect();
+        let mut bytes = Vec::new();
+        for (i, &t) in tokens.iter().enumerate() {
+            if t >= 0 {
+                bytes.extend(self.piece(t, true));
+            } else if i == 0 || tokens[i - 1] != t {
+                bytes.extend_from_slice(super::media_marker().as_bytes());
+            }
+        }
         String::from_utf8_lossy(&bytes).into_owned()
     }
 

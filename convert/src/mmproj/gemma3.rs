@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use strata_gguf::{TensorSpec, Value};
 use strata_quantize::GgmlType;
 
-use super::{image_normalization, Towers, VisionKeys};
+use super::{Towers, VisionKeys};
 use crate::arch::{Config, Mapped, Transform};
 
 /// The patch grid's side after the projector's pooling when the preprocessor does not say
@@ -30,30 +30,8 @@ pub struct Gemma3Vision {
 impl Gemma3Vision {
     /// SiglipVisionConfig's defaults for the keys config.json's `vision_config` leaves out.
     pub fn boxed(config: &Json, preprocessor: &Json) -> Result<Box<dyn Towers>> {
-        if !config["vision_config"].is_object() {
-            bail!("config.json: vision_config is missing (a Gemma3ForConditionalGeneration has a vision tower)");
-        }
+        let keys = VisionKeys::read(config, preprocessor, "Gemma3ForConditionalGeneration", 12, Some(224))?;
         let vision = Config::new(&config["vision_config"])?;
-        let text = Config::new(&config["text_config"])?;
-        let (image_mean, image_std) = image_normalization(preprocessor)?;
-        let keys = VisionKeys {
-            projection_dim: text.u64_or("hidden_size", 2304)?,
-            image_size: vision.u64_or("image_size", 224)?,
-            patch_size: vision.u64_or("patch_size", 16)?,
-            n_embd: vision.u64_or("hidden_size", 768)?,
-            n_ff: vision.u64_or("intermediate_size", 3072)?,
-            n_layer: vision.u64_or("num_hidden_layers", 12)?,
-            n_head: vision.u64_or("num_attention_heads", 12)?,
-            image_mean,
-            image_std,
-        };
-        if keys.patch_size == 0 || keys.image_size < keys.patch_size {
-            bail!(
-                "config.json: vision_config's image_size {} holds no patch of patch_size {}",
-                keys.image_size,
-                keys.patch_size
-            );
-        }
         let tokens = Config(preprocessor).u64_or("image_seq_length", IMAGE_SEQ_LENGTH)?;
         let per_side = (tokens as f64).sqrt() as u64;
         if per_side == 0 {

@@ -4,17 +4,13 @@
 //! patches with a two-axis position table; `embed_vision` projects its pooled output into the
 //! text model's width. Gemma 4's audio tower is not converted yet.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::Value as Json;
 use strata_gguf::{TensorSpec, Value};
 use strata_quantize::GgmlType;
 
-use super::{image_normalization, Towers, VisionKeys};
+use super::{Towers, VisionKeys};
 use crate::arch::{Config, Mapped, Transform};
-
-/// The image size llama.cpp's converter writes for Gemma 4 ("unused": the model takes images of
-/// any size, as patches).
-const IMAGE_SIZE: u64 = 224;
 
 pub struct Gemma4Vision {
     keys: VisionKeys,
@@ -32,28 +28,8 @@ pub struct Gemma4Vision {
 impl Gemma4Vision {
     /// Gemma4VisionConfig's defaults for the keys `vision_config` leaves out.
     pub fn boxed(config: &Json, preprocessor: &Json) -> Result<Box<dyn Towers>> {
-        if !config["vision_config"].is_object() {
-            bail!(
-                "config.json: vision_config is missing (a Gemma4ForConditionalGeneration with a vision tower has one)"
-            );
-        }
+        let keys = VisionKeys::read(config, preprocessor, "Gemma4ForConditionalGeneration", 16, None)?;
         let v = Config::new(&config["vision_config"])?;
-        let text = Config::new(&config["text_config"])?;
-        let (image_mean, image_std) = image_normalization(preprocessor)?;
-        let keys = VisionKeys {
-            projection_dim: text.u64_or("hidden_size", 2304)?,
-            image_size: IMAGE_SIZE,
-            patch_size: v.u64_or("patch_size", 16)?,
-            n_embd: v.u64_or("hidden_size", 768)?,
-            n_ff: v.u64_or("intermediate_size", 3072)?,
-            n_layer: v.u64_or("num_hidden_layers", 16)?,
-            n_head: v.u64_or("num_attention_heads", 12)?,
-            image_mean,
-            image_std,
-        };
-        if keys.patch_size == 0 {
-            bail!("config.json: vision_config's patch_size is 0");
-        }
         Ok(Box::new(Gemma4Vision {
             head_dim: v.u64_or("head_dim", 64)?,
             n_positions: v.u64_or("position_embedding_size", 10 * 1024)?,

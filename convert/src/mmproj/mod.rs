@@ -11,12 +11,12 @@ mod gemma4;
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 use strata_gguf::{TensorSpec, Value, ValueType};
 use strata_quantize::GgmlType;
 
-use crate::arch::Mapped;
+use crate::arch::{Config, Mapped};
 
 /// One family's towers and projector, made from config.json and the preprocessor's config.
 pub trait Towers {
@@ -114,6 +114,47 @@ pub(crate) struct VisionKeys {
 }
 
 impl VisionKeys {
+    /// The keys from config.json's `vision_config` and `text_config`, with the defaults SigLIP's
+    /// and Gemma 4's vision config classes share but for the depth (`n_layer`); the image size
+    /// from the config (`None`: the config has none, and llama.cpp writes 224), and the
+    /// normalization from the preprocessor's config. `class` names the model in errors.
+    pub fn read(
+        config: &Json,
+        preprocessor: &Json,
+        class: &str,
+        n_layer: u64,
+        image_size: Option<u64>,
+    ) -> Result<VisionKeys> {
+        if !config["vision_config"].is_object() {
+            bail!("config.json: vision_config is missing (a {class} has a vision tower)");
+        }
+        let vision = Config::new(&config["vision_config"])?;
+        let text = Config::new(&config["text_config"])?;
+        let (image_mean, image_std) = image_normalization(preprocessor)?;
+        let keys = VisionKeys {
+            projection_dim: text.u64_or("hidden_size", 2304)?,
+            image_size: match image_size {
+                Some(default) => vision.u64_or("image_size", default)?,
+                None => 224,
+            },
+            patch_size: vision.u64_or("patch_size", 16)?,
+            n_embd: vision.u64_or("hidden_size", 768)?,
+            n_ff: vision.u64_or("intermediate_size", 3072)?,
+            n_layer: vision.u64_or("num_hidden_layers", n_layer)?,
+            n_head: vision.u64_or("num_attention_heads", 12)?,
+            image_mean,
+            image_std,
+        };
+        if keys.patch_size == 0 || keys.image_size < keys.patch_size {
+            bail!(
+                "config.json: vision_config's image_size {} holds no patch of patch_size {}",
+                keys.image_size,
+                keys.patch_size
+            );
+        }
+        Ok(keys)
+    }
+
     pub fn write(&self, m: &mut Vec<(String, Value)>) -> Result<()> {
         let u32_key = |key: &str, v: u64| -> Result<(String, Value)> {
             let v =
