@@ -222,8 +222,9 @@ fn chat_attaches_images_and_reuses_them_in_later_turns() {
     assert_eq!(follow_up.1, follow_up.0 - follow_up.2, "{follow_up:?}");
 }
 
-/// The official `openai` client sends images to `strata serve` as `data:` URLs: the answer
-/// (whole, streamed, and through the Responses API) is llama-mtmd-cli's for the same files; a
+/// The official `openai` client sends images to `strata serve` as `data:` URLs, and the
+/// `anthropic` client as base64 image blocks: the answer (whole, streamed, through the Responses
+/// API and through Anthropic's Messages API) is llama-mtmd-cli's for the same files; a
 /// second request about the same image finds it in the slot's cache. The server fetches no URLs,
 /// and refuses bad media with a 400 that says why, and keeps serving.
 #[test]
@@ -246,6 +247,7 @@ fn the_openai_client_sends_images_to_the_server() {
     assert_eq!(r["chat"], theirs.as_str(), "{r}");
     assert_eq!(r["stream"], r["chat"]);
     assert_eq!(r["responses"], r["chat"]);
+    assert_eq!(r["messages"], r["chat"], "Anthropic's Messages API");
     // The same request again: the image is in the slot's cache.
     let png = std::fs::read(&gradient).unwrap();
     let url = format!("data:image/png;base64,{}", base64_encode(&png));

@@ -14,7 +14,7 @@ use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 use strata_run::chat::tools::{Tool, ToolChoice};
 use strata_run::chat::{Message, ToolCall};
-use strata_run::engine::{Event, StopReason, Summary};
+use strata_run::engine::{Event, Prompt as EnginePrompt, StopReason, Summary};
 use tokio::sync::mpsc;
 
 use super::access_log::Tokens;
@@ -77,7 +77,7 @@ async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
     opts.constraint = prompt.constraint;
     let input_tokens = prompt.tokens.len();
     let stream = opts.stream;
-    let events = submit(r, prompt.tokens, opts)?;
+    let events = submit(r, EnginePrompt { tokens: prompt.tokens, media: prompt.media }, opts)?;
     let reasoning = if thinking == Some(false) { ReasoningOut::Hide } else { ReasoningOut::Split };
     let answer = Answer {
         id: format!("msg_{}", s.next_id("").trim_start_matches('-')),
@@ -132,6 +132,7 @@ fn conversation(f: &Fields) -> Result<(Conversation, Option<bool>), ApiError> {
         .filter(|l| !l.is_empty())
         .ok_or_else(|| ApiError::bad("messages must be a non-empty list of {\"role\", \"content\"} objects"))?;
     let mut calls: Vec<ToolCall> = Vec::new();
+    let mut media = Vec::new();
     for (i, m) in list.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         if role != "user" && role != "assistant" {
@@ -149,6 +150,23 @@ fn conversation(f: &Fields) -> Result<(Conversation, Option<bool>), ApiError> {
             let at = format!("messages.{i}.content.{j}");
             match (role, b.get("type").and_then(Value::as_str)) {
                 (_, Some("text")) => text += str_field(b, "text", &at)?,
+                // An image: where it stands among the message's blocks, as a media marker.
+                ("user", Some("image")) => {
+                    let source = &b["source"];
+                    match source["type"].as_str() {
+                        Some("base64") => {
+                            media
+                                .push(openai::base64_medium(str_field(source, "data", &format!("{at}.source"))?, &at)?);
+                            text += crate::llama::media_marker();
+                        }
+                        Some("url") => {
+                            return Err(ApiError::bad(format!(
+                                "{at}: the server fetches no URLs: send the image itself, as a base64 source"
+                            )))
+                        }
+                        t => return Err(ApiError::bad(format!("{at}.source.type {t:?} is not base64"))),
+                    }
+                }
                 // Earlier thinking goes to the template as the message's reasoning_content
                 // (templates that render it keep it for the turns since the last user message).
                 ("assistant", Some("thinking")) => thinking += str_field(b, "thinking", &at)?,
@@ -207,7 +225,7 @@ fn conversation(f: &Fields) -> Result<(Conversation, Option<bool>), ApiError> {
     let budget =
         f.get("thinking").and_then(|t| t.get("budget_tokens")).and_then(Value::as_u64).map(|n| Some(n as usize));
     let conv = Conversation {
-        media: Vec::new(),
+        media,
         messages,
         tools,
         choice,

@@ -695,7 +695,6 @@ fn content(v: Option<&Value>, i: usize, media: &mut Vec<Medium>) -> Result<Strin
 /// `input_audio` part's clip (`{"data": BASE64, "format": "wav" | "mp3"}`), decoded and checked.
 /// The server fetches nothing: an `http(s)` URL is refused.
 fn medium(part: &Value, kind: &str, at: &str) -> Result<Medium, ApiError> {
-    use base64::Engine as _;
     let data = if kind == "image_url" {
         let url = match &part["image_url"] {
             Value::String(url) => url.as_str(),
@@ -719,9 +718,15 @@ fn medium(part: &Value, kind: &str, at: &str) -> Result<Medium, ApiError> {
         }
         audio["data"].as_str().ok_or_else(|| ApiError::bad(format!("{at}.input_audio.data must be a base64 string")))?
     };
+    base64_medium(data, at)
+}
+
+/// An image or audio clip sent as base64 (`at` says where, in errors), decoded and checked.
+pub fn base64_medium(data: &str, at: &str) -> Result<Medium, ApiError> {
+    use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
-        .map_err(|e| ApiError::bad(format!("{at}: the {} is not valid base64 ({e})", kind.replace('_', " "))))?;
+        .map_err(|e| ApiError::bad(format!("{at}: the data is not valid base64 ({e})")))?;
     Medium::new(at.to_string(), bytes).map_err(|e| ApiError::bad(format!("{e:#}")))
 }
 

@@ -1,10 +1,12 @@
-"""Sends images to `strata serve` with the official `openai` Python client (tests/multimodal.rs):
-argv: base URL, prompt, image files. Prints one JSON object: the chat answer (whole, greedy, 24
-tokens at most), the same request streamed, and the Responses API's answer."""
+"""Sends images to `strata serve` with the official `openai` and `anthropic` Python clients
+(tests/multimodal.rs): argv: base URL (…/v1), prompt, image files. Prints one JSON object: the
+chat answer (whole, greedy, 24 tokens at most), the same request streamed, the Responses API's
+answer and the Messages API's."""
 import base64
 import json
 import sys
 
+from anthropic import Anthropic
 from openai import OpenAI
 
 client = OpenAI(base_url=sys.argv[1], api_key="unused")
@@ -22,9 +24,16 @@ response = client.responses.create(
     model="any", temperature=0, max_output_tokens=24,
     input=[{"role": "user", "content": [{"type": "input_image", "image_url": u} for u in urls] + [{"type": "input_text", "text": prompt}]}],
 )
+claude = Anthropic(base_url=sys.argv[1].removesuffix("/v1"), api_key="unused")
+blocks = [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": u.split(",", 1)[1]}} for u in urls]
+message = claude.messages.create(
+    model="any", max_tokens=24, extra_body={"temperature": 0},
+    messages=[{"role": "user", "content": blocks + [{"type": "text", "text": prompt}]}],
+)
 print(json.dumps({
     "chat": chat.choices[0].message.content,
     "usage": {"prompt_tokens": chat.usage.prompt_tokens, "completion_tokens": chat.usage.completion_tokens},
     "stream": "".join(streamed),
     "responses": response.output_text,
+    "messages": "".join(b.text for b in message.content if b.type == "text"),
 }))
