@@ -276,6 +276,28 @@ fn the_openai_client_sends_images_to_the_server() {
     }
     let (status, _) = server.post("/v1/chat/completions", &request(&url));
     assert_eq!(status, 200, "the server still answers");
+    // llama-server's own API: a prompt object with its media in `multimodal_data`, placed at the
+    // markers of its text, as `strata generate` places them in a raw prompt.
+    let raw = "<__media__>A picture of";
+    let body = serde_json::json!({"prompt": {"prompt_string": raw, "multimodal_data": [base64_encode(&png)]},
+                                  "n_predict": 8, "temperature": 0});
+    let (status, answer) = server.post("/completion", &body);
+    assert_eq!(status, 200, "{answer}");
+    let alone = strata_ok(&[
+        "generate",
+        model.to_str().unwrap(),
+        "--json",
+        "-p",
+        raw,
+        "--image",
+        &gradient,
+        "-n",
+        "8",
+        "--temp",
+        "0",
+    ]);
+    let alone: serde_json::Value = serde_json::from_str(&alone).unwrap();
+    assert_eq!(answer["content"], alone["text"], "{answer}");
 }
 
 /// A model served without a projector answers images with a 400 that says so.

@@ -12,15 +12,16 @@ use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
-use strata_run::engine::{Detail, Event, Generated, Probs, StopReason, Summary};
+use strata_run::engine::{Detail, Event, Generated, Probs, Prompt as EnginePrompt, StopReason, Summary};
 use tokio::sync::mpsc;
 
 use super::access_log::Tokens;
 use super::answer::{token_probs, EventStream};
 use super::openai::{self, boolean, field, whole, ApiError, Fields};
 use super::{request, respond, submit, AppState, Ready};
+use crate::llama::Medium;
 
-/// The multimodal part of a prompt object: refused, as by llama-server without a projector.
+/// The media of a prompt object: base64 images or audio clips, one per media marker of its text.
 const MULTIMODAL_KEY: &str = "multimodal_data";
 /// The text of a prompt object.
 const PROMPT_STRING_KEY: &str = "prompt_string";
@@ -103,9 +104,9 @@ async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
     }
     let stream = opts.stream;
     if prompts.len() == 1 {
-        let tokens = prompts.into_iter().next().unwrap_or_default();
-        let prompt_text = r.model.detokenize(&tokens);
-        let events = submit(r, tokens, opts)?;
+        let prompt = prompts.into_iter().next().unwrap_or_default();
+        let prompt_text = r.model.detokenize(&prompt.tokens);
+        let events = submit(r, prompt, opts)?;
         let shape = Answer { model: r.alias.clone(), prompt: prompt_text, asked, index: 0 };
         return if stream {
             Ok(shape.stream(r.model.clone(), events).into_response())
@@ -123,9 +124,9 @@ async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
     if opts.constraint.is_some() {
         return Err(ApiError::bad("a grammar with several prompts is not supported: send them one per request"));
     }
-    for (index, tokens) in prompts.into_iter().enumerate() {
-        let prompt_text = r.model.detokenize(&tokens);
-        let events = submit(r, tokens, opts.for_choice(0))?;
+    for (index, prompt) in prompts.into_iter().enumerate() {
+        let prompt_text = r.model.detokenize(&prompt.tokens);
+        let events = submit(r, prompt, opts.for_choice(0))?;
         jobs.push((Answer { model: r.alias.clone(), prompt: prompt_text, asked: asked.clone(), index }, events));
     }
     let mut bodies = Vec::new();
@@ -143,7 +144,7 @@ async fn answer(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
 /// The request's prompts as token ids: llama-server's rules. A string, an object with
 /// `prompt_string`, or a list holding any number (one sequence of ids and strings) is one
 /// prompt; any other list is a prompt per element.
-fn prompts(r: &Ready, f: &Fields) -> Result<Vec<Vec<i32>>, ApiError> {
+fn prompts(r: &Ready, f: &Fields) -> Result<Vec<EnginePrompt>, ApiError> {
     let prompt =
         field(f, "prompt").or_else(|| field(f, "content")).ok_or_else(|| ApiError::bad("prompt is missing"))?;
     let list = match prompt {
@@ -158,23 +159,38 @@ fn prompts(r: &Ready, f: &Fields) -> Result<Vec<Vec<i32>>, ApiError> {
     Ok(list)
 }
 
-/// One prompt: a string (with the model's BOS), an object with `prompt_string`, or a list of
-/// token ids and strings (strings tokenized without BOS, as llama-server does after the first).
-fn one_prompt(r: &Ready, p: &Value) -> Result<Vec<i32>, ApiError> {
+/// One prompt: a string (with the model's BOS), an object with `prompt_string` (and its media
+/// in `multimodal_data`), or a list of token ids and strings (strings tokenized without BOS, as
+/// llama-server does after the first).
+fn one_prompt(r: &Ready, p: &Value) -> Result<EnginePrompt, ApiError> {
     let n_vocab = r.model.n_vocab();
     match p {
-        Value::String(s) => Ok(r.model.tokenize(s, true, true)),
+        Value::String(s) => Ok(r.model.tokenize(s, true, true).into()),
         Value::Object(o) => {
-            if o.get(MULTIMODAL_KEY).is_some_and(|v| !v.is_null()) {
-                return Err(ApiError::bad(format!(
-                    "prompt.{MULTIMODAL_KEY}: this model has no projector for images or audio"
-                )));
-            }
             let text = o
                 .get(PROMPT_STRING_KEY)
                 .and_then(Value::as_str)
                 .ok_or_else(|| ApiError::bad(format!("a prompt object needs {PROMPT_STRING_KEY} as a string")))?;
-            Ok(r.model.tokenize(text, true, true))
+            let media = match o.get(MULTIMODAL_KEY) {
+                None | Some(Value::Null) => return Ok(r.model.tokenize(text, true, true).into()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let at = format!("prompt.{MULTIMODAL_KEY}[{i}]");
+                        let data = v.as_str().ok_or_else(|| ApiError::bad(format!("{at} must be a base64 string")))?;
+                        openai::base64_medium(data, &at)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(v) => return Err(ApiError::bad(format!("prompt.{MULTIMODAL_KEY} must be a list, not {v}"))),
+            };
+            if !r.model.has_projector() {
+                return Err(ApiError::bad(format!(
+                    "prompt.{MULTIMODAL_KEY}: this model was loaded without a projector file (--mmproj): it takes no images or audio"
+                )));
+            }
+            let media: Vec<&Medium> = media.iter().collect();
+            r.model.media_prompt(text, &media, true, true).map_err(|e| ApiError::bad(format!("{e:#}")))
         }
         Value::Array(items) => {
             let mut tokens = Vec::new();
@@ -191,7 +207,7 @@ fn one_prompt(r: &Ready, p: &Value) -> Result<Vec<i32>, ApiError> {
                     v => return Err(ApiError::bad(format!("prompt[{i}] must be a token id or a string, not {v}"))),
                 }
             }
-            Ok(tokens)
+            Ok(tokens.into())
         }
         v => Err(ApiError::bad(format!("prompt must be a string, token ids or a list of prompts, not {v}"))),
     }
