@@ -1,6 +1,7 @@
 //! Tiny random-weight Gemma 4 (PLE, KV sharing, two head dims), Gemma 3n (PLE, AltUp, LAuReL,
 //! activation sparsity, embeddings padded to vocab_size), Gemma 4 saved as the multimodal
-//! Gemma4ForConditionalGeneration (text under `model.language_model.`, a vision tower to skip),
+//! Gemma4ForConditionalGeneration (text under `model.language_model.`, a vision tower, and in
+//! gemma4-av an audio tower too, whose projector file is held to llama.cpp's converter's),
 //! Gemma 4 mixture of experts (26B-A4B's layout: router and packed experts beside the dense MLP,
 //! no PLE, full layers whose keys are their values),
 //! Gemma 3 (also as published with its SigLIP vision tower, whose projector file is held to
@@ -22,7 +23,7 @@ use common::{repo, scratch_dir, strata_ok, tensor_data};
 use strata_gguf::{GgufFile, Value};
 
 const FIXTURES: &[&str] =
-    &["gemma4", "gemma3n", "gemma4-cg", "gemma4-moe", "gemma3", "gemma3-vision", "qwen3", "llama"];
+    &["gemma4", "gemma3n", "gemma4-cg", "gemma4-av", "gemma4-moe", "gemma3", "gemma3-vision", "qwen3", "llama"];
 
 fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures/models").join(name)
@@ -123,16 +124,18 @@ fn assert_same_file(what: &str, ours: &Path, theirs: &Path) {
     }
 }
 
-/// The projector file (mmproj) of Gemma 3 with its SigLIP tower and of Gemma 4 with its vision
-/// tower is, at each type llama.cpp's converter offers, that converter's `--mmproj` file for the
-/// same folder: metadata, names, shapes, types (Gemma 3: the patch and position embeddings F32,
-/// the input projection F16, Q8_0 falling back to F16 on 48-wide rows; Gemma 4: the position
-/// table F32, the patch embedding F16 only in an F16 file, and its columns reordered channel
-/// first) and bytes, the Q8_0 blocks included. Without --mmproj-type it is that converter's
+/// The projector file (mmproj) of Gemma 3 with its SigLIP tower, of Gemma 4 with its vision
+/// tower, and of Gemma 4 with both towers (gemma4-av) is, at each type llama.cpp's converter
+/// offers, that converter's `--mmproj` file for the same folder: metadata, names, shapes, types
+/// (Gemma 3: the patch and position embeddings F32, the input projection F16, Q8_0 falling back
+/// to F16 on 48-wide rows; Gemma 4: the position table F32, the patch embedding F16 only in an
+/// F16 file, and its columns reordered channel first; the audio tower's convolutions F32, its
+/// scalar clipping bounds as one-value tensors, its depthwise kernels squeezed, its attention
+/// scale through softplus) and bytes, the Q8_0 blocks included. Without --mmproj-type it is that converter's
 /// `--outtype auto` (F16 for an F32 checkpoint).
 #[test]
 fn the_projector_file_is_llama_cpp_converters_at_each_type() {
-    for name in ["gemma3-vision", "gemma4-cg"] {
+    for name in ["gemma3-vision", "gemma4-cg", "gemma4-av"] {
         projector_types(name);
     }
 }
@@ -227,6 +230,20 @@ fn projector_errors_name_the_problem_and_write_nothing() {
         err.ends_with("strata does not convert Gemma 3n's MobileNetV5 vision and USM conformer audio towers yet"),
         "{err}"
     );
+    // An audio tower whose first convolution is not as wide as the mel bins: llama.cpp's audio
+    // graph would stop on an assertion.
+    let narrow = common::with_tensors(&fixture("gemma4-av"), "gemma4-av-narrow", |n| n.into(), &[]);
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(narrow.join("config.json")).unwrap()).unwrap();
+    config["audio_config"]["subsampling_conv_channels"] = serde_json::json!([64, 4]);
+    std::fs::write(narrow.join("config.json"), config.to_string()).unwrap();
+    let err = run(&narrow, &[]);
+    assert!(
+        err.ends_with(
+            "subsampling_conv_channels[0] is 64, not the 128 mel bins, which llama.cpp's audio graph assumes"
+        ),
+        "{err}"
+    );
     let missing = common::with_tensors(
         &fixture("gemma3-vision"),
         "gemma3-vision-no-post-ln",
@@ -279,11 +296,14 @@ fn projector_errors_name_the_problem_and_write_nothing() {
 /// gemma3-vision: the same two roundings, in a dense Gemma 3 whose random weights put two logits
 /// of one position within them: against plain transformers relative 0.0120, top-1 74 of 75, max
 /// KL 3.7e-5; with both roundings in transformers relative 0.00074, max KL 2.0e-7. (Its file is
-/// byte for byte llama.cpp's converter's, so llama.cpp computes the same.)
+/// byte for byte llama.cpp's converter's, so llama.cpp computes the same.) gemma4-av, gemma4-cg's
+/// text model with other random weights: relative 0.0055 against plain transformers (top-1 75 of
+/// 75, max KL 2.3e-6), 0.00042 with both roundings (max KL 1.4e-8).
 const LLAMA_CPP_CONVENTIONS: &[(&str, &str, Bounds)] = &[
     ("gemma3n", "reference-unbiased-std.logits", Bounds { relative: 0.06, top1: 1.0, kl_max: 5e-4 }),
     ("gemma4-moe", "reference-llama-cpp-cpu.logits", Bounds { relative: 0.008, top1: 1.0, kl_max: 1e-5 }),
     ("gemma3-vision", "reference-llama-cpp-cpu.logits", Bounds { relative: 0.015, top1: 0.98, kl_max: 5e-5 }),
+    ("gemma4-av", "reference-llama-cpp-cpu.logits", Bounds { relative: 0.007, top1: 1.0, kl_max: 1e-5 }),
 ];
 
 /// The logits the F32 and F16 files must match tightly: transformers', or where llama.cpp
@@ -349,6 +369,7 @@ fn q8_0_is_no_further_from_transformers_than_llama_cpp_two_steps() {
         ("gemma3n", &["--ple-type", "q4_0"], "llamacpp-q8_0-ple-q4_0.gguf"),
         // Its PLE rows (3 layers x 8) are 24 wide: no 32-block type fits, both fall back to F16.
         ("gemma4-cg", &[], "llamacpp-q8_0.gguf"),
+        ("gemma4-av", &[], "llamacpp-q8_0.gguf"),
         ("gemma4-moe", &[], "llamacpp-q8_0.gguf"),
         ("gemma3", &[], "llamacpp-q8_0.gguf"),
         ("gemma3-vision", &[], "llamacpp-q8_0.gguf"),

@@ -40,20 +40,19 @@ fn converted() -> (PathBuf, PathBuf) {
     converted_fixture("gemma3-vision")
 }
 
-/// strata's greedy answer to one user message with `images`, through the chat template.
-fn strata_answer(model: &Path, extra: &[&str], images: &[&str], prompt: &str, n: &str) -> String {
+/// strata's greedy answer to one user message with `media` (images; `--audio` in `extra` for
+/// a clip), through the chat template.
+fn strata_answer(model: &Path, extra: &[&str], media: &[&str], prompt: &str, n: &str) -> String {
     let mut args = vec!["generate", model.to_str().unwrap(), "--chat", "-p", prompt, "-n", n, "--temp", "0", "-t", "2"];
     args.extend_from_slice(extra);
-    for image in images {
+    for image in media {
         args.extend(["--image", image]);
     }
     strata_ok(&args).trim_end_matches('\n').to_string()
 }
 
-/// llama-mtmd-cli's: its stdout is the answer, raw bytes (a token that is part of a UTF-8
-/// character is printed as it is; strata prints U+FFFD for bytes that never become one, and
-/// holds back the start of a character the answer ends in, which llama-mtmd-cli prints: that
-/// last partial character is left out here).
+/// llama-mtmd-cli's: its stdout is the answer, raw bytes, read as strata prints text (see
+/// [`as_strata_prints`]).
 fn mtmd_cli_answer(model: &Path, mmproj: &Path, images: &[&str], prompt: &str, n: &str) -> String {
     let mut args = vec!["-m", model.to_str().unwrap(), "--mmproj", mmproj.to_str().unwrap()];
     args.extend(["-p", prompt, "-n", n, "--temp", "0", "-t", "2"]);
@@ -62,8 +61,28 @@ fn mtmd_cli_answer(model: &Path, mmproj: &Path, images: &[&str], prompt: &str, n
     }
     let out = common::llama_tool_output("mtmd-cli", &args);
     assert!(out.status.success(), "llama-mtmd-cli failed: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).trim_matches('\n').to_string();
-    text.strip_suffix('\u{fffd}').map_or(text.clone(), str::to_string)
+    // The answer between the newlines llama-mtmd-cli writes before and after it.
+    let answer = out.stdout.strip_prefix(b"\n").unwrap_or(&out.stdout);
+    let answer = answer.strip_suffix(b"\n\n").unwrap_or(answer);
+    as_strata_prints(answer)
+}
+
+/// Raw bytes as strata prints them: llama-mtmd-cli prints each token's bytes as they are, where
+/// strata prints U+FFFD for each sequence that can never be UTF-8 and holds back the start of a
+/// character the answer ends in.
+fn as_strata_prints(mut bytes: &[u8]) -> String {
+    let mut out = String::new();
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => return out + s,
+            Err(e) => {
+                out += std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap();
+                let Some(bad) = e.error_len() else { return out };
+                out.push('\u{fffd}');
+                bytes = &bytes[e.valid_up_to() + bad..];
+            }
+        }
+    }
 }
 
 #[test]
@@ -95,6 +114,22 @@ fn answers_as_mtmd_cli(name: &str) {
     // The image changes the answer.
     let other = strata_answer(model, &[], &[&checkers], "Describe this image.", "24");
     assert_ne!(other, strata_answer(model, &[], &[&gradient], "Describe this image.", "24"));
+}
+
+/// Gemma 4 with both towers (gemma4-av, E2B's layout): an audio clip, and an image beside it,
+/// answered as llama-mtmd-cli answers them.
+#[test]
+fn an_answer_about_audio_is_llama_mtmd_clis() {
+    let (model, mmproj) = converted_fixture("gemma4-av");
+    let (tone, gradient) = (media("tone.wav"), media("gradient.png"));
+    let prompt = "What do you hear?";
+    let ours = strata_answer(&model, &["--audio", &tone], &[], prompt, "24");
+    let theirs = mtmd_cli_answer(&model, &mmproj, &[&tone], prompt, "24");
+    assert_eq!(ours, theirs);
+    assert!(ours.chars().count() >= 12, "too short to tell anything: {ours:?}");
+    let image = strata_answer(&model, &[], &[&gradient], prompt, "24");
+    assert_eq!(image, mtmd_cli_answer(&model, &mmproj, &[&gradient], prompt, "24"));
+    assert_ne!(image, ours, "the clip and the image give different answers");
 }
 
 #[test]

@@ -231,8 +231,10 @@ pub fn plan_mmproj(dir: &Path, towers: &dyn Towers, ty: Option<GgmlType>) -> Res
                     );
                 }
             }
-            // A scalar is written as a tensor of one value, as llama.cpp's converter writes it.
-            _ if t.shape.is_empty() && spec.shape == [1] => {}
+            // A scalar is written as a tensor of one value, and a depthwise convolution's
+            // [C, 1, K] as [C, K], as llama.cpp's converter writes them: the same values in the
+            // same order, the dimensions of one dropped.
+            _ if squeezed(&t.shape.iter().map(|&d| d as u64).rev().collect::<Vec<_>>()) == squeezed(&spec.shape) => {}
             _ => {
                 checked_rows(dir, Rows::Exact, t, spec)?;
             }
@@ -441,6 +443,20 @@ fn sampling_defaults(dir: &Path) -> Result<Vec<(String, Value)>> {
     Ok(entries.into_iter().filter_map(|(k, v)| v.map(|v| (format!("general.sampling.{k}"), v))).collect())
 }
 
+/// A shape without its dimensions of one.
+fn squeezed(shape: &[u64]) -> Vec<u64> {
+    shape.iter().copied().filter(|&d| d != 1).collect()
+}
+
+/// `ln(1 + e^x)`, as torch computes it in float32 (x itself above 20).
+fn softplus(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
 /// Sort key putting `token_embd` first, `blk.N.*` by layer, then the rest by name.
 fn gguf_order(name: &str) -> (u8, usize, String) {
     if name.starts_with("token_embd") {
@@ -534,7 +550,7 @@ impl Plan {
                         }
                         &mut gathered
                     }
-                    Transform::Copy | Transform::AddOne => {
+                    Transform::Copy | Transform::AddOne | Transform::Softplus => {
                         self.read_rows(parts, width, start..end, &mut rows_f32, &mut scratch);
                         &mut rows_f32
                     }
@@ -552,6 +568,9 @@ impl Plan {
                 };
                 if transform == Transform::AddOne {
                     src.iter_mut().for_each(|x| *x += 1.0);
+                }
+                if transform == Transform::Softplus {
+                    src.iter_mut().for_each(|x| *x = softplus(*x));
                 }
                 quantize(src, start, weights.map(|w| &w[m * width..(m + 1) * width]), &mut bytes)?;
                 w.write_all(&bytes)?;

@@ -139,12 +139,9 @@ pub fn run(args: &Args) -> Result<()> {
             );
         }
         match &projector {
-            Projector::Planned(mmproj, towers) => {
+            Projector::Planned(mmproj, _) => {
                 let out = mmproj_out.as_ref().map_or("(dry run)".to_string(), |o| o.display().to_string());
                 text += &describe(mmproj, &format!("projector -> {out}"), args.explain);
-                if let Some(what) = towers.left_out() {
-                    text += &format!("  the projector file leaves out {what}: strata does not convert it yet\n");
-                }
             }
             Projector::NotYet(what) => text += &format!("  no projector file: strata does not convert {what} yet\n"),
             Projector::None => {}
@@ -156,11 +153,7 @@ pub fn run(args: &Args) -> Result<()> {
         r["preset"] = json!(opts.preset.name());
         r["skipped"] = json!(plan.skipped);
         r["mmproj"] = match &projector {
-            Projector::Planned(mmproj, towers) => {
-                let mut r = json_report(mmproj, mmproj_output);
-                r["left_out"] = json!(towers.left_out());
-                r
-            }
+            Projector::Planned(mmproj, _) => json_report(mmproj, mmproj_output),
             Projector::NotYet(what) => json!({"unsupported": what}),
             Projector::None => serde_json::Value::Null,
         };

@@ -42,6 +42,8 @@ pub enum Transform {
     PatchesChannelsFirst {
         side: usize,
     },
+    /// `ln(1 + e^x)`: llama.cpp stores Gemma 4's audio attention scale through it.
+    Softplus,
 }
 
 /// A checkpoint tensor's destination.

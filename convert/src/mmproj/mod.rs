@@ -30,10 +30,6 @@ pub trait Towers {
     /// The type llama.cpp's converter gives this tensor for output type `base` other than
     /// `base` itself, and why.
     fn forced_type(&self, gguf_name: &str, base: GgmlType) -> Option<(GgmlType, &'static str)>;
-    /// A tower of the checkpoint that the file leaves out, not converted yet.
-    fn left_out(&self) -> Option<&'static str> {
-        None
-    }
 }
 
 type Constructor = fn(&Json, &Json) -> Result<Box<dyn Towers>>;
