@@ -51,6 +51,24 @@ fn strata_answer(model: &Path, extra: &[&str], media: &[&str], prompt: &str, n: 
     strata_ok(&args).trim_end_matches('\n').to_string()
 }
 
+/// `strata generate --json`'s report for a raw prompt with one image, greedy, 8 tokens.
+fn raw_answer(model: &Path, prompt: &str, image: &str) -> serde_json::Value {
+    let out = strata_ok(&[
+        "generate",
+        model.to_str().unwrap(),
+        "--json",
+        "-p",
+        prompt,
+        "--image",
+        image,
+        "-n",
+        "8",
+        "--temp",
+        "0",
+    ]);
+    serde_json::from_str(&out).unwrap()
+}
+
 /// llama-mtmd-cli's: its stdout is the answer, raw bytes, read as strata prints text (see
 /// [`as_strata_prints`]).
 fn mtmd_cli_answer(model: &Path, mmproj: &Path, images: &[&str], prompt: &str, n: &str) -> String {
@@ -136,22 +154,7 @@ fn an_answer_about_audio_is_llama_mtmd_clis() {
 fn raw_prompts_place_images_at_their_marker_or_before_the_text() {
     let (model, _) = &converted();
     let gradient = media("gradient.png");
-    let run = |prompt: &str| {
-        let out = strata_ok(&[
-            "generate",
-            model.to_str().unwrap(),
-            "--json",
-            "-p",
-            prompt,
-            "--image",
-            &gradient,
-            "-n",
-            "8",
-            "--temp",
-            "0",
-        ]);
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()
-    };
+    let run = |prompt: &str| raw_answer(model, prompt, &gradient);
     let (before, marked) = (run("A picture"), run("<__media__>A picture"));
     assert_eq!(before["text"], marked["text"], "no marker: the image goes before the text");
     // BOS, 16 image tokens pooled from its 8 x 8 patches, the text's tokens.
@@ -318,21 +321,7 @@ fn the_openai_client_sends_images_to_the_server() {
                                   "n_predict": 8, "temperature": 0});
     let (status, answer) = server.post("/completion", &body);
     assert_eq!(status, 200, "{answer}");
-    let alone = strata_ok(&[
-        "generate",
-        model.to_str().unwrap(),
-        "--json",
-        "-p",
-        raw,
-        "--image",
-        &gradient,
-        "-n",
-        "8",
-        "--temp",
-        "0",
-    ]);
-    let alone: serde_json::Value = serde_json::from_str(&alone).unwrap();
-    assert_eq!(answer["content"], alone["text"], "{answer}");
+    assert_eq!(answer["content"], raw_answer(model, raw, &gradient)["text"], "{answer}");
 }
 
 /// A model served without a projector answers images with a 400 that says so.

@@ -159,16 +159,16 @@ pub fn run(args: &Args) -> Result<()> {
         let marker = crate::llama::media_marker();
         let prompt = model.media_prompt(&format!("{marker}."), &[image], true, false)?;
         let n_image: usize = prompt.media.iter().map(|m| m.chunk.n_tokens()).sum();
-        let times = Arc::new(Mutex::new(Vec::new()));
+        let mut times = Vec::new();
         let speeds = measure(&mut engine, reps, |e| {
             let limits = Limits { max_tokens: Some(0), ..Limits::default() };
             e.generate(prompt.clone(), greedy.clone(), limits, |_| {}, || true)?;
             let ms = e.decoder().take_media_ms();
-            times.lock().unwrap_or_else(|e| e.into_inner()).push(ms);
+            times.push(ms);
             Ok((n_image, ms))
         })?;
         rows.push((format!("image ({n_image} tokens)"), speeds));
-        let times = times.lock().unwrap_or_else(|e| e.into_inner());
+        // The first run is measure's warm-up.
         image_ms = Some(mean_sd(&times[1..]));
     }
     // The same generation under the grammar, which may end it sooner: tokens per second of what

@@ -117,9 +117,8 @@ pub fn run(args: &Args) -> Result<()> {
     let opts = Options { preset, ple_type, tensor_types: args.tensor_type.clone(), imatrix };
     let mut plan = plan(&args.model, &opts)?;
     let projector = projector_plan(args)?;
-    if let Projector::Planned(mmproj, towers) = &projector {
+    if let Projector::Planned(_, towers) = &projector {
         plan.skipped.retain(|name| towers.map(name).is_none());
-        debug_assert!(mmproj.skipped.is_empty());
     }
     let mmproj_out = match (&projector, &args.out) {
         (Projector::Planned(..), Some(out)) => Some(args.mmproj.clone().unwrap_or_else(|| default_mmproj_path(out))),
@@ -241,7 +240,8 @@ fn projector_plan(args: &Args) -> Result<Projector> {
     }
 }
 
-/// llama.cpp's name for a model's projector: `mmproj-` before the model's file name, beside it.
+/// llama.cpp's name for a model's projector: `mmproj-` before the model's file name, beside it
+/// (where convert writes it, and where the runners look for it).
 pub fn default_mmproj_path(model: &Path) -> PathBuf {
     let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     model.with_file_name(format!("mmproj-{name}"))

@@ -183,11 +183,7 @@ impl ProjectorArgs {
     /// Attaches the projector to `model`: --mmproj, else the one beside the model under
     /// llama.cpp's name, unless --no-mmproj. Whether one was attached.
     pub fn attach(&self, model: &mut Model, context: &ContextOptions) -> Result<bool> {
-        let beside = || {
-            let path = model.path.clone();
-            let name = path.file_name()?.to_string_lossy().into_owned();
-            Some(path.with_file_name(format!("mmproj-{name}"))).filter(|p| p.is_file())
-        };
+        let beside = || Some(super::convert::default_mmproj_path(&model.path)).filter(|p| p.is_file());
         match if self.no_mmproj { None } else { self.mmproj.clone().or_else(beside) } {
             Some(path) => model.attach_projector(&path, context.n_threads).map(|()| true),
             None => Ok(false),

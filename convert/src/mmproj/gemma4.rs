@@ -7,12 +7,12 @@
 //! feed-forward blocks around attention with a relative position projection and a light
 //! convolution block; `embed_audio` projects its output.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use serde_json::Value as Json;
 use strata_gguf::{TensorSpec, Value};
 use strata_quantize::GgmlType;
 
-use super::{Towers, VisionKeys};
+use super::{u32_key, Towers, VisionKeys};
 use crate::arch::{Config, Mapped, Transform};
 
 pub struct Gemma4Vision {
@@ -133,11 +133,6 @@ impl Towers for Gemma4Vision {
         let mut m = Vec::new();
         self.keys.write(&mut m)?;
         if let Some(a) = &self.audio {
-            let u32_key = |key: &str, v: u64| -> Result<(String, Value)> {
-                let v = u32::try_from(v)
-                    .map_err(|_| anyhow!("config.json: {key} would be {v}, more than GGUF's u32 holds"))?;
-                Ok((key.to_string(), Value::U32(v)))
-            };
             m.push(("clip.has_audio_encoder".into(), Value::Bool(true)));
             m.push(u32_key("clip.audio.projection_dim", self.keys.projection_dim)?);
             m.push(u32_key("clip.audio.embedding_length", a.n_embd)?);

@@ -152,11 +152,6 @@ impl VisionKeys {
     }
 
     pub fn write(&self, m: &mut Vec<(String, Value)>) -> Result<()> {
-        let u32_key = |key: &str, v: u64| -> Result<(String, Value)> {
-            let v =
-                u32::try_from(v).map_err(|_| anyhow!("config.json: {key} would be {v}, more than GGUF's u32 holds"))?;
-            Ok((key.to_string(), Value::U32(v)))
-        };
         let floats =
             |v: &[f64]| Value::Array(ValueType::F32, v.iter().map(|&x| Value::F32(x as f32)).collect::<Vec<_>>());
         m.push(("clip.has_vision_encoder".into(), Value::Bool(true)));
@@ -171,6 +166,12 @@ impl VisionKeys {
         m.push(("clip.vision.image_std".into(), floats(&self.image_std)));
         Ok(())
     }
+}
+
+/// A `clip.*` u32 key; a value a u32 cannot hold is an error naming the key, not a silent wrap.
+pub(crate) fn u32_key(key: &str, v: u64) -> Result<(String, Value)> {
+    let v = u32::try_from(v).map_err(|_| anyhow!("config.json: {key} would be {v}, more than GGUF's u32 holds"))?;
+    Ok((key.to_string(), Value::U32(v)))
 }
 
 /// The image normalization from the preprocessor's config: `image_mean` and `image_std`, three
