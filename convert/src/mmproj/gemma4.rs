@@ -210,14 +210,15 @@ impl Towers for Gemma4Vision {
         let rest = hf.strip_prefix("model.vision_tower.encoder.layers.")?;
         let (layer, tail) = rest.split_once('.')?;
         let layer: u64 = layer.parse().ok()?;
-        let (stem, suffix) = match tail.rsplit_once(".linear.") {
-            Some((stem, suffix)) => (stem, suffix),
-            None => tail.strip_suffix(".weight").map_or((tail, "weight"), |stem| (stem, "weight")),
+        // `q_proj.linear.weight`, a clipped linear's `q_proj.input_max` (a scalar beside its
+        // `linear`), or a norm's `input_layernorm.weight`.
+        let (stem, suffix) = match (tail.rsplit_once(".linear."), tail.rsplit_once('.')) {
+            (Some((stem, "weight")), _) => (stem, "weight"),
+            (None, Some((stem, bound))) if BOUNDS.contains(&bound) => (stem, bound),
+            (None, Some((stem, "weight"))) => (stem, "weight"),
+            _ => return None,
         };
         let (_, g) = LAYER.iter().find(|(h, _)| *h == stem)?;
-        if suffix != "weight" && !BOUNDS.contains(&suffix) {
-            return None;
-        }
         copy(&format!("v.blk.{layer}.{g}.{suffix}"))
     }
 
@@ -358,8 +359,9 @@ mod tests {
         let layer = "model.vision_tower.encoder.layers.2.";
         assert_eq!(name(&format!("{layer}mlp.down_proj.linear.weight")).as_deref(), Some("v.blk.2.ffn_down.weight"));
         assert_eq!(
-            name(&format!("{layer}self_attn.q_proj.linear.input_max")).as_deref(),
-            Some("v.blk.2.attn_q.input_max")
+            name(&format!("{layer}self_attn.q_proj.input_max")).as_deref(),
+            Some("v.blk.2.attn_q.input_max"),
+            "transformers keeps a clipped linear's bounds beside its `linear`"
         );
         assert_eq!(name(&format!("{layer}self_attn.k_norm.weight")).as_deref(), Some("v.blk.2.attn_k_norm.weight"));
         assert_eq!(name("model.language_model.layers.0.mlp.up_proj.weight"), None);
