@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use common::{assert_clean_failure, repo, scratch_dir, scratch_file, strata, strata_ok};
 use serde_json::{json, Value};
 use strata_run::catalog::CONFIG_KEYS;
+use strata_run::media_cost::MediaCost;
 
 /// A catalog with one model entry made from a config.json, as models.toml entries are.
 fn catalog_for(name: &str, config: &Value) -> PathBuf {
@@ -93,22 +94,7 @@ fn write_e2b_shaped_checkpoint() -> PathBuf {
     .unwrap();
     let dir = scratch_dir("e2b");
     std::fs::write(dir.join("config.json"), manifest["config"].to_string()).unwrap();
-    let (mut header, mut offset) = (serde_json::Map::new(), 0u64);
-    for t in manifest["tensors"].as_array().unwrap() {
-        let shape: Vec<u64> = t[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
-        let size = 2 * shape.iter().product::<u64>();
-        header.insert(
-            t[0].as_str().unwrap().into(),
-            json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + size]}),
-        );
-        offset += size;
-    }
-    let mut head = Value::Object(header).to_string().into_bytes();
-    head.resize(head.len().div_ceil(8) * 8, b' ');
-    let mut f = std::fs::File::create(dir.join("model.safetensors")).unwrap();
-    f.write_all(&(head.len() as u64).to_le_bytes()).unwrap();
-    f.write_all(&head).unwrap();
-    f.set_len(8 + head.len() as u64 + offset).unwrap();
+    write_hollow_safetensors(&dir.join("model.safetensors"), manifest["tensors"].as_array().unwrap().iter());
     // The gemma4 fixture's tokenizer, its vocabulary padded to E2B's 262144 entries.
     let fixture = repo().join("tests/fixtures/models/gemma4");
     for name in ["tokenizer_config.json", "chat_template.jinja"] {
@@ -123,6 +109,121 @@ fn write_e2b_shaped_checkpoint() -> PathBuf {
     }
     std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
     dir
+}
+
+/// A BF16 safetensors file of the manifest's `[name, shape]` entries whose data is a sparse hole.
+fn write_hollow_safetensors<'a>(path: &Path, tensors: impl Iterator<Item = &'a Value>) {
+    let (mut header, mut offset) = (serde_json::Map::new(), 0u64);
+    for t in tensors {
+        let shape: Vec<u64> = t[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+        let size = 2 * shape.iter().product::<u64>();
+        header.insert(
+            t[0].as_str().unwrap().into(),
+            json!({"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + size]}),
+        );
+        offset += size;
+    }
+    let mut head = Value::Object(header).to_string().into_bytes();
+    head.resize(head.len().div_ceil(8) * 8, b' ');
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(&(head.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(&head).unwrap();
+    f.set_len(8 + head.len() as u64 + offset).unwrap();
+}
+
+/// Gemma 4 E2B's towers as models.toml describes them weigh what convert writes from a
+/// checkpoint with the names and shapes transformers gives those towers
+/// (tests/fixtures/gemma-4-e2b-towers.manifest.json, made by scripts/fixtures/synthetic_checkpoint.py
+/// from models.toml's entry): every tensor found, every shape as the config makes it.
+#[test]
+fn plan_tower_sizes_from_models_toml_match_convert_on_e2b_shaped_towers() {
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/fixtures/gemma-4-e2b-towers.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = scratch_dir("e2b-towers");
+    std::fs::write(dir.join("config.json"), manifest["config"].to_string()).unwrap();
+    let catalog = strata_run::catalog::Catalog::builtin().unwrap();
+    let known = &catalog.models["gemma-4-e2b"];
+    let preprocessor = serde_json::to_value(&known.towers.as_ref().unwrap().preprocessor).unwrap();
+    std::fs::write(dir.join("preprocessor_config.json"), preprocessor.to_string()).unwrap();
+    let towers =
+        manifest["tensors"].as_array().unwrap().iter().filter(|t| !t[0].as_str().unwrap().contains("language_model"));
+    write_hollow_safetensors(&dir.join("model.safetensors"), towers);
+    let written = MediaCost::from_folder(&dir, None).unwrap().unwrap();
+    let plan = plan_json(&["gemma-4-e2b", "--device", "phone-8gb-lpddr5x"]);
+    let towers = &plan["towers"];
+    for (key, bytes) in [
+        ("vision_bytes", written.vision_bytes),
+        ("audio_bytes", written.audio_bytes),
+        ("projector_bytes", written.projector_bytes),
+    ] {
+        assert_eq!(towers[key].as_u64().unwrap(), bytes, "{key}");
+    }
+    // The model card's "~150M" vision and "~300M" audio parameters, mostly at two bytes each.
+    let params = |bytes: u64| bytes as f64 / 2e6;
+    assert!((140.0..190.0).contains(&params(written.vision_bytes)), "{} M", params(written.vision_bytes));
+    assert!((280.0..330.0).contains(&params(written.audio_bytes)), "{} M", params(written.audio_bytes));
+    assert_eq!(towers["image_tokens"], json!([70, 1120]));
+    assert_eq!(towers["audio_tokens_per_second"], json!(25.0));
+}
+
+/// `plan` counts a projector as llama.cpp's converter writes it (the fixtures' mmproj files,
+/// F16 for an F32 checkpoint): from a folder's towers, from a GGUF's projector beside it or
+/// named by --mmproj; --no-mmproj leaves it out, and every mix needs that much less.
+#[test]
+fn plan_counts_the_towers_as_llama_cpp_writes_them() {
+    for name in ["gemma4-av", "gemma3-vision"] {
+        let dir = repo().join("tests/fixtures/models").join(name);
+        let reference = dir.join("mmproj-llamacpp-f16.gguf");
+        let bytes = strata_gguf::GgufFile::open(&reference).unwrap().tensor_bytes();
+        let args = [dir.to_str().unwrap(), "--device", "laptop-cpu-8gb"];
+        let with = plan_json(&args);
+        let towers = &with["towers"];
+        let weights: u64 =
+            ["vision_bytes", "audio_bytes", "projector_bytes"].iter().map(|k| towers[k].as_u64().unwrap()).sum();
+        assert_eq!(weights, bytes, "{name}");
+        let total =
+            weights + towers["vision_buffer_bytes"].as_u64().unwrap() + towers["audio_buffer_bytes"].as_u64().unwrap();
+        let without = plan_json(&[&args[..], &["--no-mmproj"]].concat());
+        assert!(without["towers"].is_null());
+        for (a, b) in with["mixes"].as_array().unwrap().iter().zip(without["mixes"].as_array().unwrap()) {
+            assert_eq!(a["ram_bytes"].as_u64().unwrap(), b["ram_bytes"].as_u64().unwrap() + total, "{name}");
+        }
+        // A GGUF: the projector beside it under llama.cpp's name, or the one --mmproj names.
+        let gguf = dir.join("llamacpp-f32.gguf");
+        let named = plan_json(&[gguf.to_str().unwrap(), "--mmproj", reference.to_str().unwrap()]);
+        assert_eq!(named["towers"]["vision_bytes"], towers["vision_bytes"], "{name}");
+        let beside = scratch_dir(&format!("plan-beside-{name}"));
+        std::fs::copy(&gguf, beside.join("m.gguf")).unwrap();
+        std::fs::copy(&reference, beside.join("mmproj-m.gguf")).unwrap();
+        let found = plan_json(&[beside.join("m.gguf").to_str().unwrap()]);
+        assert_eq!(found["towers"]["audio_bytes"], towers["audio_bytes"], "{name}");
+    }
+    let text_only = plan_json(&[repo().join("tests/fixtures/models/gemma3").to_str().unwrap()]);
+    assert!(text_only["towers"].is_null());
+    // A text model given as a projector is refused by name.
+    let gguf = repo().join("tests/fixtures/models/gemma4-av/llamacpp-f32.gguf");
+    let out = strata(&["plan", gguf.to_str().unwrap(), "--mmproj", gguf.to_str().unwrap()]);
+    assert_clean_failure(&out, &["llamacpp-f32.gguf: not a projector file"]);
+}
+
+/// On an 8 GB phone, Gemma 4 E2B says what its towers cost, what an image and a second of audio
+/// take of the context, and what leaving the towers out would change.
+#[test]
+fn plan_says_what_the_towers_cost_on_a_phone() {
+    let out = strata_ok(&["plan", "gemma-4-e2b", "--device", "phone-8gb-lpddr5x"]);
+    for said in [
+        "towers at BF16: vision ",
+        "towers from: the towers of google/gemma-4-E2B-it",
+        "an image takes 70 to 1120 tokens of the context, by its size; a second of audio 25 (a minute: 1500)",
+        "leaving the towers out (--no-mmproj) frees",
+        "recommended: --type",
+    ] {
+        assert!(out.contains(said), "{said:?} not in:\n{out}");
+    }
+    let without = strata_ok(&["plan", "gemma-4-e2b", "--device", "phone-8gb-lpddr5x", "--no-mmproj"]);
+    assert!(!without.contains("towers"), "{without}");
 }
 
 #[test]
@@ -198,9 +299,10 @@ fn recommendation_follows_the_device() {
         (Some("q8_0"), Some("Q8_0"), Some("full")),
         "{gpu}"
     );
-    // A 6 GB phone sharing its memory holds E4B at Q8_0 with a Q8_0 table read lazily from
-    // flash; with the table in RAM (--lazy-mode off) both the body and the table must shrink.
-    let phone = plan_json(&["gemma-4-e4b", "--device", "phone-6gb-lpddr5"]);
+    // A 6 GB phone sharing its memory holds E4B's text model at Q8_0 with a Q8_0 table read
+    // lazily from flash; with the table in RAM (--lazy-mode off) both the body and the table
+    // must shrink; with the towers too (the default), the body shrinks.
+    let phone = plan_json(&["gemma-4-e4b", "--device", "phone-6gb-lpddr5", "--no-mmproj"]);
     let rec = &phone["mixes"][phone["recommended"].as_u64().unwrap() as usize];
     assert_eq!(
         (rec["body"].as_str(), rec["ple"].as_str(), rec["ple_lazy"].as_bool()),
@@ -208,7 +310,11 @@ fn recommendation_follows_the_device() {
         "{}",
         phone["reason"]
     );
-    let phone = plan_json(&["gemma-4-e4b", "--device", "phone-6gb-lpddr5", "--lazy-mode", "off"]);
+    let towers = plan_json(&["gemma-4-e4b", "--device", "phone-6gb-lpddr5"]);
+    let rec = &towers["mixes"][towers["recommended"].as_u64().unwrap() as usize];
+    assert_eq!(rec["body"], "q5_k_m", "{}", towers["reason"]);
+    assert_eq!(towers["recommended_without_towers"]["body"], "q8_0");
+    let phone = plan_json(&["gemma-4-e4b", "--device", "phone-6gb-lpddr5", "--lazy-mode", "off", "--no-mmproj"]);
     let rec = &phone["mixes"][phone["recommended"].as_u64().unwrap() as usize];
     assert!(rec["fits"].as_bool().unwrap() && rec["ram_bytes"].as_u64().unwrap() > rec["ple_bytes"].as_u64().unwrap());
     assert!(rec["file_bytes"].as_u64().unwrap() < mix_bytes(&phone, "q8_0", Some("Q8_0")), "{}", phone["reason"]);
@@ -533,12 +639,23 @@ fn the_docs_plan_examples_are_what_plan_says() {
     let mut checked = 0;
     for (i, line) in lines.iter().enumerate() {
         let Some(args) = line.strip_prefix("$ strata plan ") else { continue };
-        let shown = lines[i + 1..].iter().take(2).find(|l| l.starts_with("recommended:"));
+        let shown = lines[i + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with("$ ") && !l.starts_with("```"))
+            .find(|l| l.starts_with("recommended:"));
         let Some(shown) = shown else { continue };
         let args: Vec<&str> = std::iter::once("plan").chain(args.split_whitespace()).collect();
         let out = strata_ok(&args);
         let said = out.lines().find(|l| l.starts_with("recommended:")).unwrap_or_else(|| panic!("{args:?}: {out}"));
         assert_eq!(said, *shown, "docs/plan.md line {}: {args:?}", i + 1);
+        // The lines shown between them are what plan prints too.
+        for shown_line in lines[i + 1..].iter().take_while(|l| !l.starts_with("recommended:")) {
+            let shown_line = shown_line.trim_end_matches('…');
+            assert!(
+                out.lines().any(|l| l.starts_with(shown_line)),
+                "docs/plan.md: {shown_line:?} not in plan's {args:?}:\n{out}"
+            );
+        }
         checked += 1;
     }
     assert!(checked >= 4, "only {checked} examples found");

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
+use strata_quantize::GgmlType;
+
+use crate::media_cost::MediaCost;
 use crate::planning::MixKey;
 
 /// The catalog shipped with strata (the repository's models.toml).
@@ -40,6 +43,22 @@ pub struct KnownModel {
     pub gguf_package: Option<String>,
     /// config.json keys (for multimodal models, of its `text_config`), verbatim.
     pub config: toml::Table,
+    /// A multimodal model's vision and audio towers.
+    pub towers: Option<KnownTowers>,
+}
+
+/// The towers of a known multimodal model, in config.json's terms.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownTowers {
+    /// Where the values were read.
+    pub source: String,
+    /// config.json's `vision_config` keys, verbatim.
+    pub vision_config: toml::Table,
+    /// config.json's `audio_config` keys, verbatim (models without an audio tower have none).
+    pub audio_config: Option<toml::Table>,
+    /// The image processor's settings (preprocessor_config.json's keys).
+    pub preprocessor: toml::Table,
 }
 
 /// Measured quality of a known model's mixes: the mean KL divergence of each mix's next-token
@@ -150,6 +169,24 @@ impl KnownModel {
         config["architectures"] = serde_json::json!([self.architecture]);
         config
     }
+
+    /// What the entry's towers cost (`None` for a model without towers).
+    pub fn media_cost(&self) -> Result<Option<MediaCost>> {
+        let Some(towers) = &self.towers else { return Ok(None) };
+        let json = |t: &toml::Table| serde_json::to_value(t).unwrap_or_default();
+        let mut config = serde_json::json!({
+            "architectures": [self.architecture],
+            "text_config": json(&self.config),
+            "vision_config": json(&towers.vision_config),
+        });
+        if let Some(audio) = &towers.audio_config {
+            config["audio_config"] = json(audio);
+        }
+        // Published Gemma checkpoints are BF16, and convert keeps a 16-bit checkpoint's type.
+        let source =
+            format!("the towers of {} as convert writes them from its BF16 checkpoint: {}", self.repo, towers.source);
+        MediaCost::from_config(source, &config, &json(&towers.preprocessor), GgmlType::BF16)
+    }
 }
 
 /// Device profiles and known models, by name.
@@ -199,6 +236,10 @@ impl Catalog {
                             bail!("{what}.config: unknown key `{key}`");
                         }
                         strata_convert::arch::config_shape(m.config_json()).map_err(|e| anyhow!("{what}: {e:#}"))?;
+                        if m.media_cost().map_err(|e| anyhow!("{what}.towers: {e:#}"))?.is_none() && m.towers.is_some()
+                        {
+                            bail!("{what}.towers: strata does not convert the towers of a {}", m.architecture);
+                        }
                         catalog.models.insert(name.clone(), m);
                     }
                     "quality" => {

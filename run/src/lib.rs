@@ -13,6 +13,7 @@ pub mod engine;
 pub mod hub_cache;
 pub mod layer_split;
 pub mod logits_file;
+pub mod media_cost;
 pub mod memory_budget;
 pub mod planning;
 pub mod sampling;

@@ -14,6 +14,7 @@ use strata_gguf::{GgufFile, ModelShape, TensorClass};
 use strata_quantize::GgmlType;
 
 use crate::catalog::{Catalog, DeviceProfile};
+use crate::media_cost::MediaCost;
 use crate::system_memory::Ram;
 
 /// Whether llama.cpp reads the tensors an architecture marks lazy (gemma4's per-layer embedding
@@ -232,9 +233,10 @@ pub struct Mix {
     /// the context when read lazily.
     pub ple_resident_bytes: u64,
     pub offload: Offload,
-    /// Weights, KV cache and compute buffers in GPU memory.
+    /// Weights, KV cache and compute buffers in GPU memory (the towers' too, where they run).
     pub gpu_bytes: u64,
-    /// Weights (the resident part of the PLE table included), KV cache and buffers in RAM.
+    /// Weights (the resident part of the PLE table included), KV cache and buffers in RAM (the
+    /// towers' too, where they run).
     pub ram_bytes: u64,
     pub kv_bytes: u64,
     /// Generation tokens/s if every byte read per token came at the memories' full bandwidth.
@@ -346,8 +348,15 @@ fn lazy_resident(bytes: u64, rows: u64, n_ctx: u64) -> u64 {
 }
 
 /// Every mix for a model on a device, at a context of `n_ctx` tokens (F16 KV cache), with the
-/// PLE table read as `lazy` says.
-pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy: LazyMode) -> Result<Vec<Mix>> {
+/// PLE table read as `lazy` says, and with the towers when the runner loads them.
+pub fn mixes(
+    shape: &ModelShape,
+    budget: &Budget,
+    n_ctx: u64,
+    n_batch: u64,
+    lazy: LazyMode,
+    towers: Option<&MediaCost>,
+) -> Result<Vec<Mix>> {
     let ple_table = shape.tensors.iter().find(|t| t.class == TensorClass::PerLayerTokenEmbedding);
     let has_ple = ple_table.is_some();
     let ple_rows = ple_table.map_or(0, |t| t.shape.iter().skip(1).product());
@@ -357,6 +366,8 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
     let compute = gpu_compute_bytes(shape, n_batch);
     // Held in RAM whatever runs where: the runtime, and the host's share of a batch.
     let host = runtime_bytes(shape) + host_compute_bytes(shape, n_batch);
+    // The towers' weights and encoder buffers: read per image or clip, not per token.
+    let media = towers.map_or(0, MediaCost::total_bytes);
     let n_layer = shape.layers.len();
     let mut out = Vec::new();
     for &body in BODY_PRESETS {
@@ -387,6 +398,9 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
                     }
                     Offload::Cpu => (0, ram_file + kv + host),
                 };
+                // libmtmd puts the towers on the GPU when the text model has layers there.
+                let (gpu_media, ram_media) = if offload == Offload::Cpu { (0, media) } else { (media, 0) };
+                let (gpu, ram) = (gpu + gpu_media, ram + ram_media);
                 let fits = if budget.shared || budget.gpu_bytes == 0 {
                     gpu + ram <= budget.ram_bytes.saturating_sub(RESERVE_BYTES)
                 } else {
@@ -394,10 +408,10 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
                         && ram <= budget.ram_bytes.saturating_sub(RESERVE_BYTES)
                 };
                 // Read per generated token: every weight but the embedding rows, and the KV cache.
-                let read_gpu = gpu.saturating_sub(compute) as f64;
+                let read_gpu = gpu.saturating_sub(compute + gpu_media) as f64;
                 // (A tied output projection reads the whole embedding on the CPU.)
                 let rows_only = ple_resident + if output > 0 || offload == Offload::Full { embd } else { 0 };
-                let read_ram = ram.saturating_sub(host).saturating_sub(rows_only) as f64;
+                let read_ram = ram.saturating_sub(host + ram_media).saturating_sub(rows_only) as f64;
                 let seconds = |bytes: f64, bw: Option<f64>| bw.filter(|&b| b > 0.0).map(|b| bytes / (b * 1e9));
                 let gpu_bw = if budget.shared { budget.ram_bandwidth_gb_s } else { budget.gpu_bandwidth_gb_s };
                 let t = match (seconds(read_gpu, gpu_bw), seconds(read_ram, budget.ram_bandwidth_gb_s)) {
@@ -428,7 +442,7 @@ pub fn mixes(shape: &ModelShape, budget: &Budget, n_ctx: u64, n_batch: u64, lazy
                 Offload::Full
             } else {
                 // As many of the repeating layers as fit, the rest on the CPU.
-                let room = budget.gpu_bytes.saturating_sub(RESERVE_BYTES + compute);
+                let room = budget.gpu_bytes.saturating_sub(RESERVE_BYTES + compute + media);
                 let n = (room / (per_layer + kv_per_layer).max(1)).min(n_layer as u64) as u32;
                 if n == 0 {
                     Offload::Cpu

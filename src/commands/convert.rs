@@ -15,6 +15,7 @@ use strata_quantize::GgmlType;
 use super::human_bytes;
 use strata_run::catalog::Catalog;
 use strata_run::hub_cache::{self, HubModel};
+use strata_run::media_cost::MediaCost;
 use strata_run::planning;
 
 #[derive(clap::Args)]
@@ -85,7 +86,9 @@ fn choose_types(args: &Args) -> Result<(Preset, Option<GgmlType>)> {
     let shape = strata_convert::convert::folder_shape(&args.model)?;
     let budget = super::device_budget(device, &catalog)?;
     // As the runner will load it: lazy mode on (its default).
-    let mixes = planning::mixes(&shape, &budget, args.ctx_size, 512, planning::LazyMode::On)?;
+    // With the towers convert writes beside the model, unless told not to.
+    let towers = if args.no_mmproj { None } else { MediaCost::from_folder(&args.model, mmproj_type(args)?)? };
+    let mixes = planning::mixes(&shape, &budget, args.ctx_size, 512, planning::LazyMode::On, towers.as_ref())?;
     let (i, reason) = planning::recommend(&mixes, &budget)
         .ok_or_else(|| anyhow!("--device {device}: {}", planning::shortfall(&mixes, &budget)))?;
     let m = &mixes[i];
@@ -216,14 +219,7 @@ enum Projector {
 /// The projector plan for `--mmproj`, `--no-mmproj` and `--mmproj-type`: towers strata converts
 /// are planned unless `--no-mmproj`; asking for a projector a checkpoint cannot give is an error.
 fn projector_plan(args: &Args) -> Result<Projector> {
-    let ty = args
-        .mmproj_type
-        .as_deref()
-        .map(|name| match quantizable_type(name) {
-            Ok(t @ (GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q8_0)) => Ok(t),
-            _ => Err(anyhow!("--mmproj-type {name}: a projector file is f32, f16, bf16 or q8_0")),
-        })
-        .transpose()?;
+    let ty = mmproj_type(args)?;
     if args.no_mmproj {
         return Ok(Projector::None);
     }
@@ -238,6 +234,17 @@ fn projector_plan(args: &Args) -> Result<Projector> {
         }
         Found::None => Ok(Projector::None),
     }
+}
+
+/// `--mmproj-type`, checked.
+fn mmproj_type(args: &Args) -> Result<Option<GgmlType>> {
+    args.mmproj_type
+        .as_deref()
+        .map(|name| match quantizable_type(name) {
+            Ok(t @ (GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q8_0)) => Ok(t),
+            _ => Err(anyhow!("--mmproj-type {name}: a projector file is f32, f16, bf16 or q8_0")),
+        })
+        .transpose()
 }
 
 /// llama.cpp's name for a model's projector: `mmproj-` before the model's file name, beside it

@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use strata_gguf::ModelShape;
-use strata_run::catalog::Catalog;
+use strata_run::catalog::{Catalog, KnownModel};
+use strata_run::media_cost::MediaCost;
 use strata_run::planning::{self, Budget, LazyMode, Mix, Offload};
 
 use super::{device_budget, human_bytes};
@@ -35,6 +36,13 @@ pub struct Args {
     /// quality measured that way (models.toml's `[quality.NAME.imatrix]`).
     #[arg(long)]
     pub imatrix: bool,
+    /// The projector file (mmproj) whose towers to count; by default the one beside a GGUF
+    /// under llama.cpp's name, the towers convert writes from a folder, or a known model's.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_mmproj")]
+    pub mmproj: Option<std::path::PathBuf>,
+    /// Plan without the vision and audio towers (the text model alone).
+    #[arg(long)]
+    pub no_mmproj: bool,
     /// Read device profiles and models from this file instead of the built-in models.toml.
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<std::path::PathBuf>,
@@ -67,7 +75,9 @@ pub fn run(args: &Args) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let budget = device_budget(local, &catalog)?.with_remotes(&remotes)?;
-    let mut mixes = planning::mixes(&shape, &budget, args.ctx_size, args.batch_size, args.lazy_mode)?;
+    let towers = media_cost(args, known)?;
+    let plan = |towers| planning::mixes(&shape, &budget, args.ctx_size, args.batch_size, args.lazy_mode, towers);
+    let mut mixes = plan(towers.as_ref())?;
     let quality = catalog.quality.get(&args.model).filter(|_| known.is_some());
     let quality = if args.imatrix { quality.and_then(|q| q.with_imatrix.as_deref()) } else { quality };
     if let Some(q) = quality {
@@ -78,6 +88,14 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     let recommended = planning::recommend(&mixes, &budget);
+    // What leaving the towers out would change.
+    let without = match &towers {
+        Some(_) => {
+            let mixes = plan(None)?;
+            planning::recommend(&mixes, &budget).map(|(i, _)| mixes[i].clone())
+        }
+        None => None,
+    };
     if args.json {
         let out = json!({
             "model": args.model,
@@ -92,6 +110,8 @@ pub fn run(args: &Args) -> Result<()> {
             "mixes": mixes,
             "recommended": recommended.as_ref().map(|(i, _)| i),
             "reason": recommended.as_ref().map_or_else(|| planning::shortfall(&mixes, &budget), |(_, r)| r.clone()),
+            "towers": towers,
+            "recommended_without_towers": without,
         });
         super::print(&serde_json::to_string_pretty(&out)?)?;
     } else {
@@ -114,6 +134,9 @@ pub fn run(args: &Args) -> Result<()> {
             None => {}
         }
         text += &format!("\n  device: {}", budget.description);
+        if let Some(t) = &towers {
+            text += &towers_note(t, recommended.as_ref().map(|(i, _)| &mixes[*i]), without.as_ref());
+        }
         // The answer, on stdout with the table (`plan X > file` keeps it).
         if let Some((i, reason)) = &recommended {
             let m = &mixes[*i];
@@ -177,6 +200,67 @@ fn table(args: &Args, shape: &ModelShape, budget: &Budget, mixes: &[Mix], recomm
         out += "\n   A lazy PLE table is read from the file a row per token: RAM counts only the rows a context can touch.";
     }
     out + ")"
+}
+
+/// The towers to count: none with `--no-mmproj`; the `--mmproj` file; else the projector beside
+/// a GGUF under llama.cpp's name, the towers convert writes from a folder, or a known model's.
+fn media_cost(args: &Args, known: Option<&KnownModel>) -> Result<Option<MediaCost>> {
+    if args.no_mmproj {
+        return Ok(None);
+    }
+    if let Some(file) = &args.mmproj {
+        return MediaCost::from_file(file).map(Some);
+    }
+    let path = Path::new(&args.model);
+    if path.is_dir() {
+        return MediaCost::from_folder(path, None);
+    }
+    if path.is_file() {
+        let beside = super::convert::default_mmproj_path(path);
+        return beside.is_file().then(|| MediaCost::from_file(&beside)).transpose();
+    }
+    known.map_or(Ok(None), KnownModel::media_cost)
+}
+
+/// The towers' line under the table: what they hold and cost, what a medium costs in context,
+/// and what leaving them out would change.
+fn towers_note(t: &MediaCost, with: Option<&Mix>, without: Option<&Mix>) -> String {
+    let mut parts = Vec::new();
+    for (what, bytes) in [("vision", t.vision_bytes), ("audio", t.audio_bytes), ("projector", t.projector_bytes)] {
+        if bytes > 0 {
+            parts.push(format!("{what} {}", human_bytes(bytes)));
+        }
+    }
+    let mut text = format!(
+        "\n  towers at {}: {}, and about {} of encoder buffers (estimated); counted above, where the text model runs\n  towers from: {}",
+        t.ty.name(),
+        parts.join(", "),
+        human_bytes(t.vision_buffer_bytes + t.audio_buffer_bytes),
+        abridged(&t.source)
+    );
+    match t.image_tokens {
+        Some((lo, hi)) if lo == hi => text += &format!("\n  an image takes {lo} tokens of the context"),
+        Some((lo, hi)) => text += &format!("\n  an image takes {lo} to {hi} tokens of the context, by its size"),
+        None => {}
+    }
+    if let Some(per_s) = t.audio_tokens_per_second {
+        text += &format!("; a second of audio {per_s:.0} (a minute: {:.0})", per_s * 60.0);
+    }
+    let leave_out = format!("leaving the towers out (--no-mmproj) frees {}", human_bytes(t.total_bytes()));
+    text += &match (with, without) {
+        (Some(w), Some(wo)) if (w.body, w.ple) != (wo.body, wo.ple) => format!(
+            "\n  {leave_out}: then --type {}{} fits instead",
+            wo.body,
+            wo.ple.map(|p| format!(" --ple-type {}", p.name().to_lowercase())).unwrap_or_default()
+        ),
+        (None, Some(wo)) => format!(
+            "\n  nothing fits with the towers; {leave_out}, and --type {}{} fits",
+            wo.body,
+            wo.ple.map(|p| format!(" --ple-type {}", p.name().to_lowercase())).unwrap_or_default()
+        ),
+        _ => format!("\n  {leave_out}; the recommendation stays the same"),
+    };
+    text
 }
 
 /// The first 160 characters of a source note, for the table.

@@ -17,6 +17,7 @@ use strata_gguf::{TensorSpec, Value, ValueType};
 use strata_quantize::GgmlType;
 
 use crate::arch::{Config, Mapped};
+use crate::policy::{mmproj_choice, Choice};
 
 /// One family's towers and projector, made from config.json and the preprocessor's config.
 pub trait Towers {
@@ -57,12 +58,17 @@ pub enum Found {
 /// with its preprocessor_config.json (or processor_config.json) beside it.
 pub fn for_folder(dir: &Path) -> Result<Found> {
     let config: Json = read_json(&dir.join("config.json"))?.unwrap_or_default();
+    for_config(&config, || preprocessor_config(dir))
+}
+
+/// The towers a config.json describes, with the image processor's settings (read only for a
+/// known multimodal class).
+pub fn for_config(config: &Json, preprocessor: impl FnOnce() -> Result<Json>) -> Result<Found> {
     let classes: Vec<&str> =
         config["architectures"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
     for class in classes {
         if let Some((_, make)) = REGISTRY.iter().find(|(n, _)| *n == class) {
-            let preprocessor = preprocessor_config(dir)?;
-            return make(&config, &preprocessor).map(Found::Towers);
+            return make(config, &preprocessor()?).map(Found::Towers);
         }
         if let Some((_, what)) = NOT_YET.iter().find(|(n, _)| *n == class) {
             return Ok(Found::NotYet(what));
@@ -112,8 +118,8 @@ pub(crate) struct VisionKeys {
 impl VisionKeys {
     /// The keys from config.json's `vision_config` and `text_config`, with the defaults SigLIP's
     /// and Gemma 4's vision config classes share but for the depth (`n_layer`); the image size
-    /// from the config (`None`: the config has none, and llama.cpp writes 224), and the
-    /// normalization from the preprocessor's config. `class` names the model in errors.
+    /// from the config (`None`: the config has none, and llama.cpp writes 224). `class` names
+    /// the model in errors; the normalization from the preprocessor's config.
     pub fn read(
         config: &Json,
         preprocessor: &Json,
@@ -166,6 +172,19 @@ impl VisionKeys {
         m.push(("clip.vision.image_std".into(), floats(&self.image_std)));
         Ok(())
     }
+}
+
+/// Every tensor of the projector file with llama.cpp's converter's type for it at output type
+/// `ty` (`--mmproj-type`), and why.
+pub fn choices(towers: &dyn Towers, ty: GgmlType) -> Vec<(TensorSpec, Choice)> {
+    towers
+        .tensors()
+        .into_iter()
+        .map(|s| {
+            let choice = mmproj_choice(&s, ty, towers.forced_type(&s.name, ty));
+            (s, choice)
+        })
+        .collect()
 }
 
 /// A `clip.*` u32 key; a value a u32 cannot hold is an error naming the key, not a silent wrap.
