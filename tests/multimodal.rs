@@ -304,7 +304,10 @@ fn the_openai_client_sends_images_to_the_server() {
     let cached = again["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
     assert!(cached > 16, "the image was evaluated again: {again}");
     for (url, expected) in [
-        ("https://example.com/cat.png".to_string(), "the server fetches no URLs"),
+        (
+            "https://example.com/cat.png".to_string(),
+            "the server fetches no URLs (unless started with --allow-media-urls)",
+        ),
         ("data:image/png;base64,@@@@".to_string(), "is not valid base64"),
         (format!("data:image/png;base64,{}", base64_encode(&png[..40])), "not an image or audio file this model reads"),
     ] {
@@ -322,6 +325,85 @@ fn the_openai_client_sends_images_to_the_server() {
     let (status, answer) = server.post("/completion", &body);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["content"], raw_answer(model, raw, &gradient)["text"], "{answer}");
+}
+
+/// A stand-in web server on a loopback port: `/gradient.png` the image, `/moved` a redirect
+/// to it, `/missing` a 404, `/huge` a body announced past the limit, `/slow` no answer for 15 s.
+fn image_host(png: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let png = png.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap_or(0);
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut stream = stream;
+                let head = |status: &str, extra: &str, length: usize| {
+                    format!("HTTP/1.1 {status}\r\n{extra}Content-Length: {length}\r\nConnection: close\r\n\r\n")
+                };
+                let _ = match path.as_str() {
+                    "/gradient.png" => stream
+                        .write_all(head("200 OK", "Content-Type: image/png\r\n", png.len()).as_bytes())
+                        .and_then(|_| stream.write_all(&png)),
+                    "/moved" => stream.write_all(head("302 Found", "Location: /gradient.png\r\n", 0).as_bytes()),
+                    "/huge" => stream.write_all(head("200 OK", "", 200 << 20).as_bytes()),
+                    "/slow" => {
+                        std::thread::sleep(std::time::Duration::from_secs(15));
+                        Ok(())
+                    }
+                    _ => stream.write_all(head("404 Not Found", "", 0).as_bytes()),
+                };
+            });
+        }
+    });
+    base
+}
+
+/// With `--allow-media-urls` the server fetches the image URLs a request names (OpenAI's
+/// `image_url`, Anthropic's url source), following a redirect, and answers as for the same image
+/// sent as data; a missing, oversized, slow or unreachable URL is a 400 that says which and why.
+#[test]
+fn the_server_fetches_image_urls_when_allowed() {
+    let (model, _) = &converted();
+    let png = std::fs::read(media("gradient.png")).unwrap();
+    let host = image_host(png.clone());
+    let server = common::serve::Server::start(model.to_str().unwrap(), &["--allow-media-urls"]);
+    let chat = |url: &str| {
+        serde_json::json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "Describe this image."}]}],
+            "temperature": 0, "max_tokens": 8})
+    };
+    let answer = |url: &str| {
+        let (status, body) = server.post("/v1/chat/completions", &chat(url));
+        assert_eq!(status, 200, "{url}: {body}");
+        body["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+    };
+    let sent = answer(&format!("data:image/png;base64,{}", base64_encode(&png)));
+    assert_eq!(answer(&format!("{host}/gradient.png")), sent);
+    assert_eq!(answer(&format!("{host}/moved")), sent, "a redirect followed");
+    let anthropic = serde_json::json!({"model": "m", "max_tokens": 8, "temperature": 0, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": format!("{host}/gradient.png")}},
+        {"type": "text", "text": "Describe this image."}]}]});
+    let (status, body) = server.post("/v1/messages", &anthropic);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["content"][0]["text"], sent.as_str(), "{body}");
+    let https = host.replace("http://", "https://");
+    for (url, expected) in [
+        (format!("{host}/missing"), "the server answered 404 Not Found"),
+        (format!("{host}/huge"), "more than the 104857600 bytes a medium may have"),
+        (format!("{host}/slow"), "took more than 10 s"),
+        (format!("{https}/gradient.png"), "cannot fetch it"),
+    ] {
+        let (status, body) = server.post("/v1/chat/completions", &chat(&url));
+        assert_eq!(status, 400, "{url}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("image URL {url}: ")) && message.contains(expected), "{body}");
+    }
+    assert_eq!(answer(&format!("{host}/gradient.png")), sent, "the server still answers");
 }
 
 /// A model served without a projector answers images with a 400 that says so.

@@ -15,6 +15,7 @@ use strata_run::chat::tools::ToolFormat;
 use crate::server::access_log::LogFormat;
 use crate::server::cors::Origins;
 use crate::server::engine;
+use crate::server::media_urls::MediaUrls;
 use crate::server::supervisor::{self, Supervisor};
 use crate::server::{self, AppState, Options, Ready, ReasoningOut};
 
@@ -84,6 +85,10 @@ pub struct Args {
     /// (a slot that finds it full fails with "the context size has been exceeded").
     #[arg(long = "kv-unified")]
     pub kv_unified: bool,
+    /// Fetch the http(s) image URLs requests name (each at most 100 MiB, in 10 s; up to 3
+    /// redirects); without it the server fetches nothing and refuses such URLs.
+    #[arg(long = "allow-media-urls")]
+    pub allow_media_urls: bool,
     /// How access-log lines (one per request, on stderr) are written.
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -210,6 +215,7 @@ async fn serve_model(args: &Args) -> Result<()> {
         metrics: args.metrics,
         slots: args.slots,
         slot_save_path: args.slot_save_path.clone(),
+        media_urls: args.allow_media_urls.then(MediaUrls::new).transpose()?.map(Arc::new),
     };
     let state = AppState::new(args.api_key.clone(), options);
     let loading = state.clone();

@@ -161,7 +161,7 @@ fn conversation(f: &Fields) -> Result<(Conversation, Option<bool>), ApiError> {
                         }
                         Some("url") => {
                             return Err(ApiError::bad(format!(
-                                "{at}: the server fetches no URLs: send the image itself, as a base64 source"
+                                "{at}: the server fetches no URLs (unless started with --allow-media-urls): send the image itself, as a base64 source"
                             )))
                         }
                         t => return Err(ApiError::bad(format!("{at}.source.type {t:?} is not base64"))),

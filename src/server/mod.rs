@@ -10,6 +10,7 @@ mod conversation;
 pub mod cors;
 pub mod engine;
 mod introspection;
+pub mod media_urls;
 mod native;
 pub mod openai;
 mod responses;
@@ -104,6 +105,8 @@ pub struct Options {
     pub slots: bool,
     /// Where `POST /slots/{id}` saves and restores slots (`--slot-save-path`).
     pub slot_save_path: Option<std::path::PathBuf>,
+    /// Image URLs in requests are fetched (`--allow-media-urls`).
+    pub media_urls: Option<Arc<media_urls::MediaUrls>>,
 }
 
 /// The server's state: the model once loaded, the API key and the options.
@@ -331,7 +334,11 @@ async fn request<'a>(
     s.authorize(headers)?;
     let ready = s.ready()?;
     let bytes = read_body(body).await?;
-    Ok((ready, openai::object(&bytes)?))
+    let mut fields = openai::object(&bytes)?;
+    if let Some(fetcher) = &s.options.media_urls {
+        fetcher.inline(&mut fields).await?;
+    }
+    Ok((ready, fields))
 }
 
 async fn chat_completions(

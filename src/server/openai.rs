@@ -693,7 +693,7 @@ fn content(v: Option<&Value>, i: usize, media: &mut Vec<Medium>) -> Result<Strin
 
 /// An `image_url` part's image (`{"url": "data:image/png;base64,..."}`, or the URL alone) or an
 /// `input_audio` part's clip (`{"data": BASE64, "format": "wav" | "mp3"}`), decoded and checked.
-/// The server fetches nothing: an `http(s)` URL is refused.
+/// An `http(s)` URL is refused: the server has fetched those it may (`--allow-media-urls`).
 fn medium(part: &Value, kind: &str, at: &str) -> Result<Medium, ApiError> {
     let data = if kind == "image_url" {
         let url = match &part["image_url"] {
@@ -702,7 +702,7 @@ fn medium(part: &Value, kind: &str, at: &str) -> Result<Medium, ApiError> {
         };
         if url.starts_with("http://") || url.starts_with("https://") {
             return Err(ApiError::bad(format!(
-                "{at}: the server fetches no URLs: send the image itself, as a data:image/...;base64, URL"
+                "{at}: the server fetches no URLs (unless started with --allow-media-urls): send the image itself, as a data:image/...;base64, URL"
             )));
         }
         let (_, data) = url
