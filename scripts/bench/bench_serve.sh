@@ -18,13 +18,7 @@ template=()
 out=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$out"' EXIT
-wait_ready() {
-  for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0
-    sleep 0.2
-  done
-  echo "server on port $1 did not start" >&2; exit 1
-}
+. scripts/bench/wait_ready.sh
 for round in $(seq "${ROUNDS:-3}"); do
   ./target/release/strata serve "$MODEL" "${template[@]}" --port 8391 -t "$T" -c 4096 -np 4 2>"$out/strata.log" & pid=$!
   wait_ready 8391
