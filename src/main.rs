@@ -3,6 +3,8 @@
 //! This file only parses arguments and dispatches; each subcommand lives in `commands/`.
 
 mod commands;
+mod http_client;
+mod hub;
 mod llama;
 mod server;
 
@@ -53,6 +55,8 @@ enum Command {
     Plan(commands::plan::Args),
     /// List the GGUF models in the Hugging Face cache, or remove one (`models rm hf:OWNER/NAME:QUANT`).
     Models(commands::models::Args),
+    /// Fetch a GGUF model from the Hugging Face Hub into its cache (`pull OWNER/NAME:QUANT`).
+    Pull(commands::pull::Args),
     /// Serve a model over an OpenAI-compatible HTTP API.
     Serve(commands::serve::Args),
     /// Serve this machine's CPU (or a GPU) to other machines' `--rpc`, as llama.cpp's rpc-server.
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::RpcServer(args) => commands::rpc_server::run(&args),
         Command::Plan(args) => commands::plan::run(&args),
         Command::Models(args) => commands::models::run(&args),
+        Command::Pull(args) => commands::pull::run(&args),
         Command::Serve(args) => commands::serve::run(&args),
     };
     match result {

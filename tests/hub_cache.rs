@@ -76,6 +76,7 @@ fn a_model_in_the_hugging_face_cache_runs_by_its_hub_name() {
     for (model, needle) in [
         (format!("hf:{REPO}:Q8_0"), "no cached GGUF file is Q8_0; there are: SmolLM2-135M-Instruct-Q4_1.gguf"),
         ("hf:someone/absent-GGUF:Q4_K_M".to_string(), "not in the Hugging Face cache"),
+        ("hf:someone/absent-GGUF:Q4_K_M".to_string(), "fetch it with `strata pull someone/absent-GGUF:Q4_K_M`"),
         ("hf:no-owner".to_string(), "hf:OWNER/NAME"),
     ] {
         let out = strata_command().env("HF_HUB_CACHE", &cache).args(["generate", &model, "-p", "x"]).output().unwrap();

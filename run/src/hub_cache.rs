@@ -1,8 +1,8 @@
 //! GGUF models in the Hugging Face cache, named `hf:OWNER/NAME[:QUANT]` as llama.cpp's `-hf`
 //! names them. The cache is the layout `huggingface_hub` and the `hf` CLI write (`HF_HUB_CACHE`,
 //! else `HF_HOME/hub`, else `~/.cache/huggingface/hub`): `models--OWNER--NAME/refs/main` names the
-//! snapshot, `snapshots/REV/` holds the files (links into `blobs/`). strata does not download:
-//! it finds what a download left there.
+//! snapshot, `snapshots/REV/` holds the files (links into `blobs/`). Here strata finds what a
+//! download (`strata pull`, `hf download`) left there.
 
 use std::path::{Path, PathBuf};
 
@@ -43,7 +43,11 @@ impl HubModel {
     pub fn resolve(&self, cache: &Path) -> Result<PathBuf, String> {
         let label = format!("hf:{}", self.repo);
         let pattern = self.quant.as_deref().map_or_else(|| "*.gguf".to_string(), |q| format!("*{q}*.gguf"));
-        let snapshot = self.snapshot(cache, &format!(" --include \"{pattern}\""))?;
+        let fetch = match &self.quant {
+            Some(q) => format!("strata pull {}:{q}", self.repo),
+            None => format!("strata pull {}:QUANT, or hf download {} --include \"{pattern}\"", self.repo, self.repo),
+        };
+        let snapshot = self.snapshot(cache, &fetch)?;
         let mut models = Vec::new();
         gguf_files(&snapshot, &mut models);
         models.retain(|p| {
@@ -80,20 +84,18 @@ impl HubModel {
         if let Some(q) = &self.quant {
             return Err(format!("hf:{}:{q}: a checkpoint folder is named without a quantization", self.repo));
         }
-        self.snapshot(cache, "")
+        self.snapshot(cache, &format!("hf download {}", self.repo))
     }
 
-    /// The snapshot folder; an error naming the `hf download` command (with `include`) that
-    /// fetches the repository when the cache lacks it.
-    fn snapshot(&self, cache: &Path, include: &str) -> Result<PathBuf, String> {
+    /// The snapshot folder; an error naming the command (`fetch`) that fetches the repository
+    /// when the cache lacks it.
+    fn snapshot(&self, cache: &Path, fetch: &str) -> Result<PathBuf, String> {
         let label = format!("hf:{}", self.repo);
         let dir = cache.join(format!("models--{}", self.repo.replace('/', "--")));
         if !dir.is_dir() {
             return Err(format!(
-                "{label}: not in the Hugging Face cache ({}); strata does not download models yet: \
-                 fetch it with `hf download {}{include}`",
-                cache.display(),
-                self.repo
+                "{label}: not in the Hugging Face cache ({}): fetch it with `{fetch}`",
+                cache.display()
             ));
         }
         snapshot(&dir).map_err(|e| format!("{label}: {e}"))
@@ -245,7 +247,7 @@ fn file_name(path: &Path) -> &str {
 }
 
 /// The part number of a split model's file (`…-00002-of-00003.gguf`).
-fn split_part(name: &str) -> Option<u32> {
+pub fn split_part(name: &str) -> Option<u32> {
     let stem = name.strip_suffix(".gguf")?;
     let (rest, total) = stem.rsplit_once("-of-")?;
     let (_, part) = rest.rsplit_once('-')?;
@@ -255,7 +257,7 @@ fn split_part(name: &str) -> Option<u32> {
 
 /// Whether a file name carries quantization `q` as a whole word (`-Q4_K_M.gguf`, `.q4_k_m-`):
 /// `Q4_K` is not `Q4_K_M`.
-fn carries(name: &str, q: &str) -> bool {
+pub fn carries(name: &str, q: &str) -> bool {
     let (name, q) = (name.to_ascii_uppercase(), q.to_ascii_uppercase());
     let bytes = name.as_bytes();
     name.match_indices(&q).any(|(at, _)| {
@@ -323,7 +325,10 @@ mod tests {
         assert!(several.contains("3 cached GGUF files") && !several.contains("mmproj"), "{several}");
         assert!(get("hf:owner/model-GGUF:Q6_K").unwrap_err().contains("no cached GGUF file is Q6_K"));
         let missing = get("hf:owner/other:Q4_0").unwrap_err();
-        assert!(missing.contains("not in the Hugging Face cache") && missing.contains("*Q4_0*.gguf"), "{missing}");
+        assert!(
+            missing.contains("not in the Hugging Face cache") && missing.contains("`strata pull owner/other:Q4_0`"),
+            "{missing}"
+        );
         // A split model goes whole: both parts, their blobs; the rest stays.
         let removed = HubModel::parse("hf:owner/model-GGUF:Q2_K").unwrap().unwrap().remove(&cache).unwrap();
         assert_eq!(removed.len(), 2, "{removed:?}");

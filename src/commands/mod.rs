@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod models;
 pub mod perplexity;
 pub mod plan;
+pub mod pull;
 pub mod rpc_server;
 pub mod run_args;
 pub mod serve;

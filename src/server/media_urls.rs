@@ -4,18 +4,15 @@
 //! refuse such URLs.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use base64::Engine as _;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use super::openai::Fields;
 use super::ApiError;
+use crate::http_client::{error_chain, https_client, HttpsClient};
 
 /// The most bytes one URL may bring (as much as a medium may have: `Medium`'s limit).
 const MAX_BYTES: usize = 100 << 20;
@@ -26,7 +23,7 @@ const MAX_REDIRECTS: usize = 3;
 
 /// Fetches the image URLs of requests.
 pub struct MediaUrls {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: HttpsClient,
 }
 
 impl std::fmt::Debug for MediaUrls {
@@ -36,21 +33,9 @@ impl std::fmt::Debug for MediaUrls {
 }
 
 impl MediaUrls {
-    /// A client for http and https, trusting Mozilla's root certificates.
+    /// A fetcher with its own client.
     pub fn new() -> anyhow::Result<MediaUrls> {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        // ring, not aws-lc-rs (rustls' default, a C library built with cmake for minutes):
-        // rustls deprecates it for lacking post-quantum key exchange, which fetching an image
-        // can do without.
-        #[allow(deprecated)]
-        let provider = rustls::crypto::ring::default_provider();
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector =
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
-        Ok(MediaUrls { client: Client::builder(TokioExecutor::new()).build(connector) })
+        Ok(MediaUrls { client: https_client()? })
     }
 
     /// Replaces every `http(s)` image URL in a request body with the data it names: OpenAI's
@@ -88,7 +73,7 @@ impl MediaUrls {
             let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
             let request = hyper::Request::get(uri.clone()).body(Empty::new()).map_err(|e| e.to_string())?;
             let response =
-                self.client.request(request).await.map_err(|e| format!("cannot fetch it ({})", chain(&e)))?;
+                self.client.request(request).await.map_err(|e| format!("cannot fetch it ({})", error_chain(&e)))?;
             let status = response.status();
             if status.is_redirection() {
                 let to = response.headers().get(hyper::header::LOCATION).and_then(|l| l.to_str().ok());
@@ -167,15 +152,4 @@ fn redirect(from: &hyper::Uri, to: &str) -> Result<String, String> {
         (true, Some(scheme), Some(authority)) => Ok(format!("{scheme}://{authority}{to}")),
         _ => Err(format!("a redirect to {to:?}, not an http or https URL")),
     }
-}
-
-/// An error with its causes, as one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text += &format!(": {s}");
-        source = s.source();
-    }
-    text
 }
