@@ -27,6 +27,22 @@ pub fn https_client() -> anyhow::Result<HttpsClient> {
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
+/// An `http` or `https` URL.
+pub fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// A redirect's target: absolute, or a path on the same server; `http` or `https` only.
+pub fn redirect_target(from: &hyper::Uri, to: &str) -> Result<String, String> {
+    if is_http_url(to) {
+        return Ok(to.to_string());
+    }
+    match (to.starts_with('/'), from.scheme_str(), from.authority()) {
+        (true, Some(scheme), Some(authority)) => Ok(format!("{scheme}://{authority}{to}")),
+        _ => Err(format!("a redirect to {to:?}, not an http or https URL")),
+    }
+}
+
 /// An error with its causes, as one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();

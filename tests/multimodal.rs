@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
 use common::{repo, scratch_dir, strata, strata_ok};
 
 fn media(name: &str) -> String {
@@ -288,7 +291,7 @@ fn the_openai_client_sends_images_to_the_server() {
     assert_eq!(r["messages"], r["chat"], "Anthropic's Messages API");
     // The same request again: the image is in the slot's cache.
     let png = std::fs::read(&gradient).unwrap();
-    let url = format!("data:image/png;base64,{}", base64_encode(&png));
+    let url = format!("data:image/png;base64,{}", STANDARD.encode(&png));
     let request = |url: &str| {
         serde_json::json!({"messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt}]}],
@@ -309,7 +312,10 @@ fn the_openai_client_sends_images_to_the_server() {
             "the server fetches no URLs (unless started with --allow-media-urls)",
         ),
         ("data:image/png;base64,@@@@".to_string(), "is not valid base64"),
-        (format!("data:image/png;base64,{}", base64_encode(&png[..40])), "not an image or audio file this model reads"),
+        (
+            format!("data:image/png;base64,{}", STANDARD.encode(&png[..40])),
+            "not an image or audio file this model reads",
+        ),
     ] {
         let (status, body) = server.post("/v1/chat/completions", &request(&url));
         assert_eq!(status, 400, "{body}");
@@ -320,7 +326,7 @@ fn the_openai_client_sends_images_to_the_server() {
     // llama-server's own API: a prompt object with its media in `multimodal_data`, placed at the
     // markers of its text, as `strata generate` places them in a raw prompt.
     let raw = "<__media__>A picture of";
-    let body = serde_json::json!({"prompt": {"prompt_string": raw, "multimodal_data": [base64_encode(&png)]},
+    let body = serde_json::json!({"prompt": {"prompt_string": raw, "multimodal_data": [STANDARD.encode(&png)]},
                                   "n_predict": 8, "temperature": 0});
     let (status, answer) = server.post("/completion", &body);
     assert_eq!(status, 200, "{answer}");
@@ -382,7 +388,7 @@ fn the_server_fetches_image_urls_when_allowed() {
         assert_eq!(status, 200, "{url}: {body}");
         body["choices"][0]["message"]["content"].as_str().unwrap().to_string()
     };
-    let sent = answer(&format!("data:image/png;base64,{}", base64_encode(&png)));
+    let sent = answer(&format!("data:image/png;base64,{}", STANDARD.encode(&png)));
     assert_eq!(answer(&format!("{host}/gradient.png")), sent);
     assert_eq!(answer(&format!("{host}/moved")), sent, "a redirect followed");
     let anthropic = serde_json::json!({"model": "m", "max_tokens": 8, "temperature": 0, "messages": [{"role": "user", "content": [
@@ -412,25 +418,12 @@ fn a_server_without_a_projector_refuses_images() {
     let (model, _) = &converted();
     let server = common::serve::Server::start(model.to_str().unwrap(), &["--no-mmproj"]);
     let png = std::fs::read(media("gradient.png")).unwrap();
-    let url = format!("data:image/png;base64,{}", base64_encode(&png));
+    let url = format!("data:image/png;base64,{}", STANDARD.encode(&png));
     let body = serde_json::json!({"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is it?"}]}], "max_tokens": 2});
     let (status, answer) = server.post("/v1/chat/completions", &body);
     assert_eq!(status, 400, "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("loaded without a projector file"), "{answer}");
-}
-
-/// Standard base64 with padding.
-fn base64_encode(bytes: &[u8]) -> String {
-    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { ABC[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
 }
 
 /// `bench --image` times the image: its tokens per second through the projector and the

@@ -259,7 +259,7 @@ pub fn plan_mmproj(dir: &Path, towers: &dyn Towers, ty: Option<GgmlType>) -> Res
         let rows = (spec.n_elements() / spec.shape[0].max(1)) as usize;
         sources.push(Source::Checkpoint { parts: vec![t], transform, rows });
     }
-    let choices: Vec<Choice> = crate::mmproj::choices(towers, ty).into_iter().map(|(_, c)| c).collect();
+    let choices = crate::mmproj::choices(towers, &specs, ty);
     let (infos, _) =
         layout(specs.iter().zip(&choices).map(|(t, c)| (t.name.clone(), c.ty, t.shape.clone())), DEFAULT_ALIGNMENT)?;
     let file_type = Preset::from_name(ty.name()).map_err(|_| anyhow!("--mmproj-type {ty}: not a projector type"))?;

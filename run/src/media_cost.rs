@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use strata_convert::convert::plan_mmproj;
 use strata_convert::mmproj::{self, Found};
-use strata_gguf::{GgufFile, Value};
+use strata_gguf::{GgufFile, TensorInfo, Value};
 use strata_quantize::GgmlType;
 
 /// The towers' weights, buffers and token costs.
@@ -58,9 +58,7 @@ impl MediaCost {
                 file.architecture().unwrap_or("missing")
             );
         }
-        let ty = main_type(file.tensors.iter().map(|t| (t.ty, t.shape.len(), t.n_bytes())));
-        let tensors = file.tensors.iter().map(|t| (t.name.as_str(), t.n_bytes()));
-        cost(path.display().to_string(), ty, &|k| file.get(k).cloned(), tensors)
+        cost(path.display().to_string(), &|k| file.get(k).cloned(), file.tensors.iter().map(ProjectorTensor::from))
             .with_context(|| path.display().to_string())
     }
 
@@ -69,11 +67,9 @@ impl MediaCost {
     pub fn from_folder(dir: &Path, ty: Option<GgmlType>) -> Result<Option<MediaCost>> {
         let Found::Towers(towers) = mmproj::for_folder(dir)? else { return Ok(None) };
         let plan = plan_mmproj(dir, towers.as_ref(), ty)?;
-        let infos = || plan.tensors.iter().map(|t| &t.info);
-        let ty = main_type(infos().map(|t| (t.ty, t.shape.len(), t.n_bytes())));
         let get = |key: &str| plan.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         let source = format!("the projector convert writes from {}", dir.display());
-        cost(source, ty, &get, infos().map(|t| (t.name.as_str(), t.n_bytes()))).map(Some)
+        cost(source, &get, plan.tensors.iter().map(|t| ProjectorTensor::from(&t.info))).map(Some)
     }
 
     /// The towers of a config.json and its image processor's settings (a models.toml entry's),
@@ -82,14 +78,15 @@ impl MediaCost {
         let Found::Towers(towers) = mmproj::for_config(config, || Ok(preprocessor.clone()))? else { return Ok(None) };
         let metadata = towers.metadata()?;
         let get = |key: &str| metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-        let sized: Vec<(String, u64)> = mmproj::choices(towers.as_ref(), ty)
-            .into_iter()
-            .map(|(spec, choice)| {
-                let bytes = choice.ty.bytes_for(spec.n_elements()).unwrap_or(0);
-                (spec.name, bytes)
-            })
-            .collect();
-        cost(source, ty, &get, sized.iter().map(|(n, b)| (n.as_str(), *b))).map(Some)
+        let specs = towers.tensors();
+        let choices = mmproj::choices(towers.as_ref(), &specs, ty);
+        let sized = specs.iter().zip(choices).map(|(s, c)| ProjectorTensor {
+            name: &s.name,
+            ty: c.ty,
+            n_dims: s.shape.len(),
+            bytes: c.ty.bytes_for(s.n_elements()).unwrap_or(0),
+        });
+        cost(source, &get, sized).map(Some)
     }
 }
 
@@ -97,13 +94,27 @@ fn type_name<S: serde::Serializer>(t: &GgmlType, s: S) -> Result<S::Ok, S::Error
     s.serialize_str(t.name())
 }
 
+/// A projector tensor as its file holds (or will hold) it.
+struct ProjectorTensor<'a> {
+    name: &'a str,
+    ty: GgmlType,
+    n_dims: usize,
+    bytes: u64,
+}
+
+impl<'a> From<&'a TensorInfo> for ProjectorTensor<'a> {
+    fn from(t: &'a TensorInfo) -> ProjectorTensor<'a> {
+        ProjectorTensor { name: &t.name, ty: t.ty, n_dims: t.shape.len(), bytes: t.n_bytes() }
+    }
+}
+
 /// The type holding most of the matrices' bytes.
-fn main_type(tensors: impl Iterator<Item = (GgmlType, usize, u64)>) -> GgmlType {
+fn main_type(tensors: &[ProjectorTensor]) -> GgmlType {
     let mut by_type: Vec<(GgmlType, u64)> = Vec::new();
-    for (ty, _, bytes) in tensors.filter(|t| t.1 >= 2) {
-        match by_type.iter_mut().find(|(t, _)| *t == ty) {
-            Some((_, b)) => *b += bytes,
-            None => by_type.push((ty, bytes)),
+    for t in tensors.iter().filter(|t| t.n_dims >= 2) {
+        match by_type.iter_mut().find(|(ty, _)| *ty == t.ty) {
+            Some((_, b)) => *b += t.bytes,
+            None => by_type.push((t.ty, t.bytes)),
         }
     }
     by_type.into_iter().max_by_key(|(_, b)| *b).map_or(GgmlType::F16, |(t, _)| t)
@@ -122,21 +133,22 @@ const AUDIO_CHUNK_SECONDS: u64 = 30;
 /// Gemma 4's image token limits in llama.cpp (`set_limit_image_tokens(70, 1120)`).
 const GEMMA4V_TOKENS: (u64, u64) = (70, 1120);
 
-fn cost(
+/// The costs of a projector's `tensors` with its `clip.*` metadata (`get`).
+fn cost<'a>(
     source: String,
-    ty: GgmlType,
     get: &dyn Fn(&str) -> Option<Value>,
-    tensors: impl Iterator<Item = (impl AsRef<str>, u64)>,
+    tensors: impl Iterator<Item = ProjectorTensor<'a>>,
 ) -> Result<MediaCost> {
+    let tensors: Vec<ProjectorTensor> = tensors.collect();
+    let ty = main_type(&tensors);
     let (mut vision_bytes, mut audio_bytes, mut projector_bytes) = (0, 0, 0);
-    for (name, bytes) in tensors {
-        let name = name.as_ref();
-        if name.starts_with("v.") {
-            vision_bytes += bytes;
-        } else if name.starts_with("a.") {
-            audio_bytes += bytes;
+    for t in &tensors {
+        if t.name.starts_with("v.") {
+            vision_bytes += t.bytes;
+        } else if t.name.starts_with("a.") {
+            audio_bytes += t.bytes;
         } else {
-            projector_bytes += bytes;
+            projector_bytes += t.bytes;
         }
     }
     let u = |key: &str| -> Result<u64> {

@@ -253,6 +253,12 @@ impl Mix {
     pub fn key(&self) -> MixKey {
         MixKey { body: self.body, ple: self.ple }
     }
+
+    /// `convert`'s flags for this mix: `--type q8_0`, with ` --ple-type q4_0` for a PLE table.
+    pub fn convert_flags(&self) -> String {
+        let ple = self.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default();
+        format!("--type {}{ple}", self.body)
+    }
 }
 
 /// A body preset and, for models with a PLE table, the table's type: written "q4_k_m", or

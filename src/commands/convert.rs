@@ -92,11 +92,7 @@ fn choose_types(args: &Args) -> Result<(Preset, Option<GgmlType>)> {
     let (i, reason) = planning::recommend(&mixes, &budget)
         .ok_or_else(|| anyhow!("--device {device}: {}", planning::shortfall(&mixes, &budget)))?;
     let m = &mixes[i];
-    eprintln!(
-        "--device {device}: --type {}{}: {reason}",
-        m.body,
-        m.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default()
-    );
+    eprintln!("--device {device}: {}: {reason}", m.convert_flags());
     Ok((flag_preset.unwrap_or(m.body), flag_ple.or(m.ple)))
 }
 

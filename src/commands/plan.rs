@@ -139,9 +139,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
         // The answer, on stdout with the table (`plan X > file` keeps it).
         if let Some((i, reason)) = &recommended {
-            let m = &mixes[*i];
-            let ple = m.ple.map(|t| format!(" --ple-type {}", t.name().to_lowercase())).unwrap_or_default();
-            text += &format!("\nrecommended: --type {}{ple}: {reason}", m.body);
+            text += &format!("\nrecommended: {}: {reason}", mixes[*i].convert_flags());
         }
         super::print(&text)?;
     }
@@ -248,16 +246,10 @@ fn towers_note(t: &MediaCost, with: Option<&Mix>, without: Option<&Mix>) -> Stri
     }
     let leave_out = format!("leaving the towers out (--no-mmproj) frees {}", human_bytes(t.total_bytes()));
     text += &match (with, without) {
-        (Some(w), Some(wo)) if (w.body, w.ple) != (wo.body, wo.ple) => format!(
-            "\n  {leave_out}: then --type {}{} fits instead",
-            wo.body,
-            wo.ple.map(|p| format!(" --ple-type {}", p.name().to_lowercase())).unwrap_or_default()
-        ),
-        (None, Some(wo)) => format!(
-            "\n  nothing fits with the towers; {leave_out}, and --type {}{} fits",
-            wo.body,
-            wo.ple.map(|p| format!(" --ple-type {}", p.name().to_lowercase())).unwrap_or_default()
-        ),
+        (Some(w), Some(wo)) if w.key() != wo.key() => {
+            format!("\n  {leave_out}: then {} fits instead", wo.convert_flags())
+        }
+        (None, Some(wo)) => format!("\n  nothing fits with the towers; {leave_out}, and {} fits", wo.convert_flags()),
         _ => format!("\n  {leave_out}; the recommendation stays the same"),
     };
     text

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode, Uri};
 
-use crate::http_client::{error_chain, https_client, HttpsClient};
+use crate::http_client::{error_chain, https_client, redirect_target, HttpsClient};
 
 /// How long a request may wait for an answer, and a download for its next bytes, unless
 /// `HF_HUB_DOWNLOAD_TIMEOUT` says otherwise (seconds; huggingface_hub's variable and default).
@@ -159,15 +159,7 @@ impl Hub {
             }
             let to = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok());
             let to = to.ok_or_else(|| anyhow!("{url}: {} without a Location", response.status()))?;
-            url = match to {
-                t if t.starts_with("http://") || t.starts_with("https://") => t.to_string(),
-                t if t.starts_with('/') => format!(
-                    "{}://{}{t}",
-                    uri.scheme_str().unwrap_or("https"),
-                    uri.authority().map_or("", |a| a.as_str())
-                ),
-                t => bail!("{url}: a redirect to {t:?}, not an http or https URL"),
-            };
+            url = redirect_target(&uri, to).map_err(|e| anyhow!("{url}: {e}"))?;
         }
         bail!("{url}: more than {MAX_REDIRECTS} redirects")
     }

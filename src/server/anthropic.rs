@@ -14,7 +14,7 @@ use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 use strata_run::chat::tools::{Tool, ToolChoice};
 use strata_run::chat::{Message, ToolCall};
-use strata_run::engine::{Event, Prompt as EnginePrompt, StopReason, Summary};
+use strata_run::engine::{Event, StopReason, Summary};
 use tokio::sync::mpsc;
 
 use super::access_log::Tokens;
@@ -40,7 +40,7 @@ pub async fn count_tokens(State(s): State<Arc<AppState>>, headers: HeaderMap, bo
             let (r, f) = request(&s, &headers, body).await?;
             let (conv, _) = conversation(&f)?;
             let prompt = r.prompt(conv)?;
-            Ok(Json(json!({"input_tokens": prompt.tokens.len()})).into_response())
+            Ok(Json(json!({"input_tokens": prompt.input.tokens.len()})).into_response())
         }
         .await,
     )
@@ -75,9 +75,9 @@ async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
     let mut opts = openai::options(&sampling_fields(&f)?, r)?;
     let prompt = r.prompt(conv)?;
     opts.constraint = prompt.constraint;
-    let input_tokens = prompt.tokens.len();
+    let input_tokens = prompt.input.tokens.len();
     let stream = opts.stream;
-    let events = submit(r, EnginePrompt { tokens: prompt.tokens, media: prompt.media }, opts)?;
+    let events = submit(r, prompt.input, opts)?;
     let reasoning = if thinking == Some(false) { ReasoningOut::Hide } else { ReasoningOut::Split };
     let answer = Answer {
         id: format!("msg_{}", s.next_id("").trim_start_matches('-')),

@@ -41,9 +41,8 @@ pub struct Conversation {
 
 /// A conversation ready to generate.
 pub struct Prompt {
-    pub tokens: Vec<i32>,
-    /// The runs of `tokens` that are images or audio.
-    pub media: Vec<engine::Media>,
+    /// The tokens, and the runs of them that are images or audio.
+    pub input: engine::Prompt,
     pub constraint: Option<Box<dyn Constraint>>,
     /// Where tools were offered: how to read the calls in the answer.
     pub calls: Option<Calls>,
@@ -125,7 +124,7 @@ impl Ready {
         if let Some(budget) = reasoning_budget.unwrap_or(self.reasoning_budget) {
             constraint = both(constraint, thinking_budget(&self.model, budget, &text));
         }
-        let tokens = match (media.is_empty(), self.model.has_projector()) {
+        let input = match (media.is_empty(), self.model.has_projector()) {
             (true, _) => self.model.tokenize_chat(&text).into(),
             (false, false) => {
                 return Err(ApiError::bad(
@@ -137,8 +136,7 @@ impl Ready {
                 self.model.media_prompt_chat(&text, &media).map_err(|e| ApiError::bad(format!("{e:#}")))?
             }
         };
-        let engine::Prompt { tokens, media } = tokens;
-        Ok(Prompt { tokens, media, constraint, calls, thinking: open_segment(&text) })
+        Ok(Prompt { input, constraint, calls, thinking: open_segment(&text) })
     }
 
     /// A grammar's constraint, from the first token, or from one of `triggers` on; a grammar

@@ -20,6 +20,7 @@ pub async fn props(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respon
         let mut params = openai::sampling_json(&r.sampling);
         params["n_predict"] = json!(r.max_tokens.map_or(-1, |n| n as i64));
         params["seed"] = json!(r.seed.map_or(-1, |s| s as i64));
+        let (vision, audio) = r.model.modalities();
         Ok(Json(json!({
             "default_generation_settings": {"n_ctx": r.engine.n_ctx_slot(), "params": params},
             "total_slots": r.n_slots,
@@ -28,7 +29,7 @@ pub async fn props(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respon
             "chat_template": r.template.source(),
             "bos_token": r.render.bos_token,
             "eos_token": r.render.eos_token,
-            "modalities": {"vision": r.model.modalities().0, "audio": r.model.modalities().1},
+            "modalities": {"vision": vision, "audio": audio},
             "endpoint_slots": s.options.slots,
             "endpoint_metrics": s.options.metrics,
             // The model's process answers only while awake; the supervisor says when it sleeps.

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::openai::Fields;
 use super::ApiError;
-use crate::http_client::{error_chain, https_client, HttpsClient};
+use crate::http_client::{error_chain, https_client, is_http_url, redirect_target, HttpsClient};
 
 /// The most bytes one URL may bring (as much as a medium may have: `Medium`'s limit).
 const MAX_BYTES: usize = 100 << 20;
@@ -78,7 +78,7 @@ impl MediaUrls {
             if status.is_redirection() {
                 let to = response.headers().get(hyper::header::LOCATION).and_then(|l| l.to_str().ok());
                 let to = to.ok_or_else(|| format!("{status} without a Location"))?;
-                url = redirect(&uri, to)?;
+                url = redirect_target(&uri, to)?;
                 continue;
             }
             if !status.is_success() {
@@ -117,7 +117,7 @@ fn walk(v: &mut Value, f: &mut dyn FnMut(&str) -> Option<String>) {
                 other => other,
             };
             if let Some(Value::String(url)) = openai {
-                if is_remote(url) {
+                if is_http_url(url) {
                     if let Some(data) = f(url) {
                         *url = format!("data:application/octet-stream;base64,{data}");
                     }
@@ -126,7 +126,7 @@ fn walk(v: &mut Value, f: &mut dyn FnMut(&str) -> Option<String>) {
             // Anthropic: {"source": {"type": "url", "url": "http..."}}.
             if let Some(source) = map.get_mut("source") {
                 if source["type"] == "url" {
-                    if let Some(url) = source["url"].as_str().filter(|u| is_remote(u)) {
+                    if let Some(url) = source["url"].as_str().filter(|u| is_http_url(u)) {
                         if let Some(data) = f(url) {
                             *source = json!({"type": "base64", "media_type": "application/octet-stream", "data": data});
                         }
@@ -136,20 +136,5 @@ fn walk(v: &mut Value, f: &mut dyn FnMut(&str) -> Option<String>) {
             map.values_mut().for_each(|item| walk(item, f));
         }
         _ => {}
-    }
-}
-
-fn is_remote(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://")
-}
-
-/// A redirect's target: absolute, or a path on the same server; `http` or `https` only.
-fn redirect(from: &hyper::Uri, to: &str) -> Result<String, String> {
-    if is_remote(to) {
-        return Ok(to.to_string());
-    }
-    match (to.starts_with('/'), from.scheme_str(), from.authority()) {
-        (true, Some(scheme), Some(authority)) => Ok(format!("{scheme}://{authority}{to}")),
-        _ => Err(format!("a redirect to {to:?}, not an http or https URL")),
     }
 }

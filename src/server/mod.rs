@@ -407,7 +407,7 @@ fn chat_prompt(r: &Ready, f: &openai::Fields) -> Result<(EnginePrompt, openai::O
     let prompt = r.prompt(conv)?;
     opts.constraint = prompt.constraint;
     let kind = Kind::Chat { reasoning, calls: prompt.calls, thinking: prompt.thinking };
-    Ok((EnginePrompt { tokens: prompt.tokens, media: prompt.media }, opts, kind))
+    Ok((prompt.input, opts, kind))
 }
 
 async fn completions(

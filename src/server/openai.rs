@@ -700,7 +700,7 @@ fn medium(part: &Value, kind: &str, at: &str) -> Result<Medium, ApiError> {
             Value::String(url) => url.as_str(),
             v => v["url"].as_str().ok_or_else(|| ApiError::bad(format!("{at}.image_url.url must be a string")))?,
         };
-        if url.starts_with("http://") || url.starts_with("https://") {
+        if crate::http_client::is_http_url(url) {
             return Err(ApiError::bad(format!(
                 "{at}: the server fetches no URLs (unless started with --allow-media-urls): send the image itself, as a data:image/...;base64, URL"
             )));

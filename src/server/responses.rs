@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 use strata_run::chat::{Message, ToolCall};
-use strata_run::engine::{Event, Prompt as EnginePrompt, StopReason, Summary};
+use strata_run::engine::{Event, StopReason, Summary};
 use tokio::sync::mpsc;
 
 use super::access_log::Tokens;
@@ -38,7 +38,8 @@ pub async fn input_tokens(State(s): State<Arc<AppState>>, headers: HeaderMap, bo
         async {
             let (r, f) = request(&s, &headers, body).await?;
             let (prompt, _) = prompt(r, &f)?;
-            Ok(Json(json!({"object": "response.input_tokens", "input_tokens": prompt.tokens.len()})).into_response())
+            Ok(Json(json!({"object": "response.input_tokens", "input_tokens": prompt.input.tokens.len()}))
+                .into_response())
         }
         .await,
     )
@@ -49,7 +50,7 @@ async fn create(s: &Arc<AppState>, headers: &HeaderMap, body: Body, counts: Toke
     let (prompt, mut opts) = prompt(r, &f)?;
     opts.constraint = prompt.constraint;
     let (stream, telemetry) = (opts.stream, opts.telemetry);
-    let events = submit(r, EnginePrompt { tokens: prompt.tokens, media: prompt.media }, opts)?;
+    let events = submit(r, prompt.input, opts)?;
     let answer = Answer {
         // OpenAI's ids: `resp_…` (its SDK's tests and clients check the prefix).
         id: s.next_id("resp").replacen('-', "_", 1),

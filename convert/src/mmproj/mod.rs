@@ -174,17 +174,10 @@ impl VisionKeys {
     }
 }
 
-/// Every tensor of the projector file with llama.cpp's converter's type for it at output type
-/// `ty` (`--mmproj-type`), and why.
-pub fn choices(towers: &dyn Towers, ty: GgmlType) -> Vec<(TensorSpec, Choice)> {
-    towers
-        .tensors()
-        .into_iter()
-        .map(|s| {
-            let choice = mmproj_choice(&s, ty, towers.forced_type(&s.name, ty));
-            (s, choice)
-        })
-        .collect()
+/// The type llama.cpp's converter gives each of the towers' tensors `specs` (their
+/// [`Towers::tensors`]) at output type `ty` (`--mmproj-type`), and why.
+pub fn choices(towers: &dyn Towers, specs: &[TensorSpec], ty: GgmlType) -> Vec<Choice> {
+    specs.iter().map(|s| mmproj_choice(s, ty, towers.forced_type(&s.name, ty))).collect()
 }
 
 /// A `clip.*` u32 key; a value a u32 cannot hold is an error naming the key, not a silent wrap.
